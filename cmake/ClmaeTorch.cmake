@@ -1,0 +1,28 @@
+# Finds LibTorch. Order: Torch_DIR / CMAKE_PREFIX_PATH if given, else the
+# torch package of $CLMAE_PYTHON, else of the project venv (.venv), else of
+# python3 on PATH (the GPU machine's PyTorch).
+if(NOT Torch_DIR)
+  set(_clmae_pythons "$ENV{CLMAE_PYTHON}" "${CMAKE_SOURCE_DIR}/.venv/bin/python")
+  find_program(_clmae_sys_python python3)
+  list(APPEND _clmae_pythons "${_clmae_sys_python}")
+  foreach(_py IN LISTS _clmae_pythons)
+    if(_py AND EXISTS "${_py}")
+      execute_process(
+        COMMAND "${_py}" -c "import torch.utils; print(torch.utils.cmake_prefix_path)"
+        OUTPUT_VARIABLE _torch_prefix OUTPUT_STRIP_TRAILING_WHITESPACE
+        RESULT_VARIABLE _rc ERROR_QUIET)
+      if(_rc EQUAL 0 AND _torch_prefix)
+        list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
+        message(STATUS "LibTorch from ${_py}: ${_torch_prefix}")
+        break()
+      endif()
+    endif()
+  endforeach()
+endif()
+# The CUDA wheel's TorchConfig wants the CUDA toolkit; its architectures are
+# chosen for the machines we run on (Hopper) unless the caller sets them.
+if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
+  set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")
+endif()
+find_package(Torch REQUIRED)
+message(STATUS "LibTorch ${Torch_VERSION}; libraries: ${TORCH_LIBRARIES}")
