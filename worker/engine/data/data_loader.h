@@ -1,0 +1,74 @@
+#pragma once
+
+// Batches of transformed images, decoded by a pool of threads ahead of the
+// trainer. Deterministic: batch b of epoch e holds the same samples with the
+// same augmentation however many threads decode, so a resumed run sees the
+// data an uninterrupted one would.
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "torch/types.h"
+#include "worker/engine/data/dataset.h"
+#include "worker/engine/data/distributed_sampler.h"
+#include "worker/engine/data/transforms.h"
+
+namespace clmae {
+
+struct DataLoaderOptions {
+  int batch_size = 64;  // per rank
+  int num_workers = 2;  // decode threads; 0 decodes on the caller's thread
+  int prefetch = 4;     // batches decoded ahead
+  bool pin_memory = false;  // page-locked host batches, for CUDA training
+  // Undecodable images: skipped and counted (that batch is then smaller) or,
+  // with `fail_on_decode_error`, an error.
+  bool fail_on_decode_error = false;
+  uint64_t seed = 0;  // augmentation seed
+};
+
+struct Batch {
+  torch::Tensor images;  // float32 [B, C, size, size]
+  torch::Tensor labels;  // int64 [B]
+  int64_t epoch = 0;
+  int64_t index = 0;     // batch index within the epoch
+};
+
+// Not thread-safe: one consumer. Owns its worker threads; destruction stops them.
+class DataLoader {
+ public:
+  DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSampler sampler,
+             TransformOptions transform, DataLoaderOptions options);
+  ~DataLoader();
+  DataLoader(const DataLoader&) = delete;
+  DataLoader& operator=(const DataLoader&) = delete;
+
+  // Full batches per epoch (the last partial batch is dropped, as MAE does).
+  int64_t batches_per_epoch() const;
+
+  // Starts (or restarts) `epoch` at batch `start_batch`, discarding any
+  // prefetched work.
+  void StartEpoch(int64_t epoch, int64_t start_batch = 0);
+
+  // The next batch of the current epoch; nullopt at its end. DATA_LOSS when an
+  // image fails to decode and fail_on_decode_error is set, or when every
+  // image of a batch fails.
+  absl::StatusOr<std::optional<Batch>> Next();
+
+  // Images skipped because they failed to decode, since construction.
+  int64_t skipped_images() const;
+
+ private:
+  // Implementation defined in data_loader.cc.
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace clmae
