@@ -5,7 +5,7 @@
 
 #include <exception>
 #include <string>
-#include <string_view>
+#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
@@ -26,7 +26,7 @@ inline std::string ShortTorchMessage(const c10::Error& e) {
 // throws into an INTERNAL status prefixed with `context` ("phase B backward").
 // Out-of-memory errors become RESOURCE_EXHAUSTED.
 template <typename Fn>
-auto CatchAll(std::string_view context, Fn&& fn) -> decltype(fn()) {
+auto CatchAll(absl::string_view context, Fn&& fn) -> decltype(fn()) {
   try {
     return std::forward<Fn>(fn)();
   } catch (const c10::OutOfMemoryError& e) {

@@ -1,0 +1,196 @@
+#include "worker/engine/train/train_step.h"
+
+#include <chrono>
+#include <cmath>
+#include <utility>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
+#include <torch/nn/utils/clip_grad.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "worker/engine/train/autocast.h"
+#include "worker/engine/util/status_macros.h"
+#include "worker/engine/util/torch_status.h"
+
+namespace clmae {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// Turns off weight gradients of a frozen network for the guard's scope;
+// gradients still flow through it to its inputs.
+class FreezeGuard {
+ public:
+  explicit FreezeGuard(const std::vector<torch::Tensor>& params) : params_(params) {
+    for (auto& p : params_) p.requires_grad_(false);
+  }
+  ~FreezeGuard() {
+    for (auto& p : params_) p.requires_grad_(true);
+  }
+
+ private:
+  const std::vector<torch::Tensor>& params_;
+};
+
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+absl::Status NonFinite(const char* what, int64_t step, const char* phase, double value) {
+  return absl::FailedPreconditionError(absl::StrCat("non-finite ", what, " (", value,
+                                                    ") at step ", step, " in ", phase));
+}
+
+}  // namespace
+
+torch::Tensor RandomMaskOrder(int64_t batch, int64_t num_patches, uint64_t seed, int rank,
+                              int64_t step, const torch::Device& device) {
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(
+      Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(rank)) ^ static_cast<uint64_t>(step)));
+  auto noise = torch::rand({batch, num_patches}, gen, torch::TensorOptions(torch::kFloat32));
+  return torch::argsort(noise, /*dim=*/1, /*descending=*/false).to(device);
+}
+
+TwoPhaseStep::TwoPhaseStep(MaeVit mae, MaskingNet masker, torch::optim::AdamW* mae_optimizer,
+                           torch::optim::AdamW* masker_optimizer, Collectives* collectives,
+                           StepOptions options)
+    : mae_(std::move(mae)),
+      masker_(std::move(masker)),
+      mae_optimizer_(mae_optimizer),
+      masker_optimizer_(masker_optimizer),
+      collectives_(collectives),
+      options_(options) {
+  const int64_t l = mae_->config().num_patches();
+  len_keep_ = static_cast<int64_t>(std::floor(l * (1.0 - options_.mask_ratio)));
+  mae_params_ = mae_->parameters();
+  if (!masker_.is_empty()) masker_params_ = masker_->parameters();
+}
+
+void TwoPhaseStep::Sync(const torch::Device& device) const {
+  if (options_.sync_timing && device.is_cuda()) torch::cuda::synchronize(device.index());
+}
+
+absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
+                                                    torch::optim::AdamW& opt,
+                                                    const char* phase) {
+  auto params = net.parameters();
+  RETURN_IF_ERROR(collectives_->AverageGradients(params));
+  std::vector<torch::Tensor> with_grad;
+  for (auto& p : params) {
+    if (p.grad().defined()) with_grad.push_back(p);
+  }
+  const double max_norm =
+      options_.clip_grad > 0 ? options_.clip_grad : std::numeric_limits<double>::infinity();
+  const double norm = torch::nn::utils::clip_grad_norm_(with_grad, max_norm);
+  if (!std::isfinite(norm)) {
+    opt.zero_grad();
+    return absl::FailedPreconditionError(
+        absl::StrCat("non-finite gradient norm in ", phase, "; the step was not applied"));
+  }
+  opt.step();
+  opt.zero_grad();
+  return norm;
+}
+
+absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs, int64_t step, bool apply,
+                                            StepStats& stats) {
+  const auto t0 = Clock::now();
+  torch::Tensor loss;
+  {
+    AutocastGuard autocast(options_.bf16);
+    auto x = mae_->Embed(imgs);
+    torch::Tensor ids_shuffle;
+    if (plain_mae()) {
+      ids_shuffle = RandomMaskOrder(x.size(0), x.size(1), options_.seed, collectives_->rank(),
+                                    step, x.device());
+    } else {
+      torch::NoGradGuard no_grad;  // masker frozen: only its ranking is used
+      ids_shuffle = torch::argsort(masker_->forward(x.detach()), 1, /*descending=*/true);
+    }
+    auto enc = mae_->Encode(x, ids_shuffle, len_keep_);
+    auto pred = mae_->Decode(enc.latent, enc.ids_restore);
+    loss = MaskedReconstructionLoss(mae_->PerPatchError(imgs, pred), enc.mask);
+  }
+  const double value = loss.item<double>();
+  if (!std::isfinite(value)) return NonFinite("MAE loss", step, "phase A", value);
+  (loss / options_.accum_iter).backward();
+  Sync(imgs.device());
+  stats.phase_a_seconds = SecondsSince(t0);
+  if (apply) {
+    const auto t1 = Clock::now();
+    ASSIGN_OR_RETURN(stats.grad_norm_mae, ApplyGradients(*mae_, *mae_optimizer_, "phase A"));
+    Sync(imgs.device());
+    stats.optimizer_seconds += SecondsSince(t1);
+  }
+  return value;
+}
+
+absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+                                  bool apply, StepStats& stats) {
+  const auto t0 = Clock::now();
+  MaskerLoss terms;
+  torch::Tensor m;
+  {
+    FreezeGuard frozen(mae_params_);
+    AutocastGuard autocast(options_.bf16);
+    auto x = mae_->Embed(imgs);  // no grad: the backbone is frozen
+    m = masker_->forward(x);
+    auto gated = x * m.unsqueeze(-1).to(x.dtype());
+    auto ids_shuffle = torch::argsort(m.detach(), 1, /*descending=*/true);
+    auto enc = mae_->Encode(gated, ids_shuffle, x.size(1));  // drop none
+    auto pred = mae_->Decode(enc.latent, enc.ids_restore);
+    auto e = mae_->PerPatchError(imgs, pred);
+    terms = ComputeMaskerLoss(e, m, lambda_cl, 1.0 - options_.mask_ratio, options_.weights);
+    auto values = torch::stack({terms.rec, terms.gauss, terms.kl, terms.div, terms.total,
+                                m.detach().mean(),
+                                ((m.detach() < 0.1) | (m.detach() > 0.9)).to(torch::kFloat32).mean()})
+                      .to(torch::kCPU, torch::kFloat64);
+    auto v = values.accessor<double, 1>();
+    stats.masker_rec = v[0];
+    stats.masker_gauss = v[1];
+    stats.masker_kl = v[2];
+    stats.masker_div = v[3];
+    stats.masker_total = v[4];
+    stats.mask_mean_score = v[5];
+    stats.mask_near_binary = v[6];
+    if (!std::isfinite(stats.masker_total)) {
+      return NonFinite("masker loss", step, "phase B", stats.masker_total);
+    }
+    (terms.total / options_.accum_iter).backward();
+  }
+  Sync(imgs.device());
+  stats.phase_b_seconds = SecondsSince(t0);
+  if (apply) {
+    const auto t1 = Clock::now();
+    ASSIGN_OR_RETURN(stats.grad_norm_masker,
+                     ApplyGradients(*masker_, *masker_optimizer_, "phase B"));
+    Sync(imgs.device());
+    stats.optimizer_seconds += SecondsSince(t1);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepStats> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
+                                            int64_t step, bool apply) {
+  StepStats stats;
+  stats.stepped = apply;
+  ASSIGN_OR_RETURN(stats.loss_mae,
+                   CatchAll(absl::StrCat("step ", step, " phase A"),
+                            [&] { return PhaseA(imgs, step, apply, stats); }));
+  if (!plain_mae()) {
+    RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " phase B"),
+                             [&] { return PhaseB(imgs, lambda_cl, step, apply, stats); }));
+  }
+  return stats;
+}
+
+}  // namespace clmae

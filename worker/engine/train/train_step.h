@@ -1,0 +1,98 @@
+#pragma once
+
+// One CL-MAE iteration (METHOD.md §2): phase A updates the MAE with the masker
+// frozen, then phase B updates the masker with the MAE frozen. In plain-MAE
+// mode (no masker) phase A runs on random masks and phase B is skipped.
+
+#include <cstdint>
+#include <vector>
+
+#include <torch/optim/adamw.h>
+
+#include "absl/status/statusor.h"
+#include "worker/engine/dist/collectives.h"
+#include "worker/engine/model/losses.h"
+#include "worker/engine/model/mae_vit.h"
+#include "worker/engine/model/masking_net.h"
+
+namespace clmae {
+
+struct StepOptions {
+  double mask_ratio = 0.75;
+  MaskerLossWeights weights;
+  int accum_iter = 1;      // micro-batches per optimizer step
+  double clip_grad = 0.0;  // max global norm per network; 0 = no clipping
+  bool bf16 = false;       // bf16 autocast (CUDA)
+  bool sync_timing = true; // synchronise the device at phase boundaries for timings
+  uint64_t seed = 0;       // random masks of plain-MAE mode: from (seed, rank, step)
+};
+
+// What one micro-batch did, averaged over ranks where noted by the trainer.
+struct StepStats {
+  double loss_mae = 0;       // phase A: masked reconstruction loss
+  double masker_rec = 0;     // phase B terms (0 in plain-MAE mode)
+  double masker_gauss = 0;
+  double masker_kl = 0;
+  double masker_div = 0;
+  double masker_total = 0;
+  double mask_mean_score = 0;   // mean masker score
+  double mask_near_binary = 0;  // share of scores < 0.1 or > 0.9
+  double grad_norm_mae = 0;     // before clipping; 0 unless the optimizer stepped
+  double grad_norm_masker = 0;
+  bool stepped = false;
+  double phase_a_seconds = 0;
+  double phase_b_seconds = 0;
+  double optimizer_seconds = 0;  // gradient averaging, clipping and both steps
+};
+
+// Not thread-safe. Holds the networks and optimizers by reference (shared
+// module holders / raw pointers owned by the caller, which outlives it).
+class TwoPhaseStep {
+ public:
+  // `masker` empty (nullptr holder) selects plain-MAE mode, and then
+  // `masker_optimizer` may be null.
+  TwoPhaseStep(MaeVit mae, MaskingNet masker, torch::optim::AdamW* mae_optimizer,
+               torch::optim::AdamW* masker_optimizer, Collectives* collectives,
+               StepOptions options);
+
+  // Runs both phases on `imgs` [N, C, H, W] (on the training device) at
+  // curriculum factor `lambda_cl`. `step` is the global micro-batch index
+  // (seeds the random masks of plain-MAE mode). When `apply` is true (the last
+  // micro-batch of an accumulation window) each optimizer steps right after
+  // its phase's backward, so phase B sees the updated MAE.
+  // FAILED_PRECONDITION names the step and phase of a non-finite loss; the
+  // networks are then unchanged by that phase.
+  absl::StatusOr<StepStats> Run(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+                                bool apply);
+
+  // Number of patches kept per image.
+  int64_t len_keep() const { return len_keep_; }
+  bool plain_mae() const { return masker_.is_empty(); }
+
+ private:
+  absl::StatusOr<double> PhaseA(const torch::Tensor& imgs, int64_t step, bool apply,
+                                StepStats& stats);
+  absl::Status PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step, bool apply,
+                      StepStats& stats);
+  // Averages gradients over ranks, clips, steps and clears them.
+  absl::StatusOr<double> ApplyGradients(torch::nn::Module& net, torch::optim::AdamW& opt,
+                                        const char* phase);
+  void Sync(const torch::Device& device) const;
+
+  MaeVit mae_;
+  MaskingNet masker_;
+  torch::optim::AdamW* mae_optimizer_;
+  torch::optim::AdamW* masker_optimizer_;
+  Collectives* collectives_;
+  StepOptions options_;
+  int64_t len_keep_;
+  std::vector<torch::Tensor> mae_params_;
+  std::vector<torch::Tensor> masker_params_;
+};
+
+// Ranking ids for the plain-MAE baseline: argsort of uniform noise drawn from
+// a generator seeded by (seed, rank, step) — no hidden RNG state to save.
+torch::Tensor RandomMaskOrder(int64_t batch, int64_t num_patches, uint64_t seed, int rank,
+                              int64_t step, const torch::Device& device);
+
+}  // namespace clmae

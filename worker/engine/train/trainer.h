@@ -1,0 +1,127 @@
+#pragma once
+
+// The training loop: data, the two-phase step, schedules, logging,
+// checkpoints, previews, exports and the final evaluation of one rank.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "worker/engine/data/data_loader.h"
+#include "worker/engine/data/dataset.h"
+#include "worker/engine/data/transforms.h"
+#include "worker/engine/dist/collectives.h"
+#include "worker/engine/model/model_config.h"
+#include "worker/engine/train/curriculum.h"
+#include "worker/engine/train/evaluation.h"
+#include "worker/engine/train/optim.h"
+#include "worker/engine/train/train_step.h"
+
+namespace clmae {
+
+struct TrainerOptions {
+  ModelConfig model;
+  bool plain_mae = false;
+  StepOptions step;  // mask ratio, loss weights, accumulation, clipping, bf16, seed
+  CurriculumOptions curriculum;
+  OptimOptions optim;
+  double blr = 1e-3;
+  std::optional<double> lr;  // absolute; overrides blr
+  double min_lr = 0.0;
+  double warmup_epochs = 40;
+
+  DatasetOptions data;
+  int64_t data_limit = 0;  // first N images only (0 = all)
+  TransformOptions transform;
+  DataLoaderOptions loader;  // batch_size is per rank
+
+  int epochs = 200;
+  int64_t max_steps = 0;  // stop after this many iterations (0 = no limit)
+  std::string device = "cpu";
+  int threads = 0;  // intra-op threads; 0 = LibTorch's default
+  int log_every = 10;
+  std::string init_from;    // safetensors with reference names
+  std::string resume_from;  // a checkpoint path, "auto" (newest in output_dir), or ""
+
+  std::string output_dir = "runs/clmae";
+  int checkpoint_every = 0;  // iterations; 0 = at the end only
+  int keep_checkpoints = 3;
+  int preview_every = 0;  // iterations; 0 = off
+  int preview_images = 4;
+  bool export_safetensors = true;
+
+  bool eval_enabled = false;
+  DatasetOptions eval_train;
+  DatasetOptions eval_test;
+  EvalOptions eval;
+
+  std::string spec_text;  // the job spec (YAML), stored in every checkpoint
+};
+
+// What one logged iteration reports (losses averaged over ranks).
+struct StepReport {
+  int64_t step = 0;  // iterations done
+  int64_t total_steps = 0;
+  int64_t epoch = 0;
+  int epochs = 0;
+  double lambda_cl = 0;
+  double lr = 0;
+  StepStats stats;
+  double data_seconds = 0;
+  double step_seconds = 0;  // wall time of the iteration
+  double images_per_second = 0;  // all ranks, over the last log window
+  int64_t images_seen = 0;  // all ranks, since the start of the run
+};
+
+// Receives progress; called on the training thread. Default: ignore.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  virtual void OnStart(int64_t /*start_step*/, int64_t /*total_steps*/) {}
+  virtual void OnStep(const StepReport& /*report*/) {}
+  virtual void OnCheckpoint(const std::string& /*path*/, int64_t /*step*/) {}
+  virtual void OnEvaluation(const EvalResult& /*result*/) {}
+  virtual void OnMessage(const std::string& /*line*/) {}
+};
+
+class Trainer {
+ public:
+  // Validates the options, builds the networks (on the device), optimizers,
+  // data and output folder, and resumes or initialises weights as asked.
+  // `collectives` (world size 1 when null) and `observer` may be null and
+  // must outlive the trainer.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainerOptions& options,
+                                                         Collectives* collectives,
+                                                         TrainObserver* observer);
+  ~Trainer();
+
+  // Trains to the end (or max_steps), writing checkpoints, previews, the
+  // JSONL log, exports and the evaluation. On a non-finite loss it stops with
+  // FAILED_PRECONDITION naming the step and phase; the last checkpoint
+  // written stays the last good one.
+  absl::Status Run();
+
+  // Result of the final evaluation, when it ran.
+  const std::optional<EvalResult>& eval_result() const;
+  // Iterations done so far (including those before a resume).
+  int64_t step() const;
+  // The networks (for tests and exports).
+  MaeVit& mae();
+  MaskingNet& masker();
+  // Path of the newest checkpoint written or resumed from ("" if none).
+  const std::string& last_checkpoint() const;
+
+ private:
+  struct State;
+  explicit Trainer(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
+};
+
+// Newest loadable-looking checkpoint file in `output_dir`/checkpoints, or ""
+// when there is none.
+std::string FindLatestCheckpoint(const std::string& output_dir);
+
+}  // namespace clmae
