@@ -46,7 +46,7 @@ struct DatasetOptions {
   std::string path;
   // kIdx: "train" or "test" (t10k files).
   std::string split = "train";
-  // kImageFolder: convert every image to this many channels (1 or 3).
+  // kImageFolder, kSynthetic: every image has this many channels (1 or 3).
   int channels = 3;
   // kSynthetic: number, size and channels of images, classes, seed.
   int64_t synthetic_size = 1024;

@@ -1,0 +1,50 @@
+# clmae: the two commands a person needs are `make demo` and `make test`;
+# both install what they need first (scripts/install-deps.sh, idempotent).
+
+BUILD_DIR ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+DEMO_CONFIG ?= examples/tiny-fashion-mnist.yaml
+
+.PHONY: all deps build test test-engine demo bench format format-check sanitize engine-only clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Every test suite (CPU; GPU-only cases skip without a device).
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# The main job on the embedded defaults: the tiny preset on Fashion-MNIST.
+demo: build
+	$(BUILD_DIR)/worker/train/clmae-train --config $(DEMO_CONFIG)
+
+# Engine benchmark: clmae vs the same step in PyTorch eager, same run.
+bench: build
+	scripts/bench-engine.sh $(BUILD_DIR)
+
+# ASan + UBSan build and tests in build-sanitize/.
+sanitize:
+	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON -DCLMAE_PCH=OFF"
+
+# Engine + benchmark only (LibTorch + Abseil), as on a GPU machine.
+engine-only:
+	$(MAKE) build BUILD_DIR=build-engine CMAKE_FLAGS="-DCLMAE_ENGINE_ONLY=ON"
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i
+
+format-check:
+	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
+
+clean:
+	rm -rf $(BUILD_DIR) build-sanitize build-engine

@@ -1,0 +1,273 @@
+// clmae-bench-engine: times the CL-MAE iteration (and the plain-MAE one) of
+// the engine on synthetic batches and prints images/s, peak memory, the
+// step-time split and, on CUDA, model-FLOPs utilisation against the bf16
+// matrix-product rate measured on the same device in the same run.
+//
+//   clmae-bench-engine [--preset tiny] [--batch 64] [--steps 20] [--warmup 3]
+//                      [--threads 0] [--device cpu|cuda] [--bf16]
+//                      [--mode clmae|plain|both] [--check-against-cpu]
+//
+// The last line of each mode is a JSON record (for scripts/bench-engine.sh).
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+
+#include "absl/strings/str_format.h"
+#include "worker/engine/model/model_config.h"
+#include "worker/engine/train/optim.h"
+#include "worker/engine/train/train_step.h"
+
+namespace clmae {
+namespace {
+
+struct Args {
+  std::string preset = "tiny";
+  int batch = 64;
+  int steps = 20;
+  int warmup = 3;
+  int threads = 0;
+  std::string device = "cpu";
+  bool bf16 = false;
+  std::string mode = "both";
+  bool check = false;
+};
+
+int Usage(const char* bad) {
+  std::fprintf(stderr,
+               "clmae-bench-engine: bad argument '%s'\n"
+               "usage: clmae-bench-engine [--preset NAME] [--batch N] [--steps N] [--warmup N]\n"
+               "       [--threads N] [--device cpu|cuda] [--bf16] [--mode clmae|plain|both]\n"
+               "       [--check-against-cpu]\n",
+               bad);
+  return 2;
+}
+
+// Multiply-add FLOPs (x2) of a pre-norm block over t tokens of width d.
+double BlockFlops(double t, double d, double mlp) { return 2 * t * (4 * d * d + 2 * mlp * d * d) + 4 * t * t * d; }
+
+// Forward FLOPs of the pieces of one image.
+struct Flops {
+  double embed, encoder_kept, encoder_all, decoder, masker;
+};
+
+Flops ForwardFlops(const ModelConfig& c, int64_t len_keep) {
+  const double l = c.num_patches(), d = c.embed_dim, dd = c.decoder_embed_dim, pd = c.patch_dim();
+  Flops f;
+  f.embed = 2 * l * d * pd;
+  f.encoder_kept = c.depth * BlockFlops(len_keep + 1, d, c.mlp_ratio);
+  f.encoder_all = c.depth * BlockFlops(l + 1, d, c.mlp_ratio);
+  f.decoder = 2 * (l + 1) * d * dd + c.decoder_depth * BlockFlops(l + 1, dd, c.mlp_ratio) + 2 * l * dd * pd;
+  f.masker = c.masker_depth * BlockFlops(l + 1, d, c.mlp_ratio) + 2 * d * l;
+  return f;
+}
+
+// Model FLOPs of one iteration per image: backward = 2x forward for trained
+// weights; phase B's frozen backbone costs forward + input-gradient (1x).
+double IterationFlops(const ModelConfig& c, int64_t len_keep, bool plain) {
+  const auto f = ForwardFlops(c, len_keep);
+  double a = 3 * (f.embed + f.encoder_kept + f.decoder) + (plain ? 0 : f.masker);
+  if (plain) return a;
+  double b = 3 * f.masker + 2 * (f.embed + f.encoder_all + f.decoder);
+  return a + b;
+}
+
+double MeasureBf16MatmulRate(const torch::Device& device) {
+  const int64_t n = 8192;
+  auto opts = torch::TensorOptions(device).dtype(torch::kBFloat16);
+  auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts);
+  for (int i = 0; i < 3; ++i) a.matmul(b);
+  torch::cuda::synchronize();
+  const int iters = 20;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) a.matmul(b);
+  torch::cuda::synchronize();
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return 2.0 * n * n * n * iters / s;
+}
+
+long MaxRssBytes() {
+  rusage r{};
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_maxrss * 1024L;
+}
+
+int RunMode(const Args& args, const ModelConfig& config, bool plain, double matmul_rate) {
+  const torch::Device device(args.device);
+  torch::manual_seed(0);
+  MaeVit mae(config);
+  MaskingNet masker{nullptr};
+  if (!plain) masker = MaskingNet(config);
+  mae->to(device);
+  if (!plain) masker->to(device);
+  auto mae_opt = MakeAdamW(*mae, {});
+  auto masker_opt = plain ? nullptr : MakeAdamW(*masker, {});
+  SetLearningRate(*mae_opt, 1e-4);
+  if (masker_opt) SetLearningRate(*masker_opt, 1e-4);
+  LocalCollectives local;
+  StepOptions so;
+  so.bf16 = args.bf16;
+  TwoPhaseStep step(mae, masker, mae_opt.get(), masker_opt.get(), &local, so);
+  // A fixed pool of host batches; "data" time is the host-to-device copy.
+  std::vector<torch::Tensor> pool;
+  for (int i = 0; i < 4; ++i) {
+    auto t = torch::randn({args.batch, config.in_chans, config.img_size, config.img_size});
+    pool.push_back(device.is_cuda() ? t.pin_memory() : t);
+  }
+  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  double data = 0, a = 0, b = 0, opt = 0, total = 0;
+  for (int i = 0; i < args.warmup + args.steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto imgs = pool[i % pool.size()].to(device, true);
+    if (device.is_cuda()) torch::cuda::synchronize();
+    const double d = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto stats = step.Run(imgs, 0.5, i, true);
+    if (!stats.ok()) {
+      std::fprintf(stderr, "step failed: %s\n", std::string(stats.status().message()).c_str());
+      return 1;
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= args.warmup) {
+      data += d;
+      a += stats->phase_a_seconds;
+      b += stats->phase_b_seconds;
+      opt += stats->optimizer_seconds;
+      total += s;
+    }
+  }
+  const double ips = args.batch * args.steps / total;
+  double peak = static_cast<double>(MaxRssBytes());
+  if (device.is_cuda()) {
+    auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    peak = static_cast<double>(st.allocated_bytes[0].peak);
+  }
+  const double flops = IterationFlops(config, step.len_keep(), plain) * ips;
+  const char* name = plain ? "plain_mae" : "clmae";
+  std::printf("%-9s %8.1f img/s | peak %s %.1f MiB | per step: data %.1f ms, phase A %.1f ms, phase B %.1f ms, optimizer %.1f ms",
+              name, ips, device.is_cuda() ? "device" : "RSS", peak / (1 << 20), 1e3 * data / args.steps,
+              1e3 * (a - 0) / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps);
+  if (matmul_rate > 0) std::printf(" | %.1f TFLOP/s model, MFU %.1f%%", flops / 1e12, 100 * flops / matmul_rate);
+  std::printf("\n");
+  std::printf("{\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,\"device\":\"%s\",\"bf16\":%s,\"images_per_second\":%.3f,"
+              "\"peak_bytes\":%.0f,\"data_ms\":%.3f,\"phase_a_ms\":%.3f,\"phase_b_ms\":%.3f,\"optimizer_ms\":%.3f,"
+              "\"model_tflops\":%.3f,\"matmul_tflops\":%.3f}\n",
+              name, args.preset.c_str(), args.batch, args.device.c_str(), args.bf16 ? "true" : "false", ips, peak,
+              1e3 * data / args.steps, 1e3 * a / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps,
+              flops / 1e12, matmul_rate / 1e12);
+  std::fflush(stdout);
+  return 0;
+}
+
+// Same weights and inputs on CPU (fp32) and on the device: the losses and
+// the updated weights of one iteration agree.
+int CheckAgainstCpu(const ModelConfig& config, const Args& args) {
+  const torch::Device device(args.device);
+  auto run = [&](const torch::Device& dev, bool bf16, std::vector<double>& losses) {
+    torch::manual_seed(0);
+    MaeVit mae(config);
+    MaskingNet masker(config);
+    mae->to(dev);
+    masker->to(dev);
+    auto o1 = MakeAdamW(*mae, {});
+    auto o2 = MakeAdamW(*masker, {});
+    SetLearningRate(*o1, 1e-4);
+    SetLearningRate(*o2, 1e-4);
+    LocalCollectives local;
+    StepOptions so;
+    so.bf16 = bf16;
+    TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
+    torch::manual_seed(1);
+    auto imgs = torch::randn({8, config.in_chans, config.img_size, config.img_size}).to(dev);
+    auto s = step.Run(imgs, 0.5, 0, true);
+    if (!s.ok()) return torch::Tensor();
+    losses = {s->loss_mae, s->masker_total, s->masker_rec, s->masker_kl, s->masker_div};
+    return mae->patch_embed->proj->weight.detach().to(torch::kCPU);
+  };
+  std::vector<double> cpu, dev, dev16;
+  auto w_cpu = run(torch::kCPU, false, cpu);
+  auto w_dev = run(device, false, dev);
+  auto w_dev16 = args.bf16 ? run(device, true, dev16) : torch::Tensor();
+  int failures = 0;
+  const char* names[] = {"loss_mae", "masker_total", "masker_rec", "masker_kl", "masker_div"};
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    const double rel = std::abs(cpu[i] - dev[i]) / std::max(1e-6, std::abs(cpu[i]));
+    const bool ok = rel < 1e-3;
+    failures += !ok;
+    std::printf("check fp32 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i], args.device.c_str(), dev[i], rel,
+                ok ? "ok" : "MISMATCH");
+    if (!dev16.empty()) {
+      const double rel16 = std::abs(cpu[i] - dev16[i]) / std::max(1e-6, std::abs(cpu[i]));
+      std::printf("check bf16 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i], args.device.c_str(),
+                  dev16[i], rel16, rel16 < 5e-2 ? "ok" : "MISMATCH");
+      failures += rel16 >= 5e-2;
+    }
+  }
+  const double wdiff = (w_cpu - w_dev).abs().max().item<double>();
+  std::printf("check fp32 updated patch_embed weight max |cpu - %s| = %.2e %s\n", args.device.c_str(), wdiff,
+              wdiff < 1e-5 ? "ok" : "MISMATCH");
+  failures += wdiff >= 1e-5;
+  std::printf("check %s\n", failures == 0 ? "PASSED" : "FAILED");
+  return failures == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace clmae
+
+int main(int argc, char** argv) {
+  clmae::Args args;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto next = [&]() -> const char* { return i + 1 < argc ? argv[++i] : nullptr; };
+    const char* v = nullptr;
+    if (a == "--bf16") {
+      args.bf16 = true;
+    } else if (a == "--check-against-cpu") {
+      args.check = true;
+    } else if ((a == "--preset" || a == "--device" || a == "--mode") && (v = next())) {
+      (a == "--preset" ? args.preset : a == "--device" ? args.device : args.mode) = v;
+    } else if ((a == "--batch" || a == "--steps" || a == "--warmup" || a == "--threads") && (v = next())) {
+      char* end = nullptr;
+      const long n = std::strtol(v, &end, 10);
+      if (*end != '\0' || n < 0 || n > 1000000) return clmae::Usage(argv[i]);
+      (a == "--batch" ? args.batch : a == "--steps" ? args.steps : a == "--warmup" ? args.warmup : args.threads) =
+          static_cast<int>(n);
+    } else {
+      return clmae::Usage(argv[i]);
+    }
+  }
+  if (args.batch < 1 || args.steps < 1) return clmae::Usage("--batch/--steps must be >= 1");
+  if (args.mode != "clmae" && args.mode != "plain" && args.mode != "both") return clmae::Usage(args.mode.c_str());
+  auto config = clmae::ModelPreset(args.preset);
+  if (!config.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
+    return 2;
+  }
+  if (args.threads > 0) torch::set_num_threads(args.threads);
+  const torch::Device device(args.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    std::fprintf(stderr, "--device %s: no CUDA device available\n", args.device.c_str());
+    return 2;
+  }
+  if (args.bf16 && !device.is_cuda()) return clmae::Usage("--bf16 needs --device cuda");
+  std::printf("clmae engine benchmark: preset %s, batch %d, %d steps (+%d warm-up), device %s%s, %d threads\n",
+              args.preset.c_str(), args.batch, args.steps, args.warmup, args.device.c_str(), args.bf16 ? " bf16" : "",
+              torch::get_num_threads());
+  if (args.check) {
+    if (!device.is_cuda()) return clmae::Usage("--check-against-cpu needs --device cuda");
+    if (int rc = clmae::CheckAgainstCpu(*config, args); rc != 0) return rc;
+  }
+  const double rate = device.is_cuda() ? clmae::MeasureBf16MatmulRate(device) : 0;
+  if (rate > 0) std::printf("bf16 matmul (8192^3) on this device: %.1f TFLOP/s\n", rate / 1e12);
+  if (args.mode != "plain" && clmae::RunMode(args, *config, false, rate) != 0) return 1;
+  if (args.mode != "clmae" && clmae::RunMode(args, *config, true, rate) != 0) return 1;
+  return 0;
+}

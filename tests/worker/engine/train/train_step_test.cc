@@ -1,0 +1,217 @@
+#include "worker/engine/train/train_step.h"
+
+#include <map>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "worker/engine/model/losses.h"
+#include "worker/engine/train/optim.h"
+
+namespace clmae {
+namespace {
+
+ModelConfig Small() {
+  ModelConfig c;
+  c.img_size = 8;
+  c.in_chans = 1;
+  c.patch_size = 2;
+  c.embed_dim = 16;
+  c.depth = 1;
+  c.num_heads = 2;
+  c.decoder_embed_dim = 8;
+  c.decoder_depth = 1;
+  c.decoder_num_heads = 2;
+  c.masker_depth = 1;
+  c.masker_num_heads = 4;
+  return c;
+}
+
+std::map<std::string, torch::Tensor> Snapshot(torch::nn::Module& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m.named_parameters()) out[p.key()] = p.value().detach().clone();
+  return out;
+}
+
+// Names of parameters that differ from the snapshot.
+std::vector<std::string> Changed(torch::nn::Module& m, const std::map<std::string, torch::Tensor>& before) {
+  std::vector<std::string> out;
+  for (const auto& p : m.named_parameters()) {
+    if (!torch::equal(p.value(), before.at(p.key()))) out.push_back(p.key());
+  }
+  return out;
+}
+
+class TrainStepTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    torch::manual_seed(0);
+    mae_ = MaeVit(Small());
+    masker_ = MaskingNet(Small());
+    mae_opt_ = MakeAdamW(*mae_, {});
+    masker_opt_ = MakeAdamW(*masker_, {});
+    SetLearningRate(*mae_opt_, 1e-3);
+    SetLearningRate(*masker_opt_, 1e-3);
+    imgs_ = torch::randn({4, 1, 8, 8});
+  }
+  MaeVit mae_{nullptr};
+  MaskingNet masker_{nullptr};
+  std::unique_ptr<torch::optim::AdamW> mae_opt_, masker_opt_;
+  LocalCollectives local_;
+  torch::Tensor imgs_;
+};
+
+// Phase A on its own, written out: gradients of the MAE only.
+void ManualPhaseA(MaeVit& mae, MaskingNet& masker, const torch::Tensor& imgs) {
+  auto x = mae->Embed(imgs);
+  torch::Tensor ids;
+  {
+    torch::NoGradGuard no_grad;
+    ids = torch::argsort(masker->forward(x.detach()), 1, true);
+  }
+  auto enc = mae->Encode(x, ids, 4);
+  MaskedReconstructionLoss(mae->PerPatchError(imgs, mae->Decode(enc.latent, enc.ids_restore)),
+                           enc.mask)
+      .backward();
+}
+
+// Phase B on its own, written out: gradients of the masker only.
+void ManualPhaseB(MaeVit& mae, MaskingNet& masker, const torch::Tensor& imgs, double lambda_cl) {
+  for (auto& p : mae->parameters()) p.requires_grad_(false);
+  auto x = mae->Embed(imgs);
+  auto m = masker->forward(x);
+  auto ids = torch::argsort(m.detach(), 1, true);
+  auto enc = mae->Encode(x * m.unsqueeze(-1), ids, 16);
+  auto e = mae->PerPatchError(imgs, mae->Decode(enc.latent, enc.ids_restore));
+  ComputeMaskerLoss(e, m, lambda_cl, 0.25, {}).total.backward();
+  for (auto& p : mae->parameters()) p.requires_grad_(true);
+}
+
+std::map<std::string, torch::Tensor> Grads(torch::nn::Module& m) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : m.named_parameters()) {
+    if (p.value().grad().defined()) out[p.key()] = p.value().grad().clone();
+  }
+  return out;
+}
+
+void ClearGrads(torch::nn::Module& m) {
+  for (auto& p : m.parameters()) p.mutable_grad() = torch::Tensor();
+}
+
+void ExpectSameGrads(const std::map<std::string, torch::Tensor>& a,
+                     const std::map<std::string, torch::Tensor>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, g] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    EXPECT_TRUE(torch::allclose(g, b.at(name), 1e-5, 1e-7)) << name;
+  }
+}
+
+// Without an optimizer step, the gradients a full iteration leaves are
+// exactly phase A's on the MAE and phase B's on the masker: neither phase
+// leaks gradient into the frozen network.
+TEST_F(TrainStepTest, EachPhaseGradientsOnlyItsNetwork) {
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  ASSERT_TRUE(step.Run(imgs_, -0.5, 0, /*apply=*/false).ok());
+  auto mae_grads = Grads(*mae_);
+  auto masker_grads = Grads(*masker_);
+  EXPECT_EQ(mae_grads.size(), mae_->parameters().size());
+  EXPECT_EQ(masker_grads.size(), masker_->parameters().size());
+  for (const auto& p : mae_->parameters()) EXPECT_TRUE(p.requires_grad());
+
+  ClearGrads(*mae_);
+  ClearGrads(*masker_);
+  ManualPhaseA(mae_, masker_, imgs_);
+  EXPECT_TRUE(Grads(*masker_).empty());
+  ExpectSameGrads(mae_grads, Grads(*mae_));
+  ClearGrads(*mae_);
+  ManualPhaseB(mae_, masker_, imgs_, -0.5);
+  EXPECT_TRUE(Grads(*mae_).empty());
+  ExpectSameGrads(masker_grads, Grads(*masker_));
+}
+
+// With the steps applied, phase A moves every MAE parameter and leaves the
+// masker bit-identical; phase B then moves the masker and leaves the MAE
+// bit-identical (checked by stepping each phase's optimizer alone).
+TEST_F(TrainStepTest, EachPhaseStepsOnlyItsNetwork) {
+  auto mae_before = Snapshot(*mae_);
+  auto masker_before = Snapshot(*masker_);
+  SetLearningRate(*masker_opt_, 0.0);  // only phase A's update can move anything
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  ASSERT_TRUE(step.Run(imgs_, 1.0, 0, true).ok());
+  EXPECT_EQ(Changed(*masker_, masker_before).size(), 0u);
+  EXPECT_EQ(Changed(*mae_, mae_before).size(), mae_->parameters().size());
+
+  auto mae_after_a = Snapshot(*mae_);
+  SetLearningRate(*masker_opt_, 1e-3);
+  SetLearningRate(*mae_opt_, 0.0);  // only phase B's update can move anything
+  ASSERT_TRUE(step.Run(imgs_, 1.0, 1, true).ok());
+  EXPECT_EQ(Changed(*mae_, mae_after_a).size(), 0u);
+  EXPECT_EQ(Changed(*masker_, masker_before).size(), masker_->parameters().size());
+}
+
+TEST_F(TrainStepTest, StatsReportEveryLossTerm) {
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  auto stats = step.Run(imgs_, 0.3, 0, true);
+  ASSERT_TRUE(stats.ok()) << stats.status();
+  EXPECT_GT(stats->loss_mae, 0);
+  EXPECT_GT(stats->masker_rec, 0);
+  EXPECT_GT(stats->masker_gauss, 0);
+  EXPECT_GT(stats->masker_div, 0);
+  EXPECT_NEAR(stats->masker_total,
+              0.3 * stats->masker_rec + stats->masker_gauss + stats->masker_kl + stats->masker_div, 1e-4);
+  EXPECT_GT(stats->mask_mean_score, 0);
+  EXPECT_LT(stats->mask_mean_score, 1);
+  EXPECT_GT(stats->grad_norm_mae, 0);
+  EXPECT_GT(stats->grad_norm_masker, 0);
+  EXPECT_EQ(step.len_keep(), 4);  // floor(16 * 0.25)
+}
+
+TEST_F(TrainStepTest, PlainMaeTouchesNoMaskerAndIsDeterministicPerStep) {
+  TwoPhaseStep step(mae_, MaskingNet(nullptr), mae_opt_.get(), nullptr, &local_, {});
+  EXPECT_TRUE(step.plain_mae());
+  auto stats = step.Run(imgs_, 1.0, 7, true);
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->masker_total, 0);
+  auto a = RandomMaskOrder(4, 16, 0, 0, 7, torch::kCPU);
+  auto b = RandomMaskOrder(4, 16, 0, 0, 7, torch::kCPU);
+  auto c = RandomMaskOrder(4, 16, 0, 0, 8, torch::kCPU);
+  auto d = RandomMaskOrder(4, 16, 0, 1, 7, torch::kCPU);
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, c));
+  EXPECT_FALSE(torch::equal(a, d));
+  // A permutation per row.
+  EXPECT_TRUE(torch::equal(std::get<0>(a.sort(1)), torch::arange(16).expand({4, 16})));
+}
+
+TEST_F(TrainStepTest, NonFiniteLossStopsWithStepAndPhaseAndLeavesWeights) {
+  auto before = Snapshot(*mae_);
+  auto bad = imgs_.clone();
+  bad[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  auto stats = step.Run(bad, 1.0, 42, true);
+  ASSERT_FALSE(stats.ok());
+  EXPECT_EQ(stats.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(stats.status().message().find("step 42"), std::string::npos) << stats.status();
+  EXPECT_NE(stats.status().message().find("phase A"), std::string::npos) << stats.status();
+  EXPECT_TRUE(Changed(*mae_, before).empty());
+}
+
+// Accumulation: no step before the window's last micro-batch; after it both
+// networks have stepped and their gradients are cleared.
+TEST_F(TrainStepTest, AccumulationStepsOnlyAtTheWindowEnd) {
+  StepOptions o;
+  o.accum_iter = 2;
+  auto before = Snapshot(*mae_);
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, o);
+  ASSERT_TRUE(step.Run(imgs_.slice(0, 0, 2), 1.0, 0, /*apply=*/false).ok());
+  EXPECT_TRUE(Changed(*mae_, before).empty());
+  ASSERT_TRUE(step.Run(imgs_.slice(0, 2, 4), 1.0, 1, /*apply=*/true).ok());
+  EXPECT_FALSE(Changed(*mae_, before).empty());
+  for (const auto& p : mae_->parameters()) EXPECT_FALSE(p.grad().defined());
+  for (const auto& p : masker_->parameters()) EXPECT_FALSE(p.grad().defined());
+}
+
+}  // namespace
+}  // namespace clmae

@@ -1,0 +1,238 @@
+#include "worker/engine/train/trainer.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "worker/engine/train/checkpoint.h"
+
+namespace clmae {
+namespace {
+
+namespace fs = std::filesystem;
+
+class Recorder : public TrainObserver {
+ public:
+  void OnStep(const StepReport& r) override { reports.push_back(r); }
+  std::vector<StepReport> reports;
+};
+
+class TrainerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::path(::testing::TempDir()) /
+           ("trainer-" + std::to_string(::getpid()) + "-" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A small CL-MAE job on synthetic 16x16 images.
+  TrainerOptions Options(const std::string& out) {
+    TrainerOptions o;
+    o.model.img_size = 16;
+    o.model.in_chans = 1;
+    o.model.patch_size = 4;
+    o.model.embed_dim = 16;
+    o.model.depth = 1;
+    o.model.num_heads = 2;
+    o.model.decoder_embed_dim = 8;
+    o.model.decoder_depth = 1;
+    o.model.decoder_num_heads = 2;
+    o.model.masker_depth = 1;
+    o.model.masker_num_heads = 2;
+    o.data.kind = DatasetOptions::Kind::kSynthetic;
+    o.data.synthetic_size = 40;
+    o.data.channels = 1;
+    o.data.synthetic_height = 16;
+    o.data.synthetic_width = 16;
+    o.transform.mean = {0.5};
+    o.transform.std = {0.25};
+    o.loader.batch_size = 8;
+    o.loader.num_workers = 1;
+    o.epochs = 3;
+    o.warmup_epochs = 1;
+    o.lr = 1e-3;
+    o.log_every = 1;
+    o.output_dir = (dir_ / out).string();
+    o.export_safetensors = false;
+    return o;
+  }
+
+  static std::vector<torch::Tensor> Weights(Trainer& t) {
+    std::vector<torch::Tensor> w;
+    for (auto& p : t.mae()->parameters()) w.push_back(p.detach().clone());
+    if (!t.masker().is_empty()) {
+      for (auto& p : t.masker()->parameters()) w.push_back(p.detach().clone());
+    }
+    return w;
+  }
+
+  void ExpectResumeBitForBit(TrainerOptions o) {
+    // 12 iterations straight (3 epochs of 5, stopped at 12: mid-epoch).
+    o.max_steps = 12;
+    auto straight = Trainer::Create(o, nullptr, nullptr);
+    ASSERT_TRUE(straight.ok()) << straight.status();
+    ASSERT_TRUE((*straight)->Run().ok());
+
+    // 7 iterations, checkpoint, then a fresh trainer resumes to 12.
+    auto first = o;
+    first.output_dir = (dir_ / "split").string();
+    first.max_steps = 7;
+    auto a = Trainer::Create(first, nullptr, nullptr);
+    ASSERT_TRUE(a.ok());
+    ASSERT_TRUE((*a)->Run().ok());
+    auto second = first;
+    second.max_steps = 12;
+    second.resume_from = "auto";
+    auto b = Trainer::Create(second, nullptr, nullptr);
+    ASSERT_TRUE(b.ok()) << b.status();
+    EXPECT_EQ((*b)->step(), 7);
+    ASSERT_TRUE((*b)->Run().ok());
+    auto w1 = Weights(**straight), w2 = Weights(**b);
+    ASSERT_EQ(w1.size(), w2.size());
+    for (size_t i = 0; i < w1.size(); ++i) EXPECT_TRUE(torch::equal(w1[i], w2[i])) << "tensor " << i;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainerTest, ResumeContinuesBitForBitClMae) { ExpectResumeBitForBit(Options("straight")); }
+
+TEST_F(TrainerTest, ResumeContinuesBitForBitPlainMaeWithAccumulation) {
+  auto o = Options("straight");
+  o.plain_mae = true;
+  o.step.accum_iter = 2;
+  o.loader.num_workers = 2;
+  o.max_steps = 12;
+  ExpectResumeBitForBit(o);
+}
+
+TEST_F(TrainerTest, WritesLogCheckpointsPreviewsAndExports) {
+  auto o = Options("run");
+  o.checkpoint_every = 5;
+  o.keep_checkpoints = 2;
+  o.preview_every = 5;
+  o.export_safetensors = true;
+  Recorder rec;
+  auto t = Trainer::Create(o, nullptr, &rec);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  EXPECT_EQ((*t)->step(), 15);
+  ASSERT_EQ(rec.reports.size(), 15u);
+  EXPECT_DOUBLE_EQ(rec.reports.front().lambda_cl, 1.0);   // epoch 0 of 3
+  EXPECT_DOUBLE_EQ(rec.reports.back().lambda_cl, -1.0);   // epoch 2 of 3: 1 - 2*3/3
+  const fs::path out(o.output_dir);
+  // Checkpoints at 5, 10 and the final 15; only the newest 2 are kept.
+  EXPECT_FALSE(fs::exists(out / "checkpoints" / "step-000000005.ckpt"));
+  EXPECT_TRUE(fs::exists(out / "checkpoints" / "step-000000010.ckpt"));
+  EXPECT_TRUE(fs::exists(out / "checkpoints" / "step-000000015.ckpt"));
+  EXPECT_TRUE(fs::exists(out / "previews" / "step-000000005.png"));
+  EXPECT_TRUE(fs::exists(out / "previews" / "step-000000015.png"));
+  EXPECT_TRUE(fs::exists(out / "weights.safetensors"));
+  EXPECT_TRUE(fs::exists(out / "encoder.safetensors"));
+  std::ifstream log(out / "metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(log, line); ++lines) {
+    EXPECT_NE(line.find("\"masker_kl\":"), std::string::npos);
+  }
+  EXPECT_EQ(lines, 15);
+}
+
+TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
+  auto o = Options("nan");
+  o.lr = 1e30;
+  o.warmup_epochs = 0;
+  o.checkpoint_every = 1;
+  o.optim.weight_decay = 0;
+  auto t = Trainer::Create(o, nullptr, nullptr);
+  ASSERT_TRUE(t.ok());
+  auto status = (*t)->Run();
+  ASSERT_FALSE(status.ok());
+  const std::string msg(status.message());
+  EXPECT_NE(msg.find("non-finite"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("phase"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("last good checkpoint"), std::string::npos) << msg;
+  // The last checkpoint loads and holds finite weights.
+  auto resume = o;
+  resume.resume_from = (*t)->last_checkpoint();
+  resume.lr = 1e-3;
+  auto r = Trainer::Create(resume, nullptr, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (auto& w : Weights(**r)) EXPECT_TRUE(torch::isfinite(w).all().item<bool>());
+}
+
+TEST_F(TrainerTest, BadInputsNameTheProblem) {
+  auto missing = Options("x");
+  missing.data.kind = DatasetOptions::Kind::kIdx;
+  missing.data.path = (dir_ / "no-such-dataset").string();
+  auto t = Trainer::Create(missing, nullptr, nullptr);
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(t.status().message().find("no-such-dataset"), std::string::npos) << t.status();
+
+  auto chans = Options("x");
+  chans.model.in_chans = 3;
+  chans.transform.mean = {0.5};
+  chans.transform.std = {0.25};
+  EXPECT_NE(Trainer::Create(chans, nullptr, nullptr).status().message().find("in_chans"), std::string::npos);
+
+  auto big = Options("x");
+  big.loader.batch_size = 64;
+  EXPECT_NE(Trainer::Create(big, nullptr, nullptr).status().message().find("batch_size"), std::string::npos);
+
+  auto bf16 = Options("x");
+  bf16.step.bf16 = true;
+  EXPECT_EQ(Trainer::Create(bf16, nullptr, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+
+  auto device = Options("x");
+  device.device = "tpu";
+  EXPECT_NE(Trainer::Create(device, nullptr, nullptr).status().message().find("train.device"), std::string::npos);
+
+  auto ratio = Options("x");
+  ratio.step.mask_ratio = 1.0;
+  EXPECT_NE(Trainer::Create(ratio, nullptr, nullptr).status().message().find("mask_ratio"), std::string::npos);
+
+  auto patch = Options("x");
+  patch.model.patch_size = 5;
+  EXPECT_NE(Trainer::Create(patch, nullptr, nullptr).status().message().find("patch_size"), std::string::npos);
+
+  auto resume = Options("x");
+  resume.resume_from = (dir_ / "nope.ckpt").string();
+  EXPECT_EQ(Trainer::Create(resume, nullptr, nullptr).status().code(), absl::StatusCode::kNotFound);
+}
+
+// A short run on real data: the MAE's reconstruction loss falls.
+TEST_F(TrainerTest, FashionMnistLossFalls) {
+  if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
+    GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  auto o = Options("fmnist");
+  o.model.img_size = 28;
+  o.model.embed_dim = 32;
+  o.model.depth = 2;
+  o.data.kind = DatasetOptions::Kind::kIdx;
+  o.data.path = "/usr/share/datasets/fashion-mnist";
+  o.data_limit = 1280;
+  o.transform.mean = {0.2860};
+  o.transform.std = {0.3530};
+  o.loader.batch_size = 32;
+  o.epochs = 2;
+  o.lr = 2e-3;
+  o.warmup_epochs = 0.25;
+  Recorder rec;
+  auto t = Trainer::Create(o, nullptr, &rec);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  ASSERT_EQ(rec.reports.size(), 80u);
+  double first = 0, last = 0;
+  for (int i = 0; i < 10; ++i) {
+    first += rec.reports[i].stats.loss_mae;
+    last += rec.reports[rec.reports.size() - 1 - i].stats.loss_mae;
+  }
+  EXPECT_LT(last, 0.8 * first) << "first 10 mean " << first / 10 << ", last 10 mean " << last / 10;
+}
+
+}  // namespace
+}  // namespace clmae

@@ -1,0 +1,155 @@
+#include "worker/train/trainer_options_from_spec.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/job_spec_defaults.h"
+#include "services/job_spec_validator.h"
+#include "services/job_spec_yaml.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+namespace d = job_spec_defaults;
+using v1::DataSpec;
+
+template <typename T, typename M>
+T Or(bool has, M value, T fallback) {
+  return has ? static_cast<T>(value) : fallback;
+}
+
+// Dataset options for `kind` at `path` and `split`.
+DatasetOptions Dataset(DataSpec::Kind kind, const std::string& path, const std::string& split,
+                       int channels, const ModelConfig& model, int64_t synthetic_size,
+                       uint64_t seed) {
+  DatasetOptions o;
+  o.split = split;
+  o.channels = channels;
+  switch (kind) {
+    case DataSpec::MNIST:
+      o.kind = DatasetOptions::Kind::kIdx;
+      o.path = path;
+      break;
+    case DataSpec::IMAGE_FOLDER:
+      o.kind = DatasetOptions::Kind::kImageFolder;
+      o.path = path;
+      break;
+    case DataSpec::SYNTHETIC:
+      o.kind = DatasetOptions::Kind::kSynthetic;
+      o.synthetic_size = synthetic_size;
+      o.synthetic_height = model.img_size;
+      o.synthetic_width = model.img_size;
+      o.synthetic_seed = seed + (split == "test" ? 1 : 0);
+      break;
+    default:  // FASHION_MNIST
+      o.kind = DatasetOptions::Kind::kIdx;
+      o.path = path.empty() ? d::kFashionMnistPath : path;
+      break;
+  }
+  return o;
+}
+
+}  // namespace
+
+absl::StatusOr<TrainerOptions> TrainerOptionsFromSpec(const v1::JobSpec& spec) {
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  TrainerOptions o;
+  ASSIGN_OR_RETURN(o.model, ResolveModelConfig(spec));
+  const auto& m = spec.masking();
+  o.plain_mae = m.mode() == v1::MaskingSpec::PLAIN_MAE;
+  o.step.mask_ratio = Or(m.has_mask_ratio(), m.mask_ratio(), d::kMaskRatio);
+  o.step.weights.lambda_gauss = Or(m.has_lambda_gauss(), m.lambda_gauss(), d::kLambdaGauss);
+  o.step.weights.lambda_kl = Or(m.has_lambda_kl(), m.lambda_kl(), d::kLambdaKl);
+  o.step.weights.lambda_div = Or(m.has_lambda_div(), m.lambda_div(), d::kLambdaDiv);
+
+  const auto& c = spec.curriculum();
+  switch (c.shape()) {
+    case v1::CurriculumSpec::PER_STEP_LINEAR:
+      o.curriculum.shape = CurriculumOptions::Shape::kPerStepLinear;
+      break;
+    case v1::CurriculumSpec::COSINE:
+      o.curriculum.shape = CurriculumOptions::Shape::kCosine;
+      break;
+    case v1::CurriculumSpec::CONSTANT:
+      o.curriculum.shape = CurriculumOptions::Shape::kConstant;
+      break;
+    default:
+      o.curriculum.shape = CurriculumOptions::Shape::kPerEpochLinear;
+  }
+  o.curriculum.start = Or(c.has_start(), c.start(), d::kCurriculumStart);
+  o.curriculum.end = Or(c.has_end(), c.end(), d::kCurriculumEnd);
+
+  const auto& opt = spec.optimizer();
+  o.blr = Or(opt.has_blr(), opt.blr(), d::kBlr);
+  if (opt.has_lr()) o.lr = opt.lr();
+  o.min_lr = Or(opt.has_min_lr(), opt.min_lr(), d::kMinLr);
+  o.warmup_epochs = Or(opt.has_warmup_epochs(), opt.warmup_epochs(), d::kWarmupEpochs);
+  o.optim.weight_decay = Or(opt.has_weight_decay(), opt.weight_decay(), d::kWeightDecay);
+  o.optim.beta1 = Or(opt.has_beta1(), opt.beta1(), d::kBeta1);
+  o.optim.beta2 = Or(opt.has_beta2(), opt.beta2(), d::kBeta2);
+  o.optim.decay_tokens = Or(opt.has_decay_tokens(), opt.decay_tokens(), d::kDecayTokens);
+  o.step.clip_grad = Or(opt.has_clip_grad(), opt.clip_grad(), d::kClipGrad);
+  o.step.accum_iter = Or(opt.has_accum_iter(), opt.accum_iter(), d::kAccumIter);
+
+  const auto& t = spec.train();
+  o.epochs = Or(t.has_epochs(), t.epochs(), d::kEpochs);
+  o.loader.batch_size = Or(t.has_batch_size(), t.batch_size(), d::kBatchSize);
+  o.max_steps = Or<int64_t>(t.has_max_steps(), t.max_steps(), 0);
+  o.step.seed = Or<uint64_t>(t.has_seed(), t.seed(), 0);
+  o.device = t.device().empty() ? d::kDevice : t.device();
+  o.step.bf16 = t.precision() == v1::TrainSpec::BF16;
+  o.threads = Or(t.has_threads(), t.threads(), 0);
+  o.log_every = Or(t.has_log_every(), t.log_every(), d::kLogEvery);
+  o.init_from = t.init_from();
+
+  const auto& data = spec.data();
+  const int channels = o.model.in_chans;
+  const int64_t synthetic = Or<int64_t>(data.has_synthetic_size(), data.synthetic_size(), d::kSyntheticSize);
+  o.data = Dataset(data.kind(), data.path(), "train", channels, o.model, synthetic, o.step.seed);
+  o.data_limit = Or<int64_t>(data.has_limit(), data.limit(), 0);
+  o.transform.kind = data.transform() == DataSpec::EVAL ? TransformOptions::Kind::kEval
+                                                        : TransformOptions::Kind::kRandomResizedCrop;
+  o.transform.scale_min = Or(data.has_crop_scale_min(), data.crop_scale_min(), d::kCropScaleMin);
+  if (channels == 1) {
+    // Fashion-MNIST's pixel statistics; ImageNet's for colour images.
+    o.transform.mean = {0.2860};
+    o.transform.std = {0.3530};
+  }
+  if (data.mean_size() > 0) o.transform.mean.assign(data.mean().begin(), data.mean().end());
+  if (data.std_size() > 0) o.transform.std.assign(data.std().begin(), data.std().end());
+  if (data.kind() != DataSpec::IMAGE_FOLDER) o.transform.crop_fraction = 1.0;
+  o.loader.num_workers = Or(data.has_num_workers(), data.num_workers(), d::kNumWorkers);
+  o.loader.prefetch = Or(data.has_prefetch(), data.prefetch(), d::kPrefetch);
+  o.loader.fail_on_decode_error = data.fail_on_decode_error();
+
+  const auto& out = spec.output();
+  o.output_dir = out.dir().empty() ? absl::StrCat("runs/", spec.name().empty() ? "clmae" : spec.name())
+                                   : out.dir();
+  o.checkpoint_every = Or(out.has_checkpoint_every(), out.checkpoint_every(), 0);
+  o.keep_checkpoints = Or(out.has_keep_checkpoints(), out.keep_checkpoints(), d::kKeepCheckpoints);
+  o.preview_every = Or(out.has_preview_every(), out.preview_every(), 0);
+  o.preview_images = Or(out.has_preview_images(), out.preview_images(), d::kPreviewImages);
+  o.export_safetensors = out.export_safetensors();
+
+  const auto& e = spec.eval();
+  o.eval_enabled = e.enabled();
+  if (o.eval_enabled) {
+    const auto kind = e.kind() == DataSpec::KIND_UNSPECIFIED ? data.kind() : e.kind();
+    std::string path = e.path();
+    if (path.empty() && kind == data.kind()) path = data.path();
+    if (kind == DataSpec::IMAGE_FOLDER) {
+      o.eval_train = Dataset(kind, path + "/train", "train", channels, o.model, synthetic, o.step.seed);
+      o.eval_test = Dataset(kind, path + "/val", "test", channels, o.model, synthetic, o.step.seed);
+    } else {
+      o.eval_train = Dataset(kind, path, "train", channels, o.model, synthetic, o.step.seed);
+      o.eval_test = Dataset(kind, path, "test", channels, o.model, synthetic, o.step.seed);
+    }
+    o.eval.knn_k = Or(e.has_knn_k(), e.knn_k(), d::kKnnK);
+    o.eval.probe_epochs = Or(e.has_probe_epochs(), e.probe_epochs(), d::kProbeEpochs);
+    o.eval.train_limit = Or<int64_t>(e.has_train_limit(), e.train_limit(), 0);
+    o.eval.test_limit = Or<int64_t>(e.has_test_limit(), e.test_limit(), 0);
+  }
+  o.spec_text = JobSpecToYaml(spec);
+  return o;
+}
+
+}  // namespace clmae
