@@ -24,9 +24,9 @@
 namespace clmae {
 
 struct DataLoaderOptions {
-  int batch_size = 64;  // per rank
-  int num_workers = 2;  // decode threads; 0 decodes on the caller's thread
-  int prefetch = 4;     // batches decoded ahead
+  int batch_size = 64;      // per rank
+  int num_workers = 2;      // decode threads; 0 decodes on the caller's thread
+  int prefetch = 4;         // batches decoded ahead
   bool pin_memory = false;  // page-locked host batches, for CUDA training
   // Undecodable images: skipped and counted (that batch is then smaller) or,
   // with `fail_on_decode_error`, an error.
@@ -38,7 +38,7 @@ struct Batch {
   torch::Tensor images;  // float32 [B, C, size, size]
   torch::Tensor labels;  // int64 [B]
   int64_t epoch = 0;
-  int64_t index = 0;     // batch index within the epoch
+  int64_t index = 0;  // batch index within the epoch
 };
 
 // Not thread-safe: one consumer. Owns its worker threads; destruction stops them.

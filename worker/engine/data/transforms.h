@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -19,7 +20,7 @@ class SampleRng {
  public:
   SampleRng(uint64_t seed, uint64_t stream);
   uint64_t NextU64();
-  double Uniform();                    // [0, 1)
+  double Uniform();                      // [0, 1)
   double Uniform(double lo, double hi);  // [lo, hi)
 
  private:
@@ -52,7 +53,10 @@ absl::Status ValidateTransformOptions(const TransformOptions& options, int chann
                                       const std::string& field_prefix = "data.transform.");
 
 // Applies `options` to a uint8 [C, H, W] image; returns float32 [C, size, size].
-// Randomness (crop box, flip) comes only from `rng`.
+// Randomness (crop box, flip) comes only from `rng`. `options` must have
+// passed ValidateTransformOptions for C channels; otherwise, or for an image
+// that is not uint8 [C, H, W], it throws c10::Error (callers at the engine's
+// edge catch it).
 torch::Tensor ApplyTransform(const TransformOptions& options, const torch::Tensor& image,
                              SampleRng& rng);
 

@@ -1,6 +1,5 @@
 #include "worker/engine/data/data_loader.h"
 
-#include <filesystem>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -9,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/engine/data/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/image_codec.h"
@@ -185,8 +185,7 @@ TEST_F(DataLoaderTest, DecodeErrorsAreSkippedAndCounted) {
   // Unshuffled: indices 3 and 10 fall in batches 0 and 1.
   auto flaky = std::make_shared<FlakyDataset>(53, std::set<int64_t>{3, 10});
   for (int workers : {0, 2}) {
-    DataLoader loader(flaky, DistributedSampler(53, 0, 1, 0, false), SmallCrop(),
-                      Options(workers));
+    DataLoader loader(flaky, DistributedSampler(53, 0, 1, 0, false), SmallCrop(), Options(workers));
     std::vector<Batch> batches = Drain(loader, 0);
     ASSERT_EQ(batches.size(), 6u);
     EXPECT_EQ(batches[0].images.size(0), 7);
@@ -232,8 +231,7 @@ TEST_F(DataLoaderTest, BatchWithNoDecodableImageIsDataLoss) {
 TEST_F(DataLoaderTest, ExceptionsBecomeStatuses) {
   auto flaky = std::make_shared<FlakyDataset>(53, std::set<int64_t>{}, std::set<int64_t>{9});
   for (int workers : {0, 2}) {
-    DataLoader loader(flaky, DistributedSampler(53, 0, 1, 0, false), SmallCrop(),
-                      Options(workers));
+    DataLoader loader(flaky, DistributedSampler(53, 0, 1, 0, false), SmallCrop(), Options(workers));
     loader.StartEpoch(0);
     EXPECT_TRUE(loader.Next().ok());
     absl::StatusOr<std::optional<Batch>> bad = loader.Next();
@@ -284,13 +282,11 @@ TEST_F(DataLoaderTest, PinMemoryIsHarmlessWithoutCuda) {
 // The real path: an image folder with one corrupt PNG.
 TEST(DataLoaderImageFolderTest, CorruptImageSkippedOrFatal) {
   if (!ImageCodecAvailable(ImageFormat::kPng)) GTEST_SKIP() << "built without libpng";
-  const std::filesystem::path root =
-      std::filesystem::path(::testing::TempDir()) / "loader_image_folder";
-  std::filesystem::remove_all(root);
+  testing_util::TempDir root;
   for (int c = 0; c < 2; ++c) {
-    std::filesystem::create_directories(root / absl::StrCat("class", c));
+    ASSERT_TRUE(root.MakeDir(absl::StrCat("class", c)));
     for (int i = 0; i < 4; ++i) {
-      const std::string path = (root / absl::StrCat("class", c) / absl::StrCat(i, ".png")).string();
+      const std::string path = root.Join(absl::StrCat("class", c, "/", i, ".png"));
       if (c == 1 && i == 2) {
         ASSERT_TRUE(WriteFileBytes(path, "\x89PNG\r\n\x1a\n garbage").ok());
         continue;
@@ -299,7 +295,7 @@ TEST(DataLoaderImageFolderTest, CorruptImageSkippedOrFatal) {
       ASSERT_TRUE(WriteFileBytes(path, *EncodePng(image)).ok());
     }
   }
-  auto folder = ImageFolderDataset::Open(root.string(), 3);
+  auto folder = ImageFolderDataset::Open(root.path(), 3);
   ASSERT_TRUE(folder.ok()) << folder.status();
   std::shared_ptr<const Dataset> dataset = std::move(*folder);
 
@@ -322,7 +318,6 @@ TEST(DataLoaderImageFolderTest, CorruptImageSkippedOrFatal) {
   absl::StatusOr<std::optional<Batch>> bad = failing.Next();
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(bad.status().message(), HasSubstr("class1/2.png"));
-  std::filesystem::remove_all(root);
 }
 
 }  // namespace

@@ -1,12 +1,14 @@
 #include "worker/engine/data/idx_dataset.h"
 
-#include <filesystem>
+#include <unistd.h>
+
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/engine/data/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/dataset.h"
@@ -38,16 +40,10 @@ std::string LabelsIdx(uint32_t n, uint32_t magic = 0x801) {
 
 class IdxDatasetTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::path(::testing::TempDir()) /
-           absl::StrCat("idx_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void SetUp() override { ASSERT_FALSE(tmp_.path().empty()); }
 
   void Write(const std::string& name, const std::string& bytes) {
-    ASSERT_TRUE(WriteFileBytes((dir_ / name).string(), bytes).ok());
+    ASSERT_TRUE(WriteFileBytes(tmp_.Join(name), bytes).ok());
   }
   void WriteGz(const std::string& name, const std::string& bytes) {
     absl::StatusOr<std::string> gz = GzipBytes(bytes);
@@ -55,7 +51,8 @@ class IdxDatasetTest : public ::testing::Test {
     Write(name, *gz);
   }
 
-  std::filesystem::path dir_;
+  testing_util::TempDir tmp_;
+  const std::string& dir() const { return tmp_.path(); }
 };
 
 void ExpectRoundTrip(const Dataset& dataset, int n, int h, int w) {
@@ -78,7 +75,7 @@ void ExpectRoundTrip(const Dataset& dataset, int n, int h, int w) {
 TEST_F(IdxDatasetTest, ReadsRawFiles) {
   Write("train-images-idx3-ubyte", ImagesIdx(7, 4, 5));
   Write("train-labels-idx1-ubyte", LabelsIdx(7));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   ASSERT_TRUE(dataset.ok()) << dataset.status();
   ExpectRoundTrip(**dataset, 7, 4, 5);
   EXPECT_THAT((*dataset)->Describe(), HasSubstr("train-images-idx3-ubyte"));
@@ -90,7 +87,7 @@ TEST_F(IdxDatasetTest, ReadsGzipTestSplitThroughOpenDataset) {
   WriteGz("t10k-labels-idx1-ubyte.gz", LabelsIdx(12));
   DatasetOptions options;
   options.kind = DatasetOptions::Kind::kIdx;
-  options.path = dir_.string();
+  options.path = dir();
   options.split = "test";
   auto dataset = OpenDataset(options);
   ASSERT_TRUE(dataset.ok()) << dataset.status();
@@ -102,7 +99,7 @@ TEST_F(IdxDatasetTest, GzipWithoutZlibIsFailedPrecondition) {
   // Gzip magic followed by junk: without zlib the reader must say so.
   Write("train-images-idx3-ubyte.gz", std::string("\x1f\x8b\x08junk", 7));
   Write("train-labels-idx1-ubyte", LabelsIdx(1));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(dataset.status().message(), HasSubstr("zlib"));
 }
@@ -113,7 +110,7 @@ TEST_F(IdxDatasetTest, CorruptGzipIsDataLoss) {
   ASSERT_TRUE(gz.ok());
   Write("train-images-idx3-ubyte.gz", gz->substr(0, gz->size() / 2));
   Write("train-labels-idx1-ubyte", LabelsIdx(4));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(dataset.status().message(), HasSubstr("train-images-idx3-ubyte.gz"));
 }
@@ -121,14 +118,14 @@ TEST_F(IdxDatasetTest, CorruptGzipIsDataLoss) {
 TEST_F(IdxDatasetTest, BadMagicIsInvalidArgument) {
   Write("train-images-idx3-ubyte", ImagesIdx(2, 2, 2, /*magic=*/0x0D03));
   Write("train-labels-idx1-ubyte", LabelsIdx(2));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("magic"));
   EXPECT_THAT(dataset.status().message(), HasSubstr("train-images-idx3-ubyte"));
 
   Write("train-images-idx3-ubyte", ImagesIdx(2, 2, 2));
   Write("train-labels-idx1-ubyte", LabelsIdx(2, /*magic=*/0x803));
-  dataset = IdxDataset::Open(dir_.string(), "train");
+  dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("train-labels-idx1-ubyte"));
 }
@@ -136,7 +133,7 @@ TEST_F(IdxDatasetTest, BadMagicIsInvalidArgument) {
 TEST_F(IdxDatasetTest, CountMismatchIsInvalidArgument) {
   Write("train-images-idx3-ubyte", ImagesIdx(5, 2, 2));
   Write("train-labels-idx1-ubyte", LabelsIdx(4));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("5 images"));
   EXPECT_THAT(dataset.status().message(), HasSubstr("4 labels"));
@@ -147,26 +144,25 @@ TEST_F(IdxDatasetTest, TruncatedDataIsInvalidArgument) {
   images.pop_back();
   Write("train-images-idx3-ubyte", images);
   Write("train-labels-idx1-ubyte", LabelsIdx(3));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("47"));
 }
 
 TEST_F(IdxDatasetTest, MissingFileIsNotFoundNamingThePath) {
   Write("train-images-idx3-ubyte", ImagesIdx(2, 2, 2));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(dataset.status().message(),
-              HasSubstr((dir_ / "train-labels-idx1-ubyte").string()));
+  EXPECT_THAT(dataset.status().message(), HasSubstr(tmp_.Join("train-labels-idx1-ubyte")));
 
-  const std::string missing_dir = (dir_ / "nowhere").string();
+  const std::string missing_dir = tmp_.Join("nowhere");
   dataset = IdxDataset::Open(missing_dir, "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(dataset.status().message(), HasSubstr(missing_dir));
 }
 
 TEST_F(IdxDatasetTest, UnknownSplitIsInvalidArgument) {
-  auto dataset = IdxDataset::Open(dir_.string(), "validation");
+  auto dataset = IdxDataset::Open(dir(), "validation");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("validation"));
 }
@@ -174,7 +170,7 @@ TEST_F(IdxDatasetTest, UnknownSplitIsInvalidArgument) {
 TEST_F(IdxDatasetTest, OutOfRangeIndex) {
   Write("train-images-idx3-ubyte", ImagesIdx(2, 2, 2));
   Write("train-labels-idx1-ubyte", LabelsIdx(2));
-  auto dataset = IdxDataset::Open(dir_.string(), "train");
+  auto dataset = IdxDataset::Open(dir(), "train");
   ASSERT_TRUE(dataset.ok());
   EXPECT_EQ((*dataset)->Get(2).status().code(), absl::StatusCode::kOutOfRange);
   EXPECT_EQ((*dataset)->Get(-1).status().code(), absl::StatusCode::kOutOfRange);
@@ -183,8 +179,8 @@ TEST_F(IdxDatasetTest, OutOfRangeIndex) {
 // The Fashion-MNIST files Debian installs (package fashion-mnist), when present.
 TEST(IdxDatasetFashionMnistTest, ReadsDebianFiles) {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
-  if (!std::filesystem::exists(dir + "/train-images-idx3-ubyte.gz") &&
-      !std::filesystem::exists(dir + "/train-images-idx3-ubyte")) {
+  if (access((dir + "/train-images-idx3-ubyte.gz").c_str(), R_OK) != 0 &&
+      access((dir + "/train-images-idx3-ubyte").c_str(), R_OK) != 0) {
     GTEST_SKIP() << dir << " not installed";
   }
   if (!GzipAvailable()) GTEST_SKIP() << "built without zlib";

@@ -1,12 +1,13 @@
 #include "worker/engine/data/image_folder_dataset.h"
 
-#include <filesystem>
+#include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/worker/engine/data/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/dataset.h"
@@ -29,35 +30,28 @@ torch::Tensor Smooth(int c, int h, int w, int seed) {
 
 class ImageFolderDatasetTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    root_ = std::filesystem::path(::testing::TempDir()) /
-            absl::StrCat("folder_", ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(root_);
-    std::filesystem::create_directories(root_);
-  }
-  void TearDown() override { std::filesystem::remove_all(root_); }
+  void SetUp() override { ASSERT_FALSE(tmp_.path().empty()); }
 
   // Writes `image` to root/<cls>/<name>, as PNG or JPEG by the extension.
   void Put(const std::string& cls, const std::string& name, const torch::Tensor& image) {
-    std::filesystem::create_directories(root_ / cls);
-    absl::StatusOr<std::string> bytes = FormatFromExtension(name) == ImageFormat::kPng
-                                            ? EncodePng(image)
-                                            : EncodeJpeg(image, 95);
+    ASSERT_TRUE(tmp_.MakeDir(cls));
+    absl::StatusOr<std::string> bytes =
+        FormatFromExtension(name) == ImageFormat::kPng ? EncodePng(image) : EncodeJpeg(image, 95);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
-    ASSERT_TRUE(WriteFileBytes((root_ / cls / name).string(), *bytes).ok());
+    ASSERT_TRUE(WriteFileBytes(tmp_.Join(cls + "/" + name), *bytes).ok());
   }
   void PutBytes(const std::string& cls, const std::string& name, const std::string& bytes) {
-    std::filesystem::create_directories(root_ / cls);
-    ASSERT_TRUE(WriteFileBytes((root_ / cls / name).string(), bytes).ok());
+    ASSERT_TRUE(tmp_.MakeDir(cls));
+    ASSERT_TRUE(WriteFileBytes(tmp_.Join(cls + "/" + name), bytes).ok());
   }
   absl::StatusOr<std::unique_ptr<ImageFolderDataset>> Open(int channels) {
-    return ImageFolderDataset::Open(root_.string(), channels);
+    return ImageFolderDataset::Open(tmp_.path(), channels);
   }
 
-  std::filesystem::path root_;
+  testing_util::TempDir tmp_;
 };
 
-#define REQUIRE_CODEC(format)                                           \
+#define REQUIRE_CODEC(format) \
   if (!ImageCodecAvailable(format)) GTEST_SKIP() << "codec not built in"
 
 TEST_F(ImageFolderDatasetTest, ClassesAndFilesInNameOrder) {
@@ -161,7 +155,7 @@ TEST_F(ImageFolderDatasetTest, DeletedFileIsDataLoss) {
   Put("a", "gone.png", Smooth(1, 4, 4, 0));
   auto dataset = Open(1);
   ASSERT_TRUE(dataset.ok());
-  std::filesystem::remove(root_ / "a" / "gone.png");
+  ASSERT_EQ(std::remove(tmp_.Join("a/gone.png").c_str()), 0);
   absl::StatusOr<Example> ex = (*dataset)->Get(0);
   EXPECT_EQ(ex.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(ex.status().message(), HasSubstr("gone.png"));
@@ -170,15 +164,14 @@ TEST_F(ImageFolderDatasetTest, DeletedFileIsDataLoss) {
 TEST_F(ImageFolderDatasetTest, EmptyOrMissingFolders) {
   auto dataset = Open(3);
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(dataset.status().message(), HasSubstr(root_.string()));
+  EXPECT_THAT(dataset.status().message(), HasSubstr(tmp_.path()));
 
-  std::filesystem::create_directories(root_ / "empty_class");
   PutBytes("empty_class", "notes.txt", "nothing");
   dataset = Open(3);
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("empty_class"));
 
-  const std::string missing = (root_ / "missing").string();
+  const std::string missing = tmp_.Join("missing");
   DatasetOptions options;
   options.kind = DatasetOptions::Kind::kImageFolder;
   options.path = missing;

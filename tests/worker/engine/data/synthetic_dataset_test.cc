@@ -42,8 +42,8 @@ TEST(SyntheticDatasetTest, ShapesLabelsAndDeterminism) {
   EXPECT_FALSE(torch::equal((*dataset)->Get(0)->image, (*dataset)->Get(4)->image));
   SyntheticOptions other = Small();
   other.seed = 10;
-  EXPECT_FALSE(torch::equal((*dataset)->Get(0)->image,
-                            (*SyntheticDataset::Create(other))->Get(0)->image));
+  EXPECT_FALSE(
+      torch::equal((*dataset)->Get(0)->image, (*SyntheticDataset::Create(other))->Get(0)->image));
 }
 
 TEST(SyntheticDatasetTest, ImagesHaveStructureNotNoise) {
@@ -64,7 +64,8 @@ TEST(SyntheticDatasetTest, ClassesDifferOnAverage) {
   auto dataset = SyntheticDataset::Create(o);
   ASSERT_TRUE(dataset.ok());
   // Mean image per class: distinct classes give distinct means.
-  std::vector<torch::Tensor> sums(4, torch::zeros({1, 20, 24}));
+  std::vector<torch::Tensor> sums;
+  for (int c = 0; c < 4; ++c) sums.push_back(torch::zeros({1, 20, 24}));
   for (int64_t i = 0; i < o.size; ++i) {
     absl::StatusOr<Example> ex = (*dataset)->Get(i);
     sums[ex->label] += ex->image.to(torch::kFloat32);

@@ -20,14 +20,14 @@ torch::Tensor RandomImage(int c, int h, int w, int seed) {
 
 // Bicubic antialiased resize to s x s and normalisation, done independently.
 torch::Tensor ResizeNormalize(const torch::Tensor& image, int s, const TransformOptions& o) {
-  torch::Tensor x = F::interpolate(image.to(torch::kFloat32).unsqueeze(0),
-                                   F::InterpolateFuncOptions()
-                                       .size(std::vector<int64_t>{s, s})
-                                       .mode(torch::kBicubic)
-                                       .align_corners(false)
-                                       .antialias(true))
-                        .squeeze(0)
-                        .clamp(0, 255);
+  torch::Tensor x =
+      F::interpolate(image.to(torch::kFloat32).unsqueeze(0), F::InterpolateFuncOptions()
+                                                                 .size(std::vector<int64_t>{s, s})
+                                                                 .mode(torch::kBicubic)
+                                                                 .align_corners(false)
+                                                                 .antialias(true))
+          .squeeze(0)
+          .clamp(0, 255);
   torch::Tensor mean = torch::tensor(o.mean, torch::kFloat64).to(torch::kFloat32).view({-1, 1, 1});
   torch::Tensor sd = torch::tensor(o.std, torch::kFloat64).to(torch::kFloat32).view({-1, 1, 1});
   return (x / 255 - mean) / sd;
@@ -185,14 +185,14 @@ TEST(TransformsTest, EvalIsDeterministicAndCentred) {
 
   // 0.875: shorter side 16 / 0.875 = 18.29 -> 18, longer int(18 * 30 / 16) = 33.
   o.crop_fraction = 0.875;
-  torch::Tensor resized = F::interpolate(image.to(torch::kFloat32).unsqueeze(0),
-                                         F::InterpolateFuncOptions()
-                                             .size(std::vector<int64_t>{18, 33})
-                                             .mode(torch::kBicubic)
-                                             .align_corners(false)
-                                             .antialias(true))
-                              .squeeze(0)
-                              .clamp(0, 255);
+  torch::Tensor resized =
+      F::interpolate(image.to(torch::kFloat32).unsqueeze(0), F::InterpolateFuncOptions()
+                                                                 .size(std::vector<int64_t>{18, 33})
+                                                                 .mode(torch::kBicubic)
+                                                                 .align_corners(false)
+                                                                 .antialias(true))
+          .squeeze(0)
+          .clamp(0, 255);
   // Centre crop offsets: top round(1.0) = 1, left round(8.5) = 8 (half to even).
   torch::Tensor crop = resized.slice(1, 1, 17).slice(2, 8, 24);
   torch::Tensor mean = torch::tensor(o.mean).to(torch::kFloat32).view({3, 1, 1});
