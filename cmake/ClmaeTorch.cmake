@@ -25,4 +25,9 @@ if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
   set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")
 endif()
 find_package(Torch REQUIRED)
+# The wheel's libtorch.so exports its own copy of std::filesystem (built with
+# another toolchain), and std::filesystem::remove_all from it crashes when the
+# dynamic linker binds our calls there. Linking libstdc++ ahead of LibTorch
+# puts it first in the search order, so the toolchain's own copy is used.
+set(TORCH_LIBRARIES stdc++ ${TORCH_LIBRARIES})
 message(STATUS "LibTorch ${Torch_VERSION}; libraries: ${TORCH_LIBRARIES}")

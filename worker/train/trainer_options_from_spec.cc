@@ -18,7 +18,7 @@ T Or(bool has, M value, T fallback) {
 }
 
 // Dataset options for `kind` at `path` and `split`.
-DatasetOptions Dataset(DataSpec::Kind kind, const std::string& path, const std::string& split,
+DatasetOptions DatasetFor(DataSpec::Kind kind, const std::string& path, const std::string& split,
                        int channels, const ModelConfig& model, int64_t synthetic_size,
                        uint64_t seed) {
   DatasetOptions o;
@@ -104,7 +104,7 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromSpec(const v1::JobSpec& spec) {
   const auto& data = spec.data();
   const int channels = o.model.in_chans;
   const int64_t synthetic = Or<int64_t>(data.has_synthetic_size(), data.synthetic_size(), d::kSyntheticSize);
-  o.data = Dataset(data.kind(), data.path(), "train", channels, o.model, synthetic, o.step.seed);
+  o.data = DatasetFor(data.kind(), data.path(), "train", channels, o.model, synthetic, o.step.seed);
   o.data_limit = Or<int64_t>(data.has_limit(), data.limit(), 0);
   o.transform.kind = data.transform() == DataSpec::EVAL ? TransformOptions::Kind::kEval
                                                         : TransformOptions::Kind::kRandomResizedCrop;
@@ -137,11 +137,11 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromSpec(const v1::JobSpec& spec) {
     std::string path = e.path();
     if (path.empty() && kind == data.kind()) path = data.path();
     if (kind == DataSpec::IMAGE_FOLDER) {
-      o.eval_train = Dataset(kind, path + "/train", "train", channels, o.model, synthetic, o.step.seed);
-      o.eval_test = Dataset(kind, path + "/val", "test", channels, o.model, synthetic, o.step.seed);
+      o.eval_train = DatasetFor(kind, path + "/train", "train", channels, o.model, synthetic, o.step.seed);
+      o.eval_test = DatasetFor(kind, path + "/val", "test", channels, o.model, synthetic, o.step.seed);
     } else {
-      o.eval_train = Dataset(kind, path, "train", channels, o.model, synthetic, o.step.seed);
-      o.eval_test = Dataset(kind, path, "test", channels, o.model, synthetic, o.step.seed);
+      o.eval_train = DatasetFor(kind, path, "train", channels, o.model, synthetic, o.step.seed);
+      o.eval_test = DatasetFor(kind, path, "test", channels, o.model, synthetic, o.step.seed);
     }
     o.eval.knn_k = Or(e.has_knn_k(), e.knn_k(), d::kKnnK);
     o.eval.probe_epochs = Or(e.has_probe_epochs(), e.probe_epochs(), d::kProbeEpochs);

@@ -370,11 +370,10 @@ absl::Status Trainer::Run() {
   while (s.position.step < limit) {
     const auto t0 = Clock::now();
     ASSIGN_OR_RETURN(std::optional<Batch> batch, s.loader->Next());
-    if (!batch.has_value()) {  // end of the epoch
-      ++s.position.epoch;
-      s.position.batch_in_epoch = 0;
-      s.loader->StartEpoch(s.position.epoch, 0);
-      continue;
+    if (!batch.has_value()) {
+      return absl::InternalError(absl::StrCat("the data loader ended epoch ", s.position.epoch,
+                                              " after ", s.position.batch_in_epoch, " of ",
+                                              per_epoch, " batches"));
     }
     auto imgs = batch->images.to(s.device, /*non_blocking=*/true);
     const double data_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -398,6 +397,7 @@ absl::Status Trainer::Run() {
     if (++s.position.batch_in_epoch == per_epoch) {
       ++s.position.epoch;
       s.position.batch_in_epoch = 0;
+      if (s.position.step < limit) s.loader->StartEpoch(s.position.epoch, 0);
     }
     const int64_t images = batch->images.size(0) * world;
     images_seen += images;
