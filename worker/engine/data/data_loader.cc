@@ -1,10 +1,13 @@
 #include "worker/engine/data/data_loader.h"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <atomic>
 #include <functional>
 #include <utility>
 
+#include "ATen/Parallel.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "torch/cuda.h"
@@ -27,6 +30,24 @@ struct BatchResult {
 // The augmentation stream of one sample: a hash of (epoch, dataset index).
 uint64_t SampleStream(int64_t epoch, int64_t index) {
   return SampleRng(static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)).NextU64();
+}
+
+// Makes LibTorch's CPU ops on the calling thread run on that thread alone.
+// The pool already keeps the cores busy, one image per worker; letting each
+// worker's resize fan out to an OpenMP team of its own would put workers x
+// cores threads on the cores (PyTorch's DataLoader sets one thread per worker
+// process for the same reason). at::set_num_threads(1) cannot be used: it
+// changes the whole process, the trainer's thread and MKL included. With
+// OpenMP, ATen asks omp_get_max_threads(), a per-thread setting, so the
+// thread sets its own, after ATen's one-time per-thread initialisation that
+// would otherwise overwrite it. Looked up at run time: the engine does not
+// link OpenMP itself, and a LibTorch without it makes this a no-op.
+void UseOneIntraOpThread() {
+  at::internal::lazy_init_num_threads();
+  using SetNumThreads = void (*)(int);
+  static const auto set_num_threads =
+      reinterpret_cast<SetNumThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"));
+  if (set_num_threads != nullptr) set_num_threads(1);
 }
 
 absl::Status CheckOptions(const Dataset* dataset, const TransformOptions& transform,
@@ -151,6 +172,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
 }
 
 void DataLoader::State::WorkerLoop() {
+  UseOneIntraOpThread();
   std::unique_lock<std::mutex> lock(mu);
   while (true) {
     work_cv.wait(lock, [this] { return stop.load() || HasWork(); });

@@ -24,14 +24,18 @@
 namespace clmae {
 
 struct DataLoaderOptions {
-  int batch_size = 64;      // per rank
-  int num_workers = 2;      // decode threads; 0 decodes on the caller's thread
+  int batch_size = 64;  // per rank
+  // Decode threads, each running its LibTorch ops on itself alone (no intra-op
+  // fan-out); 0 decodes on the caller's thread.
+  int num_workers = 2;
   int prefetch = 4;         // batches decoded ahead
   bool pin_memory = false;  // page-locked host batches, for CUDA training
   // Undecodable images: skipped and counted (that batch is then smaller) or,
   // with `fail_on_decode_error`, an error.
   bool fail_on_decode_error = false;
-  uint64_t seed = 0;  // augmentation seed
+  // Augmentation seed: dataset index i in epoch e is transformed with
+  // SampleRng(seed, hash(e, i)), whichever thread does it.
+  uint64_t seed = 0;
 };
 
 struct Batch {
@@ -62,7 +66,8 @@ class DataLoader {
   // image of a batch fails.
   absl::StatusOr<std::optional<Batch>> Next();
 
-  // Images skipped because they failed to decode, since construction.
+  // Images skipped because they failed to decode, since construction; counted
+  // as their batches are delivered, so work StartEpoch discards is not.
   int64_t skipped_images() const;
 
  private:

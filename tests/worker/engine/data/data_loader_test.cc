@@ -1,10 +1,12 @@
 #include "worker/engine/data/data_loader.h"
 
+#include <atomic>
 #include <set>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "ATen/Parallel.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -266,6 +268,36 @@ TEST_F(DataLoaderTest, ConfigurationErrorsComeFromNext) {
   DataLoader bad_transform(dataset_, DistributedSampler(53, 0, 1, 0), t, Options(2));
   bad_transform.StartEpoch(0);
   EXPECT_EQ(bad_transform.Next().status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Records how many intra-op threads LibTorch would use on the thread that
+// calls Get().
+class ThreadProbeDataset : public Dataset {
+ public:
+  int64_t size() const override { return 16; }
+  absl::StatusOr<Example> Get(int64_t index) const override {
+    observed_ = at::get_num_threads();
+    return Example{torch::zeros({1, 4, 4}, torch::kUInt8), 0};
+  }
+  int channels() const override { return 1; }
+  int num_classes() const override { return 1; }
+  std::string Describe() const override { return "probe"; }
+  mutable std::atomic<int> observed_{0};
+};
+
+TEST(DataLoaderThreadsTest, WorkersRunTensorOpsOnOneThread) {
+  const int caller_threads = at::get_num_threads();
+  auto probe = std::make_shared<ThreadProbeDataset>();
+  TransformOptions t;
+  t.size = 4;
+  t.mean = {0.5};
+  t.std = {0.5};
+  DataLoader loader(probe, DistributedSampler(16, 0, 1, 0), t, Options(2, 4));
+  loader.StartEpoch(0);
+  ASSERT_TRUE(loader.Next().ok());
+  EXPECT_EQ(probe->observed_.load(), 1);
+  // The caller's own setting is untouched.
+  EXPECT_EQ(at::get_num_threads(), caller_threads);
 }
 
 TEST_F(DataLoaderTest, PinMemoryIsHarmlessWithoutCuda) {
