@@ -7,12 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-
-// Which optional codecs the build found: CMake's generated header, or -D
-// flags in a build that does not generate it.
-#if __has_include("worker/engine/util/codecs_config.h")
-#include "worker/engine/util/codecs_config.h"
-#endif
+#include "worker/engine/util/codecs_config.h"  // CLMAE_HAVE_*: 0 or 1, from CMake
 
 #if CLMAE_HAVE_ZLIB
 #include <zlib.h>

@@ -8,13 +8,8 @@
 #include "absl/strings/str_cat.h"
 #include "worker/engine/data/image_codec.h"
 #include "worker/engine/data/image_codec_internal.h"
+#include "worker/engine/util/codecs_config.h"  // CLMAE_HAVE_*: 0 or 1, from CMake
 #include "worker/engine/util/torch_status.h"
-
-// Which optional codecs the build found: CMake's generated header, or -D
-// flags in a build that does not generate it.
-#if __has_include("worker/engine/util/codecs_config.h")
-#include "worker/engine/util/codecs_config.h"
-#endif
 
 #if CLMAE_HAVE_PNG
 #include <png.h>

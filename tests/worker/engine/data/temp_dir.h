@@ -1,9 +1,9 @@
 #pragma once
 
 // A scratch directory for one test, removed with everything in it when the
-// test ends. Removal uses nftw rather than std::filesystem::remove_all: the
-// PyTorch wheel's libtorch.so exports its own std::filesystem::remove_all,
-// which the dynamic linker prefers and which crashes (null call).
+// test ends. Removal walks the tree with nftw rather than calling
+// std::filesystem::remove_all, whose crashing copy in the PyTorch wheel's
+// libtorch.so a binary can bind to (see cmake/ClmaeTorch.cmake).
 
 #include <ftw.h>
 #include <stdlib.h>
