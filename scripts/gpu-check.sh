@@ -20,7 +20,10 @@ exec > >(tee "$out/gpu-check.log") 2>&1
 echo "== machine"; date -u; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true
 "$py" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 prefix=()
-[[ -d .deps/absl ]] && prefix=(-DCMAKE_PREFIX_PATH="$root/.deps/absl")
+if [[ -d .deps/absl ]]; then
+  prefix=(-DCMAKE_PREFIX_PATH="$root/.deps/absl")
+  export LD_LIBRARY_PATH="$root/.deps/absl/lib/$(ls .deps/absl/lib | head -1)${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 echo "== build (engine only)"
 t0=$(date +%s)
 CLMAE_PYTHON=$(command -v "$py") cmake -S . -B build-gpu -G Ninja -DCLMAE_ENGINE_ONLY=ON \
