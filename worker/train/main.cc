@@ -4,8 +4,10 @@
 //
 // Exit codes: 0 done, 1 training failed, 2 bad command line or spec.
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -28,6 +30,20 @@ ABSL_FLAG(int64_t, max_steps, -1, "stop after this many iterations; overrides tr
 
 namespace {
 
+// Accepts --output-dir as well as Abseil's --output_dir spelling.
+std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  std::vector<char*> out;
+  for (auto& arg : storage) {
+    if (arg.rfind("--", 0) == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2, arg.begin() + end, '-', '_');
+    }
+    out.push_back(arg.data());
+  }
+  return out;
+}
+
 int Fail(int code, const std::string& message) {
   std::fprintf(stderr, "clmae-train: %s\n", message.c_str());
   return code;
@@ -38,7 +54,9 @@ int Fail(int code, const std::string& message) {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Trains a CL-MAE job on this machine.\n  clmae-train --config job.yaml [--resume auto]");
-  auto rest = absl::ParseCommandLine(argc, argv);
+  std::vector<std::string> storage;
+  auto args = NormaliseFlagNames(argc, argv, storage);
+  auto rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   if (rest.size() > 1) return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; see --help"));
   const std::string config = absl::GetFlag(FLAGS_config);
   if (config.empty()) return Fail(2, "--config is required (a YAML job spec; see examples/)");

@@ -32,4 +32,16 @@ std::unique_ptr<torch::optim::AdamW> MakeAdamW(torch::nn::Module& module,
 // Sets the lr of every group.
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
 
+// One AdamW step of `optimizer` (from MakeAdamW) over the parameters that have
+// gradients. On CUDA: one fused multi-tensor kernel per parameter group
+// (at::_fused_adamw_, PyTorch's fused AdamW) instead of LibTorch's
+// per-parameter loop, on the same state LibTorch's AdamW keeps, so
+// checkpoints are the same either way. Elsewhere: LibTorch's own step.
+void AdamWStep(torch::optim::AdamW& optimizer);
+
+// Global L2 norm of the gradients of `params` (those that have one), and,
+// when `max_norm` > 0 and the norm exceeds it, scales them down to it (as
+// torch.nn.utils.clip_grad_norm_). One multi-tensor norm and one host sync.
+double ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm);
+
 }  // namespace clmae

@@ -6,11 +6,11 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/train/autocast.h"
+#include "worker/engine/train/optim.h"
 #include "worker/engine/util/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
@@ -84,19 +84,13 @@ absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
                                                     const char* phase) {
   auto params = net.parameters();
   RETURN_IF_ERROR(collectives_->AverageGradients(params));
-  std::vector<torch::Tensor> with_grad;
-  for (auto& p : params) {
-    if (p.grad().defined()) with_grad.push_back(p);
-  }
-  const double max_norm =
-      options_.clip_grad > 0 ? options_.clip_grad : std::numeric_limits<double>::infinity();
-  const double norm = torch::nn::utils::clip_grad_norm_(with_grad, max_norm);
+  const double norm = ClipGradNorm(params, options_.clip_grad);
   if (!std::isfinite(norm)) {
     opt.zero_grad();
     return absl::FailedPreconditionError(
         absl::StrCat("non-finite gradient norm in ", phase, "; the step was not applied"));
   }
-  opt.step();
+  AdamWStep(opt);
   opt.zero_grad();
   return norm;
 }

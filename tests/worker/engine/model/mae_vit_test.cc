@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/model/masking_net.h"
 #include "worker/engine/model/vit_block.h"
 
@@ -10,18 +11,8 @@ namespace clmae {
 namespace {
 
 ModelConfig Small() {
-  ModelConfig c;
-  c.img_size = 8;
-  c.in_chans = 2;
-  c.patch_size = 2;  // 16 patches
-  c.embed_dim = 16;
+  auto c = testutil::SmallModelConfig(/*in_chans=*/2);
   c.depth = 2;
-  c.num_heads = 2;
-  c.decoder_embed_dim = 8;
-  c.decoder_depth = 1;
-  c.decoder_num_heads = 2;
-  c.masker_depth = 1;
-  c.masker_num_heads = 4;
   return c;
 }
 

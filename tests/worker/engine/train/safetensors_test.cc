@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/train/weights.h"
 
 namespace clmae {
@@ -70,17 +71,9 @@ TEST_F(SafetensorsTest, MalformedFilesAreRejectedWithTheReason) {
 }
 
 ModelConfig Small() {
-  ModelConfig c;
-  c.img_size = 8;
-  c.in_chans = 1;
-  c.patch_size = 4;
+  auto c = testutil::SmallModelConfig(/*in_chans=*/1, /*patch_size=*/4);
   c.embed_dim = 8;
   c.depth = 2;
-  c.num_heads = 2;
-  c.decoder_embed_dim = 8;
-  c.decoder_depth = 1;
-  c.decoder_num_heads = 2;
-  c.masker_depth = 1;
   c.masker_num_heads = 2;
   return c;
 }

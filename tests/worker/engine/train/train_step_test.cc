@@ -5,27 +5,14 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/model/losses.h"
 #include "worker/engine/train/optim.h"
 
 namespace clmae {
 namespace {
 
-ModelConfig Small() {
-  ModelConfig c;
-  c.img_size = 8;
-  c.in_chans = 1;
-  c.patch_size = 2;
-  c.embed_dim = 16;
-  c.depth = 1;
-  c.num_heads = 2;
-  c.decoder_embed_dim = 8;
-  c.decoder_depth = 1;
-  c.decoder_num_heads = 2;
-  c.masker_depth = 1;
-  c.masker_num_heads = 4;
-  return c;
-}
+ModelConfig Small() { return testutil::SmallModelConfig(); }
 
 std::map<std::string, torch::Tensor> Snapshot(torch::nn::Module& m) {
   std::map<std::string, torch::Tensor> out;
