@@ -1,5 +1,6 @@
 #include "worker/train/console_reporter.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -41,7 +42,7 @@ void ConsoleReporter::OnStep(const StepReport& r) {
                 "%sstep %d/%d (%.0f%%) epoch %d/%d | lambda_cl %+.3f | mae %.4f%s | lr %.2e | "
                 "%.1f img/s | eta %s\n",
                 prefix_, r.step, r.total_steps, 100.0 * r.step / std::max<int64_t>(1, r.total_steps),
-                r.epoch, r.epochs, r.lambda_cl, s.loss_mae, masker, r.lr, r.images_per_second,
+                std::min<int64_t>(r.epoch + 1, r.epochs), r.epochs, r.lambda_cl, s.loss_mae, masker, r.lr, r.images_per_second,
                 FormatDuration(eta));
   std::fflush(out_);
 }

@@ -19,8 +19,8 @@ struct Result {
   std::string output;
 };
 
-Result RunTrain(const std::string& args) {
-  const std::string cmd = std::string(CLMAE_TRAIN_BINARY) + " " + args + " 2>&1";
+Result RunCommand(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   Result r{-1, ""};
   FILE* p = popen(cmd.c_str(), "r");
   if (p == nullptr) return r;
@@ -30,6 +30,8 @@ Result RunTrain(const std::string& args) {
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
+
+Result RunTrain(const std::string& args) { return RunCommand(std::string(CLMAE_TRAIN_BINARY) + " " + args); }
 
 class ClmaeTrainCliTest : public ::testing::Test {
  protected:
@@ -92,6 +94,21 @@ output: {checkpoint_every: 4, preview_every: 4, export_safetensors: true}
   for (const char* f : {"metrics.jsonl", "weights.safetensors", "encoder.safetensors", "eval.json",
                         "checkpoints/step-000000004.ckpt", "previews/step-000000004.png"}) {
     EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
+  }
+  // PyTorch users load the export with the safetensors package under the
+  // reference key names (skipped when the project venv is not there).
+  const fs::path python = fs::path(CLMAE_SOURCE_DIR) / ".venv" / "bin" / "python";
+  if (fs::exists(python)) {
+    auto py = RunCommand(python.string() + " -c \"" +
+                         "from safetensors.torch import load_file; "
+                         "w = load_file('" + out + "/weights.safetensors'); "
+                         "e = load_file('" + out + "/encoder.safetensors'); "
+                         "assert w['blocks.0.attn.qkv.weight'].shape == (96, 32); "
+                         "assert 'masking_net.mlp_head.1.weight' in w and 'decoder_pred.weight' in w; "
+                         "assert not any(k.startswith(('decoder', 'masking_net', 'mask_token')) for k in e); "
+                         "print('loaded', len(w), len(e))\"");
+    EXPECT_EQ(py.exit_code, 0) << py.output;
+    EXPECT_NE(py.output.find("loaded"), std::string::npos) << py.output;
   }
   auto resumed = RunTrain("--config " + spec + " --output-dir " + out + " --resume auto");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
