@@ -34,7 +34,7 @@ bench: build
 
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
-	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON -DCLMAE_PCH=OFF"
+	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON"
 
 # Engine + benchmark only (LibTorch + Abseil), as on a GPU machine.
 engine-only:
