@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/model/mae_vit.h"
 
 namespace clmae {
@@ -19,17 +20,7 @@ TEST(OptimTest, DecayGroups) {
 }
 
 TEST(OptimTest, AdamWHoldsEveryTrainableParameterOnce) {
-  ModelConfig c;
-  c.img_size = 8;
-  c.in_chans = 1;
-  c.patch_size = 4;
-  c.embed_dim = 8;
-  c.depth = 1;
-  c.num_heads = 2;
-  c.decoder_embed_dim = 8;
-  c.decoder_depth = 1;
-  c.decoder_num_heads = 2;
-  MaeVit mae(c);
+  MaeVit mae(testutil::SmallModelConfig());
   auto opt = MakeAdamW(*mae, {});
   ASSERT_EQ(opt->param_groups().size(), 2u);
   const auto& decayed = opt->param_groups()[0];
