@@ -24,9 +24,9 @@ struct ExecPlan {
 // /bin") like execvp() does. Errors: INVALID_ARGUMENT for an empty argv, an
 // empty program, a variable name that is empty or holds '=', or a NUL inside
 // any string; NOT_FOUND when no PATH entry holds the program.
-absl::StatusOr<ExecPlan> MakeExecPlan(const std::vector<std::string>& argv,
-                                      const std::vector<std::pair<std::string, std::string>>& overrides,
-                                      const char* const* base_env);
+absl::StatusOr<ExecPlan> MakeExecPlan(
+    const std::vector<std::string>& argv,
+    const std::vector<std::pair<std::string, std::string>>& overrides, const char* const* base_env);
 
 // A null-terminated array of pointers into `strings`, for execve(). Valid
 // while `strings` is alive and unchanged.

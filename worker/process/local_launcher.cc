@@ -67,8 +67,8 @@ absl::Status Validate(const LocalLauncherOptions& options) {
     return absl::InvalidArgumentError("master address must not be empty");
   }
   if (options.grace < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("grace period must not be negative, got ", absl::FormatDuration(options.grace)));
+    return absl::InvalidArgumentError(absl::StrCat("grace period must not be negative, got ",
+                                                   absl::FormatDuration(options.grace)));
   }
   return absl::OkStatus();
 }
@@ -119,10 +119,15 @@ class Launch {
                  {"LOCAL_WORLD_SIZE", absl::StrCat(options_.nproc)},
                  {"MASTER_ADDR", options_.master_addr},
                  {"MASTER_PORT", absl::StrCat(master_port)}};
-    if (rank != 0) {
+    // With other ranks to interleave with, rank 0's lines go through the
+    // same line writer (unprefixed), so no line of one rank lands inside a
+    // line of another. A single rank keeps the launcher's own streams (a
+    // terminal stays a terminal).
+    if (options_.nproc > 1) {
       LineWriter& out = out_;
-      spawn.output = LineOutput{[&out, prefix = absl::StrCat("[rank ", rank, "] ")](
-                                    OutputStream stream, absl::string_view line) {
+      std::string prefix = rank == 0 ? "" : absl::StrCat("[rank ", rank, "] ");
+      spawn.output = LineOutput{[&out, prefix = std::move(prefix)](OutputStream stream,
+                                                                   absl::string_view line) {
         out.Write(stream == OutputStream::kStdout ? STDOUT_FILENO : STDERR_FILENO, prefix, line);
       }};
     }
@@ -156,9 +161,9 @@ class Launch {
     }
     int64_t timeout_ms = all_have_exit_fds ? -1 : 50;
     if (kill_deadline_.has_value()) {
-      int64_t left = std::max<int64_t>(
-          0, absl::ToInt64Milliseconds(absl::Ceil(*kill_deadline_ - absl::Now(),
-                                                  absl::Milliseconds(1))));
+      int64_t left =
+          std::max<int64_t>(0, absl::ToInt64Milliseconds(absl::Ceil(*kill_deadline_ - absl::Now(),
+                                                                    absl::Milliseconds(1))));
       timeout_ms = timeout_ms < 0 ? left : std::min(timeout_ms, left);
     }
     poll(fds.data(), fds.size(), static_cast<int>(std::min<int64_t>(timeout_ms, 1 << 30)));

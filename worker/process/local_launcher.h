@@ -40,8 +40,12 @@ struct LocalLauncherOptions {
 //   after `grace` are killed;
 // - 2 for invalid options, 127 (126) when a rank's program is missing (not
 //   executable), 1 for other start-up errors, each with a message on stderr.
-// Rank 0's stdout and stderr pass through unchanged; the other ranks' lines
-// go to the same streams prefixed "[rank R] ", whole lines at a time.
+// Output: every rank's stdout and stderr lines go to the launcher's stdout
+// and stderr, whole lines at a time (a line of one rank never lands inside
+// a line of another); rank 0's unchanged, the others' prefixed "[rank R] ".
+// The ranks then write to pipes, not to the terminal, so a rank should
+// flush its progress lines (clmae-train's console does). With nproc 1 the
+// rank writes to the launcher's streams directly.
 // Ranks lead their own process groups and die with the launcher (see
 // SpawnOptions). While it runs, the launcher owns the process's SIGINT,
 // SIGTERM and SIGHUP dispositions (restored on return), so at most one runs

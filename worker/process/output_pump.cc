@@ -24,7 +24,9 @@ void CloseIfOpen(int& fd) {
   fd = -1;
 }
 
-OutputStream StreamOf(int index) { return index == 0 ? OutputStream::kStdout : OutputStream::kStderr; }
+OutputStream StreamOf(int index) {
+  return index == 0 ? OutputStream::kStdout : OutputStream::kStderr;
+}
 
 }  // namespace
 
@@ -137,8 +139,7 @@ void OutputPump::EmitLines(int index, bool flush_partial) {
     start = newline + 1;
   }
   // An unterminated tail: cut it when too long, or deliver it at the end.
-  while (pending.size() - start > kMaxLineBytes ||
-         (flush_partial && pending.size() > start)) {
+  while (pending.size() - start > kMaxLineBytes || (flush_partial && pending.size() > start)) {
     std::size_t size = std::min(pending.size() - start, kMaxLineBytes);
     on_line_(StreamOf(index), absl::string_view(pending.data() + start, size));
     start += size;

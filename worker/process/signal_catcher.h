@@ -4,10 +4,10 @@
 // only write()s the signal number to a self-pipe (async-signal-safe), and
 // the owner polls the pipe's read end from an ordinary thread.
 
+#include <signal.h>
+
 #include <memory>
 #include <vector>
-
-#include <signal.h>
 
 #include "absl/status/statusor.h"
 

@@ -4,7 +4,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,8 +13,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "worker/engine/util/status_macros.h"
+#include "worker/process/child_exec.h"
 #include "worker/process/exec_plan.h"
 
 extern char** environ;
@@ -23,14 +22,11 @@ extern char** environ;
 namespace clmae {
 namespace {
 
+using process_internal::ChildError;
+using process_internal::ChildSetup;
 using process_internal::ExecPlan;
-
-// What the child reports through the CLOEXEC pipe when it cannot exec.
-enum ChildStage : int { kStageDup = 1, kStageChdir = 2, kStageExec = 3 };
-struct ChildError {
-  int stage;
-  int err;
-};
+using process_internal::kStageChdir;
+using process_internal::kStageDup;
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -62,74 +58,16 @@ absl::Status MakePipe(int fds[2], const char* what) {
   return absl::OkStatus();
 }
 
-// Everything the child needs, prepared before fork().
-struct ChildSetup {
-  const char* path;
-  char* const* argv;
-  char* const* envp;
-  const char* working_dir;  // null: keep
-  int stdout_fd;            // -1: inherit
-  int stderr_fd;
-  int error_fd;  // write end of the CLOEXEC report pipe
-  pid_t parent;
-  bool kill_on_parent_death;
-  bool new_process_group;
-};
-
-[[noreturn]] void Fail(const ChildSetup& setup, int stage) {
-  ChildError report{stage, errno};
-  // One write of 8 bytes to a pipe is atomic; nothing to do if it fails.
-  (void)!write(setup.error_fd, &report, sizeof(report));
-  _exit(127);
-}
-
-// Runs in the child between fork() and execve(): async-signal-safe calls
-// only (prctl() and the raw close_range syscall are plain system calls).
-[[noreturn]] void RunChild(const ChildSetup& setup) {
-  if (setup.new_process_group) setpgid(0, 0);
-  if (setup.kill_on_parent_death) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    // The parent may have died before prctl(): then nobody will signal us.
-    if (getppid() != setup.parent) _exit(1);
-  }
-  if (setup.stdout_fd >= 0 && dup2(setup.stdout_fd, STDOUT_FILENO) < 0) Fail(setup, kStageDup);
-  if (setup.stderr_fd >= 0 && dup2(setup.stderr_fd, STDERR_FILENO) < 0) Fail(setup, kStageDup);
-  if (setup.working_dir != nullptr && chdir(setup.working_dir) != 0) Fail(setup, kStageChdir);
-  // Descriptors the parent leaked without O_CLOEXEC (sockets of other
-  // threads, ...) do not reach the program. Best effort: Linux >= 5.11.
-  syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC);
-  // Handlers do not survive exec anyway; reset them now so a signal before
-  // exec cannot run the parent's handler here. Also undo the commonly
-  // inherited "ignore SIGPIPE".
-  for (int sig = 1; sig < NSIG; ++sig) {
-    struct sigaction current;
-    if (sigaction(sig, nullptr, &current) != 0) continue;
-    bool handled = current.sa_handler != SIG_DFL && current.sa_handler != SIG_IGN;
-    if (handled || sig == SIGPIPE || sig == SIGXFSZ) {
-      struct sigaction dfl;
-      memset(&dfl, 0, sizeof(dfl));
-      dfl.sa_handler = SIG_DFL;
-      sigaction(sig, &dfl, nullptr);
-    }
-  }
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  execve(setup.path, setup.argv, setup.envp);
-  Fail(setup, kStageExec);
-}
-
 absl::Status ChildErrorStatus(const ChildError& report, const SpawnOptions& options,
                               const ExecPlan& plan) {
   switch (report.stage) {
     case kStageChdir:
-      return absl::ErrnoToStatus(
-          report.err, absl::StrCat("cannot start \"", plan.argv[0], "\": working_dir \"",
-                                   options.working_dir, "\""));
+      return absl::ErrnoToStatus(report.err,
+                                 absl::StrCat("cannot start \"", plan.argv[0], "\": working_dir \"",
+                                              options.working_dir, "\""));
     case kStageDup:
       return absl::ErrnoToStatus(
-          report.err,
-          absl::StrCat("cannot start \"", plan.argv[0], "\": redirecting its output"));
+          report.err, absl::StrCat("cannot start \"", plan.argv[0], "\": redirecting its output"));
     default:
       return absl::ErrnoToStatus(report.err, absl::StrCat("cannot execute \"", plan.path, "\""));
   }
@@ -148,8 +86,8 @@ int OpenPidfd(pid_t pid) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& options) {
-  ASSIGN_OR_RETURN(ExecPlan plan, process_internal::MakeExecPlan(options.argv, options.env,
-                                                                 environ));
+  ASSIGN_OR_RETURN(ExecPlan plan,
+                   process_internal::MakeExecPlan(options.argv, options.env, environ));
   if (options.working_dir.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError("working_dir contains a NUL character");
   }
@@ -207,7 +145,7 @@ absl::StatusOr<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &saved);
   pid_t pid = fork();
-  if (pid == 0) RunChild(setup);
+  if (pid == 0) process_internal::RunChild(setup);
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 

@@ -73,8 +73,8 @@ TEST_F(OutputPumpTest, DeliversAnUnterminatedLastLineAtEndOfFile) {
   Put(out_[1], "one\ntwo");
   CloseWriters();
   pump_->Finish();
-  EXPECT_THAT(Lines(), ElementsAre(Pair(OutputStream::kStdout, "one"),
-                                   Pair(OutputStream::kStdout, "two")));
+  EXPECT_THAT(Lines(),
+              ElementsAre(Pair(OutputStream::kStdout, "one"), Pair(OutputStream::kStdout, "two")));
 }
 
 TEST_F(OutputPumpTest, CutsOverlongLines) {

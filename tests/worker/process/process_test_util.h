@@ -66,8 +66,7 @@ inline bool WaitForFile(const std::string& path, absl::Duration timeout = absl::
 // True when no process has `pid` (any zombie of ours is reaped first; with
 // PR_SET_CHILD_SUBREAPER orphaned grandchildren are ours too). Waits up to
 // `timeout` for it to go. `status` receives the wait status when we reaped it.
-inline bool PidGone(pid_t pid, absl::Duration timeout = absl::Seconds(30),
-                    int* status = nullptr) {
+inline bool PidGone(pid_t pid, absl::Duration timeout = absl::Seconds(30), int* status = nullptr) {
   const absl::Time deadline = absl::Now() + timeout;
   for (;;) {
     int wait_status = 0;

@@ -1,5 +1,6 @@
 #include "worker/process/subprocess.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/worker/process/process_test_util.h"
@@ -83,8 +85,8 @@ TEST_F(SubprocessTest, ReportsDeathBySignal) {
 TEST_F(SubprocessTest, PassesEnvironmentAndWorkingDir) {
   setenv("CLMAE_PROCESS_TEST_INHERITED", "from-parent", 1);
   setenv("CLMAE_PROCESS_TEST_OVERRIDDEN", "old", 1);
-  SpawnOptions options = Shell(
-      "echo \"$CLMAE_PROCESS_TEST_INHERITED $CLMAE_PROCESS_TEST_OVERRIDDEN $EXTRA\"; pwd -P");
+  SpawnOptions options =
+      Shell("echo \"$CLMAE_PROCESS_TEST_INHERITED $CLMAE_PROCESS_TEST_OVERRIDDEN $EXTRA\"; pwd -P");
   options.env = {{"CLMAE_PROCESS_TEST_OVERRIDDEN", "new"}, {"EXTRA", "x y"}};
   options.working_dir = dir_.path();
   options.output = Collect();
@@ -97,8 +99,9 @@ TEST_F(SubprocessTest, PassesEnvironmentAndWorkingDir) {
 }
 
 TEST_F(SubprocessTest, AllOutputIsDeliveredBeforeWaitReturns) {
-  SpawnOptions options = Shell("i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done; "
-                               "echo oops >&2");
+  SpawnOptions options = Shell(
+      "i=0; while [ $i -lt 500 ]; do echo line $i; i=$((i+1)); done; "
+      "echo oops >&2");
   options.output = Collect();
   auto child = MustSpawn(options);
   ASSERT_NE(child, nullptr);
@@ -176,8 +179,9 @@ TEST_F(SubprocessTest, UnopenableLogFileFailsSpawn) {
 }
 
 TEST_F(SubprocessTest, WaitTimesOutOnARunningChildAndSignalReachesIt) {
-  SpawnOptions options = Shell("trap 'echo got-usr1; exit 5' USR1; echo ready; "
-                               "while :; do sleep 0.05; done");
+  SpawnOptions options = Shell(
+      "trap 'echo got-usr1; exit 5' USR1; echo ready; "
+      "while :; do sleep 0.05; done");
   options.output = Collect();
   auto child = MustSpawn(options);
   ASSERT_NE(child, nullptr);
@@ -231,6 +235,15 @@ TEST_F(SubprocessTest, EndOfAChildKillsWhatItLeftInItsGroup) {
   int status = 0;
   ASSERT_TRUE(PidGone(grandchild, kSafetyNet, &status));
   EXPECT_EQ(ExitStatus::FromWaitStatus(status), ExitStatus::Signaled(SIGKILL));
+}
+
+TEST_F(SubprocessTest, DescriptorsLeakedWithoutCloexecDoNotReachTheChild) {
+  int leaked = open("/dev/null", O_RDONLY);  // no O_CLOEXEC, as careless code does
+  ASSERT_GE(leaked, 3);
+  auto child = MustSpawn(Shell(absl::StrCat("[ -e /proc/$$/fd/", leaked, " ] && exit 1; exit 0")));
+  close(leaked);
+  ASSERT_NE(child, nullptr);
+  EXPECT_EQ(child->Wait(kSafetyNet), ExitStatus::Exited(0));
 }
 
 TEST_F(SubprocessTest, DestructorLeavesNoOrphans) {
