@@ -1,0 +1,215 @@
+// Coordinator: opening, recovery and the client-facing methods. Agents and
+// trainers: coordinator_agents.cc; lifecycle: coordinator_jobs.cc.
+
+#include "coordinator/coordinator.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/job_state_machine.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+
+Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store)
+    : options_(std::move(options)),
+      store_(std::move(store)),
+      scheduler_(SchedulerOptions{options_.master_port_min, options_.master_port_max}),
+      registry_(WorkerRegistryOptions{options_.lease}) {}
+
+Coordinator::~Coordinator() = default;
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOptions options) {
+  if (options.master_port_min < 1 || options.master_port_max > 65535 ||
+      options.master_port_min > options.master_port_max) {
+    return absl::InvalidArgumentError(absl::StrCat("master port range ", options.master_port_min,
+                                                   "..", options.master_port_max,
+                                                   " is not a range within 1..65535"));
+  }
+  if (options.lease <= absl::ZeroDuration() || options.heartbeat_interval >= options.lease) {
+    return absl::InvalidArgumentError(
+        "the lease must be positive and longer than the heartbeat "
+        "interval");
+  }
+  if (!options.clock) options.clock = [] { return absl::Now(); };
+  ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
+                   JobStore::Open(JobStoreOptions{.path = options.store_path}));
+  ASSIGN_OR_RETURN(std::vector<v1::Job> active, store->LoadActive());
+  std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(options), std::move(store)));
+  Coordinator& c = *coordinator;
+  absl::MutexLock lock(&c.mu_);
+  const absl::Time now = c.options_.clock();
+  c.recovering_until_ = active.empty() ? now : now + c.options_.lease;
+  for (v1::Job& job : active) {
+    ASSIGN_OR_RETURN(JobResources resources, ResolveJobResources(job.spec()));
+    ActiveJob& a = c.jobs_[job.id()];
+    a.resources = resources;
+    a.order = c.next_order_++;
+    a.running_since = now;
+    a.job = std::move(job);
+    if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
+      // Every rank is unknown until its agent re-attaches and lists it.
+      a.ranks.resize(a.job.placement().ranks_size());
+      for (RankState& rank : a.ranks) {
+        rank.phase = a.job.state() == v1::JOB_STATE_RUNNING ? RankState::Phase::kRunning
+                                                            : RankState::Phase::kAssigned;
+        rank.confirm_by = c.recovering_until_;
+        rank.advanced_at = now;
+      }
+    }
+  }
+  return coordinator;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec,
+                                            const std::string& request_id) {
+  ASSIGN_OR_RETURN(JobResources resources, ResolveJobResources(spec));
+  if (options_.validate_spec) RETURN_IF_ERROR(options_.validate_spec(spec));
+  if (request_id.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("request_id: ", request_id.size(), " characters; at most 128 are allowed"));
+  }
+  const absl::Time now = options_.clock();
+  // The store has its own lock: durable submissions do not wait for the
+  // domain lock, nor hold it during their commit.
+  ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(spec, request_id, now));
+  v1::Job job;
+  bool active = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (outcome.created) {
+      ActiveJob& a = jobs_[outcome.job.id()];
+      a.job = outcome.job;
+      a.resources = resources;
+      a.order = next_order_++;
+      v1::JobUpdate update;
+      update.set_job_id(a.job.id());
+      *update.mutable_event() = outcome.event;
+      Publish(update);
+      // The submission is durable whatever happens here: a store error while
+      // placing leaves the job PENDING, and Tick retries.
+      Schedule(now).IgnoreError();
+    }
+    auto it = jobs_.find(outcome.job.id());
+    active = it != jobs_.end();
+    job = active ? it->second.job : outcome.job;
+    Reap();
+  }
+  outbox_.Flush();
+  // A retry of a job that has ended since: its final record.
+  if (!outcome.created && !active) return store_->Get(job.id());
+  return job;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Get(const std::string& job_id) {
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it != jobs_.end()) return it->second.job;
+  }
+  return store_->Get(job_id);
+}
+
+absl::StatusOr<JobPage> Coordinator::List(const ListJobsQuery& query) {
+  ASSIGN_OR_RETURN(JobPage page, store_->List(query));
+  absl::MutexLock lock(&mu_);
+  for (v1::Job& job : page.jobs) {
+    auto it = jobs_.find(job.id());
+    // Only the same state: a listing filtered by state stays consistent.
+    if (it != jobs_.end() && it->second.job.state() == job.state()) job = it->second.job;
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std::string& reason) {
+  v1::Job result;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = jobs_.find(job_id);
+    if (it == jobs_.end()) return store_->Get(job_id);  // terminal or unknown
+    ActiveJob& active = it->second;
+    const absl::Time now = options_.clock();
+    v1::Job next = active.job;
+    next.set_state(v1::JOB_STATE_CANCELLED);
+    next.set_failure_message(reason.empty() ? "cancelled by a client"
+                                            : absl::StrCat("cancelled: ", reason));
+    RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now));
+    CancelRanks(active, next.failure_message());
+    result = active.job;
+    Reap();
+  }
+  outbox_.Flush();
+  return result;
+}
+
+absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallback callback) {
+  WatchId id;
+  {
+    absl::MutexLock lock(&mu_);
+    std::vector<v1::Job> snapshots;
+    if (job_id.empty()) {
+      for (const auto& [unused, active] : jobs_) snapshots.push_back(active.job);
+    } else if (auto it = jobs_.find(job_id); it != jobs_.end()) {
+      snapshots.push_back(it->second.job);
+    } else {
+      // Terminal (or unknown): the store has its final record. The store's
+      // lock nests inside ours, as in every transition.
+      ASSIGN_OR_RETURN(snapshots.emplace_back(), store_->Get(job_id));
+    }
+    id = next_watch_id_++;
+    auto watcher = std::make_shared<Watcher>(std::move(callback));
+    watchers_[id] = WatchEntry{job_id, watcher};
+    for (v1::Job& job : snapshots) {
+      v1::JobUpdate update;
+      update.set_job_id(job.id());
+      *update.mutable_snapshot() = std::move(job);
+      outbox_.ToWatcher(watcher, std::move(update));
+    }
+  }
+  outbox_.Flush();
+  return id;
+}
+
+void Coordinator::Unwatch(WatchId id) {
+  std::shared_ptr<Watcher> watcher;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = watchers_.find(id);
+    if (it == watchers_.end()) return;
+    watcher = it->second.watcher;
+    watchers_.erase(it);
+  }
+  outbox_.Deactivate(watcher);
+}
+
+std::vector<v1::Worker> Coordinator::ListWorkers() {
+  absl::MutexLock lock(&mu_);
+  return registry_.List();
+}
+
+absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    status = registry_.SetDraining(worker_id, draining);
+    if (status.ok() && !draining) status = Schedule(options_.clock());
+    Reap();
+  }
+  outbox_.Flush();
+  return status;
+}
+
+void Coordinator::Publish(const v1::JobUpdate& update) {
+  for (const auto& [id, entry] : watchers_) {
+    if (entry.job_id.empty() || entry.job_id == update.job_id()) {
+      outbox_.ToWatcher(entry.watcher, update);
+    }
+  }
+}
+
+void Coordinator::Reap() {
+  for (const std::string& id : reap_) jobs_.erase(id);
+  reap_.clear();
+}
+
+}  // namespace clmae

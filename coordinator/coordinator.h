@@ -1,0 +1,191 @@
+#pragma once
+
+// The control plane's domain facade: what the gRPC edge (services/) calls
+// for clients (submit, get, list, cancel, watch, workers), for agents
+// (attach, heartbeat, task status) and for trainers (progress). No gRPC here.
+//
+// Thread-safety: every public method may be called from any thread. Domain
+// state sits behind one mutex; store writes happen under it (a transition is
+// committed before anything acts on it). Messages to agents and updates to
+// watchers are queued under the lock and delivered after it is released, in
+// decision order (see outbox.h); sinks and watch callbacks must therefore not
+// call back into the Coordinator.
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "clmae/v1/coordinator.pb.h"
+#include "clmae/v1/job.pb.h"
+#include "clmae/v1/worker_control.pb.h"
+#include "coordinator/gang_scheduler.h"
+#include "coordinator/job_resources.h"
+#include "coordinator/job_store.h"
+#include "coordinator/outbox.h"
+#include "coordinator/worker_registry.h"
+
+namespace clmae {
+
+struct CoordinatorOptions {
+  std::string store_path;                                // SQLite job store
+  absl::Duration lease = absl::Seconds(15);              // agent lost without a heartbeat this long
+  absl::Duration heartbeat_interval = absl::Seconds(5);  // told to agents on attach
+  // A running rank whose reported step has not advanced this long is hung;
+  // absl::ZeroDuration() turns the check off.
+  absl::Duration hang_timeout = absl::Minutes(10);
+  absl::Duration cancel_grace = absl::Seconds(30);  // SIGTERM -> SIGKILL on agents
+  int master_port_min = 29500;                      // MASTER_PORT range
+  int master_port_max = 29999;
+  // Full spec validation, run on Submit before anything is stored (the gRPC
+  // edge passes ValidateJobSpec; the domain cannot depend on services/).
+  std::function<absl::Status(const v1::JobSpec&)> validate_spec;
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
+};
+
+// Watch registrations are identified by this.
+using WatchId = int64_t;
+
+class Coordinator {
+ public:
+  // Opens the store and reloads every non-terminal job. For one lease after
+  // opening, nothing is scheduled and no rank is declared lost: agents
+  // re-attach and report what they run first (reconciliation).
+  static absl::StatusOr<std::unique_ptr<Coordinator>> Open(CoordinatorOptions options);
+  ~Coordinator();
+
+  // --- Clients --------------------------------------------------------------
+
+  // Stores the job durably (PENDING, attempt 1), then tries to place it.
+  // INVALID_ARGUMENT for a bad spec or request id (at most 128 characters);
+  // a retried request id: see JobStore::Submit.
+  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id);
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<v1::Job> Get(const std::string& job_id);
+  // Active jobs carry their live progress.
+  absl::StatusOr<JobPage> List(const ListJobsQuery& query);
+  // Ends the job CANCELLED and sends a Cancel to each of its ranks. A job in
+  // a terminal state is returned unchanged. NOT_FOUND for an unknown id.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id, const std::string& reason);
+  // Calls `callback` with a snapshot of the job, then with every state change
+  // (event) and rank-0 progress, until Unwatch. An empty `job_id` watches
+  // every job (snapshots of the active ones first). NOT_FOUND for an unknown
+  // id. The edge ends a one-job stream after an event into a terminal state
+  // (or a terminal snapshot).
+  absl::StatusOr<WatchId> Watch(const std::string& job_id, WatchCallback callback);
+  // After this returns the callback is not called again. Not from a callback.
+  void Unwatch(WatchId id);
+  std::vector<v1::Worker> ListWorkers();
+  // A draining worker keeps its ranks but gets no new ones.
+  absl::Status SetWorkerDraining(const std::string& worker_id, bool draining);
+
+  // --- Agents (the Attach stream) -------------------------------------------
+
+  // A `register` arrived on a stream whose outbound half is `sink`. Answers
+  // `registered` through the sink, adopts the reported tasks that belong to
+  // current attempts and cancels the others (orphans). A re-attach replaces
+  // the previous sink. INVALID_ARGUMENT names a bad registration field.
+  absl::Status AgentAttached(const v1::Register& registration, std::shared_ptr<AgentSink> sink);
+  // The stream carrying `sink` ended. The worker keeps its ranks until its
+  // lease runs out (its trainers keep running; it will re-attach).
+  void AgentDetached(const std::string& worker_id, const AgentSink* sink);
+  // FAILED_PRECONDITION when the lease already expired: the edge should end
+  // the stream so the agent registers again. NOT_FOUND when never registered.
+  absl::Status Heartbeat(const std::string& worker_id);
+  // A rank started or exited on `worker_id`.
+  absl::Status TaskStatus(const std::string& worker_id, const v1::TaskStatus& status);
+
+  // --- Trainers ---------------------------------------------------------------
+
+  // NOT_FOUND for an unknown job; FAILED_PRECONDITION when the job or the
+  // attempt is no longer running (the trainer should stop); INVALID_ARGUMENT
+  // for a rank outside the world.
+  absl::Status ReportProgress(const v1::ReportProgressRequest& request);
+
+  // --- Time -------------------------------------------------------------------
+
+  // Call periodically (e.g. every heartbeat interval): expires leases, fails
+  // attempts with lost or hung ranks, finishes restarts, schedules. Returns
+  // the first store error met, if any (the work is retried next tick).
+  absl::Status Tick(absl::Time now);
+
+ private:
+  struct RankState {
+    enum class Phase { kAssigned, kRunning, kExited };
+    Phase phase = Phase::kAssigned;
+    // False until the rank's agent confirms it (RUNNING or EXITED, or listed
+    // on re-attach); a rank still unconfirmed at `confirm_by` is lost.
+    bool confirmed = false;
+    absl::Time confirm_by;
+    int exit_code = 0;
+    int signal = 0;
+    bool lost = false;      // its agent was lost: stopped, but not a success
+    bool reported = false;  // any progress report yet
+    int64_t step = -1;
+    absl::Time advanced_at;  // when `step` last grew (or the rank started)
+  };
+  struct ActiveJob {
+    v1::Job job;
+    JobResources resources;
+    int64_t order = 0;
+    std::vector<RankState> ranks;  // current attempt; empty while PENDING
+    absl::Time running_since;
+  };
+
+  Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store);
+
+  // coordinator_jobs.cc: transitions, scheduling and failure handling.
+  absl::Status Commit(ActiveJob& active, const v1::Job& next, const std::string& message,
+                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Schedule(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Place(ActiveJob& active, const GangPlacement& placement, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status FailAttempt(ActiveJob& active, const std::string& reason, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MaybeFinishRestart(ActiveJob& active, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status MaybeAdvance(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CancelRanks(const ActiveJob& active, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendCancel(const std::string& worker_id, const TaskKey& task, const std::string& reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckRanks(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status WorkerLost(const std::string& worker_id, const std::string& why, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // TODO(issue 5): the newest recorded checkpoint of the job.
+  std::string ResumeCheckpoint(const ActiveJob& active) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The active job whose current attempt is `task`'s, placed on `worker_id`.
+  ActiveJob* CurrentAttempt(const TaskKey& task, const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const CoordinatorOptions options_;
+  std::unique_ptr<JobStore> store_;
+  GangScheduler scheduler_;
+  Outbox outbox_;
+
+  absl::Mutex mu_;
+  WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, ActiveJob> jobs_ ABSL_GUARDED_BY(mu_);  // non-terminal
+  std::vector<std::string> reap_ ABSL_GUARDED_BY(mu_);                     // became terminal
+  absl::flat_hash_map<std::string, std::shared_ptr<AgentSink>> sinks_ ABSL_GUARDED_BY(mu_);
+  struct WatchEntry {
+    std::string job_id;  // empty: every job
+    std::shared_ptr<Watcher> watcher;
+  };
+  absl::flat_hash_map<WatchId, WatchEntry> watchers_ ABSL_GUARDED_BY(mu_);
+  WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
+  int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time recovering_until_ ABSL_GUARDED_BY(mu_);  // no scheduling before
+};
+
+}  // namespace clmae

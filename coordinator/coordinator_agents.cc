@@ -1,0 +1,211 @@
+// Coordinator: what agents (Attach stream) and trainers (ReportProgress)
+// tell it, including reconciliation when an agent (re-)attaches.
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/job_state_machine.h"
+#include "coordinator/proto_time.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+bool Placed(v1::JobState state) {
+  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
+}
+
+std::string ExitReason(int rank, const std::string& worker_id, const v1::TaskStatus& status) {
+  std::string reason = status.signal() != 0
+                           ? absl::StrCat("rank ", rank, " on worker ", worker_id,
+                                          " was killed by signal ", status.signal())
+                           : absl::StrCat("rank ", rank, " on worker ", worker_id,
+                                          " exited with code ", status.exit_code());
+  if (!status.message().empty()) absl::StrAppend(&reason, ": ", status.message());
+  return reason;
+}
+
+}  // namespace
+
+absl::Status Coordinator::AgentAttached(const v1::Register& registration,
+                                        std::shared_ptr<AgentSink> sink) {
+  if (sink == nullptr) return absl::InvalidArgumentError("AgentAttached: no sink");
+  const std::string& worker_id = registration.worker_id();
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    // Forgets what the worker held; what it still runs is re-added below.
+    RETURN_IF_ERROR(registry_.Register(registration, now));
+    sinks_[worker_id] = sink;
+    v1::CoordinatorMessage registered;
+    *registered.mutable_registered()->mutable_lease() = ToProtoDuration(options_.lease);
+    *registered.mutable_registered()->mutable_heartbeat_interval() =
+        ToProtoDuration(options_.heartbeat_interval);
+    outbox_.ToAgent(sink, std::move(registered));
+
+    std::set<TaskKey> reported;
+    for (const v1::Task& t : registration.running_tasks()) {
+      const TaskKey task{t.job_id(), t.attempt(), t.rank()};
+      reported.insert(task);
+      ActiveJob* active = CurrentAttempt(task, worker_id);
+      bool adopted = false;
+      if (active != nullptr && Placed(active->job.state())) {
+        const v1::Placement& p = active->job.placement();
+        const v1::RankPlacement& r = p.ranks(task.rank);
+        adopted = r.device_index() == t.device_index() && r.device_kind() == t.device_kind() &&
+                  registry_
+                      .Occupy(task, worker_id, r.device_kind(), r.device_index(),
+                              task.rank == 0 ? std::optional<int>(p.master_port()) : std::nullopt)
+                      .ok();
+      }
+      if (adopted) {
+        RankState& rank = active->ranks[task.rank];
+        if (rank.phase == RankState::Phase::kAssigned) rank.advanced_at = now;
+        rank.phase = RankState::Phase::kRunning;
+        rank.confirmed = true;
+        continue;
+      }
+      // An orphan (its attempt is over, or unknown here): keep its device
+      // busy until the agent reports it gone, and stop it.
+      registry_.Occupy(task, worker_id, t.device_kind(), t.device_index()).IgnoreError();
+      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"));
+    }
+    // Ranks placed here that the agent did not list: their exit may follow
+    // as a task status; otherwise they are lost when the lease passes.
+    for (auto& [id, active] : jobs_) {
+      if (!Placed(active.job.state())) continue;
+      const v1::Placement& p = active.job.placement();
+      for (size_t r = 0; r < active.ranks.size(); ++r) {
+        RankState& rank = active.ranks[r];
+        const TaskKey task{id, active.job.attempt(), static_cast<int>(r)};
+        if (p.ranks(r).worker_id() != worker_id || rank.phase == RankState::Phase::kExited ||
+            reported.contains(task)) {
+          continue;
+        }
+        rank.confirmed = false;
+        rank.confirm_by = std::max(now + options_.lease, recovering_until_);
+      }
+    }
+    absl::Status first;
+    for (auto& [id, active] : jobs_) {
+      first.Update(MaybeAdvance(active, now));
+      first.Update(MaybeFinishRestart(active, now));
+    }
+    first.Update(Schedule(now));
+    Reap();
+    // The registration itself succeeded; store errors are retried on Tick.
+    first.IgnoreError();
+  }
+  outbox_.Flush();
+  return absl::OkStatus();
+}
+
+void Coordinator::AgentDetached(const std::string& worker_id, const AgentSink* sink) {
+  absl::MutexLock lock(&mu_);
+  auto it = sinks_.find(worker_id);
+  // A stale stream closing after its replacement attached changes nothing.
+  if (it != sinks_.end() && it->second.get() == sink) sinks_.erase(it);
+}
+
+absl::Status Coordinator::Heartbeat(const std::string& worker_id) {
+  absl::MutexLock lock(&mu_);
+  return registry_.Heartbeat(worker_id, options_.clock());
+}
+
+absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::TaskStatus& status) {
+  if (status.state() != v1::TaskStatus::RUNNING && status.state() != v1::TaskStatus::EXITED) {
+    return absl::InvalidArgumentError("task_status.state: must be RUNNING or EXITED");
+  }
+  absl::Status result;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    if (!registry_.IsAlive(worker_id)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("worker '", worker_id, "' is not attached; register again"));
+    }
+    const TaskKey task{status.job_id(), status.attempt(), status.rank()};
+    ActiveJob* active = CurrentAttempt(task, worker_id);
+    if (status.state() == v1::TaskStatus::EXITED) {
+      registry_.Release(worker_id, task);
+      if (active != nullptr) {
+        RankState& rank = active->ranks[task.rank];
+        const bool first_exit = rank.phase != RankState::Phase::kExited;
+        if (first_exit) {
+          rank.phase = RankState::Phase::kExited;
+          rank.exit_code = status.exit_code();
+          rank.signal = status.signal();
+        }
+        rank.confirmed = true;
+        const bool failed = status.exit_code() != 0 || status.signal() != 0;
+        if (first_exit && failed && Placed(active->job.state())) {
+          result.Update(FailAttempt(*active, ExitReason(task.rank, worker_id, status), now));
+        } else {
+          result.Update(MaybeAdvance(*active, now));
+        }
+        result.Update(MaybeFinishRestart(*active, now));
+      }
+      result.Update(Schedule(now));  // its device is free again
+    } else if (active != nullptr && Placed(active->job.state())) {
+      RankState& rank = active->ranks[task.rank];
+      if (rank.phase == RankState::Phase::kAssigned) {
+        rank.phase = RankState::Phase::kRunning;
+        rank.advanced_at = now;
+      }
+      rank.confirmed = true;
+      result.Update(MaybeAdvance(*active, now));
+    } else {
+      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"));
+    }
+    Reap();
+  }
+  outbox_.Flush();
+  return result;
+}
+
+absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& request) {
+  absl::Status status;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Time now = options_.clock();
+    auto it = jobs_.find(request.job_id());
+    if (it == jobs_.end()) {
+      ASSIGN_OR_RETURN(v1::Job job, store_->Get(request.job_id()));  // NOT_FOUND
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", job.id(), " is ", JobStateName(job.state()), "; the trainer should stop"));
+    }
+    ActiveJob& active = it->second;
+    if (request.attempt() != active.job.attempt() || !Placed(active.job.state())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "job ", active.job.id(), " attempt ", request.attempt(), " is no longer running (job is ",
+          JobStateName(active.job.state()), " at attempt ", active.job.attempt(), ")"));
+    }
+    if (request.rank() < 0 || request.rank() >= static_cast<int>(active.ranks.size())) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rank: ", request.rank(), " is outside 0..", active.ranks.size() - 1));
+    }
+    RankState& rank = active.ranks[request.rank()];
+    if (!rank.reported || request.progress().step() > rank.step) {
+      rank.step = request.progress().step();
+      rank.advanced_at = now;
+    }
+    rank.reported = true;
+    if (request.rank() == 0) {
+      *active.job.mutable_progress() = request.progress();
+      *active.job.mutable_progress()->mutable_update_time() = ToProtoTime(now);
+      v1::JobUpdate update;
+      update.set_job_id(active.job.id());
+      *update.mutable_progress() = active.job.progress();
+      Publish(update);
+    }
+    if (request.has_result()) {
+      *active.job.mutable_result() = request.result();
+      status = store_->Update(active.job);  // the result outlives a coordinator restart
+    }
+  }
+  outbox_.Flush();
+  return status;
+}
+
+}  // namespace clmae

@@ -1,0 +1,295 @@
+// Coordinator: the job lifecycle (transitions, placement, failure handling,
+// restarts) and the periodic tick.
+
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/job_state_machine.h"
+#include "coordinator/proto_time.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+bool Placed(v1::JobState state) {
+  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
+}
+
+}  // namespace
+
+absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
+                                 const std::string& message, absl::Time now) {
+  v1::Job next = next_in;
+  *next.mutable_update_time() = ToProtoTime(now);
+  if (next.state() == v1::JOB_STATE_RUNNING && !next.has_start_time()) {
+    *next.mutable_start_time() = ToProtoTime(now);
+  }
+  if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
+  ASSIGN_OR_RETURN(v1::JobEvent event, store_->Transition(next, active.job.state(), message, now));
+  active.job = std::move(next);
+  if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
+  v1::JobUpdate update;
+  update.set_job_id(active.job.id());
+  *update.mutable_event() = std::move(event);
+  Publish(update);
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::Schedule(absl::Time now) {
+  if (now < recovering_until_) return absl::OkStatus();
+  std::vector<PendingJob> pending;
+  for (const auto& [id, active] : jobs_) {
+    if (active.job.state() != v1::JOB_STATE_PENDING) continue;
+    pending.push_back(PendingJob{.job_id = id,
+                                 .priority = active.resources.priority,
+                                 .submit_time = FromProtoTime(active.job.submit_time()),
+                                 .order = active.order,
+                                 .world_size = active.resources.world_size,
+                                 .device_kind = active.resources.device_kind});
+  }
+  if (pending.empty()) return absl::OkStatus();
+  std::vector<NodeCapacity> nodes = registry_.Capacity();
+  // Only workers with a live stream can be told about an assignment.
+  std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
+  absl::Status first;
+  for (const GangPlacement& placement : scheduler_.Schedule(std::move(pending), std::move(nodes))) {
+    first.Update(Place(jobs_.at(placement.job_id), placement, now));
+  }
+  return first;
+}
+
+absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placement, absl::Time now) {
+  std::map<std::string, int> per_worker;
+  for (const v1::RankPlacement& r : placement.placement.ranks()) ++per_worker[r.worker_id()];
+  std::vector<std::string> parts;
+  for (const auto& [worker, count] : per_worker) {
+    parts.push_back(absl::StrCat(worker, " (", count, count == 1 ? " rank)" : " ranks)"));
+  }
+  v1::Job next = active.job;
+  next.set_state(v1::JOB_STATE_SCHEDULED);
+  *next.mutable_placement() = placement.placement;
+  RETURN_IF_ERROR(
+      Commit(active, next, absl::StrCat("placed on ", absl::StrJoin(parts, ", ")), now));
+  active.ranks.assign(placement.placement.ranks_size(), RankState{});
+  for (RankState& rank : active.ranks) rank.confirm_by = now + options_.lease;
+
+  const v1::Placement& p = active.job.placement();
+  std::vector<std::pair<std::string, v1::CoordinatorMessage>> assigns;
+  for (const v1::RankPlacement& r : p.ranks()) {
+    const TaskKey task{active.job.id(), active.job.attempt(), r.rank()};
+    absl::Status occupied =
+        registry_.Occupy(task, r.worker_id(), r.device_kind(), r.device_index(),
+                         r.rank() == 0 ? std::optional<int>(p.master_port()) : std::nullopt);
+    if (!occupied.ok()) {
+      // The capacity snapshot was taken under the same lock, so this means a
+      // bug; fail the attempt rather than double-book a device.
+      return FailAttempt(active, absl::StrCat("placement failed: ", occupied.message()), now);
+    }
+    v1::CoordinatorMessage message;
+    v1::TaskAssignment* task_msg = message.mutable_assign()->mutable_task();
+    task_msg->set_job_id(active.job.id());
+    task_msg->set_attempt(active.job.attempt());
+    task_msg->set_rank(r.rank());
+    task_msg->set_world_size(p.ranks_size());
+    task_msg->set_device_index(r.device_index());
+    task_msg->set_device_kind(r.device_kind());
+    task_msg->set_master_addr(p.master_addr());
+    task_msg->set_master_port(p.master_port());
+    *task_msg->mutable_spec() = active.job.spec();
+    task_msg->set_resume_checkpoint(ResumeCheckpoint(active));
+    assigns.emplace_back(r.worker_id(), std::move(message));
+  }
+  for (auto& [worker, message] : assigns) {
+    auto sink = sinks_.find(worker);
+    if (sink != sinks_.end()) outbox_.ToAgent(sink->second, std::move(message));
+  }
+  return absl::OkStatus();
+}
+
+std::string Coordinator::ResumeCheckpoint(const ActiveJob& /*active*/) const {
+  // TODO(issue 5): choose the job's newest checkpoint recorded (verified) in
+  // the checkpoint store. Until then the empty value makes the trainer
+  // resume with `--resume auto` from the spec's output directory.
+  return "";
+}
+
+absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reason,
+                                      absl::Time now) {
+  if (!Placed(active.job.state())) return absl::OkStatus();
+  const int max_restarts = active.resources.max_restarts;
+  const bool restart = active.job.restarts() < max_restarts;
+  v1::Job next = active.job;
+  next.set_failure_message(reason);
+  next.set_state(restart ? v1::JOB_STATE_RESTARTING : v1::JOB_STATE_FAILED);
+  const std::string message =
+      restart ? absl::StrCat(reason, "; restart ", active.job.restarts() + 1, " of ", max_restarts)
+              : absl::StrCat(reason, "; no restarts left (max_restarts ", max_restarts, ")");
+  RETURN_IF_ERROR(Commit(active, next, message, now));
+  // No partial restarts: every other rank of the attempt is stopped.
+  CancelRanks(active, reason);
+  return MaybeFinishRestart(active, now);
+}
+
+absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) {
+  if (active.job.state() != v1::JOB_STATE_RESTARTING || now < recovering_until_ ||
+      registry_.AttemptHoldsDevices(active.job.id(), active.job.attempt())) {
+    return absl::OkStatus();
+  }
+  v1::Job next = active.job;
+  next.set_state(v1::JOB_STATE_PENDING);
+  next.set_attempt(active.job.attempt() + 1);
+  next.set_restarts(active.job.restarts() + 1);
+  next.clear_placement();
+  RETURN_IF_ERROR(Commit(
+      active, next, absl::StrCat("every rank stopped; requeued as attempt ", next.attempt()), now));
+  active.ranks.clear();
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::MaybeAdvance(ActiveJob& active, absl::Time now) {
+  if (!Placed(active.job.state()) || active.ranks.empty()) return absl::OkStatus();
+  bool all_started = true;
+  bool all_succeeded = true;
+  for (const RankState& rank : active.ranks) {
+    all_started &= rank.phase != RankState::Phase::kAssigned;
+    all_succeeded &= rank.phase == RankState::Phase::kExited && rank.exit_code == 0 &&
+                     rank.signal == 0 && !rank.lost;
+  }
+  if (active.job.state() == v1::JOB_STATE_SCHEDULED && all_started) {
+    v1::Job next = active.job;
+    next.set_state(v1::JOB_STATE_RUNNING);
+    RETURN_IF_ERROR(
+        Commit(active, next, absl::StrCat("all ", active.ranks.size(), " ranks started"), now));
+    active.running_since = now;
+  }
+  if (active.job.state() == v1::JOB_STATE_RUNNING && all_succeeded) {
+    v1::Job next = active.job;
+    next.set_state(v1::JOB_STATE_SUCCEEDED);
+    next.clear_failure_message();
+    RETURN_IF_ERROR(Commit(active, next, "every rank exited with code 0", now));
+  }
+  return absl::OkStatus();
+}
+
+void Coordinator::CancelRanks(const ActiveJob& active, const std::string& reason) {
+  const v1::Placement& p = active.job.placement();
+  for (int r = 0; r < p.ranks_size(); ++r) {
+    if (r < static_cast<int>(active.ranks.size()) &&
+        active.ranks[r].phase == RankState::Phase::kExited) {
+      continue;
+    }
+    SendCancel(p.ranks(r).worker_id(), TaskKey{active.job.id(), active.job.attempt(), r}, reason);
+  }
+}
+
+void Coordinator::SendCancel(const std::string& worker_id, const TaskKey& task,
+                             const std::string& reason) {
+  auto sink = sinks_.find(worker_id);
+  if (sink == sinks_.end()) return;  // lost or detached: its lease decides
+  v1::CoordinatorMessage message;
+  v1::Cancel* cancel = message.mutable_cancel();
+  cancel->set_job_id(task.job_id);
+  cancel->set_attempt(task.attempt);
+  cancel->set_rank(task.rank);
+  *cancel->mutable_grace() = ToProtoDuration(options_.cancel_grace);
+  cancel->set_reason(reason);
+  outbox_.ToAgent(sink->second, std::move(message));
+}
+
+absl::Status Coordinator::CheckRanks(ActiveJob& active, absl::Time now) {
+  const v1::Placement& p = active.job.placement();
+  for (size_t r = 0; r < active.ranks.size(); ++r) {
+    const RankState& rank = active.ranks[r];
+    if (!rank.confirmed && now > rank.confirm_by) {
+      return FailAttempt(active,
+                         absl::StrCat("rank ", r, " on worker ", p.ranks(r).worker_id(),
+                                      " was not reported by its agent within the lease"),
+                         now);
+    }
+  }
+  if (active.job.state() != v1::JOB_STATE_RUNNING ||
+      options_.hang_timeout <= absl::ZeroDuration()) {
+    return absl::OkStatus();
+  }
+  bool any_reported = false;
+  for (size_t r = 0; r < active.ranks.size(); ++r) {
+    const RankState& rank = active.ranks[r];
+    if (rank.phase != RankState::Phase::kRunning || !rank.reported) continue;
+    any_reported = true;
+    if (now - rank.advanced_at > options_.hang_timeout) {
+      return FailAttempt(active,
+                         absl::StrCat("rank ", r, " on worker ", p.ranks(r).worker_id(),
+                                      " is hung: step ", rank.step, " has not advanced for ",
+                                      absl::FormatDuration(now - rank.advanced_at)),
+                         now);
+    }
+  }
+  if (!any_reported && now - active.running_since > options_.hang_timeout) {
+    return FailAttempt(active,
+                       absl::StrCat("no rank reported progress within ",
+                                    absl::FormatDuration(options_.hang_timeout), " of starting"),
+                       now);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::WorkerLost(const std::string& worker_id, const std::string& why,
+                                     absl::Time now) {
+  sinks_.erase(worker_id);
+  absl::Status first;
+  for (const TaskKey& task : registry_.ReleaseWorker(worker_id)) {
+    auto it = jobs_.find(task.job_id);
+    if (it == jobs_.end()) continue;
+    ActiveJob& active = it->second;
+    if (ActiveJob* current = CurrentAttempt(task, worker_id)) {
+      RankState& rank = current->ranks[task.rank];
+      if (rank.phase != RankState::Phase::kExited) {
+        rank.phase = RankState::Phase::kExited;
+        rank.lost = true;
+      }
+      first.Update(
+          FailAttempt(active, absl::StrCat("worker ", worker_id, " lost (", why, ")"), now));
+    }
+    first.Update(MaybeFinishRestart(active, now));
+  }
+  return first;
+}
+
+Coordinator::ActiveJob* Coordinator::CurrentAttempt(const TaskKey& task,
+                                                    const std::string& worker_id) {
+  auto it = jobs_.find(task.job_id);
+  if (it == jobs_.end()) return nullptr;
+  ActiveJob& active = it->second;
+  const v1::Placement& p = active.job.placement();
+  if (task.attempt != active.job.attempt() || task.rank < 0 || task.rank >= p.ranks_size() ||
+      task.rank >= static_cast<int>(active.ranks.size()) ||
+      p.ranks(task.rank).worker_id() != worker_id) {
+    return nullptr;
+  }
+  return &active;
+}
+
+absl::Status Coordinator::Tick(absl::Time now) {
+  absl::Status first;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& worker_id : registry_.ExpireLeases(now)) {
+      first.Update(WorkerLost(worker_id, "no heartbeat within the lease", now));
+    }
+    for (auto& [id, active] : jobs_) {
+      if (Placed(active.job.state())) {
+        first.Update(CheckRanks(active, now));
+      } else if (active.job.state() == v1::JOB_STATE_RESTARTING) {
+        first.Update(MaybeFinishRestart(active, now));
+      }
+    }
+    first.Update(Schedule(now));
+    Reap();
+  }
+  outbox_.Flush();
+  return first;
+}
+
+}  // namespace clmae

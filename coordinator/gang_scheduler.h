@@ -1,0 +1,64 @@
+#pragma once
+
+// Gang placement (ARCHITECTURE.md "Scheduling"): every rank of a job at once
+// or none, on as few nodes as possible, with rank 0's node hosting the
+// job's c10d TCPStore at a port from a configured range. Pure: it reads a
+// snapshot of free capacity and returns placements; the caller commits them.
+
+#include <string>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "clmae/v1/job.pb.h"
+#include "coordinator/worker_registry.h"
+
+namespace clmae {
+
+struct SchedulerOptions {
+  int master_port_min = 29500;  // inclusive range for MASTER_PORT
+  int master_port_max = 29999;
+};
+
+// A PENDING job as the scheduler needs it.
+struct PendingJob {
+  std::string job_id;
+  int priority = 0;  // higher first
+  absl::Time submit_time;
+  int64_t order = 0;  // submission order; breaks ties of equal submit times
+  int world_size = 1;
+  std::string device_kind = kDeviceCpu;  // "cpu" or "cuda"
+};
+
+struct GangPlacement {
+  std::string job_id;
+  v1::Placement placement;  // ranks in rank order, with master addr/port
+};
+
+// Thread-compatible (const methods only after construction).
+class GangScheduler {
+ public:
+  explicit GangScheduler(SchedulerOptions options) : options_(options) {}
+
+  // Places `pending` in order (priority descending, then submit time and
+  // order ascending) on `nodes`, consuming capacity as it goes.
+  //
+  // Strict order, no backfill: when a job does not fit, no later job of the
+  // same device kind is placed in this pass, so a large job cannot starve
+  // behind a stream of small ones. CPU and CUDA jobs use disjoint capacity,
+  // so each kind has its own queue and one never blocks the other.
+  std::vector<GangPlacement> Schedule(std::vector<PendingJob> pending,
+                                      std::vector<NodeCapacity> nodes) const;
+
+  // Places one job on `nodes` (consuming capacity there) or returns false and
+  // leaves `nodes` unchanged. Node choice: the fullest single node that fits
+  // all ranks (best fit keeps large holes for large jobs); else nodes by free
+  // capacity descending (ties by worker id) until the ranks fit, which uses
+  // the fewest nodes. Ranks fill nodes in that order, lowest device first;
+  // rank 0's node gets the lowest port in range it does not use yet.
+  bool PlaceOne(const PendingJob& job, std::vector<NodeCapacity>& nodes, GangPlacement& out) const;
+
+ private:
+  SchedulerOptions options_;
+};
+
+}  // namespace clmae

@@ -1,0 +1,376 @@
+#include "coordinator/job_store.h"
+
+#include <limits>
+#include <random>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "coordinator/job_state_machine.h"
+#include "coordinator/proto_time.h"
+#include "google/protobuf/util/message_differencer.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+// Applied in order; migration i brings the schema from version i to i + 1.
+// Append only: never edit a migration that has shipped.
+constexpr const char* kMigrations[] = {
+    // v1: jobs (the Job proto as a blob, with the columns that are queried),
+    // their labels, the append-only event log and the migration record.
+    R"sql(
+CREATE TABLE schema_migrations (
+  version INTEGER PRIMARY KEY,
+  applied_at_us INTEGER NOT NULL
+);
+CREATE TABLE jobs (
+  seq INTEGER PRIMARY KEY,          -- submission order; the paging key
+  id TEXT NOT NULL UNIQUE,
+  request_id TEXT UNIQUE,           -- NULL when the client gave none
+  state INTEGER NOT NULL,
+  priority INTEGER NOT NULL,
+  submit_time_us INTEGER NOT NULL,
+  job BLOB NOT NULL                 -- clmae.v1.Job, spec included
+);
+CREATE INDEX jobs_by_state ON jobs (state, seq);
+CREATE TABLE job_labels (
+  job_seq INTEGER NOT NULL REFERENCES jobs (seq) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  value TEXT NOT NULL,
+  PRIMARY KEY (job_seq, key)
+);
+CREATE INDEX job_labels_by_pair ON job_labels (key, value);
+CREATE TABLE events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL,
+  time_us INTEGER NOT NULL,
+  from_state INTEGER NOT NULL,
+  to_state INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  message TEXT NOT NULL
+);
+CREATE INDEX events_by_job ON events (job_id, seq);
+)sql",
+};
+static_assert(std::size(kMigrations) == JobStore::kSchemaVersion);
+
+constexpr absl::string_view kTokenPrefix = "clmae-jobs-v1:";
+
+std::string PageToken(int64_t last_seq) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kTokenPrefix, last_seq));
+}
+
+absl::StatusOr<int64_t> ParsePageToken(absl::string_view token) {
+  std::string raw;
+  int64_t seq = 0;
+  if (!absl::WebSafeBase64Unescape(token, &raw) || !absl::StartsWith(raw, kTokenPrefix) ||
+      !absl::SimpleAtoi(absl::string_view(raw).substr(kTokenPrefix.size()), &seq)) {
+    return absl::InvalidArgumentError(
+        "page_token: not a token from a previous ListJobs answer; omit it for the first page");
+  }
+  return seq;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const JobStoreOptions& options) {
+  if (options.path.empty()) return absl::InvalidArgumentError("job store: path is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
+                   SqliteDb::Open(options.path, options.busy_timeout));
+  std::unique_ptr<JobStore> store(new JobStore(std::move(db)));
+  absl::MutexLock lock(&store->mu_);
+  store->id_state_ = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}() ^
+                     static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
+  RETURN_IF_ERROR(store->Migrate());
+  RETURN_IF_ERROR(store->PrepareStatements());
+  return store;
+}
+
+JobStore::~JobStore() {
+  absl::MutexLock lock(&mu_);
+  // Statements must be finalised before the connection closes.
+  by_request_.reset();
+  id_exists_.reset();
+  insert_job_.reset();
+  insert_label_.reset();
+  insert_event_.reset();
+  get_job_.reset();
+  get_state_.reset();
+  update_job_.reset();
+  db_.reset();
+}
+
+absl::Status JobStore::Migrate() {
+  ASSIGN_OR_RETURN(auto version_stmt, db_->Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version_stmt->Step());
+  const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
+  version_stmt.reset();
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(absl::StrFormat(
+        "job store: schema version %d was written by a newer clmae-coordinator; this one knows "
+        "versions up to %d",
+        version, kSchemaVersion));
+  }
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    RETURN_IF_ERROR(db_->Begin());
+    SqliteTransaction txn(db_.get());
+    RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+    RETURN_IF_ERROR(db_->Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
+                                           absl::ToUnixMicros(absl::Now()), ");",
+                                           "PRAGMA user_version = ", v + 1, ";")));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::PrepareStatements() {
+  ASSIGN_OR_RETURN(by_request_, db_->Prepare("SELECT job FROM jobs WHERE request_id = ?"));
+  ASSIGN_OR_RETURN(id_exists_, db_->Prepare("SELECT 1 FROM jobs WHERE id = ?"));
+  ASSIGN_OR_RETURN(insert_job_, db_->Prepare("INSERT INTO jobs (id, request_id, state, priority, "
+                                             "submit_time_us, job) VALUES (?, ?, ?, ?, ?, ?)"));
+  ASSIGN_OR_RETURN(insert_label_,
+                   db_->Prepare("INSERT INTO job_labels (job_seq, key, value) VALUES (?, ?, ?)"));
+  ASSIGN_OR_RETURN(insert_event_,
+                   db_->Prepare("INSERT INTO events (job_id, time_us, from_state, to_state, "
+                                "attempt, message) VALUES (?, ?, ?, ?, ?, ?)"));
+  ASSIGN_OR_RETURN(get_job_, db_->Prepare("SELECT job FROM jobs WHERE id = ?"));
+  ASSIGN_OR_RETURN(get_state_, db_->Prepare("SELECT state FROM jobs WHERE id = ?"));
+  ASSIGN_OR_RETURN(update_job_, db_->Prepare("UPDATE jobs SET state = ?, job = ? WHERE id = ?"));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> JobStore::NewJobId() {
+  for (int tries = 0; tries < 8; ++tries) {
+    // splitmix64: ids need to be unique and opaque, not secret.
+    uint64_t z = (id_state_ += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    std::string id = absl::StrFormat("job-%012x", z & 0xffffffffffffULL);
+    id_exists_->Bind(1, id);
+    absl::StatusOr<bool> taken = id_exists_->Step();
+    id_exists_->Reset();
+    if (!taken.ok()) return taken.status();
+    if (!*taken) return id;
+  }
+  return absl::InternalError("job store: could not draw an unused job id");
+}
+
+absl::StatusOr<v1::JobEvent> JobStore::AppendEvent(const v1::Job& job, v1::JobState from,
+                                                   absl::string_view message, absl::Time now) {
+  insert_event_->Bind(1, job.id())
+      .Bind(2, absl::ToUnixMicros(now))
+      .Bind(3, int64_t{from})
+      .Bind(4, int64_t{job.state()})
+      .Bind(5, int64_t{job.attempt()})
+      .Bind(6, message);
+  RETURN_IF_ERROR(insert_event_->Run());
+  v1::JobEvent event;
+  event.set_job_id(job.id());
+  event.set_seq(db_->LastInsertRowId());
+  *event.mutable_time() = ToProtoTime(now);
+  event.set_from_state(from);
+  event.set_to_state(job.state());
+  event.set_attempt(job.attempt());
+  event.set_message(std::string(message));
+  return event;
+}
+
+absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
+                                               absl::string_view request_id, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(db_->Begin());
+  SqliteTransaction txn(db_.get());
+  if (!request_id.empty()) {
+    by_request_->Bind(1, request_id);
+    absl::StatusOr<bool> found = by_request_->Step();
+    std::string blob = found.ok() && *found ? by_request_->ColumnBlob(0) : std::string();
+    by_request_->Reset();
+    if (!found.ok()) return found.status();
+    if (*found) {
+      SubmitOutcome outcome;
+      if (!outcome.job.ParseFromString(blob)) {
+        return absl::DataLossError(
+            absl::StrCat("job store: unreadable job for request id '", request_id, "'"));
+      }
+      if (!google::protobuf::util::MessageDifferencer::Equals(outcome.job.spec(), spec)) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "request id '", request_id, "' was already used for job ", outcome.job.id(),
+            " with a different spec; use a new request id to submit another job"));
+      }
+      return outcome;  // the transaction only read: rolling back is fine
+    }
+  }
+  SubmitOutcome outcome;
+  outcome.created = true;
+  v1::Job& job = outcome.job;
+  ASSIGN_OR_RETURN(std::string id, NewJobId());
+  job.set_id(id);
+  *job.mutable_spec() = spec;
+  job.set_state(v1::JOB_STATE_PENDING);
+  job.set_attempt(1);
+  job.set_request_id(std::string(request_id));
+  *job.mutable_submit_time() = ToProtoTime(now);
+  *job.mutable_update_time() = job.submit_time();
+  insert_job_->Bind(1, job.id());
+  if (request_id.empty()) {
+    insert_job_->BindNull(2);
+  } else {
+    insert_job_->Bind(2, request_id);
+  }
+  insert_job_->Bind(3, int64_t{job.state()})
+      .Bind(4, int64_t{spec.resources().priority()})
+      .Bind(5, absl::ToUnixMicros(now))
+      .BindBlob(6, job.SerializeAsString());
+  RETURN_IF_ERROR(insert_job_->Run());
+  const int64_t seq = db_->LastInsertRowId();
+  for (const auto& [key, value] : spec.labels()) {
+    insert_label_->Bind(1, seq).Bind(2, key).Bind(3, value);
+    RETURN_IF_ERROR(insert_label_->Run());
+  }
+  ASSIGN_OR_RETURN(outcome.event, AppendEvent(job, v1::JOB_STATE_UNSPECIFIED, "submitted", now));
+  RETURN_IF_ERROR(txn.Commit());
+  return outcome;
+}
+
+absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
+  absl::MutexLock lock(&mu_);
+  get_job_->Bind(1, id);
+  ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, ReadJobs(*get_job_));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job with id '", id, "'"));
+  return jobs.front();
+}
+
+absl::StatusOr<v1::JobEvent> JobStore::Transition(const v1::Job& job, v1::JobState from,
+                                                  absl::string_view message, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(db_->Begin());
+  SqliteTransaction txn(db_.get());
+  get_state_->Bind(1, job.id());
+  absl::StatusOr<bool> found = get_state_->Step();
+  const auto stored =
+      static_cast<v1::JobState>(found.ok() && *found ? get_state_->ColumnInt(0) : 0);
+  get_state_->Reset();
+  if (!found.ok()) return found.status();
+  if (!*found) return absl::NotFoundError(absl::StrCat("no job with id '", job.id(), "'"));
+  if (stored != from) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job.id(), " is ", JobStateName(stored), ", not ", JobStateName(from)));
+  }
+  RETURN_IF_ERROR(CheckTransition(from, job.state()));
+  update_job_->Bind(1, int64_t{job.state()}).BindBlob(2, job.SerializeAsString()).Bind(3, job.id());
+  RETURN_IF_ERROR(update_job_->Run());
+  ASSIGN_OR_RETURN(v1::JobEvent event, AppendEvent(job, from, message, now));
+  RETURN_IF_ERROR(txn.Commit());
+  return event;
+}
+
+absl::Status JobStore::Update(const v1::Job& job) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("UPDATE jobs SET job = ? WHERE id = ? AND state = ?"));
+  stmt->BindBlob(1, job.SerializeAsString()).Bind(2, job.id()).Bind(3, int64_t{job.state()});
+  RETURN_IF_ERROR(stmt->Run());
+  if (db_->Changes() == 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("job ", job.id(), " is unknown or no longer ", JobStateName(job.state())));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<JobPage> JobStore::List(const ListJobsQuery& query) {
+  if (query.page_size < 1 || query.page_size > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_size: ", query.page_size, " is outside 1..1000"));
+  }
+  int64_t before = std::numeric_limits<int64_t>::max();
+  if (!query.page_token.empty()) {
+    ASSIGN_OR_RETURN(before, ParsePageToken(query.page_token));
+  }
+  std::string sql = "SELECT job, seq FROM jobs WHERE seq < ?";
+  if (!query.states.empty()) {
+    std::vector<int> states(query.states.begin(), query.states.end());
+    absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
+  }
+  for (size_t i = 0; i < query.labels.size(); ++i) {
+    absl::StrAppend(&sql, " AND EXISTS (SELECT 1 FROM job_labels l WHERE l.job_seq = jobs.seq",
+                    " AND l.key = ? AND l.value = ?)");
+  }
+  absl::StrAppend(&sql, " ORDER BY seq DESC LIMIT ?");
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare(sql));
+  int index = 1;
+  stmt->Bind(index++, before);
+  for (const auto& [key, value] : query.labels) {
+    stmt->Bind(index, key).Bind(index + 1, value);
+    index += 2;
+  }
+  stmt->Bind(index, int64_t{query.page_size} + 1);  // one more: is there a next page?
+  JobPage page;
+  int64_t last_seq = 0;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    if (static_cast<int>(page.jobs.size()) == query.page_size) {
+      page.next_page_token = PageToken(last_seq);
+      break;
+    }
+    if (!page.jobs.emplace_back().ParseFromString(stmt->ColumnBlob(0))) {
+      return absl::DataLossError("job store: unreadable job record");
+    }
+    last_seq = stmt->ColumnInt(1);
+  }
+  return page;
+}
+
+absl::StatusOr<std::vector<v1::Job>> JobStore::LoadActive() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare(absl::StrCat(
+                                  "SELECT job FROM jobs WHERE state IN (", v1::JOB_STATE_PENDING,
+                                  ",", v1::JOB_STATE_SCHEDULED, ",", v1::JOB_STATE_RUNNING, ",",
+                                  v1::JOB_STATE_RESTARTING, ") ORDER BY seq")));
+  return ReadJobs(*stmt);
+}
+
+absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Events(absl::string_view job_id) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT seq, time_us, from_state, to_state, attempt, "
+                                           "message FROM events WHERE job_id = ? ORDER BY seq"));
+  stmt->Bind(1, job_id);
+  std::vector<v1::JobEvent> events;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    v1::JobEvent& event = events.emplace_back();
+    event.set_job_id(std::string(job_id));
+    event.set_seq(stmt->ColumnInt(0));
+    *event.mutable_time() = ToProtoTime(absl::FromUnixMicros(stmt->ColumnInt(1)));
+    event.set_from_state(static_cast<v1::JobState>(stmt->ColumnInt(2)));
+    event.set_to_state(static_cast<v1::JobState>(stmt->ColumnInt(3)));
+    event.set_attempt(static_cast<int32_t>(stmt->ColumnInt(4)));
+    event.set_message(stmt->ColumnText(5));
+  }
+  return events;
+}
+
+absl::StatusOr<std::vector<v1::Job>> JobStore::ReadJobs(SqliteStatement& stmt) {
+  std::vector<v1::Job> jobs;
+  for (;;) {
+    absl::StatusOr<bool> row = stmt.Step();
+    if (!row.ok() || !*row) {
+      stmt.Reset();
+      if (!row.ok()) return row.status();
+      return jobs;
+    }
+    if (!jobs.emplace_back().ParseFromString(stmt.ColumnBlob(0))) {
+      stmt.Reset();
+      return absl::DataLossError("job store: unreadable job record");
+    }
+  }
+}
+
+}  // namespace clmae

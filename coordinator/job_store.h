@@ -1,0 +1,115 @@
+#pragma once
+
+// The coordinator's durable state: jobs and their append-only event log in
+// one SQLite file (WAL, synchronous=FULL). Every write is one transaction
+// that has committed when the call returns, so whatever a caller acts on or
+// acknowledges survives a crash (ARCHITECTURE.md "Job lifecycle").
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "clmae/v1/job.pb.h"
+#include "clmae/v1/job_spec.pb.h"
+#include "coordinator/sqlite_db.h"
+
+namespace clmae {
+
+struct JobStoreOptions {
+  std::string path;  // the SQLite file; created with its schema when missing
+  absl::Duration busy_timeout = absl::Seconds(5);  // wait for another connection's lock
+};
+
+// What Submit did: `created` is false when a retry found the job that an
+// earlier call with the same request id created.
+struct SubmitOutcome {
+  v1::Job job;
+  bool created = false;
+  v1::JobEvent event;  // the submission event, when created
+};
+
+struct ListJobsQuery {
+  std::vector<v1::JobState> states;           // any of these; empty = all
+  std::map<std::string, std::string> labels;  // all must match
+  int page_size = 100;                        // 1..1000
+  std::string page_token;                     // from JobPage::next_page_token
+};
+
+struct JobPage {
+  std::vector<v1::Job> jobs;    // newest submission first
+  std::string next_page_token;  // empty on the last page
+};
+
+// Thread-safe: one connection behind a mutex.
+class JobStore {
+ public:
+  // The schema version this build writes. Migrations run in order on Open.
+  static constexpr int kSchemaVersion = 1;
+
+  // Opens or creates the store and brings its schema up to kSchemaVersion.
+  // UNAVAILABLE when the file cannot be opened in WAL mode;
+  // FAILED_PRECONDITION when a newer build wrote it (its version is higher).
+  static absl::StatusOr<std::unique_ptr<JobStore>> Open(const JobStoreOptions& options);
+  ~JobStore();
+
+  // Stores a new job PENDING at attempt 1 with its submission event. With a
+  // non-empty `request_id` already used: the same spec returns that job
+  // (created = false), a different spec is ALREADY_EXISTS.
+  absl::StatusOr<SubmitOutcome> Submit(const v1::JobSpec& spec, absl::string_view request_id,
+                                       absl::Time now);
+
+  // NOT_FOUND for an unknown id.
+  absl::StatusOr<v1::Job> Get(absl::string_view id);
+
+  // Replaces the job with `job` (same id) and appends the event `from ->
+  // job.state()` at `now`, in one transaction. FAILED_PRECONDITION when the
+  // stored state is not `from` (someone else moved it) or the transition is
+  // illegal; NOT_FOUND for an unknown id. Returns the appended event.
+  absl::StatusOr<v1::JobEvent> Transition(const v1::Job& job, v1::JobState from,
+                                          absl::string_view message, absl::Time now);
+
+  // Replaces the job's record without a state change (progress, result).
+  // FAILED_PRECONDITION when `job.state()` is not the stored state.
+  absl::Status Update(const v1::Job& job);
+
+  // INVALID_ARGUMENT for a bad page size or token.
+  absl::StatusOr<JobPage> List(const ListJobsQuery& query);
+
+  // Every job not in a terminal state, oldest submission first (recovery).
+  absl::StatusOr<std::vector<v1::Job>> LoadActive();
+
+  // The job's events, oldest first.
+  absl::StatusOr<std::vector<v1::JobEvent>> Events(absl::string_view job_id);
+
+ private:
+  explicit JobStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status PrepareStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::string> NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::JobEvent> AppendEvent(const v1::Job& job, v1::JobState from,
+                                           absl::string_view message, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<std::vector<v1::Job>> ReadJobs(SqliteStatement& stmt)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  absl::Mutex mu_;
+  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  uint64_t id_state_ ABSL_GUARDED_BY(mu_) = 0;
+  // Prepared once; the hot paths (submit, transition) reuse them.
+  std::unique_ptr<SqliteStatement> by_request_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> id_exists_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> insert_job_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> insert_label_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> insert_event_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> get_job_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> get_state_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<SqliteStatement> update_job_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace clmae
