@@ -1,0 +1,117 @@
+#include "coordinator/worker_registry.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace clmae {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::IsEmpty;
+
+class WorkerRegistryTest : public ::testing::Test {
+ protected:
+  static v1::Register Gpus(const std::string& id, int count, int cpu_slots = 0) {
+    v1::Register reg;
+    reg.set_worker_id(id);
+    reg.set_address(id + ".cluster");
+    reg.set_cpu_slots(cpu_slots);
+    for (int i = 0; i < count; ++i) {
+      v1::Device* d = reg.add_devices();
+      d->set_index(i);
+      d->set_kind("cuda");
+      d->set_name("H100");
+    }
+    return reg;
+  }
+  const absl::Time t0_ = absl::FromUnixSeconds(1000);
+  WorkerRegistry registry_{WorkerRegistryOptions{.lease = absl::Seconds(10)}};
+};
+
+TEST_F(WorkerRegistryTest, RejectsBadRegistrations) {
+  v1::Register reg = Gpus("", 1);
+  EXPECT_THAT(registry_.Register(reg, t0_).message(), HasSubstr("worker_id"));
+  reg = Gpus("a", 2);
+  reg.mutable_devices(1)->set_index(0);
+  EXPECT_EQ(registry_.Register(reg, t0_).code(), absl::StatusCode::kInvalidArgument);
+  reg = Gpus("a", 0, -1);
+  EXPECT_THAT(registry_.Register(reg, t0_).message(), HasSubstr("cpu_slots"));
+  reg = Gpus("a", 1);
+  reg.mutable_devices(0)->set_kind("rocm");
+  EXPECT_THAT(registry_.Register(reg, t0_).message(), HasSubstr("rocm"));
+  EXPECT_THAT(registry_.List(), IsEmpty());
+}
+
+TEST_F(WorkerRegistryTest, LeaseExpiresWithoutHeartbeats) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 1), t0_).ok());
+  ASSERT_TRUE(registry_.Register(Gpus("b", 1), t0_).ok());
+  ASSERT_TRUE(registry_.Heartbeat("a", t0_ + absl::Seconds(8)).ok());
+  EXPECT_THAT(registry_.ExpireLeases(t0_ + absl::Seconds(10)), IsEmpty());  // not yet past
+  EXPECT_THAT(registry_.ExpireLeases(t0_ + absl::Seconds(11)), ElementsAre("b"));
+  EXPECT_FALSE(registry_.IsAlive("b"));
+  EXPECT_EQ(registry_.Get("b")->state(), v1::WORKER_STATE_LOST);
+  EXPECT_EQ(registry_.Heartbeat("b", t0_ + absl::Seconds(12)).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_.Heartbeat("nobody", t0_).code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(registry_.ExpireLeases(t0_ + absl::Seconds(19)), ElementsAre("a"));
+  EXPECT_THAT(registry_.ExpireLeases(t0_ + absl::Seconds(30)), IsEmpty());  // reported once
+  // Registering again makes it READY with a fresh lease.
+  ASSERT_TRUE(registry_.Register(Gpus("b", 1), t0_ + absl::Seconds(31)).ok());
+  EXPECT_TRUE(registry_.IsReady("b"));
+}
+
+TEST_F(WorkerRegistryTest, TracksFreeDevicesAndPorts) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 4, 2), t0_).ok());
+  const TaskKey r0{"job-1", 1, 0}, r1{"job-1", 1, 1}, other{"job-2", 1, 0};
+  ASSERT_TRUE(registry_.Occupy(r0, "a", "cuda", 2, 29500).ok());
+  ASSERT_TRUE(registry_.Occupy(r1, "a", "cpu", 1).ok());
+  EXPECT_EQ(registry_.Occupy(other, "a", "cuda", 2).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(registry_.Occupy(other, "a", "cuda", 0, 29500).message(), HasSubstr("29500"));
+  EXPECT_EQ(registry_.Occupy(other, "a", "cuda", 7).code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_.Occupy(other, "a", "cpu", 2).code(), absl::StatusCode::kFailedPrecondition);
+
+  std::vector<NodeCapacity> capacity = registry_.Capacity();
+  ASSERT_EQ(capacity.size(), 1u);
+  EXPECT_THAT(capacity[0].free_cuda, ElementsAre(0, 1, 3));
+  EXPECT_THAT(capacity[0].free_cpu, ElementsAre(0));
+  EXPECT_THAT(capacity[0].used_ports, ElementsAre(29500));
+  EXPECT_EQ(registry_.Get("a")->free_devices(), 3);
+  EXPECT_EQ(registry_.Get("a")->running_tasks_size(), 2);
+  EXPECT_TRUE(registry_.AttemptHoldsDevices("job-1", 1));
+
+  EXPECT_TRUE(registry_.Release("a", r0));
+  EXPECT_FALSE(registry_.Release("a", r0));
+  EXPECT_TRUE(registry_.AttemptHoldsDevices("job-1", 1));  // rank 1 still there
+  EXPECT_THAT(registry_.Capacity()[0].used_ports, IsEmpty());
+  EXPECT_THAT(registry_.ReleaseWorker("a"), ElementsAre(r1));
+  EXPECT_FALSE(registry_.AttemptHoldsDevices("job-1", 1));
+  EXPECT_THAT(registry_.Capacity()[0].free_cpu, ElementsAre(0, 1));
+}
+
+TEST_F(WorkerRegistryTest, DrainingAndLostWorkersOfferNoCapacity) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 1), t0_).ok());
+  ASSERT_TRUE(registry_.Register(Gpus("b", 1), t0_).ok());
+  ASSERT_TRUE(registry_.Register(Gpus("c", 1), t0_).ok());
+  ASSERT_TRUE(registry_.SetDraining("a", true).ok());
+  registry_.MarkLost("b");
+  std::vector<NodeCapacity> capacity = registry_.Capacity();
+  ASSERT_EQ(capacity.size(), 1u);
+  EXPECT_EQ(capacity[0].worker_id, "c");
+  EXPECT_TRUE(registry_.IsAlive("a"));
+  EXPECT_EQ(registry_.Occupy({"j", 1, 0}, "b", "cuda", 0).code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(registry_.SetDraining("a", false).ok());
+  EXPECT_EQ(registry_.Capacity().size(), 2u);
+}
+
+TEST_F(WorkerRegistryTest, ReRegisteringForgetsHeldDevices) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 2), t0_).ok());
+  ASSERT_TRUE(registry_.Occupy({"j", 1, 0}, "a", "cuda", 0).ok());
+  ASSERT_TRUE(registry_.Register(Gpus("a", 2), t0_ + absl::Seconds(1)).ok());
+  EXPECT_THAT(registry_.TasksOn("a"), IsEmpty());
+  EXPECT_FALSE(registry_.AttemptHoldsDevices("j", 1));
+}
+
+}  // namespace
+}  // namespace clmae
