@@ -75,7 +75,8 @@ absl::Status Validate(const LocalLauncherOptions& options) {
 
 int StartupExitCode(const absl::Status& status) {
   if (absl::IsNotFound(status)) return 127;
-  if (absl::IsPermissionDenied(status)) return 126;
+  // Found but not executable (permissions, or not a program), as a shell says.
+  if (absl::IsPermissionDenied(status) || absl::IsFailedPrecondition(status)) return 126;
   return 1;
 }
 

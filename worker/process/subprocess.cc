@@ -69,6 +69,11 @@ absl::Status ChildErrorStatus(const ChildError& report, const SpawnOptions& opti
       return absl::ErrnoToStatus(
           report.err, absl::StrCat("cannot start \"", plan.argv[0], "\": redirecting its output"));
     default:
+      if (report.err == ENOEXEC) {  // absl would call it UNKNOWN
+        return absl::FailedPreconditionError(
+            absl::StrCat("cannot execute \"", plan.path, "\": ", strerror(ENOEXEC),
+                         " (neither a binary for this machine nor a script with a #! line)"));
+      }
       return absl::ErrnoToStatus(report.err, absl::StrCat("cannot execute \"", plan.path, "\""));
   }
 }

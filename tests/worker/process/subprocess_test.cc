@@ -136,6 +136,19 @@ TEST_F(SubprocessTest, NonExecutableFileFailsSpawnWithPermissionDenied) {
   EXPECT_THAT(child.status().message(), HasSubstr(script));
 }
 
+TEST_F(SubprocessTest, UnknownExecutableFormatFailsSpawn) {
+  std::string program = dir_.File("garbage");
+  clmae::testing::WriteFile(program, std::string("\x7f"
+                                                 "ELF but not really",
+                                                 19));
+  chmod(program.c_str(), 0755);
+  SpawnOptions options;
+  options.argv = {program};
+  auto child = Subprocess::Spawn(options);
+  EXPECT_TRUE(absl::IsFailedPrecondition(child.status())) << child.status();
+  EXPECT_THAT(child.status().message(), HasSubstr("Exec format error"));
+}
+
 TEST_F(SubprocessTest, MissingWorkingDirFailsSpawn) {
   SpawnOptions options = Shell("exit 0");
   options.working_dir = dir_.File("missing");
