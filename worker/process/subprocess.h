@@ -49,6 +49,8 @@ struct SpawnOptions {
   // Caveat: the kernel's "parent" is the THREAD that called Spawn(), so
   // spawn from a thread that outlives the child (the main thread, or a
   // long-lived supervisor thread), not from a short-lived worker thread.
+  // Only the child itself gets it: processes it started in its group
+  // survive a SIGKILLed parent (nobody is left to clean up after one).
   bool kill_on_parent_death = true;
   // The child leads a new process group, so a terminal's Ctrl-C reaches
   // only the parent (which decides what to forward), Signal() and
