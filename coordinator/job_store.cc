@@ -11,53 +11,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/job_state_machine.h"
+#include "coordinator/job_store_schema.h"
 #include "coordinator/proto_time.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "worker/engine/util/status_macros.h"
 
 namespace clmae {
 namespace {
-
-// Applied in order; migration i brings the schema from version i to i + 1.
-// Append only: never edit a migration that has shipped.
-constexpr const char* kMigrations[] = {
-    // v1: jobs (the Job proto as a blob, with the columns that are queried),
-    // their labels, the append-only event log and the migration record.
-    R"sql(
-CREATE TABLE schema_migrations (
-  version INTEGER PRIMARY KEY,
-  applied_at_us INTEGER NOT NULL
-);
-CREATE TABLE jobs (
-  seq INTEGER PRIMARY KEY,          -- submission order; the paging key
-  id TEXT NOT NULL UNIQUE,
-  request_id TEXT UNIQUE,           -- NULL when the client gave none
-  state INTEGER NOT NULL,
-  priority INTEGER NOT NULL,
-  submit_time_us INTEGER NOT NULL,
-  job BLOB NOT NULL                 -- clmae.v1.Job, spec included
-);
-CREATE INDEX jobs_by_state ON jobs (state, seq);
-CREATE TABLE job_labels (
-  job_seq INTEGER NOT NULL REFERENCES jobs (seq) ON DELETE CASCADE,
-  key TEXT NOT NULL,
-  value TEXT NOT NULL,
-  PRIMARY KEY (job_seq, key)
-);
-CREATE INDEX job_labels_by_pair ON job_labels (key, value);
-CREATE TABLE events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  job_id TEXT NOT NULL,
-  time_us INTEGER NOT NULL,
-  from_state INTEGER NOT NULL,
-  to_state INTEGER NOT NULL,
-  attempt INTEGER NOT NULL,
-  message TEXT NOT NULL
-);
-CREATE INDEX events_by_job ON events (job_id, seq);
-)sql",
-};
-static_assert(std::size(kMigrations) == JobStore::kSchemaVersion);
 
 constexpr absl::string_view kTokenPrefix = "clmae-jobs-v1:";
 
@@ -110,16 +70,20 @@ absl::Status JobStore::Migrate() {
   ASSIGN_OR_RETURN(bool row, version_stmt->Step());
   const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
   version_stmt.reset();
+  const std::vector<const char*>& migrations = JobStoreMigrations();
   if (version > kSchemaVersion) {
     return absl::FailedPreconditionError(absl::StrFormat(
         "job store: schema version %d was written by a newer clmae-coordinator; this one knows "
         "versions up to %d",
         version, kSchemaVersion));
   }
+  if (static_cast<int>(migrations.size()) != kSchemaVersion) {
+    return absl::InternalError("job store: migration list and schema version disagree");
+  }
   for (int64_t v = version; v < kSchemaVersion; ++v) {
     RETURN_IF_ERROR(db_->Begin());
     SqliteTransaction txn(db_.get());
-    RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+    RETURN_IF_ERROR(db_->Exec(migrations[v]));
     RETURN_IF_ERROR(db_->Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
                                            absl::ToUnixMicros(absl::Now()), ");",
                                            "PRAGMA user_version = ", v + 1, ";")));
