@@ -41,6 +41,8 @@ inline constexpr int kEpochs = 200;
 inline constexpr int kBatchSize = 64;
 inline constexpr char kDevice[] = "cpu";
 inline constexpr int kLogEvery = 10;
+inline constexpr double kBucketMb = 25.0;
+inline constexpr int kCollectiveTimeoutS = 300;
 
 inline constexpr int kKnnK = 5;
 inline constexpr int kProbeEpochs = 10;

@@ -128,6 +128,13 @@ absl::Status CheckTrain(const v1::TrainSpec& t) {
                                 t.device().empty() ? defaults::kDevice : t.device(), "'"));
   }
   RETURN_IF_ERROR(IntInRange("train.threads", t.threads(), 0, 1024));
+  if (t.has_bucket_mb()) {
+    RETURN_IF_ERROR(NumberIn("train.bucket_mb", t.bucket_mb(), {.lo = 0, .lo_open = true, .hi = 4096}));
+  }
+  RETURN_IF_ERROR(IntInRange("train.collective_timeout_s",
+                             Or(t.has_collective_timeout_s(), t.collective_timeout_s(),
+                                defaults::kCollectiveTimeoutS),
+                             1, 86400));
   return IntInRange("train.log_every", Or(t.has_log_every(), t.log_every(), defaults::kLogEvery),
                     1);
 }

@@ -100,6 +100,8 @@ absl::StatusOr<TrainerOptions> TrainerOptionsFromSpec(const v1::JobSpec& spec) {
   o.threads = Or(t.has_threads(), t.threads(), 0);
   o.log_every = Or(t.has_log_every(), t.log_every(), d::kLogEvery);
   o.init_from = t.init_from();
+  o.step.averaging.bucket_bytes = static_cast<int64_t>(
+      Or(t.has_bucket_mb(), t.bucket_mb(), d::kBucketMb) * 1e6);
 
   const auto& data = spec.data();
   const int channels = o.model.in_chans;

@@ -129,6 +129,8 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
                      torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(pin));
     std::vector<int64_t> labels;
     labels.reserve(n);
+    std::vector<int64_t> ids;
+    ids.reserve(n);
     absl::Status first_error;
     for (int64_t s = 0; s < n; ++s) {
       if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
@@ -154,6 +156,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
       }
       images[k].copy_(x);
       labels.push_back(example->label);
+      ids.push_back(index);
     }
     if (labels.empty()) {
       return absl::DataLossError(absl::StrCat(
@@ -163,6 +166,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     Batch batch;
     batch.images = kept == n ? images : images.narrow(0, 0, kept);
     batch.labels = torch::tensor(labels, torch::kInt64);
+    batch.indices = torch::tensor(ids, torch::kInt64);
     if (pin) batch.labels = batch.labels.pin_memory();
     batch.epoch = epoch;
     batch.index = b;

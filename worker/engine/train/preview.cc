@@ -50,7 +50,7 @@ torch::Tensor RenderPreview(MaeVit& mae, MaskingNet& masker, const torch::Tensor
     scores = masker->forward(x);
     ids_shuffle = torch::argsort(scores, 1, /*descending=*/true);
   } else {
-    ids_shuffle = RandomMaskOrder(k, l, o.seed, 0, 0, device);
+    ids_shuffle = RandomMaskOrder(torch::arange(k), l, o.seed, 0, device);
   }
   auto enc = mae->Encode(x, ids_shuffle, len_keep);
   auto pred = mae->Decode(enc.latent, enc.ids_restore).to(torch::kFloat32);

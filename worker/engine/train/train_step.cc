@@ -52,11 +52,17 @@ absl::Status NonFinite(const char* what, int64_t step, const char* phase, double
 
 }  // namespace
 
-torch::Tensor RandomMaskOrder(int64_t batch, int64_t num_patches, uint64_t seed, int rank,
+torch::Tensor RandomMaskOrder(const torch::Tensor& sample_ids, int64_t num_patches, uint64_t seed,
                               int64_t step, const torch::Device& device) {
-  auto gen = at::make_generator<at::CPUGeneratorImpl>(
-      Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(rank)) ^ static_cast<uint64_t>(step)));
-  auto noise = torch::rand({batch, num_patches}, gen, torch::TensorOptions(torch::kFloat32));
+  auto ids = sample_ids.to(torch::kCPU, torch::kInt64).contiguous();
+  const int64_t batch = ids.numel();
+  auto noise = torch::empty({batch, num_patches}, torch::kFloat32);
+  const int64_t* id = ids.data_ptr<int64_t>();
+  for (int64_t n = 0; n < batch; ++n) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(
+        Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(id[n])) ^ static_cast<uint64_t>(step)));
+    noise[n].uniform_(0.0, 1.0, gen);
+  }
   return torch::argsort(noise, /*dim=*/1, /*descending=*/false).to(device);
 }
 
@@ -79,11 +85,24 @@ void TwoPhaseStep::Sync(const torch::Device& device) const {
   if (options_.sync_timing && device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
+absl::Status TwoPhaseStep::EnsureAveragers() {
+  if (mae_averager_) return absl::OkStatus();
+  ASSIGN_OR_RETURN(mae_averager_,
+                   collectives_->NewGradientAverager(mae_params_, "MAE gradients", options_.averaging));
+  if (!plain_mae()) {
+    ASSIGN_OR_RETURN(masker_averager_, collectives_->NewGradientAverager(
+                                           masker_params_, "masker gradients", options_.averaging));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
                                                     torch::optim::AdamW& opt,
-                                                    const char* phase) {
+                                                    GradientAverager& averager, const char* phase,
+                                                    StepStats& stats) {
   auto params = net.parameters();
-  RETURN_IF_ERROR(collectives_->AverageGradients(params));
+  RETURN_IF_ERROR(averager.Finish());
+  stats.comm_wait_seconds += averager.last_wait_seconds();
   const double norm = ClipGradNorm(params, options_.clip_grad);
   if (!std::isfinite(norm)) {
     opt.zero_grad();
@@ -95,8 +114,9 @@ absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
   return norm;
 }
 
-absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs, int64_t step, bool apply,
-                                            StepStats& stats) {
+absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
+                                            const torch::Tensor& sample_ids, int64_t step,
+                                            bool apply, StepStats& stats) {
   const auto t0 = Clock::now();
   torch::Tensor loss;
   {
@@ -104,8 +124,7 @@ absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs, int64_t s
     auto x = mae_->Embed(imgs);
     torch::Tensor ids_shuffle;
     if (plain_mae()) {
-      ids_shuffle = RandomMaskOrder(x.size(0), x.size(1), options_.seed, collectives_->rank(),
-                                    step, x.device());
+      ids_shuffle = RandomMaskOrder(sample_ids, x.size(1), options_.seed, step, x.device());
     } else {
       torch::NoGradGuard no_grad;  // masker frozen: only its ranking is used
       ids_shuffle = torch::argsort(masker_->forward(x.detach()), 1, /*descending=*/true);
@@ -116,12 +135,13 @@ absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs, int64_t s
   }
   const double value = loss.item<double>();
   if (!std::isfinite(value)) return NonFinite("MAE loss", step, "phase A", value);
+  if (apply) mae_averager_->Arm();  // buckets all-reduce while backward runs
   (loss / options_.accum_iter).backward();
   Sync(imgs.device());
   stats.phase_a_seconds = SecondsSince(t0);
   if (apply) {
     const auto t1 = Clock::now();
-    ASSIGN_OR_RETURN(stats.grad_norm_mae, ApplyGradients(*mae_, *mae_optimizer_, "phase A"));
+    ASSIGN_OR_RETURN(stats.grad_norm_mae, ApplyGradients(*mae_, *mae_optimizer_, *mae_averager_, "phase A", stats));
     Sync(imgs.device());
     stats.optimizer_seconds += SecondsSince(t1);
   }
@@ -159,6 +179,7 @@ absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, i
     if (!std::isfinite(stats.masker_total)) {
       return NonFinite("masker loss", step, "phase B", stats.masker_total);
     }
+    if (apply) masker_averager_->Arm();
     (terms.total / options_.accum_iter).backward();
   }
   Sync(imgs.device());
@@ -166,7 +187,8 @@ absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, i
   if (apply) {
     const auto t1 = Clock::now();
     ASSIGN_OR_RETURN(stats.grad_norm_masker,
-                     ApplyGradients(*masker_, *masker_optimizer_, "phase B"));
+                     ApplyGradients(*masker_, *masker_optimizer_, *masker_averager_, "phase B",
+                                    stats));
     Sync(imgs.device());
     stats.optimizer_seconds += SecondsSince(t1);
   }
@@ -174,12 +196,19 @@ absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, i
 }
 
 absl::StatusOr<StepStats> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
-                                            int64_t step, bool apply) {
+                                            int64_t step, bool apply,
+                                            const torch::Tensor& sample_ids) {
   StepStats stats;
   stats.stepped = apply;
+  RETURN_IF_ERROR(CatchAll("setting up gradient averaging", [&] { return EnsureAveragers(); }));
+  torch::Tensor ids = sample_ids;
+  if (!ids.defined()) {
+    const int64_t b = imgs.size(0);
+    ids = torch::arange(collectives_->rank() * b, (collectives_->rank() + 1) * b, torch::kInt64);
+  }
   ASSIGN_OR_RETURN(stats.loss_mae,
                    CatchAll(absl::StrCat("step ", step, " phase A"),
-                            [&] { return PhaseA(imgs, step, apply, stats); }));
+                            [&] { return PhaseA(imgs, ids, step, apply, stats); }));
   if (!plain_mae()) {
     RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " phase B"),
                              [&] { return PhaseB(imgs, lambda_cl, step, apply, stats); }));

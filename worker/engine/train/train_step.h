@@ -24,7 +24,8 @@ struct StepOptions {
   double clip_grad = 0.0;  // max global norm per network; 0 = no clipping
   bool bf16 = false;       // bf16 autocast (CUDA)
   bool sync_timing = true; // synchronise the device at phase boundaries for timings
-  uint64_t seed = 0;       // random masks of plain-MAE mode: from (seed, rank, step)
+  uint64_t seed = 0;       // random masks of plain-MAE mode: from (seed, sample, step)
+  GradientAveragerOptions averaging;  // bucket size, overlap (world size > 1)
 };
 
 // What one micro-batch did, averaged over ranks where noted by the trainer.
@@ -43,6 +44,7 @@ struct StepStats {
   double phase_a_seconds = 0;
   double phase_b_seconds = 0;
   double optimizer_seconds = 0;  // gradient averaging, clipping and both steps
+  double comm_wait_seconds = 0;  // part of optimizer_seconds spent finishing all-reduces
 };
 
 // Not thread-safe. Holds the networks and optimizers by reference (shared
@@ -60,23 +62,29 @@ class TwoPhaseStep {
   // (seeds the random masks of plain-MAE mode). When `apply` is true (the last
   // micro-batch of an accumulation window) each optimizer steps right after
   // its phase's backward, so phase B sees the updated MAE.
+  // `sample_ids` (int64 [N], dataset indices) seed plain-MAE's random masks
+  // per image, so a sample gets the same mask whatever rank and batch it
+  // lands in; undefined: positions rank·N .. rank·N+N-1.
   // FAILED_PRECONDITION names the step and phase of a non-finite loss; the
-  // networks are then unchanged by that phase.
+  // networks are then unchanged by that phase. Gradient averaging errors
+  // (a rank gone) come back as UNAVAILABLE / DEADLINE_EXCEEDED.
   absl::StatusOr<StepStats> Run(const torch::Tensor& imgs, double lambda_cl, int64_t step,
-                                bool apply);
+                                bool apply, const torch::Tensor& sample_ids = {});
 
   // Number of patches kept per image.
   int64_t len_keep() const { return len_keep_; }
   bool plain_mae() const { return masker_.is_empty(); }
 
  private:
-  absl::StatusOr<double> PhaseA(const torch::Tensor& imgs, int64_t step, bool apply,
-                                StepStats& stats);
+  absl::StatusOr<double> PhaseA(const torch::Tensor& imgs, const torch::Tensor& sample_ids,
+                                int64_t step, bool apply, StepStats& stats);
   absl::Status PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step, bool apply,
                       StepStats& stats);
-  // Averages gradients over ranks, clips, steps and clears them.
+  absl::Status EnsureAveragers();
+  // Finishes averaging gradients over ranks, clips, steps and clears them.
   absl::StatusOr<double> ApplyGradients(torch::nn::Module& net, torch::optim::AdamW& opt,
-                                        const char* phase);
+                                        GradientAverager& averager, const char* phase,
+                                        StepStats& stats);
   void Sync(const torch::Device& device) const;
 
   MaeVit mae_;
@@ -88,11 +96,14 @@ class TwoPhaseStep {
   int64_t len_keep_;
   std::vector<torch::Tensor> mae_params_;
   std::vector<torch::Tensor> masker_params_;
+  std::unique_ptr<GradientAverager> mae_averager_;
+  std::unique_ptr<GradientAverager> masker_averager_;
 };
 
-// Ranking ids for the plain-MAE baseline: argsort of uniform noise drawn from
-// a generator seeded by (seed, rank, step) — no hidden RNG state to save.
-torch::Tensor RandomMaskOrder(int64_t batch, int64_t num_patches, uint64_t seed, int rank,
+// Ranking ids for the plain-MAE baseline: per image, argsort of uniform noise
+// from a generator seeded by (seed, sample id, step) — no hidden RNG state to
+// save, and independent of how samples are split over ranks.
+torch::Tensor RandomMaskOrder(const torch::Tensor& sample_ids, int64_t num_patches, uint64_t seed,
                               int64_t step, const torch::Device& device);
 
 }  // namespace clmae

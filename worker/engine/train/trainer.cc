@@ -386,7 +386,7 @@ absl::Status Trainer::Run() {
     }
     const bool apply = (step + 1) % o.step.accum_iter == 0 || step + 1 == limit;
     const double lambda_cl = curriculum.Value(s.position.epoch, step);
-    auto stats = s.step_runner->Run(imgs, lambda_cl, step, apply);
+    auto stats = s.step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
     if (!stats.ok()) {
       return absl::Status(stats.status().code(),
                           absl::StrCat("training stopped: ", stats.status().message(),

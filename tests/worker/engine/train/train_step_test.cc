@@ -161,13 +161,18 @@ TEST_F(TrainStepTest, PlainMaeTouchesNoMaskerAndIsDeterministicPerStep) {
   auto stats = step.Run(imgs_, 1.0, 7, true);
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->masker_total, 0);
-  auto a = RandomMaskOrder(4, 16, 0, 0, 7, torch::kCPU);
-  auto b = RandomMaskOrder(4, 16, 0, 0, 7, torch::kCPU);
-  auto c = RandomMaskOrder(4, 16, 0, 0, 8, torch::kCPU);
-  auto d = RandomMaskOrder(4, 16, 0, 1, 7, torch::kCPU);
+  auto a = RandomMaskOrder(torch::arange(4), 16, 0, 7, torch::kCPU);
+  auto b = RandomMaskOrder(torch::arange(4), 16, 0, 7, torch::kCPU);
+  auto c = RandomMaskOrder(torch::arange(4), 16, 0, 8, torch::kCPU);
+  auto d = RandomMaskOrder(torch::arange(4, 8), 16, 0, 7, torch::kCPU);
   EXPECT_TRUE(torch::equal(a, b));
   EXPECT_FALSE(torch::equal(a, c));
   EXPECT_FALSE(torch::equal(a, d));
+  // A sample's mask depends on the sample, not on its place in the batch.
+  auto e = RandomMaskOrder(torch::tensor({9, 2}, torch::kInt64), 16, 0, 7, torch::kCPU);
+  auto f = RandomMaskOrder(torch::tensor({2, 5, 9}, torch::kInt64), 16, 0, 7, torch::kCPU);
+  EXPECT_TRUE(torch::equal(e[0], f[2]));
+  EXPECT_TRUE(torch::equal(e[1], f[0]));
   // A permutation per row.
   EXPECT_TRUE(torch::equal(std::get<0>(a.sort(1)), torch::arange(16).expand({4, 16})));
 }
