@@ -1,0 +1,111 @@
+#include "services/command_line.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/reflection.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace clmae {
+
+std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
+  storage.assign(argv, argv + argc);
+  std::vector<char*> out;
+  bool flags_done = false;
+  for (std::string& arg : storage) {
+    if (arg == "--") flags_done = true;
+    if (!flags_done && arg.rfind("--", 0) == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2, arg.begin() + end, '-', '_');
+    }
+    out.push_back(arg.data());
+  }
+  return out;
+}
+
+absl::Status CheckFlags(const std::vector<char*>& args) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--") break;
+    if (arg.size() < 2 || arg[0] != '-') continue;  // a positional argument
+    arg.remove_prefix(arg[1] == '-' ? 2 : 1);
+    const size_t eq = arg.find('=');
+    const absl::string_view name = arg.substr(0, eq);
+    absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+    if (flag == nullptr && absl::StartsWith(name, "no")) {
+      // --nofoo for a boolean --foo.
+      absl::CommandLineFlag* positive = absl::FindCommandLineFlag(name.substr(2));
+      if (positive != nullptr && positive->IsOfType<bool>() && eq == absl::string_view::npos) {
+        continue;
+      }
+    }
+    if (flag == nullptr || flag->IsRetired()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown flag --", name, "; run with --help to list the flags"));
+    }
+    std::string value;
+    if (eq != absl::string_view::npos) {
+      value = std::string(arg.substr(eq + 1));
+    } else if (flag->IsOfType<bool>()) {
+      continue;
+    } else if (i + 1 < args.size()) {
+      value = args[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+    }
+    // Parsing sets the flag; absl::ParseCommandLine sets it again to the same.
+    std::string error;
+    if (!flag->ParseFrom(value, &error)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, "=", value, ": ", error,
+                                                     " (default: ", flag->DefaultValue(), ")"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::pair<int, int>> ParsePortRange(absl::string_view text, absl::string_view flag) {
+  std::vector<absl::string_view> ends = absl::StrSplit(text, '-');
+  int lo = 0;
+  int hi = 0;
+  if (ends.size() != 2 || !absl::SimpleAtoi(ends[0], &lo) || !absl::SimpleAtoi(ends[1], &hi) ||
+      lo < 1 || hi > 65535 || lo > hi) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, "=", text,
+                     ": expected MIN-MAX with 1 <= MIN <= MAX <= 65535 (e.g. 29500-29999)"));
+  }
+  return std::make_pair(lo, hi);
+}
+
+absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
+  const std::string temp = absl::StrCat(path, ".tmp.", getpid());
+  std::FILE* file = std::fopen(temp.c_str(), "w");
+  if (file == nullptr) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot write '", temp, "': ", std::strerror(errno)));
+  }
+  const bool written = std::fwrite(contents.data(), 1, contents.size(), file) == contents.size();
+  const bool synced = std::fflush(file) == 0 && fsync(fileno(file)) == 0;
+  const bool closed = std::fclose(file) == 0;
+  if (!written || !synced || !closed) {
+    std::remove(temp.c_str());
+    return absl::UnavailableError(
+        absl::StrCat("cannot write '", temp, "': ", std::strerror(errno)));
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
+    std::remove(temp.c_str());
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot rename '", temp, "' to '", path, "': ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace clmae

@@ -1,0 +1,228 @@
+// clmae-coordinator: the control plane. Serves the Coordinator (clients) and
+// WorkerControl (agents, trainers) gRPC services over a SQLite job store.
+//
+//   clmae-coordinator --data_dir /var/lib/clmae --tokens_file /etc/clmae/tokens
+//   clmae-coordinator --data_dir ./state --listen 127.0.0.1:0 --port_file port
+//       --insecure_no_auth
+//
+// Prints "clmae-coordinator listening on HOST:PORT" once it serves. SIGINT or
+// SIGTERM: health NOT_SERVING, calls drained (streams cancelled after
+// --shutdown_grace), exit 0. Exit codes: 0 clean shutdown, 1 could not
+// start or serve, 2 bad command line.
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "coordinator/coordinator.h"
+#include "services/auth.h"
+#include "services/command_line.h"
+#include "services/job_spec_validator.h"
+#include "services/server.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve on; port 0 picks a free one");
+ABSL_FLAG(std::string, data_dir, "",
+          "folder for the coordinator's state (job store: <data_dir>/coordinator.db); created if "
+          "missing. Required");
+ABSL_FLAG(std::string, tokens_file, "",
+          "bearer tokens, one '<role> <token>' per line (role client or worker; '#' comments). "
+          "CLMAE_CLIENT_TOKEN and CLMAE_WORKER_TOKEN in the environment add one token each");
+ABSL_FLAG(bool, insecure_no_auth, false,
+          "accept every call without a token when none is configured (local development only)");
+ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key turns TLS on");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA bundle; when given, clients must present a certificate it signed (mutual TLS)");
+ABSL_FLAG(absl::Duration, lease, absl::Seconds(15),
+          "an agent without a heartbeat this long is lost and its jobs' attempts fail");
+ABSL_FLAG(absl::Duration, heartbeat_interval, absl::Seconds(5),
+          "how often agents are told to send heartbeats; shorter than --lease");
+ABSL_FLAG(absl::Duration, hang_timeout, absl::Minutes(10),
+          "a running rank whose step has not advanced this long is hung (0 turns the check off)");
+ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
+          "agents wait this long between SIGTERM and SIGKILL when stopping a rank");
+ABSL_FLAG(std::string, master_port_range, "29500-29999",
+          "MIN-MAX ports handed to jobs for their rendezvous (MASTER_PORT) on rank 0's node");
+ABSL_FLAG(std::string, port_file, "",
+          "once serving, write the bound port (one line) to this file, atomically");
+ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
+          "on SIGINT/SIGTERM, calls still open after this are cancelled");
+ABSL_FLAG(int, max_message_bytes, clmae::kDefaultMaxMessageBytes,
+          "largest gRPC message accepted or sent");
+
+namespace {
+
+constexpr absl::Duration kTickPeriod = absl::Milliseconds(200);
+
+void Say(absl::string_view message) {
+  std::fprintf(stderr, "clmae-coordinator: %.*s\n", static_cast<int>(message.size()),
+               message.data());
+}
+
+int Fail(int code, absl::string_view message) {
+  Say(message);
+  return code;
+}
+
+// The tokens from --tokens_file and the environment; warnings go to stderr.
+absl::StatusOr<std::vector<clmae::TokenEntry>> LoadTokens() {
+  std::vector<clmae::TokenEntry> tokens;
+  if (const std::string path = absl::GetFlag(FLAGS_tokens_file); !path.empty()) {
+    absl::StatusOr<clmae::TokenFile> file = clmae::LoadTokensFile(path);
+    if (!file.ok()) return file.status();
+    for (const std::string& warning : file->warnings) Say(absl::StrCat("warning: ", warning));
+    tokens = std::move(file->entries);
+  }
+  const std::pair<const char*, clmae::Role> env[] = {{"CLMAE_CLIENT_TOKEN", clmae::Role::kClient},
+                                                     {"CLMAE_WORKER_TOKEN", clmae::Role::kWorker}};
+  for (const auto& [name, role] : env) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') tokens.push_back({role, value});
+  }
+  return tokens;
+}
+
+// "0.0.0.0:0" with port 50123 -> "0.0.0.0:50123".
+std::string BoundAddress(const std::string& listen, int port) {
+  const size_t colon = listen.rfind(':');
+  return absl::StrCat(colon == std::string::npos ? listen : listen.substr(0, colon), ":", port);
+}
+
+// Calls Coordinator::Tick every kTickPeriod until `stop`; reports each new
+// store error once.
+void TickUntil(clmae::Coordinator& coordinator, absl::Notification& stop) {
+  std::string last_error;
+  while (!stop.WaitForNotificationWithTimeout(kTickPeriod)) {
+    const absl::Status ticked = coordinator.Tick(absl::Now());
+    if (!ticked.ok() && std::string(ticked.message()) != last_error) {
+      last_error = std::string(ticked.message());
+      Say(absl::StrCat("tick: ", ticked.ToString(), " (retrying)"));
+    } else if (ticked.ok()) {
+      last_error.clear();
+    }
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The CL-MAE training service's control plane.\n"
+      "  clmae-coordinator --data_dir DIR [--listen HOST:PORT] (--tokens_file FILE | "
+      "--insecure_no_auth)");
+  // Blocked here, before any thread starts, so only sigwait below sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  std::vector<std::string> storage;
+  std::vector<char*> args = clmae::NormaliseFlagNames(argc, argv, storage);
+  if (absl::Status flags = clmae::CheckFlags(args); !flags.ok()) return Fail(2, flags.message());
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  if (rest.size() > 1) {
+    return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; run with --help"));
+  }
+
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) {
+    return Fail(2, "--data_dir is required: the folder that holds the job store");
+  }
+  absl::StatusOr<std::pair<int, int>> ports =
+      clmae::ParsePortRange(absl::GetFlag(FLAGS_master_port_range), "master_port_range");
+  if (!ports.ok()) return Fail(2, ports.status().message());
+  if (absl::GetFlag(FLAGS_hang_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_cancel_grace) < absl::ZeroDuration()) {
+    return Fail(2, "--hang_timeout and --cancel_grace cannot be negative");
+  }
+  absl::StatusOr<std::vector<clmae::TokenEntry>> tokens = LoadTokens();
+  if (!tokens.ok()) return Fail(2, tokens.status().message());
+
+  clmae::ServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  server_options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                        absl::GetFlag(FLAGS_tls_client_ca)};
+  server_options.tokens = *std::move(tokens);
+  server_options.insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
+  server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  // Auth is checked before the store is touched, so a misconfigured start
+  // leaves nothing behind.
+  if (absl::StatusOr<clmae::Authorizer> auth =
+          clmae::Authorizer::Create(server_options.tokens, server_options.insecure_no_auth);
+      !auth.ok()) {
+    return Fail(2, auth.status().message());
+  }
+  if (server_options.tokens.empty()) {
+    Say("warning: --insecure_no_auth: every call is accepted without a token");
+  }
+
+  std::error_code error;
+  std::filesystem::create_directories(data_dir, error);
+  if (error) {
+    return Fail(1, absl::StrCat("cannot create --data_dir '", data_dir, "': ", error.message()));
+  }
+  clmae::CoordinatorOptions options;
+  options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
+  options.lease = absl::GetFlag(FLAGS_lease);
+  options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
+  options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
+  options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
+  options.master_port_min = ports->first;
+  options.master_port_max = ports->second;
+  options.validate_spec = clmae::ValidateJobSpec;
+  absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
+      clmae::Coordinator::Open(std::move(options));
+  if (!coordinator.ok()) {
+    return Fail(absl::IsInvalidArgument(coordinator.status()) ? 2 : 1,
+                absl::StrCat("cannot open the coordinator: ", coordinator.status().message()));
+  }
+
+  absl::StatusOr<std::unique_ptr<clmae::CoordinatorServer>> server =
+      clmae::CoordinatorServer::Start(server_options, coordinator->get());
+  if (!server.ok()) {
+    return Fail(absl::IsInvalidArgument(server.status()) ? 2 : 1, server.status().message());
+  }
+  absl::Notification stop_ticking;
+  std::thread ticker([&] { TickUntil(**coordinator, stop_ticking); });
+
+  const std::string bound = BoundAddress(server_options.listen_address, (*server)->port());
+  if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
+    if (absl::Status written =
+            clmae::WriteFileAtomically(port_file, absl::StrCat((*server)->port(), "\n"));
+        !written.ok()) {
+      Fail(1, absl::StrCat("--port_file: ", written.message()));
+      (*server)->Shutdown(absl::ZeroDuration());
+      stop_ticking.Notify();
+      ticker.join();
+      return 1;
+    }
+  }
+  std::printf("clmae-coordinator listening on %s\n", bound.c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  Say(absl::StrCat("got signal ", signal_number, "; shutting down"));
+  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
+  stop_ticking.Notify();
+  ticker.join();
+  server->reset();
+  coordinator->reset();
+  return 0;
+}

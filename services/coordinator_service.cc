@@ -1,0 +1,156 @@
+#include "services/coordinator_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "coordinator/job_state_machine.h"
+#include "services/job_spec_validator.h"
+#include "services/status_mapping.h"
+#include "services/stream_writer.h"
+#include "services/unary_call.h"
+
+namespace clmae {
+namespace {
+
+constexpr int kDefaultPageSize = 100;
+
+absl::Status RequireJobId(const std::string& job_id) {
+  if (job_id.empty()) return absl::InvalidArgumentError("job_id: required; give a job id");
+  return absl::OkStatus();
+}
+
+// One WatchJob stream. Updates arrive on the coordinator's flushing thread
+// and go to the StreamWriter; the watch is removed in OnDone, once nothing
+// more can be written.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::JobUpdate> {
+ public:
+  WatchReactor(clmae::Coordinator* coordinator, const Authorizer& authorizer,
+               grpc::CallbackServerContext* context, const v1::WatchJobRequest& request)
+      : coordinator_(coordinator),
+        job_id_(request.job_id()),
+        writer_(std::make_shared<Writer>(
+            this, CoordinatorService::kMaxQueuedUpdates,
+            "the client reads updates too slowly; watch again for a fresh snapshot",
+            /*held=*/true)) {
+    if (absl::Status auth = authorizer.Authorize(*context, Role::kClient); !auth.ok()) {
+      writer_->FinishNow(ToGrpcStatus(auth));
+      writer_->Release();
+      return;
+    }
+    // The callback keeps only the writer, which outlives this reactor.
+    std::shared_ptr<Writer> writer = writer_;
+    const bool one_job = !job_id_.empty();
+    absl::StatusOr<WatchId> id =
+        coordinator_->Watch(job_id_, [writer, one_job](const v1::JobUpdate& update) {
+          const bool ends =
+              one_job && ((update.has_event() && IsTerminal(update.event().to_state())) ||
+                          (update.has_snapshot() && IsTerminal(update.snapshot().state())));
+          writer->Push(update, update.has_progress() ? "progress " + update.job_id() : "");
+          if (ends) writer->FinishAfterQueued(grpc::Status::OK);
+        });
+    if (id.ok()) {
+      watch_id_ = *id;
+    } else {
+      writer_->FinishNow(ToGrpcStatus(id.status()));
+    }
+    // Writes start only now, so nothing can finish (and delete) this reactor
+    // before it is fully built.
+    writer_->Release();
+  }
+
+  void OnWriteDone(bool ok) override { writer_->OnWriteDone(ok); }
+  void OnCancel() override {
+    writer_->FinishNow(grpc::Status(grpc::StatusCode::CANCELLED, "the watch was cancelled"));
+  }
+  void OnDone() override {
+    if (watch_id_ != 0) coordinator_->Unwatch(watch_id_);
+    delete this;
+  }
+
+ private:
+  using Writer = StreamWriter<grpc::ServerWriteReactor<v1::JobUpdate>, v1::JobUpdate>;
+
+  clmae::Coordinator* const coordinator_;
+  const std::string job_id_;
+  const std::shared_ptr<Writer> writer_;
+  WatchId watch_id_ = 0;  // 0: no watch registered
+};
+
+}  // namespace
+
+grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerContext* context,
+                                                        const v1::SubmitJobRequest* request,
+                                                        v1::Job* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    if (!request->has_spec()) {
+      return absl::InvalidArgumentError("spec: required; give the job spec to run");
+    }
+    if (absl::Status valid = ValidateJobSpec(request->spec()); !valid.ok()) return valid;
+    absl::StatusOr<v1::Job> job = coordinator_->Submit(request->spec(), request->request_id());
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* context,
+                                                     const v1::GetJobRequest* request,
+                                                     v1::Job* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    if (absl::Status ok = RequireJobId(request->job_id()); !ok.ok()) return ok;
+    absl::StatusOr<v1::Job> job = coordinator_->Get(request->job_id());
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerContext* context,
+                                                       const v1::ListJobsRequest* request,
+                                                       v1::ListJobsResponse* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    ListJobsQuery query;
+    for (int state : request->states()) query.states.push_back(static_cast<v1::JobState>(state));
+    query.labels.insert(request->label_selector().begin(), request->label_selector().end());
+    query.page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
+    query.page_token = request->page_token();
+    absl::StatusOr<JobPage> page = coordinator_->List(query);
+    if (!page.ok()) return page.status();
+    for (v1::Job& job : page->jobs) *response->add_jobs() = std::move(job);
+    response->set_next_page_token(page->next_page_token);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::CancelJob(grpc::CallbackServerContext* context,
+                                                        const v1::CancelJobRequest* request,
+                                                        v1::Job* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    if (absl::Status ok = RequireJobId(request->job_id()); !ok.ok()) return ok;
+    const std::string reason =
+        request->reason().empty() ? "cancelled by a client" : request->reason();
+    absl::StatusOr<v1::Job> job = coordinator_->Cancel(request->job_id(), reason);
+    if (!job.ok()) return job.status();
+    *response = *std::move(job);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::JobUpdate>* CoordinatorService::WatchJob(
+    grpc::CallbackServerContext* context, const v1::WatchJobRequest* request) {
+  return new WatchReactor(coordinator_, *authorizer_, context, *request);
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(grpc::CallbackServerContext* context,
+                                                          const v1::ListWorkersRequest* /*request*/,
+                                                          v1::ListWorkersResponse* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    for (v1::Worker& worker : coordinator_->ListWorkers()) {
+      *response->add_workers() = std::move(worker);
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace clmae

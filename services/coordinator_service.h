@@ -1,0 +1,53 @@
+#pragma once
+
+// The client-facing `clmae.v1.Coordinator` service: a thin adapter from the
+// callback API to the domain's Coordinator (proto in, absl::Status out,
+// mapped by status_mapping.h). Every RPC needs a client token.
+
+#include "clmae/v1/coordinator.grpc.pb.h"
+#include "coordinator/coordinator.h"
+#include "services/auth.h"
+
+namespace clmae {
+
+class CoordinatorService final : public v1::Coordinator::CallbackService {
+ public:
+  // Per WatchJob stream: updates waiting for a slow client beyond this end
+  // the stream with RESOURCE_EXHAUSTED (the client watches again and gets a
+  // fresh snapshot). Progress updates of one job coalesce while waiting, so
+  // only state changes count against it in practice.
+  static constexpr size_t kMaxQueuedUpdates = 1024;
+
+  // `coordinator` and `authorizer` are not owned and must outlive the server
+  // (shut the server down first).
+  CoordinatorService(clmae::Coordinator* coordinator, const Authorizer* authorizer)
+      : coordinator_(coordinator), authorizer_(authorizer) {}
+
+  // Validates the spec with ValidateJobSpec (INVALID_ARGUMENT naming the
+  // field) before the domain stores it.
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::Job* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request, v1::Job* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::Job* response) override;
+  // A snapshot, then events and progress; one job's stream ends (OK) after
+  // its terminal state. Ends when the client cancels or the server shuts
+  // down, unregistering its watch.
+  grpc::ServerWriteReactor<v1::JobUpdate>* WatchJob(grpc::CallbackServerContext* context,
+                                                    const v1::WatchJobRequest* request) override;
+  grpc::ServerUnaryReactor* ListWorkers(grpc::CallbackServerContext* context,
+                                        const v1::ListWorkersRequest* request,
+                                        v1::ListWorkersResponse* response) override;
+
+ private:
+  clmae::Coordinator* const coordinator_;
+  const Authorizer* const authorizer_;
+};
+
+}  // namespace clmae

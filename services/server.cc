@@ -1,0 +1,82 @@
+#include "services/server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/support/channel_arguments.h"
+#include "services/tls.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+// The names health answers for: the whole server and each service.
+const char* const kHealthNames[] = {"", "clmae.v1.Coordinator", "clmae.v1.WorkerControl"};
+
+void SetHealth(grpc::Server& server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server.GetHealthCheckService();
+  if (health == nullptr) return;
+  for (const char* name : kHealthNames) health->SetServingStatus(name, serving);
+}
+
+}  // namespace
+
+CoordinatorServer::CoordinatorServer(const ServerOptions& /*options*/,
+                                     clmae::Coordinator* coordinator, Authorizer authorizer)
+    : authorizer_(std::move(authorizer)),
+      coordinator_service_(coordinator, &authorizer_),
+      worker_control_service_(coordinator, &authorizer_) {}
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const ServerOptions& options, clmae::Coordinator* coordinator) {
+  if (coordinator == nullptr) return absl::InvalidArgumentError("no coordinator to serve");
+  if (options.listen_address.empty()) {
+    return absl::InvalidArgumentError("--listen is empty; give host:port (e.g. 0.0.0.0:50051)");
+  }
+  if (options.max_message_bytes <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max message bytes must be positive, got ", options.max_message_bytes));
+  }
+  ASSIGN_OR_RETURN(Authorizer authorizer,
+                   Authorizer::Create(options.tokens, options.insecure_no_auth));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   MakeServerCredentials(options.tls));
+
+  std::unique_ptr<CoordinatorServer> server(
+      new CoordinatorServer(options, coordinator, std::move(authorizer)));
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  builder.RegisterService(&server->coordinator_service_);
+  builder.RegisterService(&server->worker_control_service_);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    if (server->server_ != nullptr) server->server_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on '", options.listen_address,
+                     "': the address is in use or not local; pick another with --listen"));
+  }
+  SetHealth(*server->server_, true);
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(absl::Seconds(1)); }
+
+void CoordinatorServer::Shutdown(absl::Duration deadline) {
+  if (server_ == nullptr || shut_down_.exchange(true)) return;
+  SetHealth(*server_, false);
+  server_->Shutdown(absl::ToChronoTime(absl::Now() + deadline));
+  server_->Wait();
+}
+
+std::shared_ptr<grpc::Channel> CoordinatorServer::InProcessChannel() {
+  return server_->InProcessChannel(grpc::ChannelArguments());
+}
+
+}  // namespace clmae

@@ -1,0 +1,26 @@
+#pragma once
+
+// The shape of every unary handler of the edge: authorize, run the domain
+// call, map its status, finish.
+
+#include "absl/status/status.h"
+#include "grpcpp/server_context.h"
+#include "grpcpp/support/server_callback.h"
+#include "services/auth.h"
+#include "services/status_mapping.h"
+
+namespace clmae {
+
+// Finishes the call with `body()`'s status after `role` was authorized (or
+// with the authorization error, without running `body`).
+template <typename Body>
+grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
+                                   const Authorizer& authorizer, Role role, Body&& body) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::Status status = authorizer.Authorize(*context, role);
+  if (status.ok()) status = body();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace clmae
