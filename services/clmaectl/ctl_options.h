@@ -1,0 +1,78 @@
+#pragma once
+
+// What one clmaectl invocation asks for: the global options and one
+// command's options, as ParseCommandLine (command_line.h) fills them. Plain
+// structs with defaults; the commands (commands.h) read them and nothing else.
+
+#include <map>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "clmae/v1/job.pb.h"
+#include "services/grpc_client.h"
+
+namespace clmae::ctl {
+
+// `-o`: how results are printed.
+enum class OutputFormat { kTable, kJson, kYaml };
+
+// Options every command accepts.
+struct GlobalOptions {
+  OutputFormat output = OutputFormat::kTable;
+  // Address, token and TLS files (flags over CLMAE_* environment variables).
+  ClientOptions client;
+  // Deadline of each unary call; a watch stream has none.
+  absl::Duration timeout = absl::Seconds(30);
+};
+
+// `clmaectl help [COMMAND]`, `clmaectl COMMAND --help`, `clmaectl --help`.
+struct HelpCommand {
+  std::string command;  // empty: the overview
+};
+
+// `submit -f FILE [--request-id ID]`.
+struct SubmitOptions {
+  std::string spec_file;
+  // The idempotency key; empty: RunSubmit makes a random one and prints it.
+  std::string request_id;
+};
+
+// `get JOB`.
+struct GetOptions {
+  std::string job_id;
+};
+
+// `list [--state S,...] [--label K=V]... [--limit N]`.
+struct ListOptions {
+  std::vector<v1::JobState> states;           // empty: every state
+  std::map<std::string, std::string> labels;  // every pair must match
+  int limit = 0;                              // 0: every matching job
+};
+
+// `watch JOB... | --all`.
+struct WatchOptions {
+  std::vector<std::string> job_ids;
+  bool all = false;  // every job, until interrupted
+};
+
+// `cancel JOB [--reason TEXT]`.
+struct CancelOptions {
+  std::string job_id;
+  std::string reason;
+};
+
+// `workers`.
+struct WorkersOptions {};
+
+using CommandOptions = std::variant<HelpCommand, SubmitOptions, GetOptions, ListOptions,
+                                    WatchOptions, CancelOptions, WorkersOptions>;
+
+// One parsed invocation.
+struct CommandLine {
+  GlobalOptions global;
+  CommandOptions command;
+};
+
+}  // namespace clmae::ctl

@@ -1,0 +1,130 @@
+#include "services/clmaectl/job_format.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "services/job_spec_defaults.h"
+
+namespace clmae::ctl {
+namespace {
+
+constexpr absl::string_view kStatePrefix = "JOB_STATE_";
+
+}  // namespace
+
+std::string JobStateName(v1::JobState state) {
+  if (!v1::JobState_IsValid(state)) return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
+  absl::string_view name = v1::JobState_Name(state);
+  absl::ConsumePrefix(&name, kStatePrefix);
+  return std::string(name);
+}
+
+std::optional<v1::JobState> ParseJobStateName(absl::string_view name) {
+  std::string upper = absl::AsciiStrToUpper(name);
+  if (!absl::StartsWith(upper, kStatePrefix)) upper = absl::StrCat(kStatePrefix, upper);
+  v1::JobState state;
+  if (!v1::JobState_Parse(upper, &state) || state == v1::JOB_STATE_UNSPECIFIED) {
+    return std::nullopt;
+  }
+  return state;
+}
+
+std::vector<std::string> JobStateNames() {
+  std::vector<std::string> names;
+  for (int value = v1::JobState_MIN; value <= v1::JobState_MAX; ++value) {
+    if (value == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(value)) continue;
+    names.push_back(absl::AsciiStrToLower(JobStateName(static_cast<v1::JobState>(value))));
+  }
+  return names;
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
+         state == v1::JOB_STATE_CANCELLED;
+}
+
+std::optional<absl::Time> FromProtoTime(const google::protobuf::Timestamp& time) {
+  if (time.seconds() == 0 && time.nanos() == 0) return std::nullopt;
+  return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());
+}
+
+std::string FormatAge(absl::Duration age) {
+  const int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(age));
+  if (s < 60) return absl::StrCat(s, "s");
+  if (s < 3600) return absl::StrCat(s / 60, "m");
+  if (s < 86400) return absl::StrCat(s / 3600, "h");
+  return absl::StrCat(s / 86400, "d");
+}
+
+std::string ShortDuration(absl::Duration duration) {
+  const int64_t s = std::max<int64_t>(0, absl::ToInt64Seconds(duration + absl::Milliseconds(500)));
+  if (s >= 3600) return absl::StrFormat("%dh%02dm", s / 3600, (s % 3600) / 60);
+  if (s >= 60) return absl::StrFormat("%dm%02ds", s / 60, s % 60);
+  return absl::StrCat(s, "s");
+}
+
+std::string ProgressBar(double fraction, int width) {
+  if (!std::isfinite(fraction)) fraction = 0;
+  fraction = std::clamp(fraction, 0.0, 1.0);
+  const int filled = static_cast<int>(std::floor(fraction * width));
+  return absl::StrCat("[", std::string(filled, '#'), std::string(width - filled, '-'), "]");
+}
+
+double ProgressFraction(const v1::Progress& progress) {
+  if (progress.total_steps() <= 0) return 0;
+  return std::clamp(static_cast<double>(progress.step()) / progress.total_steps(), 0.0, 1.0);
+}
+
+std::string FormatSteps(const v1::Progress& progress) {
+  if (progress.total_steps() <= 0) return "-";
+  return absl::StrCat(progress.step(), "/", progress.total_steps());
+}
+
+std::string FormatEpochs(const v1::Progress& progress) {
+  if (progress.total_epochs() <= 0) return "-";
+  return absl::StrCat(std::min(progress.epoch() + 1, progress.total_epochs()), "/",
+                      progress.total_epochs());
+}
+
+std::string FormatLambda(double curriculum_factor) {
+  return absl::StrFormat("%+.3f", curriculum_factor);
+}
+
+std::string FormatLosses(const v1::Progress& p) {
+  std::string text = absl::StrFormat("mae %.4f", p.loss_mae());
+  if (p.loss_masker_recon() != 0 || p.loss_gauss() != 0 || p.loss_kl() != 0 || p.loss_div() != 0) {
+    absl::StrAppendFormat(&text, " m.rec %.4f gauss %.4f kl %.4f div %.4f", p.loss_masker_recon(),
+                          p.loss_gauss(), p.loss_kl(), p.loss_div());
+  }
+  return text;
+}
+
+std::optional<absl::Duration> EstimateRemaining(const v1::Job& job) {
+  const v1::Progress& p = job.progress();
+  if (p.images_per_sec() <= 0 || !std::isfinite(p.images_per_sec()) || p.total_steps() <= 0) {
+    return std::nullopt;
+  }
+  const int64_t batch = job.spec().train().has_batch_size() ? job.spec().train().batch_size()
+                                                            : job_spec_defaults::kBatchSize;
+  const int64_t world = job.spec().resources().has_world_size()
+                            ? job.spec().resources().world_size()
+                            : job_spec_defaults::kWorldSize;
+  const int64_t steps_left = std::max<int64_t>(0, p.total_steps() - p.step());
+  return absl::Seconds(static_cast<double>(steps_left) * batch * world / p.images_per_sec());
+}
+
+std::string FormatMetrics(const v1::JobResult& result) {
+  const std::map<std::string, double> sorted(result.metrics().begin(), result.metrics().end());
+  return absl::StrJoin(sorted, ", ", [](std::string* out, const auto& entry) {
+    absl::StrAppendFormat(out, "%s %.4f", entry.first, entry.second);
+  });
+}
+
+}  // namespace clmae::ctl
