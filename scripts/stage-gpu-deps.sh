@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stages what the engine-only build needs beyond LibTorch, for a GPU machine
 # that has only CUDA, CMake, a compiler and PyTorch: a copy of this machine's
-# Abseil (Debian's libabsl-dev: headers, shared libraries, CMake package) under
-# .deps/absl, laid out as an install prefix. scripts/gpu-check.sh uses it.
+# Abseil (Debian's libabsl-dev: headers, shared libraries, CMake package) and
+# Gloo's headers under .deps/absl, laid out as an install prefix. scripts/gpu-check.sh uses it.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 dest="$root/.deps/absl"
@@ -13,6 +13,10 @@ src_lib="/usr/lib/$multiarch"
 rm -rf "$dest"
 mkdir -p "$dest/include" "$dest/lib/$multiarch"
 cp -a /usr/include/absl "$dest/include/"
+# Gloo's headers (Debian libgloo-dev, declarations only: docs/distributed.md).
+[[ -f /usr/include/gloo/algorithm.h ]] || {
+  echo "stage-gpu-deps: Gloo's headers are not installed here (run scripts/install-deps.sh)" >&2; exit 1; }
+cp -a /usr/include/gloo "$dest/include/"
 cp -a "$src_lib"/libabsl_*.so* "$dest/lib/$multiarch/"
 cp -a "$src_lib/cmake" "$dest/lib/$multiarch/cmake-all"
 mkdir -p "$dest/lib/$multiarch/cmake"

@@ -1,21 +1,32 @@
 // clmae-train: trains one CL-MAE (or plain MAE) job from a YAML job spec.
 //
 //   clmae-train --config examples/tiny-fashion-mnist.yaml [--resume auto]
+//   clmae-train --config job.yaml --nproc 2      # 2 data-parallel ranks here
 //
-// Exit codes: 0 done, 1 training failed, 2 bad command line or spec.
+// A rank of a larger job reads torchrun's variables (RANK, WORLD_SIZE,
+// LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+//
+// Exit codes: 0 done, 1 training failed, 2 bad command line or spec; with
+// --nproc, the first failing rank's code (or 128 + its signal).
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/job_spec_defaults.h"
 #include "services/job_spec_yaml.h"
+#include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/trainer.h"
+#include "worker/process/local_launcher.h"
 #include "worker/train/console_reporter.h"
+#include "worker/train/dist_environment.h"
 #include "worker/train/trainer_options_from_spec.h"
 
 ABSL_FLAG(std::string, config, "", "YAML job spec (see examples/)");
@@ -25,8 +36,16 @@ ABSL_FLAG(std::string, init_from, "",
           "safetensors file (reference key names) to initialise the networks from; "
           "overrides train.init_from");
 ABSL_FLAG(std::string, output_dir, "", "output folder; overrides output.dir");
-ABSL_FLAG(std::string, device, "", "cpu, cuda or cuda:N; overrides train.device");
+ABSL_FLAG(std::string, device, "",
+          "cpu, cuda or cuda:N; overrides train.device (a rank of a multi-rank job "
+          "uses cuda:LOCAL_RANK for 'cuda')");
 ABSL_FLAG(int64_t, max_steps, -1, "stop after this many iterations; overrides train.max_steps");
+ABSL_FLAG(int, nproc, 0,
+          "start this many data-parallel ranks on this machine (like torchrun --standalone); "
+          "the job's world size becomes N");
+ABSL_FLAG(int, collective_timeout, 0,
+          "seconds after which a collective waiting on a dead or hung rank fails; "
+          "overrides train.collective_timeout_s");
 
 namespace {
 
@@ -49,36 +68,93 @@ int Fail(int code, const std::string& message) {
   return code;
 }
 
+// The command line each rank of --nproc runs: ours without --nproc.
+std::vector<std::string> RankCommandLine(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;  // and its value
+      continue;
+    }
+    if (absl::StartsWith(args[i], "--nproc=")) continue;
+    out.push_back(args[i]);
+  }
+  return out;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Trains a CL-MAE job on this machine.\n  clmae-train --config job.yaml [--resume auto]");
+      "Trains a CL-MAE job on this machine.\n"
+      "  clmae-train --config job.yaml [--resume auto] [--nproc N]");
   std::vector<std::string> storage;
   auto args = NormaliseFlagNames(argc, argv, storage);
   auto rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  if (rest.size() > 1) return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; see --help"));
+  if (rest.size() > 1)
+    return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; see --help"));
   const std::string config = absl::GetFlag(FLAGS_config);
   if (config.empty()) return Fail(2, "--config is required (a YAML job spec; see examples/)");
 
+  const int nproc = absl::GetFlag(FLAGS_nproc);
+  if (nproc < 0) return Fail(2, absl::StrCat("--nproc must be at least 1, got ", nproc));
+  if (nproc > 1) {
+    if (std::getenv("RANK") != nullptr || std::getenv("WORLD_SIZE") != nullptr) {
+      return Fail(2,
+                  "--nproc starts its own ranks; unset RANK/WORLD_SIZE (this process is "
+                  "already a rank of a job)");
+    }
+    clmae::LocalLauncherOptions launcher;
+    launcher.nproc = nproc;
+    launcher.argv = RankCommandLine(std::vector<std::string>(argv, argv + argc));
+    return clmae::RunLocalLauncher(launcher);
+  }
+
   auto spec = clmae::LoadJobSpecFile(config);
   if (!spec.ok()) return Fail(2, std::string(spec.status().message()));
-  if (!absl::GetFlag(FLAGS_device).empty()) spec->mutable_train()->set_device(absl::GetFlag(FLAGS_device));
-  if (!absl::GetFlag(FLAGS_output_dir).empty()) spec->mutable_output()->set_dir(absl::GetFlag(FLAGS_output_dir));
-  if (!absl::GetFlag(FLAGS_init_from).empty()) spec->mutable_train()->set_init_from(absl::GetFlag(FLAGS_init_from));
-  if (absl::GetFlag(FLAGS_max_steps) >= 0) spec->mutable_train()->set_max_steps(absl::GetFlag(FLAGS_max_steps));
+  if (!absl::GetFlag(FLAGS_device).empty())
+    spec->mutable_train()->set_device(absl::GetFlag(FLAGS_device));
+  if (!absl::GetFlag(FLAGS_output_dir).empty())
+    spec->mutable_output()->set_dir(absl::GetFlag(FLAGS_output_dir));
+  if (!absl::GetFlag(FLAGS_init_from).empty())
+    spec->mutable_train()->set_init_from(absl::GetFlag(FLAGS_init_from));
+  if (absl::GetFlag(FLAGS_max_steps) >= 0)
+    spec->mutable_train()->set_max_steps(absl::GetFlag(FLAGS_max_steps));
+
+  clmae::DistOptions dist;
+  if (auto s = clmae::ApplyDistEnvironment([](const char* n) { return std::getenv(n); }, dist);
+      !s.ok()) {
+    return Fail(2, std::string(s.message()));
+  }
+  const int timeout_flag = absl::GetFlag(FLAGS_collective_timeout);
+  if (timeout_flag < 0) return Fail(2, "--collective_timeout must be positive (seconds)");
+  const auto& train = spec->train();
+  dist.timeout = absl::Seconds(timeout_flag > 0 ? timeout_flag
+                               : train.has_collective_timeout_s()
+                                   ? train.collective_timeout_s()
+                                   : clmae::job_spec_defaults::kCollectiveTimeoutS);
 
   auto options = clmae::TrainerOptionsFromSpec(*spec);
   if (!options.ok()) return Fail(2, absl::StrCat(config, ": ", options.status().message()));
   options->resume_from = absl::GetFlag(FLAGS_resume);
+  options->device = clmae::RankDevice(options->device, dist);
 
+  auto collectives = clmae::ConnectCollectives(dist, torch::Device(options->device));
+  if (!collectives.ok()) {
+    return Fail(absl::IsInvalidArgument(collectives.status()) ? 2 : 1,
+                std::string(collectives.status().message()));
+  }
+
+  // Rank 0 speaks for the job; the others only report errors.
   clmae::ConsoleReporter reporter;
-  auto trainer = clmae::Trainer::Create(*options, nullptr, &reporter);
+  clmae::TrainObserver* observer = dist.rank == 0 ? &reporter : nullptr;
+  auto trainer = clmae::Trainer::Create(*options, collectives->get(), observer);
   if (!trainer.ok()) {
-    const bool bad_input = absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
+    const bool bad_input =
+        absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
     return Fail(bad_input ? 2 : 1, std::string(trainer.status().message()));
   }
   if (auto status = (*trainer)->Run(); !status.ok()) return Fail(1, std::string(status.message()));
-  std::printf("done: %s\n", options->output_dir.c_str());
+  if (dist.rank == 0) std::printf("done: %s\n", options->output_dir.c_str());
   return 0;
 }

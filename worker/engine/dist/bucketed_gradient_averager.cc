@@ -72,8 +72,8 @@ absl::StatusOr<std::unique_ptr<BucketedGradientAverager>> BucketedGradientAverag
   }
   std::unique_ptr<BucketedGradientAverager> averager(new BucketedGradientAverager(
       std::move(backend), rank, world_size, std::move(params), std::move(name), options, timeout));
-  RETURN_IF_ERROR(CatchAll(absl::StrCat("bucketing the ", averager->name_),
-                           [&] { return averager->Build(); }));
+  RETURN_IF_ERROR(
+      CatchAll(absl::StrCat("bucketing the ", averager->name_), [&] { return averager->Build(); }));
   return averager;
 }
 
@@ -97,7 +97,8 @@ absl::Status BucketedGradientAverager::Build() {
       bytes = 0;
     }
     Bucket& b = buckets_.back();
-    b.offsets.push_back(b.members.empty() ? 0 : b.offsets.back() + params_[b.members.back()].numel());
+    b.offsets.push_back(b.members.empty() ? 0
+                                          : b.offsets.back() + params_[b.members.back()].numel());
     b.members.push_back(i);
     bucket_of_[i] = static_cast<int>(buckets_.size()) - 1;
     bytes += p.numel() * p.element_size();
@@ -111,15 +112,16 @@ absl::Status BucketedGradientAverager::Build() {
   for (int i = 0; i < n; ++i) {
     auto acc = torch::autograd::impl::grad_accumulator(params_[i]);
     if (!acc) {
-      return absl::InternalError(absl::StrCat("parameter ", i, " of the ", name_,
-                                              " has no gradient accumulator"));
+      return absl::InternalError(
+          absl::StrCat("parameter ", i, " of the ", name_, " has no gradient accumulator"));
     }
-    hook_keys_.push_back(acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, i](const torch::autograd::variable_list& outputs,
-                  const torch::autograd::variable_list&) {
-          OnGradientReady(i);
-          return outputs;
-        })));
+    hook_keys_.push_back(
+        acc->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
+            [this, i](const torch::autograd::variable_list& outputs,
+                      const torch::autograd::variable_list&) {
+              OnGradientReady(i);
+              return outputs;
+            })));
     accumulators_.push_back(std::move(acc));
   }
   return absl::OkStatus();
@@ -208,7 +210,8 @@ absl::Status BucketedGradientAverager::Finish() {
   for (size_t b = 0; b < buckets_.size() && status.ok(); ++b) {
     Bucket& bucket = buckets_[b];
     status = CollectiveStatus(rank_, world_size_, Describe(static_cast<int>(b)), [&] {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
       bucket.work->wait(std::max(left, std::chrono::milliseconds(1)));
       torch::NoGradGuard no_grad;
       for (size_t k = 0; k < bucket.members.size(); ++k) {

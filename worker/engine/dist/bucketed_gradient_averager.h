@@ -48,7 +48,7 @@ class BucketedGradientAverager final : public GradientAverager {
     std::vector<int> members;      // indices into params_
     std::vector<int64_t> offsets;  // element offset of each member in `flat`
     torch::Tensor flat;
-    int pending = 0;               // members whose gradient has not arrived
+    int pending = 0;  // members whose gradient has not arrived
     bool launched = false;
     c10::intrusive_ptr<c10d::Work> work;
   };

@@ -7,10 +7,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "c10/core/impl/VirtualGuardImpl.h"
 #include "torch/csrc/distributed/c10d/TCPStore.hpp"
 #include "worker/engine/dist/bucketed_gradient_averager.h"
 #include "worker/engine/dist/c10d_backends.h"
 #include "worker/engine/util/status_macros.h"
+#include "worker/engine/util/torch_status.h"
 
 namespace clmae {
 namespace {
@@ -23,7 +25,10 @@ class C10dCollectives final : public Collectives {
  public:
   C10dCollectives(const DistOptions& options, torch::Device device,
                   c10::intrusive_ptr<c10d::Store> store, c10::intrusive_ptr<c10d::Backend> backend)
-      : options_(options), device_(device), store_(std::move(store)), backend_(std::move(backend)) {}
+      : options_(options),
+        device_(device),
+        store_(std::move(store)),
+        backend_(std::move(backend)) {}
 
   int rank() const override { return options_.rank; }
   int world_size() const override { return options_.world_size; }
@@ -45,21 +50,23 @@ class C10dCollectives final : public Collectives {
       groups[{static_cast<int>(t.scalar_type()), t.device().str()}].push_back(t);
     }
     for (auto& [key, members] : groups) {
-      RETURN_IF_ERROR(Run(absl::StrCat("broadcast of ", members.size(), " tensors from rank 0"), [&] {
-        torch::NoGradGuard no_grad;
-        std::vector<torch::Tensor> flat_parts;
-        for (const auto& t : members) flat_parts.push_back(t.reshape({-1}));
-        std::vector<at::Tensor> flat = {torch::cat(flat_parts)};
-        c10d::BroadcastOptions opts;
-        opts.rootRank = 0;
-        opts.timeout = Millis(options_.timeout);
-        backend_->broadcast(flat, opts)->wait(Millis(options_.timeout));
-        int64_t offset = 0;
-        for (auto& t : members) {
-          const_cast<torch::Tensor&>(t).copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
-          offset += t.numel();
-        }
-      }));
+      RETURN_IF_ERROR(
+          Run(absl::StrCat("broadcast of ", members.size(), " tensors from rank 0"), [&] {
+            torch::NoGradGuard no_grad;
+            std::vector<torch::Tensor> flat_parts;
+            for (const auto& t : members) flat_parts.push_back(t.reshape({-1}));
+            std::vector<at::Tensor> flat = {torch::cat(flat_parts)};
+            c10d::BroadcastOptions opts;
+            opts.rootRank = 0;
+            opts.timeout = Millis(options_.timeout);
+            backend_->broadcast(flat, opts)->wait(Millis(options_.timeout));
+            int64_t offset = 0;
+            for (auto& t : members) {
+              const_cast<torch::Tensor&>(t).copy_(
+                  flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
+              offset += t.numel();
+            }
+          }));
     }
     return absl::OkStatus();
   }
@@ -121,7 +128,8 @@ class C10dCollectives final : public Collectives {
 
 absl::Status CheckOptions(const DistOptions& o) {
   if (o.world_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("world size must be at least 1, got ", o.world_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("world size must be at least 1, got ", o.world_size));
   }
   if (o.rank < 0 || o.rank >= o.world_size) {
     return absl::InvalidArgumentError(
@@ -151,24 +159,29 @@ absl::StatusOr<std::unique_ptr<Collectives>> ConnectCollectives(const DistOption
 
   c10::intrusive_ptr<c10d::Store> store;
   const std::string where = absl::StrCat(options.master_addr, ":", options.master_port);
-  RETURN_IF_ERROR(CollectiveStatus(
-      options.rank, options.world_size,
-      options.rank == 0 ? absl::StrCat("hosting the rendezvous store at ", where)
-                        : absl::StrCat("joining the rendezvous at ", where),
-      [&] {
-        c10d::TCPStoreOptions so;
-        so.port = static_cast<uint16_t>(options.master_port);
-        so.isServer = options.rank == 0;
-        so.numWorkers = options.world_size;
-        so.waitWorkers = true;
-        so.timeout = Millis(options.timeout);
-        store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
-      }));
+  RETURN_IF_ERROR(
+      CollectiveStatus(options.rank, options.world_size,
+                       options.rank == 0 ? absl::StrCat("hosting the rendezvous store at ", where)
+                                         : absl::StrCat("joining the rendezvous at ", where),
+                       [&] {
+                         c10d::TCPStoreOptions so;
+                         so.port = static_cast<uint16_t>(options.master_port);
+                         so.isServer = options.rank == 0;
+                         so.numWorkers = options.world_size;
+                         so.waitWorkers = true;
+                         so.timeout = Millis(options.timeout);
+                         store = c10::make_intrusive<c10d::TCPStore>(options.master_addr, so);
+                       }));
 
   c10::intrusive_ptr<c10d::Backend> backend;
   if (device.is_cuda()) {
-    ASSIGN_OR_RETURN(backend, NewNcclBackend(store, options.rank, options.world_size,
-                                             Millis(options.timeout)));
+    // NCCL binds its communicator to the current device.
+    RETURN_IF_ERROR(CatchAll(absl::StrCat("selecting ", device.str()), [&] {
+      c10::impl::VirtualGuardImpl(c10::DeviceType::CUDA).setDevice(device);
+      return absl::OkStatus();
+    }));
+    ASSIGN_OR_RETURN(
+        backend, NewNcclBackend(store, options.rank, options.world_size, Millis(options.timeout)));
   } else {
     ASSIGN_OR_RETURN(backend, NewGlooBackend(store, options.rank, options.world_size,
                                              options.master_addr, Millis(options.timeout)));

@@ -27,27 +27,25 @@ bool IsLoopback(const std::string& addr) {
 absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> NewGlooBackend(
     const c10::intrusive_ptr<c10d::Store>& store, int rank, int world_size,
     const std::string& master_addr, std::chrono::milliseconds timeout) {
-  return CatchAll("creating the Gloo process group",
-                  [&]() -> absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> {
-                    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-                    // A job on one machine talks over loopback; across machines
-                    // GLOO_SOCKET_IFNAME picks the interface, as in PyTorch.
-                    const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
-                    if (IsLoopback(master_addr)) {
-                      options->devices.push_back(
-                          c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
-                    } else if (ifname != nullptr && *ifname != '\0') {
-                      options->devices.push_back(
-                          c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
-                    } else {
-                      options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-                    }
-                    options->threads = 2;
-                    c10::intrusive_ptr<c10d::Backend> backend =
-                        c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size,
-                                                                    options);
-                    return backend;
-                  });
+  return CatchAll(
+      "creating the Gloo process group",
+      [&]() -> absl::StatusOr<c10::intrusive_ptr<c10d::Backend>> {
+        auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+        // A job on one machine talks over loopback; across machines
+        // GLOO_SOCKET_IFNAME picks the interface, as in PyTorch.
+        const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
+        if (IsLoopback(master_addr)) {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        } else if (ifname != nullptr && *ifname != '\0') {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(ifname));
+        } else {
+          options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+        }
+        options->threads = 2;
+        c10::intrusive_ptr<c10d::Backend> backend =
+            c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, world_size, options);
+        return backend;
+      });
 }
 
 }  // namespace clmae

@@ -1,12 +1,12 @@
 #include "worker/engine/train/train_step.h"
 
-#include <chrono>
-#include <cmath>
-#include <utility>
-
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "worker/engine/train/autocast.h"
@@ -46,8 +46,8 @@ uint64_t Mix(uint64_t x) {
 }
 
 absl::Status NonFinite(const char* what, int64_t step, const char* phase, double value) {
-  return absl::FailedPreconditionError(absl::StrCat("non-finite ", what, " (", value,
-                                                    ") at step ", step, " in ", phase));
+  return absl::FailedPreconditionError(
+      absl::StrCat("non-finite ", what, " (", value, ") at step ", step, " in ", phase));
 }
 
 }  // namespace
@@ -87,8 +87,8 @@ void TwoPhaseStep::Sync(const torch::Device& device) const {
 
 absl::Status TwoPhaseStep::EnsureAveragers() {
   if (mae_averager_) return absl::OkStatus();
-  ASSIGN_OR_RETURN(mae_averager_,
-                   collectives_->NewGradientAverager(mae_params_, "MAE gradients", options_.averaging));
+  ASSIGN_OR_RETURN(mae_averager_, collectives_->NewGradientAverager(mae_params_, "MAE gradients",
+                                                                    options_.averaging));
   if (!plain_mae()) {
     ASSIGN_OR_RETURN(masker_averager_, collectives_->NewGradientAverager(
                                            masker_params_, "masker gradients", options_.averaging));
@@ -141,7 +141,8 @@ absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
   stats.phase_a_seconds = SecondsSince(t0);
   if (apply) {
     const auto t1 = Clock::now();
-    ASSIGN_OR_RETURN(stats.grad_norm_mae, ApplyGradients(*mae_, *mae_optimizer_, *mae_averager_, "phase A", stats));
+    ASSIGN_OR_RETURN(stats.grad_norm_mae,
+                     ApplyGradients(*mae_, *mae_optimizer_, *mae_averager_, "phase A", stats));
     Sync(imgs.device());
     stats.optimizer_seconds += SecondsSince(t1);
   }
@@ -164,10 +165,10 @@ absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, i
     auto pred = mae_->Decode(enc.latent, enc.ids_restore);
     auto e = mae_->PerPatchError(imgs, pred);
     terms = ComputeMaskerLoss(e, m, lambda_cl, 1.0 - options_.mask_ratio, options_.weights);
-    auto values = torch::stack({terms.rec, terms.gauss, terms.kl, terms.div, terms.total,
-                                m.detach().mean(),
-                                ((m.detach() < 0.1) | (m.detach() > 0.9)).to(torch::kFloat32).mean()})
-                      .to(torch::kCPU, torch::kFloat64);
+    auto values =
+        torch::stack({terms.rec, terms.gauss, terms.kl, terms.div, terms.total, m.detach().mean(),
+                      ((m.detach() < 0.1) | (m.detach() > 0.9)).to(torch::kFloat32).mean()})
+            .to(torch::kCPU, torch::kFloat64);
     auto v = values.accessor<double, 1>();
     stats.masker_rec = v[0];
     stats.masker_gauss = v[1];
@@ -186,9 +187,8 @@ absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, i
   stats.phase_b_seconds = SecondsSince(t0);
   if (apply) {
     const auto t1 = Clock::now();
-    ASSIGN_OR_RETURN(stats.grad_norm_masker,
-                     ApplyGradients(*masker_, *masker_optimizer_, *masker_averager_, "phase B",
-                                    stats));
+    ASSIGN_OR_RETURN(stats.grad_norm_masker, ApplyGradients(*masker_, *masker_optimizer_,
+                                                            *masker_averager_, "phase B", stats));
     Sync(imgs.device());
     stats.optimizer_seconds += SecondsSince(t1);
   }
@@ -206,9 +206,8 @@ absl::StatusOr<StepStats> TwoPhaseStep::Run(const torch::Tensor& imgs, double la
     const int64_t b = imgs.size(0);
     ids = torch::arange(collectives_->rank() * b, (collectives_->rank() + 1) * b, torch::kInt64);
   }
-  ASSIGN_OR_RETURN(stats.loss_mae,
-                   CatchAll(absl::StrCat("step ", step, " phase A"),
-                            [&] { return PhaseA(imgs, ids, step, apply, stats); }));
+  ASSIGN_OR_RETURN(stats.loss_mae, CatchAll(absl::StrCat("step ", step, " phase A"),
+                                            [&] { return PhaseA(imgs, ids, step, apply, stats); }));
   if (!plain_mae()) {
     RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " phase B"),
                              [&] { return PhaseB(imgs, lambda_cl, step, apply, stats); }));

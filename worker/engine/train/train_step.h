@@ -4,10 +4,10 @@
 // frozen, then phase B updates the masker with the MAE frozen. In plain-MAE
 // mode (no masker) phase A runs on random masks and phase B is skipped.
 
+#include <torch/optim/adamw.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/optim/adamw.h>
 
 #include "absl/status/statusor.h"
 #include "worker/engine/dist/collectives.h"
@@ -20,18 +20,18 @@ namespace clmae {
 struct StepOptions {
   double mask_ratio = 0.75;
   MaskerLossWeights weights;
-  int accum_iter = 1;      // micro-batches per optimizer step
-  double clip_grad = 0.0;  // max global norm per network; 0 = no clipping
-  bool bf16 = false;       // bf16 autocast (CUDA)
-  bool sync_timing = true; // synchronise the device at phase boundaries for timings
-  uint64_t seed = 0;       // random masks of plain-MAE mode: from (seed, sample, step)
+  int accum_iter = 1;                 // micro-batches per optimizer step
+  double clip_grad = 0.0;             // max global norm per network; 0 = no clipping
+  bool bf16 = false;                  // bf16 autocast (CUDA)
+  bool sync_timing = true;            // synchronise the device at phase boundaries for timings
+  uint64_t seed = 0;                  // random masks of plain-MAE mode: from (seed, sample, step)
   GradientAveragerOptions averaging;  // bucket size, overlap (world size > 1)
 };
 
 // What one micro-batch did, averaged over ranks where noted by the trainer.
 struct StepStats {
-  double loss_mae = 0;       // phase A: masked reconstruction loss
-  double masker_rec = 0;     // phase B terms (0 in plain-MAE mode)
+  double loss_mae = 0;    // phase A: masked reconstruction loss
+  double masker_rec = 0;  // phase B terms (0 in plain-MAE mode)
   double masker_gauss = 0;
   double masker_kl = 0;
   double masker_div = 0;

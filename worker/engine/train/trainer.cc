@@ -1,5 +1,7 @@
 #include "worker/engine/train/trainer.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -8,10 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include <torch/torch.h>
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "worker/engine/dist/replica_check.h"
 #include "worker/engine/train/checkpoint.h"
 #include "worker/engine/train/lr_schedule.h"
 #include "worker/engine/train/preview.h"
@@ -83,19 +84,23 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   const int64_t l = o.model.num_patches();
   if (!(o.step.mask_ratio > 0 && o.step.mask_ratio < 1) ||
       std::floor(l * (1 - o.step.mask_ratio)) < 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "masking.mask_ratio must be in (0, 1) and keep at least one of ", l, " patches, got ",
-        o.step.mask_ratio));
+    return absl::InvalidArgumentError(
+        absl::StrCat("masking.mask_ratio must be in (0, 1) and keep at least one of ", l,
+                     " patches, got ", o.step.mask_ratio));
   }
-  if (o.epochs < 1) return absl::InvalidArgumentError(absl::StrCat("train.epochs must be >= 1, got ", o.epochs));
+  if (o.epochs < 1)
+    return absl::InvalidArgumentError(absl::StrCat("train.epochs must be >= 1, got ", o.epochs));
   if (o.loader.batch_size < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("train.batch_size must be >= 1, got ", o.loader.batch_size));
+    return absl::InvalidArgumentError(
+        absl::StrCat("train.batch_size must be >= 1, got ", o.loader.batch_size));
   }
   if (o.step.accum_iter < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("optimizer.accum_iter must be >= 1, got ", o.step.accum_iter));
+    return absl::InvalidArgumentError(
+        absl::StrCat("optimizer.accum_iter must be >= 1, got ", o.step.accum_iter));
   }
   if (o.log_every < 1) return absl::InvalidArgumentError("train.log_every must be >= 1");
-  if (o.keep_checkpoints < 1) return absl::InvalidArgumentError("output.keep_checkpoints must be >= 1");
+  if (o.keep_checkpoints < 1)
+    return absl::InvalidArgumentError("output.keep_checkpoints must be >= 1");
   RETURN_IF_ERROR(ValidateTransformOptions(o.transform, o.model.in_chans));
   return absl::OkStatus();
 }
@@ -109,8 +114,8 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
     }
     if (device.is_cuda() && device.has_index() &&
         device.index() >= static_cast<int>(torch::cuda::device_count())) {
-      return absl::FailedPreconditionError(absl::StrCat("train.device '", name, "': only ",
-                                                        torch::cuda::device_count(), " CUDA devices"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "train.device '", name, "': only ", torch::cuda::device_count(), " CUDA devices"));
     }
     if (!device.is_cpu() && !device.is_cuda()) throw std::invalid_argument("unsupported");
     return device;
@@ -143,9 +148,15 @@ struct Trainer::State {
   std::ofstream jsonl;
 
   bool is_rank0() const { return collectives->rank() == 0; }
-  TrainStateRefs refs() {
-    return {mae, masker, mae_optimizer.get(), masker_optimizer.get()};
+  std::vector<torch::Tensor> AllParameters() const {
+    std::vector<torch::Tensor> params = mae->parameters();
+    if (!masker.is_empty()) {
+      auto mp = masker->parameters();
+      params.insert(params.end(), mp.begin(), mp.end());
+    }
+    return params;
   }
+  TrainStateRefs refs() { return {mae, masker, mae_optimizer.get(), masker_optimizer.get()}; }
   absl::Status SaveCheckpoint(int64_t step);
   absl::Status WritePreviewAt(int64_t step);
   absl::Status Finish();
@@ -177,9 +188,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
 
   ASSIGN_OR_RETURN(s->dataset, OpenLimited(options.data, options.data_limit));
   if (s->dataset->channels() != options.model.in_chans) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "model.in_chans is ", options.model.in_chans, " but ", s->dataset->Describe(), " has ",
-        s->dataset->channels(), "-channel images"));
+    return absl::InvalidArgumentError(absl::StrCat("model.in_chans is ", options.model.in_chans,
+                                                   " but ", s->dataset->Describe(), " has ",
+                                                   s->dataset->channels(), "-channel images"));
   }
   DataLoaderOptions loader_options = options.loader;
   loader_options.seed = options.step.seed;
@@ -201,18 +212,14 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
       ASSIGN_OR_RETURN(auto tensors, ReadSafetensors(options.init_from));
       auto status = LoadWeights(tensors, s->mae, s->masker);
       if (!status.ok()) {
-        return absl::InvalidArgumentError(absl::StrCat("train.init_from ", options.init_from, ": ", status.message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("train.init_from ", options.init_from, ": ", status.message()));
       }
     }
     s->mae->to(s->device);
     if (!s->masker.is_empty()) s->masker->to(s->device);
     // Replicas start equal: rank 0's weights win.
-    std::vector<torch::Tensor> params = s->mae->parameters();
-    if (!s->masker.is_empty()) {
-      auto mp = s->masker->parameters();
-      params.insert(params.end(), mp.begin(), mp.end());
-    }
-    RETURN_IF_ERROR(s->collectives->Broadcast(params));
+    RETURN_IF_ERROR(s->collectives->Broadcast(s->AllParameters()));
     s->mae_optimizer = MakeAdamW(*s->mae, options.optim);
     if (!s->masker.is_empty()) s->masker_optimizer = MakeAdamW(*s->masker, options.optim);
     return absl::OkStatus();
@@ -226,30 +233,39 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
   if (!resume.empty()) {
     ASSIGN_OR_RETURN(TrainPosition pos, LoadCheckpoint(resume, s->refs()));
     if (pos.seed != options.step.seed) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", resume, " was trained with seed ",
-                                                     pos.seed, ", the job has ", options.step.seed));
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", resume,
+                                                     " was trained with seed ", pos.seed,
+                                                     ", the job has ", options.step.seed));
     }
     if (pos.world_size != collectives->world_size()) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", resume, " was written by ", pos.world_size,
-                                                     " ranks; resuming needs the same world size, got ",
-                                                     collectives->world_size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint ", resume, " was written by ", pos.world_size,
+          " ranks; resuming needs the same world size, got ", collectives->world_size()));
     }
     pos.spec = options.spec_text;
     s->position = pos;
     s->last_checkpoint = resume;
+    // Every rank must have resumed from the same state.
+    RETURN_IF_ERROR(CheckReplicasIdentical(*collectives, s->AllParameters(),
+                                           absl::StrCat("after resuming from ", resume))
+                        .status());
     s->observer->OnMessage(absl::StrCat("resumed from ", resume, " at step ", pos.step));
   }
-  s->step_runner = std::make_unique<TwoPhaseStep>(s->mae, s->masker, s->mae_optimizer.get(),
-                                                  s->masker_optimizer.get(), collectives, options.step);
+  s->step_runner =
+      std::make_unique<TwoPhaseStep>(s->mae, s->masker, s->mae_optimizer.get(),
+                                     s->masker_optimizer.get(), collectives, options.step);
 
   if (s->is_rank0()) {
     std::error_code ec;
     fs::create_directories(fs::path(options.output_dir) / "checkpoints", ec);
     if (ec) {
-      return absl::PermissionDeniedError(absl::StrCat("output.dir ", options.output_dir, ": ", ec.message()));
+      return absl::PermissionDeniedError(
+          absl::StrCat("output.dir ", options.output_dir, ": ", ec.message()));
     }
     s->jsonl.open(fs::path(options.output_dir) / "metrics.jsonl", std::ios::app);
-    if (!s->jsonl) return absl::PermissionDeniedError(absl::StrCat("cannot write ", options.output_dir, "/metrics.jsonl"));
+    if (!s->jsonl)
+      return absl::PermissionDeniedError(
+          absl::StrCat("cannot write ", options.output_dir, "/metrics.jsonl"));
     if (options.preview_every > 0) {
       // Fixed preview images: the first few of the dataset, evaluation transform.
       TransformOptions eval = options.transform;
@@ -288,8 +304,8 @@ absl::Status Trainer::State::WritePreviewAt(int64_t step) {
   p.mean = options.transform.mean;
   p.std = options.transform.std;
   p.seed = options.step.seed;
-  const auto path = (fs::path(options.output_dir) / "previews" /
-                     absl::StrFormat("step-%09d.png", step)).string();
+  const auto path =
+      (fs::path(options.output_dir) / "previews" / absl::StrFormat("step-%09d.png", step)).string();
   return WritePreview(path, mae, masker, preview_images, p);
 }
 
@@ -301,24 +317,35 @@ void Trainer::State::LogJson(const StepReport& r) {
       "\"masker_rec\":%.6g,\"masker_gauss\":%.6g,\"masker_kl\":%.6g,\"masker_div\":%.6g,"
       "\"masker_total\":%.6g,\"mask_mean_score\":%.6g,\"mask_near_binary\":%.6g,"
       "\"grad_norm_mae\":%.6g,\"grad_norm_masker\":%.6g,\"data_s\":%.6g,\"phase_a_s\":%.6g,"
-      "\"phase_b_s\":%.6g,\"optimizer_s\":%.6g,\"step_s\":%.6g}\n",
+      "\"phase_b_s\":%.6g,\"optimizer_s\":%.6g,\"comm_wait_s\":%.6g,\"step_s\":%.6g}\n",
       r.step, r.epoch, r.lambda_cl, r.lr, s.loss_mae, s.masker_rec, s.masker_gauss, s.masker_kl,
       s.masker_div, s.masker_total, s.mask_mean_score, s.mask_near_binary, s.grad_norm_mae,
-      s.grad_norm_masker, r.data_seconds, s.phase_a_seconds, s.phase_b_seconds,
-      s.optimizer_seconds, r.step_seconds);
+      s.grad_norm_masker, r.data_seconds, s.phase_a_seconds, s.phase_b_seconds, s.optimizer_seconds,
+      s.comm_wait_seconds, r.step_seconds);
   jsonl.flush();
 }
 
 absl::Status Trainer::State::Finish() {
+  ASSIGN_OR_RETURN(
+      const uint64_t fingerprint,
+      CheckReplicasIdentical(*collectives, AllParameters(),
+                             absl::StrCat("at the end of training (step ", position.step, ")")));
+  if (collectives->world_size() > 1 && is_rank0()) {
+    observer->OnMessage(
+        absl::StrFormat("replicas identical on all %d ranks (weight fingerprint %016x)",
+                        collectives->world_size(), fingerprint));
+  }
   RETURN_IF_ERROR(SaveCheckpoint(position.step));
   if (options.preview_every > 0) RETURN_IF_ERROR(WritePreviewAt(position.step));
   if (is_rank0() && options.export_safetensors) {
     const std::map<std::string, std::string> meta = {
         {"format", "pt"}, {"producer", "clmae"}, {"step", std::to_string(position.step)}};
-    RETURN_IF_ERROR(WriteSafetensors((fs::path(options.output_dir) / "weights.safetensors").string(),
-                                     NamedWeights(mae, masker, WeightSet::kAll), meta));
-    RETURN_IF_ERROR(WriteSafetensors((fs::path(options.output_dir) / "encoder.safetensors").string(),
-                                     NamedWeights(mae, masker, WeightSet::kEncoder), meta));
+    RETURN_IF_ERROR(
+        WriteSafetensors((fs::path(options.output_dir) / "weights.safetensors").string(),
+                         NamedWeights(mae, masker, WeightSet::kAll), meta));
+    RETURN_IF_ERROR(
+        WriteSafetensors((fs::path(options.output_dir) / "encoder.safetensors").string(),
+                         NamedWeights(mae, masker, WeightSet::kEncoder), meta));
   }
   if (is_rank0() && options.eval_enabled) {
     ASSIGN_OR_RETURN(auto train, OpenLimited(options.eval_train, 0));
@@ -331,10 +358,13 @@ absl::Status Trainer::State::Finish() {
     ASSIGN_OR_RETURN(eval_result, Evaluate(mae, *train, *test, t, e));
     observer->OnEvaluation(*eval_result);
     std::ofstream out(fs::path(options.output_dir) / "eval.json");
-    out << absl::StrFormat("{\"knn_k\":%d,\"knn_top1\":%.6f,\"probe_top1\":%s,\"train_images\":%d,\"test_images\":%d}\n",
-                           e.knn_k, eval_result->knn_top1,
-                           std::isnan(eval_result->probe_top1) ? "null" : absl::StrFormat("%.6f", eval_result->probe_top1),
-                           eval_result->train_images, eval_result->test_images);
+    out << absl::StrFormat(
+        "{\"knn_k\":%d,\"knn_top1\":%.6f,\"probe_top1\":%s,\"train_images\":%d,\"test_images\":%d}"
+        "\n",
+        e.knn_k, eval_result->knn_top1,
+        std::isnan(eval_result->probe_top1) ? "null"
+                                            : absl::StrFormat("%.6f", eval_result->probe_top1),
+        eval_result->train_images, eval_result->test_images);
   }
   return absl::OkStatus();
 }
@@ -346,7 +376,8 @@ absl::Status Trainer::Run() {
   const int64_t planned = per_epoch * o.epochs;
   const int64_t limit = o.max_steps > 0 ? std::min(planned, o.max_steps) : planned;
   const int world = s.collectives->world_size();
-  const int64_t effective_batch = static_cast<int64_t>(o.loader.batch_size) * o.step.accum_iter * world;
+  const int64_t effective_batch =
+      static_cast<int64_t>(o.loader.batch_size) * o.step.accum_iter * world;
   LrScheduleOptions lr_options;
   lr_options.lr = o.lr.value_or(ScaledLearningRate(o.blr, effective_batch));
   lr_options.min_lr = o.min_lr;
@@ -356,13 +387,14 @@ absl::Status Trainer::Run() {
   s.observer->OnStart(s.position.step, limit);
   s.observer->OnMessage(absl::StrFormat(
       "%s on %s: %s, %d iterations/epoch, %d epochs, peak lr %.3g (effective batch %d)",
-      s.masker.is_empty() ? "plain MAE" : "CL-MAE", s.device.str(), s.dataset->Describe(), per_epoch,
-      o.epochs, lr_options.lr, effective_batch));
+      s.masker.is_empty() ? "plain MAE" : "CL-MAE", s.device.str(), s.dataset->Describe(),
+      per_epoch, o.epochs, lr_options.lr, effective_batch));
 
   s.mae->train();
   if (!s.masker.is_empty()) s.masker->train();
   s.loader->StartEpoch(s.position.epoch, s.position.batch_in_epoch);
-  double lr = LearningRateAt(lr_options, s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
+  double lr = LearningRateAt(
+      lr_options, s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
   auto window_start = Clock::now();
   int64_t window_images = 0;
   int64_t images_seen = s.position.step * o.loader.batch_size * world;
@@ -380,7 +412,9 @@ absl::Status Trainer::Run() {
 
     const int64_t step = s.position.step;
     if (step % o.step.accum_iter == 0) {
-      lr = LearningRateAt(lr_options, s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
+      lr = LearningRateAt(
+          lr_options,
+          s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
       SetLearningRate(*s.mae_optimizer, lr);
       if (s.masker_optimizer) SetLearningRate(*s.masker_optimizer, lr);
     }
@@ -388,10 +422,12 @@ absl::Status Trainer::Run() {
     const double lambda_cl = curriculum.Value(s.position.epoch, step);
     auto stats = s.step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
     if (!stats.ok()) {
-      return absl::Status(stats.status().code(),
-                          absl::StrCat("training stopped: ", stats.status().message(),
-                                       s.last_checkpoint.empty() ? std::string("; no checkpoint was written")
-                                                                 : absl::StrCat("; last good checkpoint: ", s.last_checkpoint)));
+      return absl::Status(
+          stats.status().code(),
+          absl::StrCat("training stopped: ", stats.status().message(),
+                       s.last_checkpoint.empty()
+                           ? std::string("; no checkpoint was written")
+                           : absl::StrCat("; last good checkpoint: ", s.last_checkpoint)));
     }
     ++s.position.step;
     if (++s.position.batch_in_epoch == per_epoch) {
@@ -414,8 +450,9 @@ absl::Status Trainer::Run() {
     report.data_seconds = data_seconds;
     report.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     report.images_seen = images_seen;
-    std::vector<double> logged = {report.stats.loss_mae, report.stats.masker_rec, report.stats.masker_gauss,
-                                  report.stats.masker_kl, report.stats.masker_div, report.stats.masker_total};
+    std::vector<double> logged = {report.stats.loss_mae,     report.stats.masker_rec,
+                                  report.stats.masker_gauss, report.stats.masker_kl,
+                                  report.stats.masker_div,   report.stats.masker_total};
     RETURN_IF_ERROR(s.collectives->AverageScalars(logged));
     report.stats.loss_mae = logged[0];
     report.stats.masker_rec = logged[1];

@@ -5,14 +5,13 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <functional>
 #include <thread>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "gmock/gmock.h"
@@ -85,14 +84,17 @@ class C10dCollectivesTest : public ::testing::Test {
     for (size_t i = 0; i < n.params.size(); ++i) {
       auto& p = n.params[i];
       p.copy_(torch::sin(torch::arange(p.numel(), torch::kFloat32) * 0.7 + static_cast<double>(i))
-                  .reshape(p.sizes()) * 0.5);
+                  .reshape(p.sizes()) *
+              0.5);
     }
     return n;
   }
   static torch::Tensor Input(int rank) {
     return torch::linspace(-1.0 + rank, 1.0 + 2 * rank, 24).reshape({4, 6});
   }
-  static torch::Tensor Loss(Net& n, const torch::Tensor& x) { return n.b(torch::tanh(n.a(x))).pow(2).mean(); }
+  static torch::Tensor Loss(Net& n, const torch::Tensor& x) {
+    return n.b(torch::tanh(n.a(x))).pow(2).mean();
+  }
 
   int port_ = FreePort();
 };
@@ -145,7 +147,8 @@ TEST_F(C10dCollectivesTest, AveragesGradientsInBuckets) {
   for (int r = 0; r < 2; ++r) {
     Net n = MakeNet();
     Loss(n, Input(r)).backward();
-    for (auto& p : n.params) alone[r].push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
+    for (auto& p : n.params)
+      alone[r].push_back(p.grad().defined() ? p.grad().clone() : torch::Tensor());
   }
   for (bool overlap : {true, false}) {
     for (int64_t bucket_bytes : {int64_t{16}, int64_t{100}, int64_t{1} << 20}) {
@@ -215,11 +218,13 @@ TEST_F(C10dCollectivesTest, AbsentRankFailsTheOtherWithinTheTimeout) {
         Loss(n, Input(rank)).backward();
         const auto t0 = std::chrono::steady_clock::now();
         absl::Status s = (*avg)->Finish();
-        const double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double waited =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         rank0_done = true;
         EXPECT_FALSE(s.ok());
         EXPECT_TRUE(absl::IsDeadlineExceeded(s) || absl::IsUnavailable(s)) << s;
-        EXPECT_THAT(s.message(), HasSubstr("rank 0 of 2: all-reduce of the test gradients (bucket 1 of 1"));
+        EXPECT_THAT(s.message(),
+                    HasSubstr("rank 0 of 2: all-reduce of the test gradients (bucket 1 of 1"));
         EXPECT_LT(waited, 60.0) << "bounded by the 2 s timeout, not hanging";
       },
       absl::Seconds(2));
