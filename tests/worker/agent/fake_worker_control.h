@@ -1,0 +1,172 @@
+#pragma once
+
+// An in-process stand-in for the coordinator's WorkerControl service
+// (sync gRPC API on 127.0.0.1): records what agents and trainers send,
+// answers `register`, and lets a test send assignments and cancels.
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "clmae/v1/worker_control.grpc.pb.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+#include "grpcpp/server_context.h"
+
+namespace clmae::agent_testing {
+
+class FakeWorkerControl final : public v1::WorkerControl::Service {
+ public:
+  using Stream = grpc::ServerReaderWriter<v1::CoordinatorMessage, v1::AgentMessage>;
+
+  // What Registered tells agents.
+  absl::Duration heartbeat_interval = absl::Milliseconds(100);
+  absl::Duration lease = absl::Seconds(2);
+  // When set, ReportProgress answers this instead of OK.
+  grpc::Status progress_answer = grpc::Status::OK;
+
+  grpc::Status Attach(grpc::ServerContext* context, Stream* stream) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++streams_;
+      stream_ = stream;
+      context_ = context;
+      tokens_.push_back(Authorization(*context));
+    }
+    v1::AgentMessage in;
+    while (stream->Read(&in)) {
+      if (in.has_register_()) {
+        v1::CoordinatorMessage reply;
+        auto* r = reply.mutable_registered();
+        r->mutable_heartbeat_interval()->set_nanos(
+            static_cast<int>(absl::ToInt64Nanoseconds(heartbeat_interval)));
+        r->mutable_lease()->set_seconds(absl::ToInt64Seconds(lease));
+        absl::MutexLock lock(&mu_);
+        stream->Write(reply);
+      }
+      absl::MutexLock lock(&mu_);
+      if (in.has_heartbeat()) {
+        ++heartbeats_;
+      } else {
+        messages_.push_back(in);
+      }
+    }
+    absl::MutexLock lock(&mu_);
+    if (stream_ == stream) {
+      stream_ = nullptr;
+      context_ = nullptr;
+    }
+    ++ended_streams_;
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ReportProgress(grpc::ServerContext* context,
+                              const v1::ReportProgressRequest* request,
+                              v1::ReportProgressResponse*) override {
+    absl::MutexLock lock(&mu_);
+    progress_.push_back(*request);
+    progress_times_.push_back(absl::Now());
+    tokens_.push_back(Authorization(*context));
+    return progress_answer;
+  }
+
+  // Sends to the current Attach stream; false when there is none.
+  bool Send(const v1::CoordinatorMessage& message) {
+    absl::MutexLock lock(&mu_);
+    return stream_ != nullptr && stream_->Write(message);
+  }
+
+  // Ends the current stream from the server side.
+  void DropStream() {
+    absl::MutexLock lock(&mu_);
+    if (context_ != nullptr) context_->TryCancel();
+  }
+
+  std::vector<v1::AgentMessage> messages() {
+    absl::MutexLock lock(&mu_);
+    return messages_;
+  }
+  std::vector<v1::ReportProgressRequest> progress() {
+    absl::MutexLock lock(&mu_);
+    return progress_;
+  }
+  std::vector<absl::Time> progress_times() {
+    absl::MutexLock lock(&mu_);
+    return progress_times_;
+  }
+  std::vector<std::string> tokens() {
+    absl::MutexLock lock(&mu_);
+    return tokens_;
+  }
+  int heartbeats() {
+    absl::MutexLock lock(&mu_);
+    return heartbeats_;
+  }
+  int streams() {
+    absl::MutexLock lock(&mu_);
+    return streams_;
+  }
+  int ended_streams() {
+    absl::MutexLock lock(&mu_);
+    return ended_streams_;
+  }
+  bool attached() {
+    absl::MutexLock lock(&mu_);
+    return stream_ != nullptr;
+  }
+
+ private:
+  static std::string Authorization(const grpc::ServerContext& context) {
+    auto it = context.client_metadata().find("authorization");
+    return it == context.client_metadata().end()
+               ? ""
+               : std::string(it->second.data(), it->second.size());
+  }
+
+  absl::Mutex mu_;
+  Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
+  grpc::ServerContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  std::vector<v1::AgentMessage> messages_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::ReportProgressRequest> progress_ ABSL_GUARDED_BY(mu_);
+  std::vector<absl::Time> progress_times_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
+  int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  int ended_streams_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A server for one FakeWorkerControl on 127.0.0.1 (port 0 picks one).
+class FakeServer {
+ public:
+  FakeServer(FakeWorkerControl* service, int port = 0) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat("127.0.0.1:", port), grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(service);
+    server_ = builder.BuildAndStart();
+  }
+  ~FakeServer() { Stop(); }
+
+  // Ends every call (open streams are cancelled) and closes the port.
+  void Stop() {
+    if (server_ == nullptr) return;
+    server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Milliseconds(100)));
+    server_->Wait();
+    server_.reset();
+  }
+
+  bool ok() const { return server_ != nullptr && port_ > 0; }
+  int port() const { return port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+}  // namespace clmae::agent_testing

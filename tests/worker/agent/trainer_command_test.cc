@@ -1,0 +1,133 @@
+#include "worker/agent/trainer_command.h"
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <variant>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/job_spec_yaml.h"
+#include "tests/worker/agent/agent_test_util.h"
+
+namespace clmae {
+namespace {
+
+using ::testing::Contains;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using ::testing::Pair;
+
+v1::TaskAssignment Assignment() {
+  v1::TaskAssignment task;
+  task.set_job_id("job-7");
+  task.set_attempt(2);
+  task.set_rank(1);
+  task.set_world_size(4);
+  task.set_device_index(3);
+  task.set_device_kind("cuda");
+  task.set_master_addr("node-a");
+  task.set_master_port(29501);
+  task.mutable_spec()->set_name("tiny");
+  return task;
+}
+
+TrainerCommandOptions Options() {
+  TrainerCommandOptions options;
+  options.trainer_path = "/opt/clmae/bin/clmae-train";
+  options.work_dir = "/work";
+  options.coordinator.address = "coord:50051";
+  options.coordinator.token = "secret";
+  return options;
+}
+
+TEST(TrainerCommandTest, ArgvNamesSpecResumeDeviceAndJob) {
+  const SpawnOptions spawn = TrainerCommand(Options(), Assignment());
+  EXPECT_THAT(spawn.argv, ElementsAre("/opt/clmae/bin/clmae-train", "--config",
+                                      "/work/job-7/attempt-2/job.yaml", "--resume", "auto",
+                                      "--device", "cuda:3", "--coordinator", "coord:50051",
+                                      "--job_id", "job-7", "--attempt", "2"));
+  ASSERT_TRUE(std::holds_alternative<LogFileOutput>(spawn.output));
+  EXPECT_EQ(std::get<LogFileOutput>(spawn.output).path, "/work/job-7/attempt-2/rank-1.log");
+  EXPECT_TRUE(spawn.kill_on_parent_death);
+  EXPECT_TRUE(spawn.new_process_group);
+}
+
+TEST(TrainerCommandTest, CpuDeviceAndExplicitCheckpoint) {
+  v1::TaskAssignment task = Assignment();
+  task.set_device_kind("cpu");
+  task.set_resume_checkpoint("/ckpt/step-100.pt");
+  const SpawnOptions spawn = TrainerCommand(Options(), task);
+  EXPECT_THAT(spawn.argv, Contains("cpu"));
+  EXPECT_THAT(spawn.argv, Contains("/ckpt/step-100.pt"));
+  EXPECT_THAT(spawn.argv, Not(Contains("auto")));
+}
+
+TEST(TrainerCommandTest, EnvironmentCarriesRankWorldMasterAndCredentials) {
+  TrainerCommandOptions options = Options();
+  options.coordinator.tls_ca_file = "/tls/ca.pem";
+  const SpawnOptions spawn = TrainerCommand(options, Assignment());
+  EXPECT_THAT(spawn.env, Contains(Pair("RANK", "1")));
+  EXPECT_THAT(spawn.env, Contains(Pair("WORLD_SIZE", "4")));
+  EXPECT_THAT(spawn.env, Contains(Pair("LOCAL_RANK", "3")));
+  EXPECT_THAT(spawn.env, Contains(Pair("MASTER_ADDR", "node-a")));
+  EXPECT_THAT(spawn.env, Contains(Pair("MASTER_PORT", "29501")));
+  EXPECT_THAT(spawn.env, Contains(Pair("CLMAE_TOKEN", "secret")));
+  EXPECT_THAT(spawn.env, Contains(Pair("CLMAE_TLS_CA", "/tls/ca.pem")));
+  for (const auto& [name, value] : spawn.env) {
+    EXPECT_NE(name, "CLMAE_TLS_CERT") << "unset TLS settings are not passed on";
+  }
+}
+
+TEST(TrainerCommandTest, ValidateAssignmentRejectsUnsafeOrInconsistentFields) {
+  EXPECT_TRUE(ValidateAssignment(Assignment()).ok());
+  const std::pair<std::string, std::function<void(v1::TaskAssignment&)>> cases[] = {
+      {"job_id", [](v1::TaskAssignment& t) { t.set_job_id("../etc"); }},
+      {"job_id", [](v1::TaskAssignment& t) { t.set_job_id(".."); }},
+      {"job_id", [](v1::TaskAssignment& t) { t.set_job_id(""); }},
+      {"attempt", [](v1::TaskAssignment& t) { t.set_attempt(0); }},
+      {"rank", [](v1::TaskAssignment& t) { t.set_rank(4); }},
+      {"device_kind", [](v1::TaskAssignment& t) { t.set_device_kind("tpu"); }},
+      {"device_index", [](v1::TaskAssignment& t) { t.set_device_index(-1); }},
+      {"master_addr", [](v1::TaskAssignment& t) { t.clear_master_addr(); }},
+      {"master_port", [](v1::TaskAssignment& t) { t.set_master_port(70000); }},
+  };
+  for (const auto& [field, mutate] : cases) {
+    v1::TaskAssignment task = Assignment();
+    mutate(task);
+    const absl::Status status = ValidateAssignment(task);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << field;
+    EXPECT_THAT(status.message(), HasSubstr(field));
+  }
+}
+
+TEST(TrainerCommandTest, PrepareTaskFilesWritesTheSpecAsYamlTheTrainerReads) {
+  agent_testing::AgentTempDir dir;
+  TrainerCommandOptions options = Options();
+  options.work_dir = dir.path();
+  v1::TaskAssignment task = Assignment();
+  task.mutable_spec()->set_name("written-spec");
+  const TaskPaths paths = PathsFor(options, task);
+  ASSERT_TRUE(PrepareTaskFiles(paths, task).ok());
+  absl::StatusOr<v1::JobSpec> read = LoadJobSpecFile(paths.spec_path);
+  ASSERT_TRUE(read.ok()) << read.status();
+  EXPECT_EQ(read->name(), "written-spec");
+}
+
+TEST(TrainerCommandTest, LogTailKeepsTheLastLines) {
+  agent_testing::AgentTempDir dir;
+  const std::string path = dir.File("log");
+  {
+    std::ofstream out(path);
+    for (int i = 1; i <= 30; ++i) out << "line " << i << "\n";
+  }
+  const std::string tail = LogTail(path, 3);
+  EXPECT_EQ(tail, "line 28\nline 29\nline 30");
+  EXPECT_EQ(LogTail(dir.File("missing")), "");
+  // A byte limit that cuts a line drops the partial line.
+  EXPECT_EQ(LogTail(path, 20, 10), "line 30");
+}
+
+}  // namespace
+}  // namespace clmae

@@ -1,0 +1,418 @@
+#include "worker/agent/worker_agent.h"
+
+#include <signal.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/job_spec_yaml.h"
+#include "tests/worker/agent/agent_test_util.h"
+#include "tests/worker/agent/fake_worker_control.h"
+
+namespace clmae {
+namespace {
+
+using agent_testing::AgentTempDir;
+using agent_testing::FakeServer;
+using agent_testing::FakeWorkerControl;
+using agent_testing::ProcessAlive;
+using agent_testing::ReadFileOrEmpty;
+using agent_testing::WaitUntil;
+using agent_testing::WriteScript;
+using ::testing::HasSubstr;
+
+// Records its arguments, environment and pid (plus the pid of a background
+// child it leaves in its process group), writes a log line, then does
+// `behaviour`.
+std::string TrainerScript(const std::string& out_dir, const std::string& behaviour) {
+  return absl::StrCat("d=", out_dir, "\n",
+                      "echo \"$@\" > $d/args-$RANK.tmp && mv $d/args-$RANK.tmp $d/args-$RANK\n",
+                      "env > $d/env-$RANK.tmp && mv $d/env-$RANK.tmp $d/env-$RANK\n",
+                      "sleep 1000 & echo $! > $d/child-$RANK.tmp && mv $d/child-$RANK.tmp "
+                      "$d/child-$RANK\n",
+                      "echo $$ > $d/pid-$RANK.tmp && mv $d/pid-$RANK.tmp $d/pid-$RANK\n",
+                      "echo \"trainer rank $RANK says hello\"\n", behaviour, "\n");
+}
+
+class WorkerAgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    server_ = std::make_unique<FakeServer>(&service_);
+    ASSERT_TRUE(server_->ok());
+    trainer_ = dir_.File("trainer.sh");
+  }
+
+  void TearDown() override {
+    if (agent_ != nullptr) agent_->Shutdown();
+  }
+
+  void UseTrainer(const std::string& behaviour) {
+    WriteScript(trainer_, TrainerScript(dir_.path(), behaviour));
+  }
+
+  WorkerAgentOptions Options() {
+    WorkerAgentOptions options;
+    options.worker_id = "node-1";
+    options.advertise_address = "node-1.example";
+    options.coordinator.address = server_->address();
+    options.coordinator.token = "worker-token";
+    options.discover_gpus = false;
+    options.cpu_slots = 2;
+    options.trainer_path = trainer_;
+    options.work_dir = dir_.File("work");
+    options.cancel_grace = absl::Seconds(10);
+    options.reconnect_backoff_min = absl::Milliseconds(20);
+    options.reconnect_backoff_max = absl::Milliseconds(200);
+    return options;
+  }
+
+  void StartAgent() { StartAgent(Options()); }
+  void StartAgent(WorkerAgentOptions options) {
+    absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Create(std::move(options));
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agent_ = *std::move(agent);
+    ASSERT_TRUE(WaitUntil([&] { return service_.attached(); }));
+  }
+
+  static v1::CoordinatorMessage Assign(int rank, int world_size = 2, std::string job = "job-1") {
+    v1::CoordinatorMessage message;
+    v1::TaskAssignment* task = message.mutable_assign()->mutable_task();
+    task->set_job_id(job);
+    task->set_attempt(3);
+    task->set_rank(rank);
+    task->set_world_size(world_size);
+    task->set_device_kind("cpu");
+    task->set_device_index(rank);
+    task->set_master_addr("node-0.example");
+    task->set_master_port(29555);
+    task->mutable_spec()->set_name("tiny-job");
+    return message;
+  }
+
+  static v1::CoordinatorMessage Cancel(int rank, absl::Duration grace) {
+    v1::CoordinatorMessage message;
+    v1::Cancel* cancel = message.mutable_cancel();
+    cancel->set_job_id("job-1");
+    cancel->set_attempt(3);
+    cancel->set_rank(rank);
+    cancel->mutable_grace()->set_seconds(absl::ToInt64Seconds(grace));
+    cancel->mutable_grace()->set_nanos(
+        static_cast<int>(absl::ToInt64Nanoseconds(grace % absl::Seconds(1))));
+    cancel->set_reason("test");
+    return message;
+  }
+
+  // The statuses received for `rank` of job-1, in order.
+  std::vector<v1::TaskStatus> Statuses(FakeWorkerControl& service, int rank) {
+    std::vector<v1::TaskStatus> out;
+    for (const v1::AgentMessage& m : service.messages()) {
+      if (m.has_task_status() && m.task_status().rank() == rank) out.push_back(m.task_status());
+    }
+    return out;
+  }
+  std::optional<v1::TaskStatus> WaitForState(FakeWorkerControl& service, int rank,
+                                             v1::TaskStatus::State state) {
+    std::optional<v1::TaskStatus> found;
+    WaitUntil([&] {
+      for (const v1::TaskStatus& s : Statuses(service, rank)) {
+        if (s.state() == state) found = s;
+      }
+      return found.has_value();
+    });
+    return found;
+  }
+
+  pid_t ReadPid(const std::string& name) {
+    if (!WaitUntil([&] { return !ReadFileOrEmpty(dir_.File(name)).empty(); })) return -1;
+    int pid = -1;
+    return absl::SimpleAtoi(absl::StripAsciiWhitespace(ReadFileOrEmpty(dir_.File(name))), &pid)
+               ? pid
+               : -1;
+  }
+
+  AgentTempDir dir_;
+  FakeWorkerControl service_;
+  std::unique_ptr<FakeServer> server_;
+  std::string trainer_;
+  std::unique_ptr<WorkerAgent> agent_;
+};
+
+TEST_F(WorkerAgentTest, RegistersCapacityWithTokenAndSendsHeartbeats) {
+  UseTrainer("exit 0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return !service_.messages().empty(); }));
+  const v1::AgentMessage first = service_.messages().front();
+  ASSERT_TRUE(first.has_register_());
+  EXPECT_EQ(first.register_().worker_id(), "node-1");
+  EXPECT_EQ(first.register_().address(), "node-1.example");
+  EXPECT_EQ(first.register_().cpu_slots(), 2);
+  EXPECT_EQ(first.register_().devices_size(), 0);
+  EXPECT_EQ(first.register_().running_tasks_size(), 0);
+  EXPECT_THAT(service_.tokens(), ::testing::Contains("Bearer worker-token"));
+  EXPECT_TRUE(WaitUntil([&] { return service_.heartbeats() >= 3; }));
+}
+
+TEST_F(WorkerAgentTest, AssignmentStartsTheTrainerWithItsArgvEnvAndLog) {
+  UseTrainer("echo 'loss went NaN at step 12'\nexit 3");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(1)));
+
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 1, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  const std::vector<v1::TaskStatus> statuses = Statuses(service_, 1);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(statuses[0].state(), v1::TaskStatus::RUNNING);
+  EXPECT_EQ(statuses[0].job_id(), "job-1");
+  EXPECT_EQ(statuses[0].attempt(), 3);
+  EXPECT_EQ(exited->exit_code(), 3);
+  EXPECT_EQ(exited->signal(), 0);
+  EXPECT_THAT(exited->message(), HasSubstr("loss went NaN at step 12"));
+
+  const std::string attempt_dir = dir_.File("work/job-1/attempt-3");
+  EXPECT_EQ(
+      ReadFileOrEmpty(dir_.File("args-1")),
+      absl::StrCat("--config ", attempt_dir, "/job.yaml --resume auto --device cpu --coordinator ",
+                   server_->address(), " --job_id job-1 --attempt 3\n"));
+  const std::string env = ReadFileOrEmpty(dir_.File("env-1"));
+  EXPECT_THAT(env, HasSubstr("\nRANK=1\n"));
+  EXPECT_THAT(env, HasSubstr("\nWORLD_SIZE=2\n"));
+  EXPECT_THAT(env, HasSubstr("\nLOCAL_RANK=1\n"));
+  EXPECT_THAT(env, HasSubstr("\nMASTER_ADDR=node-0.example\n"));
+  EXPECT_THAT(env, HasSubstr("\nMASTER_PORT=29555\n"));
+  EXPECT_THAT(env, HasSubstr("\nCLMAE_TOKEN=worker-token\n"));
+  EXPECT_THAT(ReadFileOrEmpty(attempt_dir + "/rank-1.log"), HasSubstr("trainer rank 1 says hello"));
+  absl::StatusOr<v1::JobSpec> spec = LoadJobSpecFile(attempt_dir + "/job.yaml");
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->name(), "tiny-job");
+  // What the trainer left in its process group went with it.
+  const pid_t child = ReadPid("child-1");
+  ASSERT_GT(child, 0);
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(child); }));
+}
+
+TEST_F(WorkerAgentTest, SuccessfulExitCarriesNoMessage) {
+  UseTrainer("exit 0");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0);
+  EXPECT_EQ(exited->signal(), 0);
+  EXPECT_EQ(exited->message(), "");
+}
+
+TEST_F(WorkerAgentTest, CrashingTrainerIsReportedAndTheAgentCarriesOn) {
+  UseTrainer("if [ \"$RANK\" = 0 ]; then kill -SEGV $$; fi\nexit 0");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  std::optional<v1::TaskStatus> crashed = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(crashed.has_value());
+  EXPECT_EQ(crashed->signal(), SIGSEGV);
+  EXPECT_EQ(crashed->exit_code(), 0);
+  EXPECT_THAT(crashed->message(), HasSubstr("SIGSEGV"));
+  // The agent still takes work.
+  ASSERT_TRUE(service_.Send(Assign(1)));
+  std::optional<v1::TaskStatus> next = WaitForState(service_, 1, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->exit_code(), 0);
+}
+
+TEST_F(WorkerAgentTest, CancelStopsTheTrainerWithSigterm) {
+  UseTrainer("while true; do sleep 0.05; done");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  const pid_t pid = ReadPid("pid-0");
+  const pid_t child = ReadPid("child-0");
+  ASSERT_GT(pid, 0);
+  EXPECT_TRUE(ProcessAlive(pid));
+
+  ASSERT_TRUE(service_.Send(Cancel(0, absl::Seconds(20))));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->signal(), SIGTERM);
+  EXPECT_EQ(exited->exit_code(), 0);
+  EXPECT_FALSE(ProcessAlive(pid));
+  EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(child); }));
+}
+
+TEST_F(WorkerAgentTest, CancelKillsATrainerThatIgnoresSigtermAfterTheGrace) {
+  UseTrainer("trap '' TERM\nwhile true; do sleep 0.05; done");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  const pid_t pid = ReadPid("pid-0");
+  ASSERT_TRUE(service_.Send(Cancel(0, absl::Milliseconds(200))));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->signal(), SIGKILL);
+  EXPECT_FALSE(ProcessAlive(pid));
+}
+
+TEST_F(WorkerAgentTest, CancelOfAnUnknownTaskIsIgnored) {
+  UseTrainer("while [ ! -e " + dir_.File("release") + " ]; do sleep 0.05; done\nexit 0");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  ASSERT_TRUE(service_.Send(Cancel(1, absl::Seconds(1))));
+  WriteScript(dir_.File("release"), "");
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0);
+  EXPECT_TRUE(Statuses(service_, 1).empty());
+}
+
+TEST_F(WorkerAgentTest, UnstartableAssignmentsAreReportedAsExit127) {
+  UseTrainer("exit 0");
+  WorkerAgentOptions options = Options();
+  options.trainer_path = dir_.File("no-such-trainer");
+  StartAgent(options);
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  v1::CoordinatorMessage bad = Assign(1, 2, "../escape");
+  ASSERT_TRUE(service_.Send(bad));
+  std::optional<v1::TaskStatus> missing = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(missing.has_value());
+  EXPECT_EQ(missing->exit_code(), 127);
+  EXPECT_THAT(missing->message(), HasSubstr("no-such-trainer"));
+  std::optional<v1::TaskStatus> invalid = WaitForState(service_, 1, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(invalid.has_value());
+  EXPECT_EQ(invalid->exit_code(), 127);
+  EXPECT_THAT(invalid->message(), HasSubstr("job_id"));
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("escape")));
+}
+
+TEST_F(WorkerAgentTest, ReconnectsAfterTheCoordinatorRestartsAndListsRunningTasks) {
+  UseTrainer("while [ ! -e " + dir_.File("release") + " ]; do sleep 0.05; done\nexit 0");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  const pid_t pid = ReadPid("pid-0");
+  const int port = server_->port();
+
+  server_->Stop();
+  // The coordinator is away for a while; the trainer keeps running.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_TRUE(ProcessAlive(pid));
+
+  FakeWorkerControl restarted;
+  FakeServer again(&restarted, port);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(WaitUntil([&] { return !restarted.messages().empty(); }));
+  const v1::AgentMessage hello = restarted.messages().front();
+  ASSERT_TRUE(hello.has_register_());
+  ASSERT_EQ(hello.register_().running_tasks_size(), 1);
+  const v1::Task& task = hello.register_().running_tasks(0);
+  EXPECT_EQ(task.job_id(), "job-1");
+  EXPECT_EQ(task.attempt(), 3);
+  EXPECT_EQ(task.rank(), 0);
+  EXPECT_EQ(task.device_kind(), "cpu");
+  EXPECT_EQ(task.device_index(), 0);
+  EXPECT_TRUE(ProcessAlive(pid));
+
+  // The rank's end goes to the new stream.
+  WriteScript(dir_.File("release"), "");
+  std::optional<v1::TaskStatus> exited = WaitForState(restarted, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0);
+  agent_->Shutdown();
+  agent_.reset();
+}
+
+TEST_F(WorkerAgentTest, ExitWhileDisconnectedIsSentRightAfterRegister) {
+  UseTrainer("while [ ! -e " + dir_.File("release") + " ]; do sleep 0.05; done\nexit 4");
+  StartAgent();
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  const pid_t pid = ReadPid("pid-0");
+  const int port = server_->port();
+
+  server_->Stop();
+  WriteScript(dir_.File("release"), "");
+  ASSERT_TRUE(WaitUntil([&] { return !ProcessAlive(pid); }));
+
+  FakeWorkerControl restarted;
+  FakeServer again(&restarted, port);
+  ASSERT_TRUE(again.ok());
+  ASSERT_TRUE(WaitUntil([&] { return restarted.messages().size() >= 2; }));
+  const std::vector<v1::AgentMessage> messages = restarted.messages();
+  ASSERT_TRUE(messages[0].has_register_());
+  EXPECT_EQ(messages[0].register_().running_tasks_size(), 0);
+  ASSERT_TRUE(messages[1].has_task_status());
+  EXPECT_EQ(messages[1].task_status().state(), v1::TaskStatus::EXITED);
+  EXPECT_EQ(messages[1].task_status().exit_code(), 4);
+  agent_->Shutdown();
+  agent_.reset();
+}
+
+TEST_F(WorkerAgentTest, ShutdownStopsEveryTrainerReportsAndLeavesNoProcess) {
+  UseTrainer("while true; do sleep 0.05; done");
+  WorkerAgentOptions options = Options();
+  options.cancel_grace = absl::Seconds(5);
+  StartAgent(options);
+  ASSERT_TRUE(service_.Send(Assign(0)));
+  ASSERT_TRUE(service_.Send(Assign(1)));
+  ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
+  ASSERT_TRUE(WaitForState(service_, 1, v1::TaskStatus::RUNNING).has_value());
+  const pid_t pids[] = {ReadPid("pid-0"), ReadPid("pid-1"), ReadPid("child-0"), ReadPid("child-1")};
+
+  agent_->Shutdown();
+  for (pid_t pid : pids) {
+    ASSERT_GT(pid, 0);
+    EXPECT_FALSE(ProcessAlive(pid)) << pid;
+  }
+  for (int rank : {0, 1}) {
+    std::optional<v1::TaskStatus> exited = WaitForState(service_, rank, v1::TaskStatus::EXITED);
+    ASSERT_TRUE(exited.has_value()) << rank;
+    EXPECT_EQ(exited->signal(), SIGTERM);
+  }
+  // The agent closed its stream.
+  EXPECT_TRUE(WaitUntil([&] { return service_.ended_streams() == service_.streams(); }));
+}
+
+TEST_F(WorkerAgentTest, ServerDroppingTheStreamLeadsToANewRegistration) {
+  UseTrainer("exit 0");
+  StartAgent();
+  ASSERT_TRUE(WaitUntil([&] { return service_.streams() == 1; }));
+  service_.DropStream();
+  auto registers = [&] {
+    int n = 0;
+    for (const v1::AgentMessage& m : service_.messages()) n += m.has_register_() ? 1 : 0;
+    return n;
+  };
+  EXPECT_TRUE(WaitUntil([&] { return registers() == 2; }));
+  EXPECT_EQ(service_.streams(), 2);
+}
+
+TEST(WorkerAgentCreateTest, RejectsIncompleteOptions) {
+  WorkerAgentOptions options;
+  options.advertise_address = "a";
+  options.trainer_path = "/bin/true";
+  options.work_dir = "/tmp";
+  options.discover_gpus = false;
+  absl::StatusOr<std::unique_ptr<WorkerAgent>> agent = WorkerAgent::Create(options);
+  EXPECT_EQ(agent.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(agent.status().message(), HasSubstr("worker_id"));
+
+  options.worker_id = "w";
+  options.cpu_slots = 0;
+  agent = WorkerAgent::Create(options);
+  EXPECT_EQ(agent.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(agent.status().message(), HasSubstr("cpu_slots"));
+
+  options.cpu_slots = 1;
+  options.reconnect_backoff_min = absl::Seconds(5);
+  options.reconnect_backoff_max = absl::Seconds(1);
+  agent = WorkerAgent::Create(options);
+  EXPECT_EQ(agent.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(agent.status().message(), HasSubstr("backoff"));
+}
+
+}  // namespace
+}  // namespace clmae

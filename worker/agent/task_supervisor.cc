@@ -1,0 +1,230 @@
+#include "worker/agent/task_supervisor.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+
+#include "absl/strings/str_cat.h"
+#include "worker/agent/agent_log.h"
+
+namespace clmae {
+namespace {
+
+// Without a pidfd for some child, exits are polled this often.
+constexpr absl::Duration kPollWithoutPidfd = absl::Milliseconds(100);
+// The longest the loop sleeps when nothing is due (a safety net only).
+constexpr absl::Duration kMaxSleep = absl::Seconds(1);
+
+v1::TaskStatus ExitedStatus(const v1::Task& task, int exit_code, int signal, std::string message) {
+  v1::TaskStatus status;
+  status.set_job_id(task.job_id());
+  status.set_attempt(task.attempt());
+  status.set_rank(task.rank());
+  status.set_state(v1::TaskStatus::EXITED);
+  status.set_exit_code(exit_code);
+  status.set_signal(signal);
+  status.set_message(std::move(message));
+  return status;
+}
+
+v1::Task TaskOf(const v1::TaskAssignment& a) {
+  v1::Task task;
+  task.set_job_id(a.job_id());
+  task.set_attempt(a.attempt());
+  task.set_rank(a.rank());
+  task.set_device_index(a.device_index());
+  task.set_device_kind(a.device_kind());
+  return task;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TaskSupervisor>> TaskSupervisor::Create(
+    TaskSupervisorOptions options) {
+  if (options.ledger == nullptr) return absl::InvalidArgumentError("TaskSupervisor: no ledger");
+  if (options.command.trainer_path.empty()) {
+    return absl::InvalidArgumentError("trainer path: empty");
+  }
+  const int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return absl::ErrnoToStatus(errno, "TaskSupervisor: eventfd");
+  std::unique_ptr<TaskSupervisor> supervisor(new TaskSupervisor(std::move(options), fd));
+  supervisor->thread_ = std::thread([s = supervisor.get()] { s->Loop(); });
+  return supervisor;
+}
+
+TaskSupervisor::TaskSupervisor(TaskSupervisorOptions options, int wake_fd)
+    : options_(std::move(options)), wake_fd_(wake_fd) {}
+
+TaskSupervisor::~TaskSupervisor() {
+  StopAll(options_.default_grace);
+  close(wake_fd_);
+}
+
+void TaskSupervisor::Start(v1::TaskAssignment assignment) {
+  Command command{Command::Kind::kStart, std::move(assignment), {}, {}, {}};
+  Post(std::move(command));
+}
+
+void TaskSupervisor::Cancel(const TaskId& task, absl::Duration grace, std::string reason) {
+  Post(Command{Command::Kind::kCancel, {}, task, grace, std::move(reason)});
+}
+
+void TaskSupervisor::StopAll(absl::Duration grace) {
+  Post(Command{Command::Kind::kStopAll, {}, {}, grace, {}});
+  {
+    absl::MutexLock lock(&mu_);
+    mu_.Await(absl::Condition(&finished_));
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void TaskSupervisor::Post(Command command) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!finished_) {
+      commands_.push_back(std::move(command));
+      const uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = write(wake_fd_, &one, sizeof(one));
+      return;
+    }
+  }
+  // The loop is gone: nothing runs any more, so only a start needs an answer.
+  if (command.kind == Command::Kind::kStart) {
+    const v1::Task task = TaskOf(command.assignment);
+    AgentLog(absl::StrCat(TaskName(IdOf(task)), ": not started, the agent is shutting down"));
+    options_.ledger->Exited(ExitedStatus(task, 127, 0, "the agent is shutting down"));
+  }
+}
+
+void TaskSupervisor::Loop() {
+  for (;;) {
+    std::vector<Command> commands;
+    {
+      absl::MutexLock lock(&mu_);
+      commands.swap(commands_);
+    }
+    for (Command& c : commands) {
+      switch (c.kind) {
+        case Command::Kind::kStart:
+          StartTask(c.assignment);
+          break;
+        case Command::Kind::kCancel: {
+          auto it = running_.find(c.task);
+          if (it == running_.end()) {
+            AgentLog(absl::StrCat("cancel of ", TaskName(c.task), " ignored: not running here"));
+          } else {
+            Stop(it->second, c.grace, c.reason);
+          }
+          break;
+        }
+        case Command::Kind::kStopAll:
+          if (!stopping_) {
+            stopping_ = true;
+            for (auto& [id, running] : running_) Stop(running, c.grace, "the agent is stopping");
+          }
+          break;
+      }
+    }
+    ReapExited();
+    const absl::Time now = absl::Now();
+    for (auto& [id, running] : running_) {
+      if (!running.killed && now >= running.kill_at) {
+        AgentLog(absl::StrCat(TaskName(id), ": still running after the grace period; SIGKILL"));
+        running.process->Signal(SIGKILL).IgnoreError();  // reaped already: nothing to kill
+        running.killed = true;
+      }
+    }
+    if (stopping_ && running_.empty()) {
+      absl::MutexLock lock(&mu_);
+      if (commands_.empty()) {
+        finished_ = true;
+        return;
+      }
+      continue;
+    }
+    WaitForEvents();
+  }
+}
+
+void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
+  const v1::Task task = TaskOf(assignment);
+  const TaskId id = IdOf(task);
+  auto fail = [&](const std::string& why) {
+    AgentLog(absl::StrCat(TaskName(id), ": cannot start: ", why));
+    options_.ledger->Exited(ExitedStatus(task, 127, 0, why));
+  };
+  if (stopping_) return fail("the agent is shutting down");
+  if (running_.contains(id)) {
+    AgentLog(absl::StrCat(TaskName(id), ": assignment ignored: already running"));
+    return;
+  }
+  if (absl::Status valid = ValidateAssignment(assignment); !valid.ok()) {
+    return fail(absl::StrCat("invalid assignment: ", valid.message()));
+  }
+  const TaskPaths paths = PathsFor(options_.command, assignment);
+  if (absl::Status prepared = PrepareTaskFiles(paths, assignment); !prepared.ok()) {
+    return fail(std::string(prepared.message()));
+  }
+  absl::StatusOr<std::unique_ptr<Subprocess>> process =
+      Subprocess::Spawn(TrainerCommand(options_.command, assignment));
+  if (!process.ok()) return fail(std::string(process.status().message()));
+  AgentLog(absl::StrCat(TaskName(id), ": started pid ", (*process)->pid(), " on ",
+                        task.device_kind(), ":", task.device_index(), ", log ", paths.log_path));
+  running_.emplace(id, Running{task, paths.log_path, *std::move(process)});
+  options_.ledger->Started(task);
+}
+
+void TaskSupervisor::Stop(Running& running, absl::Duration grace, const std::string& reason) {
+  AgentLog(absl::StrCat(TaskName(IdOf(running.task)), ": stopping (", reason, "), SIGTERM with ",
+                        absl::FormatDuration(grace), " grace"));
+  running.process->Signal(SIGTERM).IgnoreError();  // already ended: reaped below
+  running.kill_at = std::min(running.kill_at, absl::Now() + grace);
+}
+
+void TaskSupervisor::ReapExited() {
+  for (auto it = running_.begin(); it != running_.end();) {
+    std::optional<ExitStatus> exit = it->second.process->TryWait();
+    if (!exit.has_value()) {
+      ++it;
+      continue;
+    }
+    const v1::Task& task = it->second.task;
+    AgentLog(absl::StrCat(TaskName(it->first), ": ", exit->ToString()));
+    std::string message;
+    if (!exit->success()) {
+      message = absl::StrCat(exit->ToString(), "; last lines of ", it->second.log_path, ":\n",
+                             LogTail(it->second.log_path));
+    }
+    options_.ledger->Exited(ExitedStatus(task, exit->exited ? exit->code : 0,
+                                         exit->exited ? 0 : exit->signal, std::move(message)));
+    it = running_.erase(it);
+  }
+}
+
+void TaskSupervisor::WaitForEvents() {
+  std::vector<pollfd> fds;
+  fds.push_back({wake_fd_, POLLIN, 0});
+  absl::Duration timeout = kMaxSleep;
+  const absl::Time now = absl::Now();
+  for (const auto& [id, running] : running_) {
+    if (running.process->exit_fd() >= 0) {
+      fds.push_back({running.process->exit_fd(), POLLIN, 0});
+    } else {
+      timeout = std::min(timeout, kPollWithoutPidfd);
+    }
+    if (!running.killed) timeout = std::min(timeout, running.kill_at - now);
+  }
+  timeout = std::max(timeout, absl::ZeroDuration());
+  const int ms = static_cast<int>(absl::ToInt64Milliseconds(timeout + absl::Microseconds(999)));
+  if (poll(fds.data(), fds.size(), ms) > 0 && (fds[0].revents & POLLIN) != 0) {
+    uint64_t count = 0;
+    [[maybe_unused]] ssize_t n = read(wake_fd_, &count, sizeof(count));
+  }
+}
+
+}  // namespace clmae

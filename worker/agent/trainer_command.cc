@@ -1,0 +1,160 @@
+#include "worker/agent/trainer_command.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "services/job_spec_yaml.h"
+
+namespace clmae {
+namespace {
+
+constexpr size_t kMaxJobIdLength = 128;
+
+bool IsFolderName(const std::string& s) {
+  if (s.empty() || s.size() > kMaxJobIdLength || s == "." || s == "..") return false;
+  return std::all_of(s.begin(), s.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
+  });
+}
+
+}  // namespace
+
+absl::Status ValidateAssignment(const v1::TaskAssignment& task) {
+  if (!IsFolderName(task.job_id())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("job_id: '", task.job_id(),
+                     "' is not 1..128 characters of [A-Za-z0-9._-] (it names a folder)"));
+  }
+  if (task.attempt() < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("attempt: ", task.attempt(), " is below 1"));
+  }
+  if (task.world_size() < 1 || task.rank() < 0 || task.rank() >= task.world_size()) {
+    return absl::InvalidArgumentError(absl::StrCat("rank: ", task.rank(), " is outside 0..",
+                                                   task.world_size() - 1, " (world_size ",
+                                                   task.world_size(), ")"));
+  }
+  if (task.device_kind() != "cuda" && task.device_kind() != "cpu") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device_kind: '", task.device_kind(), "' is not \"cuda\" or \"cpu\""));
+  }
+  if (task.device_index() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("device_index: ", task.device_index(), " is negative"));
+  }
+  if (task.master_addr().empty()) {
+    return absl::InvalidArgumentError("master_addr: empty");
+  }
+  if (task.master_port() < 1 || task.master_port() > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("master_port: ", task.master_port(), " is outside 1..65535"));
+  }
+  return absl::OkStatus();
+}
+
+TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignment& task) {
+  TaskPaths paths;
+  paths.attempt_dir =
+      absl::StrCat(options.work_dir, "/", task.job_id(), "/attempt-", task.attempt());
+  paths.spec_path = absl::StrCat(paths.attempt_dir, "/job.yaml");
+  paths.log_path = absl::StrCat(paths.attempt_dir, "/rank-", task.rank(), ".log");
+  return paths;
+}
+
+SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task) {
+  const TaskPaths paths = PathsFor(options, task);
+  const std::string device = task.device_kind() == "cuda"
+                                 ? absl::StrCat("cuda:", task.device_index())
+                                 : std::string("cpu");
+  SpawnOptions spawn;
+  spawn.argv = {options.trainer_path,
+                "--config",
+                paths.spec_path,
+                "--resume",
+                task.resume_checkpoint().empty() ? "auto" : task.resume_checkpoint(),
+                "--device",
+                device,
+                "--coordinator",
+                options.coordinator.address,
+                "--job_id",
+                task.job_id(),
+                "--attempt",
+                absl::StrCat(task.attempt())};
+  spawn.env = {{"RANK", absl::StrCat(task.rank())},
+               {"WORLD_SIZE", absl::StrCat(task.world_size())},
+               {"LOCAL_RANK", absl::StrCat(task.device_index())},
+               {"MASTER_ADDR", task.master_addr()},
+               {"MASTER_PORT", absl::StrCat(task.master_port())},
+               {"CLMAE_TOKEN", options.coordinator.token}};
+  const std::pair<const char*, const std::string*> tls[] = {
+      {"CLMAE_TLS_CA", &options.coordinator.tls_ca_file},
+      {"CLMAE_TLS_CERT", &options.coordinator.tls_cert_file},
+      {"CLMAE_TLS_KEY", &options.coordinator.tls_key_file},
+      {"CLMAE_TLS_SERVER_NAME", &options.coordinator.tls_server_name}};
+  for (const auto& [name, value] : tls) {
+    if (!value->empty()) spawn.env.emplace_back(name, *value);
+  }
+  spawn.output = LogFileOutput{paths.log_path};
+  spawn.kill_on_parent_death = true;
+  spawn.new_process_group = true;
+  return spawn;
+}
+
+absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& task) {
+  std::error_code ec;
+  std::filesystem::create_directories(paths.attempt_dir, ec);
+  if (ec) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("cannot create ", paths.attempt_dir, ": ", ec.message()));
+  }
+  // Ranks of one attempt on one node share the file: each writes its own
+  // temporary name and renames it over the final one.
+  const std::string tmp = absl::StrCat(paths.spec_path, ".tmp.", getpid(), ".", task.rank());
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << JobSpecToYaml(task.spec());
+    out.flush();
+    if (!out) {
+      std::filesystem::remove(tmp, ec);
+      return absl::InternalError(absl::StrCat("cannot write ", tmp));
+    }
+  }
+  if (std::rename(tmp.c_str(), paths.spec_path.c_str()) != 0) {
+    const int err = errno;
+    std::filesystem::remove(tmp, ec);
+    return absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", paths.spec_path, ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+std::string LogTail(const std::string& path, int max_lines, size_t max_bytes) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  if (!in) return "";
+  const std::streamoff size = in.tellg();
+  const std::streamoff start = size > static_cast<std::streamoff>(max_bytes)
+                                   ? size - static_cast<std::streamoff>(max_bytes)
+                                   : 0;
+  in.seekg(start);
+  std::string text(static_cast<size_t>(size - start), '\0');
+  in.read(text.data(), static_cast<std::streamsize>(text.size()));
+  text.resize(static_cast<size_t>(in.gcount()));
+  std::vector<std::string> lines = absl::StrSplit(text, '\n');
+  if (start > 0 && !lines.empty()) lines.erase(lines.begin());  // a partial first line
+  while (!lines.empty() && lines.back().empty()) lines.pop_back();
+  if (static_cast<int>(lines.size()) > max_lines) {
+    lines.erase(lines.begin(), lines.end() - max_lines);
+  }
+  return absl::StrJoin(lines, "\n");
+}
+
+}  // namespace clmae

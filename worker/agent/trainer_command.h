@@ -1,0 +1,67 @@
+#pragma once
+
+// How the node agent starts one rank: the files it prepares under its work
+// folder and the command line and environment of `clmae-train` (the
+// agent <-> trainer contract, documented on TrainerCommand).
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "clmae/v1/worker_control.pb.h"
+#include "services/grpc_client.h"
+#include "worker/process/subprocess.h"
+
+namespace clmae {
+
+struct TrainerCommandOptions {
+  // The clmae-train executable.
+  std::string trainer_path;
+  // Per-attempt files live under <work_dir>/<job_id>/attempt-<n>/.
+  std::string work_dir;
+  // The coordinator the trainer reports to (its address, token and TLS files
+  // are passed on; see TrainerCommand).
+  ClientOptions coordinator;
+};
+
+// Where one rank's files go.
+struct TaskPaths {
+  std::string attempt_dir;  // <work_dir>/<job_id>/attempt-<n>
+  std::string spec_path;    // <attempt_dir>/job.yaml
+  std::string log_path;     // <attempt_dir>/rank-<r>.log
+};
+
+// OK when `task` can be started here: a job id usable as one folder name
+// (1..128 characters of [A-Za-z0-9._-], not "." or ".."), attempt >= 1,
+// 0 <= rank < world_size, device_kind "cuda" or "cpu", device_index >= 0,
+// master_port in 1..65535 and a master address. INVALID_ARGUMENT names the
+// field otherwise.
+absl::Status ValidateAssignment(const v1::TaskAssignment& task);
+
+TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignment& task);
+
+// The trainer's command (the contract with clmae-train):
+//   argv: <trainer_path> --config <spec_path> --resume <resume_checkpoint, or
+//         "auto" when empty> --device <"cpu" | "cuda:<device_index>">
+//         --coordinator <coordinator.address> --job_id <job_id>
+//         --attempt <attempt>
+//   env (added to the agent's): RANK, WORLD_SIZE, LOCAL_RANK (= device_index),
+//         MASTER_ADDR, MASTER_PORT, CLMAE_TOKEN (the agent's token), and
+//         CLMAE_TLS_CA, CLMAE_TLS_CERT, CLMAE_TLS_KEY, CLMAE_TLS_SERVER_NAME
+//         for those of the coordinator's TLS settings that are set;
+//   output: stdout and stderr appended to log_path.
+// The trainer leads its own process group and is killed if the thread that
+// spawns it dies. `task` must have passed ValidateAssignment.
+SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task);
+
+// Creates the attempt folder and writes the assignment's spec there as YAML
+// (JobSpecToYaml), replacing an older file atomically. Errors name the path.
+absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& task);
+
+// The last `max_lines` lines of the file at `path` (at most `max_bytes` of
+// its end), joined with '\n'; "" when it cannot be read.
+std::string LogTail(const std::string& path, int max_lines = 20, size_t max_bytes = 4096);
+
+}  // namespace clmae
