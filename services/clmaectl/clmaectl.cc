@@ -102,7 +102,8 @@ int RunClmaectl(const std::vector<std::string>& args, const EnvLookup& env,
                                .out = terminal.out,
                                .err = terminal.err,
                                .out_is_tty = terminal.out_is_tty,
-                               .terminal_width = terminal.width};
+                               .terminal_width = terminal.width,
+                               .clock = terminal.clock};
   return std::visit(
       [&command_env](const auto& options) -> int {
         using T = std::decay_t<decltype(options)>;

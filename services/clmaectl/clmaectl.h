@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "services/clmaectl/command_line.h"
 #include "services/grpc_client.h"
@@ -28,6 +30,8 @@ struct Terminal {
   std::ostream& err;
   bool out_is_tty = false;
   int width = 0;  // columns; 0 unknown
+  // The current time, for ages ("5m ago").
+  std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
 
 // Runs `clmaectl ARGS...` (`args` without the program name) and returns the

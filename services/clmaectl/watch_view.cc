@@ -35,9 +35,9 @@ std::string EventNotice(const v1::JobEvent& event, absl::string_view job_id) {
 std::string WatchLine(const v1::Job& job, int id_width) {
   std::string state = JobStateName(job.state());
   if (job.attempt() > 1) absl::StrAppend(&state, " (attempt ", job.attempt(), ")");
-  std::string line = absl::StrCat(Pad(job.id(), id_width), "  ", Pad(state, kStateWidth));
   const v1::Progress& p = job.progress();
-  if (p.total_steps() <= 0) return line;
+  if (p.total_steps() <= 0) return absl::StrCat(Pad(job.id(), id_width), "  ", state);
+  std::string line = absl::StrCat(Pad(job.id(), id_width), "  ", Pad(state, kStateWidth));
   const double fraction = ProgressFraction(p);
   absl::StrAppendFormat(&line, "  %s %3.0f%%  epoch %s  step %s  λ_cl %s  %s  %.1f img/s",
                         ProgressBar(fraction, kBarWidth), 100 * fraction, FormatEpochs(p),
