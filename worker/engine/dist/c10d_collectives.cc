@@ -155,7 +155,9 @@ absl::Status CheckOptions(const DistOptions& o) {
 absl::StatusOr<std::unique_ptr<Collectives>> ConnectCollectives(const DistOptions& options,
                                                                 const torch::Device& device) {
   RETURN_IF_ERROR(CheckOptions(options));
-  if (options.world_size == 1) return std::make_unique<LocalCollectives>();
+  if (options.world_size == 1 && !options.connect_single_rank) {
+    return std::make_unique<LocalCollectives>();
+  }
 
   c10::intrusive_ptr<c10d::Store> store;
   const std::string where = absl::StrCat(options.master_addr, ":", options.master_port);

@@ -20,6 +20,9 @@ struct DistOptions {
   // Bounds rendezvous and every collective: a rank that died or stopped
   // responding makes the others fail within this time instead of hanging.
   absl::Duration timeout = absl::Minutes(5);
+  // World size 1 normally skips the process group; benchmarks set this to
+  // measure a real one-rank backend (NCCL on one GPU).
+  bool connect_single_rank = false;
 };
 
 }  // namespace clmae
