@@ -132,7 +132,7 @@ TEST_F(WatchCommandTest, RedrawsInPlaceOnATerminal) {
   EXPECT_THAT(r.out, HasSubstr("\n\x1b[1A\r\x1b[2Kj-1: RUNNING -> SUCCEEDED (attempt 1)\n"
                                "\r\x1b[2Kj-1  SUCCEEDED"));
   EXPECT_THAT(r.out, ::testing::EndsWith("\nj-1 SUCCEEDED after 1m30s: knn_top1 0.8123, "
-                                       "probe_top1 0.8400\n"));
+                                         "probe_top1 0.8400\n"));
 }
 
 TEST_F(WatchCommandTest, TerminalLinesAreCutToTheWidth) {

@@ -1,0 +1,94 @@
+// The pieces clmaectl's tables and live lines are made of.
+
+#include "services/clmaectl/job_format.h"
+
+#include <sstream>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/clmaectl/text_table.h"
+
+namespace clmae::ctl {
+namespace {
+
+TEST(JobFormatTest, StateNames) {
+  EXPECT_EQ(JobStateName(v1::JOB_STATE_RESTARTING), "RESTARTING");
+  EXPECT_EQ(JobStateName(static_cast<v1::JobState>(42)), "UNKNOWN(42)");
+  EXPECT_EQ(ParseJobStateName("Succeeded"), v1::JOB_STATE_SUCCEEDED);
+  EXPECT_EQ(ParseJobStateName("JOB_STATE_CANCELLED"), v1::JOB_STATE_CANCELLED);
+  EXPECT_EQ(ParseJobStateName("unspecified"), std::nullopt);
+  EXPECT_EQ(ParseJobStateName("done"), std::nullopt);
+  EXPECT_TRUE(IsTerminal(v1::JOB_STATE_CANCELLED));
+  EXPECT_FALSE(IsTerminal(v1::JOB_STATE_RESTARTING));
+}
+
+TEST(JobFormatTest, Durations) {
+  EXPECT_EQ(FormatAge(absl::Seconds(59)), "59s");
+  EXPECT_EQ(FormatAge(absl::Seconds(60)), "1m");
+  EXPECT_EQ(FormatAge(absl::Hours(47)), "1d");
+  EXPECT_EQ(FormatAge(-absl::Seconds(3)), "0s");  // a clock behind the server's
+  EXPECT_EQ(ShortDuration(absl::Seconds(59.6)), "1m00s");
+  EXPECT_EQ(ShortDuration(absl::Seconds(3725)), "1h02m");
+}
+
+TEST(JobFormatTest, ProgressPieces) {
+  EXPECT_EQ(ProgressBar(0.5, 10), "[#####-----]");
+  EXPECT_EQ(ProgressBar(1.7, 4), "[####]");
+  EXPECT_EQ(ProgressBar(-1, 4), "[----]");
+  v1::Progress p;
+  EXPECT_EQ(FormatSteps(p), "-");
+  EXPECT_EQ(FormatEpochs(p), "-");
+  EXPECT_EQ(ProgressFraction(p), 0);
+  p.set_step(10);
+  p.set_total_steps(40);
+  p.set_epoch(4);  // after the last epoch: shown as the last
+  p.set_total_epochs(4);
+  EXPECT_EQ(FormatSteps(p), "10/40");
+  EXPECT_EQ(FormatEpochs(p), "4/4");
+  EXPECT_EQ(FormatLambda(-1), "-1.000");
+  p.set_loss_mae(0.5);
+  EXPECT_EQ(FormatLosses(p), "mae 0.5000");  // plain MAE: no masker terms
+  p.set_loss_kl(0.25);
+  EXPECT_EQ(FormatLosses(p), "mae 0.5000 m.rec 0.0000 gauss 0.0000 kl 0.2500 div 0.0000");
+}
+
+TEST(JobFormatTest, EstimateUsesBatchTimesWorldWithDefaults) {
+  v1::Job job;
+  job.mutable_progress()->set_step(0);
+  job.mutable_progress()->set_total_steps(100);
+  EXPECT_EQ(EstimateRemaining(job), std::nullopt);  // no throughput yet
+  job.mutable_progress()->set_images_per_sec(64);
+  // Default batch 64, world 1: one step a second.
+  EXPECT_EQ(EstimateRemaining(job), absl::Seconds(100));
+  job.mutable_spec()->mutable_resources()->set_world_size(4);
+  job.mutable_spec()->mutable_train()->set_batch_size(16);
+  EXPECT_EQ(EstimateRemaining(job), absl::Seconds(100));
+  job.mutable_progress()->set_step(150);  // past the total after a change
+  EXPECT_EQ(EstimateRemaining(job), absl::ZeroDuration());
+}
+
+TEST(JobFormatTest, MetricsSortedByName) {
+  v1::JobResult result;
+  EXPECT_EQ(FormatMetrics(result), "");
+  (*result.mutable_metrics())["probe_top1"] = 0.5;
+  (*result.mutable_metrics())["knn_top1"] = 0.25;
+  EXPECT_EQ(FormatMetrics(result), "knn_top1 0.2500, probe_top1 0.5000");
+}
+
+TEST(TextTableTest, AlignsByColumnsNotBytes) {
+  EXPECT_EQ(DisplayWidth("λ_cl"), 4);
+  EXPECT_EQ(TruncateToWidth("aλb", 2), "aλ");
+  EXPECT_EQ(TruncateToWidth("ab", 5), "ab");
+  TextTable table({"λ_cl", "X"});
+  table.AddRow({"+0.200", "y"});
+  table.AddRow({"-"});
+  std::ostringstream out;
+  table.Print(out);
+  EXPECT_EQ(out.str(),
+            "λ_cl    X\n"
+            "+0.200  y\n"
+            "-\n");
+}
+
+}  // namespace
+}  // namespace clmae::ctl
