@@ -128,9 +128,7 @@ grpc::ServerUnaryReactor* CoordinatorService::CancelJob(grpc::CallbackServerCont
                                                         v1::Job* response) {
   return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
     if (absl::Status ok = RequireJobId(request->job_id()); !ok.ok()) return ok;
-    const std::string reason =
-        request->reason().empty() ? "cancelled by a client" : request->reason();
-    absl::StatusOr<v1::Job> job = coordinator_->Cancel(request->job_id(), reason);
+    absl::StatusOr<v1::Job> job = coordinator_->Cancel(request->job_id(), request->reason());
     if (!job.ok()) return job.status();
     *response = *std::move(job);
     return absl::OkStatus();
