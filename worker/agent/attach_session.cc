@@ -44,6 +44,7 @@ absl::Status AttachSession::Run() {
   const int running = hello.register_().running_tasks_size();
 
   absl::Status ended;
+  bool protocol_error = false;  // this side ended the call
   v1::CoordinatorMessage message;
   std::thread writer;
   if (!stream->Write(hello)) {
@@ -51,7 +52,9 @@ absl::Status AttachSession::Run() {
   } else if (!stream->Read(&message)) {
     ended = absl::UnavailableError("the stream ended before the coordinator answered register");
   } else if (!message.has_registered()) {
-    ended = absl::InternalError("the coordinator answered register with another message");
+    ended = absl::InternalError(
+        "the coordinator answered register with another message than registered");
+    protocol_error = true;
     context.TryCancel();
   } else {
     const v1::Registered& registered = message.registered();
@@ -84,9 +87,7 @@ absl::Status AttachSession::Run() {
     context_ = nullptr;
     if (closing_) return absl::CancelledError("the agent is stopping");
   }
-  if (!ended.ok()) {
-    return finished.ok() ? ended : FromGrpcStatus(finished);
-  }
+  if (!ended.ok()) return finished.ok() || protocol_error ? ended : FromGrpcStatus(finished);
   return finished.ok() ? absl::UnavailableError("the coordinator ended the stream")
                        : FromGrpcStatus(finished);
 }

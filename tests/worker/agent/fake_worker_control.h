@@ -48,6 +48,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
         r->mutable_lease()->set_seconds(absl::ToInt64Seconds(lease));
         absl::MutexLock lock(&mu_);
         stream->Write(reply);
+        registered_ = stream;
       }
       absl::MutexLock lock(&mu_);
       if (in.has_heartbeat()) {
@@ -61,6 +62,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
       stream_ = nullptr;
       context_ = nullptr;
     }
+    if (registered_ == stream) registered_ = nullptr;
     ++ended_streams_;
     return grpc::Status::OK;
   }
@@ -75,10 +77,11 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
     return progress_answer;
   }
 
-  // Sends to the current Attach stream; false when there is none.
+  // Sends to the current Attach stream once it has been answered
+  // `registered` (as the coordinator does); false when there is none.
   bool Send(const v1::CoordinatorMessage& message) {
     absl::MutexLock lock(&mu_);
-    return stream_ != nullptr && stream_->Write(message);
+    return stream_ != nullptr && registered_ == stream_ && stream_->Write(message);
   }
 
   // Ends the current stream from the server side.
@@ -115,9 +118,10 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
     absl::MutexLock lock(&mu_);
     return ended_streams_;
   }
+  // A stream is open and its `register` was answered.
   bool attached() {
     absl::MutexLock lock(&mu_);
-    return stream_ != nullptr;
+    return stream_ != nullptr && registered_ == stream_;
   }
 
  private:
@@ -131,6 +135,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   absl::Mutex mu_;
   Stream* stream_ ABSL_GUARDED_BY(mu_) = nullptr;
   grpc::ServerContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  Stream* registered_ ABSL_GUARDED_BY(mu_) = nullptr;  // answered `registered`
   std::vector<v1::AgentMessage> messages_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ReportProgressRequest> progress_ ABSL_GUARDED_BY(mu_);
   std::vector<absl::Time> progress_times_ ABSL_GUARDED_BY(mu_);

@@ -244,11 +244,12 @@ TEST_F(WorkerAgentTest, CancelStopsTheTrainerWithSigterm) {
 }
 
 TEST_F(WorkerAgentTest, CancelKillsATrainerThatIgnoresSigtermAfterTheGrace) {
-  UseTrainer("trap '' TERM\nwhile true; do sleep 0.05; done");
+  UseTrainer("trap '' TERM\necho > " + dir_.File("ignoring") + "\nwhile true; do sleep 0.05; done");
   StartAgent();
   ASSERT_TRUE(service_.Send(Assign(0)));
   ASSERT_TRUE(WaitForState(service_, 0, v1::TaskStatus::RUNNING).has_value());
   const pid_t pid = ReadPid("pid-0");
+  ASSERT_TRUE(WaitUntil([&] { return !ReadFileOrEmpty(dir_.File("ignoring")).empty(); }));
   ASSERT_TRUE(service_.Send(Cancel(0, absl::Milliseconds(200))));
   std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
   ASSERT_TRUE(exited.has_value());
@@ -363,9 +364,11 @@ TEST_F(WorkerAgentTest, ShutdownStopsEveryTrainerReportsAndLeavesNoProcess) {
   const pid_t pids[] = {ReadPid("pid-0"), ReadPid("pid-1"), ReadPid("child-0"), ReadPid("child-1")};
 
   agent_->Shutdown();
+  // The trainers were reaped; what they left in their groups was SIGKILLed
+  // and goes as soon as the kernel delivers the signal.
   for (pid_t pid : pids) {
     ASSERT_GT(pid, 0);
-    EXPECT_FALSE(ProcessAlive(pid)) << pid;
+    EXPECT_TRUE(WaitUntil([&] { return !ProcessAlive(pid); })) << pid;
   }
   for (int rank : {0, 1}) {
     std::optional<v1::TaskStatus> exited = WaitForState(service_, rank, v1::TaskStatus::EXITED);
