@@ -97,7 +97,11 @@ bool RunRanks(const Args& args, int world, const std::function<bool(int, Collect
     });
   }
   for (auto& t : threads) t.join();
-  return std::all_of(ok.begin(), ok.end(), [](int v) { return v == 1; });
+  if (!std::all_of(ok.begin(), ok.end(), [](int v) { return v == 1; })) {
+    std::fprintf(stderr, "clmae-bench-dist: a rank failed (see above)\n");
+    std::exit(1);
+  }
+  return true;
 }
 
 struct Bandwidth {

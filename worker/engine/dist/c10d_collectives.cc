@@ -153,7 +153,11 @@ absl::Status CheckOptions(const DistOptions& o) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Collectives>> ConnectCollectives(const DistOptions& options,
-                                                                const torch::Device& device) {
+                                                                const torch::Device& requested) {
+  // Plain "cuda" means the current device, which is 0 unless set.
+  const torch::Device device = requested.is_cuda() && !requested.has_index()
+                                   ? torch::Device(torch::kCUDA, 0)
+                                   : requested;
   RETURN_IF_ERROR(CheckOptions(options));
   if (options.world_size == 1 && !options.connect_single_rank) {
     return std::make_unique<LocalCollectives>();
