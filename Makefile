@@ -31,6 +31,7 @@ demo: build
 # Engine benchmark: clmae vs the same step in PyTorch eager, same run.
 bench: build
 	scripts/bench-engine.sh $(BUILD_DIR)
+	$(BUILD_DIR)/bench/clmae-bench-dist --threads 1 --bucket-mb 1
 
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
