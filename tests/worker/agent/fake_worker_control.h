@@ -27,8 +27,6 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   // What Registered tells agents.
   absl::Duration heartbeat_interval = absl::Milliseconds(100);
   absl::Duration lease = absl::Seconds(2);
-  // When set, ReportProgress answers this instead of OK.
-  grpc::Status progress_answer = grpc::Status::OK;
 
   grpc::Status Attach(grpc::ServerContext* context, Stream* stream) override {
     {
@@ -71,10 +69,28 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
                               const v1::ReportProgressRequest* request,
                               v1::ReportProgressResponse*) override {
     absl::MutexLock lock(&mu_);
+    ++progress_calls_;
+    mu_.Await(absl::Condition(
+        +[](bool* hold) { return !*hold; }, &hold_progress_));
     progress_.push_back(*request);
-    progress_times_.push_back(absl::Now());
     tokens_.push_back(Authorization(*context));
-    return progress_answer;
+    return progress_answer_;
+  }
+
+  // ReportProgress answers this from now on (OK at first).
+  void set_progress_answer(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    progress_answer_ = std::move(status);
+  }
+  // While held, ReportProgress calls wait (as a stuck coordinator would).
+  void HoldProgress(bool hold) {
+    absl::MutexLock lock(&mu_);
+    hold_progress_ = hold;
+  }
+  // ReportProgress calls received, including those still held.
+  int progress_calls() {
+    absl::MutexLock lock(&mu_);
+    return progress_calls_;
   }
 
   // Sends to the current Attach stream once it has been answered
@@ -97,10 +113,6 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   std::vector<v1::ReportProgressRequest> progress() {
     absl::MutexLock lock(&mu_);
     return progress_;
-  }
-  std::vector<absl::Time> progress_times() {
-    absl::MutexLock lock(&mu_);
-    return progress_times_;
   }
   std::vector<std::string> tokens() {
     absl::MutexLock lock(&mu_);
@@ -138,7 +150,9 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   Stream* registered_ ABSL_GUARDED_BY(mu_) = nullptr;  // answered `registered`
   std::vector<v1::AgentMessage> messages_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::ReportProgressRequest> progress_ ABSL_GUARDED_BY(mu_);
-  std::vector<absl::Time> progress_times_ ABSL_GUARDED_BY(mu_);
+  grpc::Status progress_answer_ ABSL_GUARDED_BY(mu_) = grpc::Status::OK;
+  bool hold_progress_ ABSL_GUARDED_BY(mu_) = false;
+  int progress_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
