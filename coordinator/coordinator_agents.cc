@@ -186,7 +186,9 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
           absl::StrCat("rank: ", request.rank(), " is outside 0..", active.ranks.size() - 1));
     }
     RankState& rank = active.ranks[request.rank()];
-    if (!rank.reported || request.progress().step() > rank.step) {
+    const std::string& phase = request.progress().phase();
+    const bool training = phase.empty() || phase == "train";
+    if (!rank.reported || request.progress().step() > rank.step || !training) {
       rank.step = request.progress().step();
       rank.advanced_at = now;
     }

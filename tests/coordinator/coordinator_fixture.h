@@ -136,12 +136,14 @@ class CoordinatorFixture : public ::testing::Test {
   void Started(const std::string& worker_id, const std::vector<v1::TaskAssignment>& tasks) {
     for (const auto& t : tasks) ASSERT_TRUE(Report(worker_id, t, v1::TaskStatus::RUNNING).ok());
   }
-  absl::Status Progress(const std::string& job_id, int attempt, int rank, int64_t step) {
+  absl::Status Progress(const std::string& job_id, int attempt, int rank, int64_t step,
+                        const std::string& phase = "") {
     v1::ReportProgressRequest request;
     request.set_job_id(job_id);
     request.set_attempt(attempt);
     request.set_rank(rank);
     request.mutable_progress()->set_step(step);
+    request.mutable_progress()->set_phase(phase);
     return coordinator_->ReportProgress(request);
   }
   static v1::Task AsTask(const v1::TaskAssignment& a) {

@@ -207,6 +207,23 @@ TEST_F(CoordinatorTest, HungRankFailsTheAttempt) {
   EXPECT_THAT(a->Cancels(), SizeIs(1));
 }
 
+// The end of a run (last checkpoint, exports, evaluation) does not advance
+// the step; reports in the "finish" phase keep the rank alive, and a rank
+// that stops reporting there is still caught.
+TEST_F(CoordinatorTest, FinishPhaseReportsAreNotAHang) {
+  auto a = Attach("a", 1);
+  const std::string id = Submit(CpuSpec("finishing", 1));
+  Started("a", a->Assigns());
+  ASSERT_TRUE(Progress(id, 1, 0, 6).ok());
+  for (int i = 0; i < 3; ++i) {
+    Pass(absl::Seconds(50), {"a"});
+    ASSERT_TRUE(Progress(id, 1, 0, 6, "finish").ok());
+  }
+  EXPECT_EQ(State(id), v1::JOB_STATE_RUNNING);
+  Pass(absl::Seconds(62), {"a"});
+  EXPECT_EQ(State(id), v1::JOB_STATE_RESTARTING);
+}
+
 TEST_F(CoordinatorTest, RunningJobThatNeverReportsProgressIsHung) {
   auto a = Attach("a", 1);
   const std::string id = Submit(CpuSpec("silent", 1));
