@@ -326,6 +326,7 @@ void Trainer::State::LogJson(const StepReport& r) {
 }
 
 absl::Status Trainer::State::Finish() {
+  observer->OnPhase("finish");
   ASSIGN_OR_RETURN(
       const uint64_t fingerprint,
       CheckReplicasIdentical(*collectives, AllParameters(),

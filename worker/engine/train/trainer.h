@@ -85,6 +85,10 @@ class TrainObserver {
   virtual void OnCheckpoint(const std::string& /*path*/, int64_t /*step*/) {}
   virtual void OnEvaluation(const EvalResult& /*result*/) {}
   virtual void OnMessage(const std::string& /*line*/) {}
+  // The run moves to another phase: "finish" once the last iteration is
+  // done (final checkpoint, exports, evaluation), when the step no longer
+  // advances.
+  virtual void OnPhase(const std::string& /*phase*/) {}
 };
 
 class Trainer {
