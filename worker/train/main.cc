@@ -26,7 +26,9 @@
 #include "worker/engine/train/trainer.h"
 #include "worker/process/local_launcher.h"
 #include "worker/train/console_reporter.h"
+#include "worker/train/coordinator_reporter.h"
 #include "worker/train/dist_environment.h"
+#include "worker/train/observer_fanout.h"
 #include "worker/train/trainer_options_from_spec.h"
 
 ABSL_FLAG(std::string, config, "", "YAML job spec (see examples/)");
@@ -43,6 +45,12 @@ ABSL_FLAG(int64_t, max_steps, -1, "stop after this many iterations; overrides tr
 ABSL_FLAG(int, nproc, 0,
           "start this many data-parallel ranks on this machine (like torchrun --standalone); "
           "the job's world size becomes N");
+ABSL_FLAG(std::string, coordinator, "",
+          "coordinator address (host:port): report progress and the result there "
+          "(set by clmae-worker; token from CLMAE_TOKEN, TLS files from CLMAE_TLS_CA, "
+          "CLMAE_TLS_CERT, CLMAE_TLS_KEY)");
+ABSL_FLAG(std::string, job_id, "", "the coordinator's job id (with --coordinator)");
+ABSL_FLAG(int, attempt, 1, "the job's attempt number (with --coordinator)");
 ABSL_FLAG(int, collective_timeout, 0,
           "seconds after which a collective waiting on a dead or hung rank fails; "
           "overrides train.collective_timeout_s");
@@ -61,6 +69,11 @@ std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::st
     out.push_back(arg.data());
   }
   return out;
+}
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? std::string() : std::string(v);
 }
 
 int Fail(int code, const std::string& message) {
@@ -145,16 +158,45 @@ int main(int argc, char** argv) {
                 std::string(collectives.status().message()));
   }
 
-  // Rank 0 speaks for the job; the others only report errors.
-  clmae::ConsoleReporter reporter;
-  clmae::TrainObserver* observer = dist.rank == 0 ? &reporter : nullptr;
-  auto trainer = clmae::Trainer::Create(*options, collectives->get(), observer);
+  // Rank 0 speaks for the job on the console; every rank reports its
+  // progress to the coordinator when there is one.
+  clmae::ConsoleReporter console;
+  clmae::ObserverFanout observers;
+  if (dist.rank == 0) observers.Add(&console);
+  std::unique_ptr<clmae::CoordinatorReporter> coordinator;
+  if (!absl::GetFlag(FLAGS_coordinator).empty()) {
+    clmae::CoordinatorReporterOptions ro;
+    ro.client.address = absl::GetFlag(FLAGS_coordinator);
+    ro.client.token = Env("CLMAE_TOKEN");
+    ro.client.tls_ca_file = Env("CLMAE_TLS_CA");
+    ro.client.tls_cert_file = Env("CLMAE_TLS_CERT");
+    ro.client.tls_key_file = Env("CLMAE_TLS_KEY");
+    ro.job_id = absl::GetFlag(FLAGS_job_id);
+    ro.attempt = absl::GetFlag(FLAGS_attempt);
+    ro.rank = dist.rank;
+    ro.output_dir = options->output_dir;
+    auto created = clmae::CoordinatorReporter::Create(ro);
+    if (!created.ok()) return Fail(2, absl::StrCat("--coordinator: ", created.status().message()));
+    coordinator = std::move(*created);
+    observers.Add(coordinator.get());
+  }
+  auto trainer = clmae::Trainer::Create(*options, collectives->get(),
+                                        observers.empty() ? nullptr : &observers);
   if (!trainer.ok()) {
     const bool bad_input =
         absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
     return Fail(bad_input ? 2 : 1, std::string(trainer.status().message()));
   }
   if (auto status = (*trainer)->Run(); !status.ok()) return Fail(1, std::string(status.message()));
+  if (coordinator) {
+    // The coordinator must hear the result before this rank's exit 0 makes
+    // the job succeed; a coordinator out of reach does not undo the
+    // training (the outputs are on disk).
+    if (auto s = coordinator->Flush(); !s.ok()) {
+      std::fprintf(stderr, "clmae-train: could not report the end to the coordinator: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
   if (dist.rank == 0) std::printf("done: %s\n", options->output_dir.c_str());
   return 0;
 }
