@@ -13,6 +13,9 @@
 //      a GetJob answer; then every acknowledged job is looked for.
 // Prints a line per figure and a final JSON line. Figures, not pass/fail.
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -138,6 +141,27 @@ double GoalRatio(double measured, double goal, bool higher_is_better) {
   return higher_is_better ? measured / goal : goal / measured;
 }
 
+// Median milliseconds of a 4 KiB append + fdatasync in `dir`: the floor
+// under one durable commit on this disk.
+double FsyncMillis(const std::string& dir) {
+  const std::string path = dir + "/fsync-probe";
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  if (fd < 0) return NAN;
+  const std::string block(4096, 'x');
+  std::vector<double> ms;
+  for (int i = 0; i < 50; ++i) {
+    const int64_t start = NowNs();
+    if (write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()) ||
+        fdatasync(fd) != 0) {
+      break;
+    }
+    ms.push_back((NowNs() - start) * 1e-6);
+  }
+  close(fd);
+  unlink(path.c_str());
+  return Percentile(ms, 0.5);
+}
+
 std::string RandomToken() {
   std::random_device rd;
   return absl::StrFormat("%016x%016x", (uint64_t{rd()} << 32) | rd(),
@@ -175,6 +199,9 @@ int Run() {
   const std::string& log = process_options.log_path;
   std::printf("clmae-bench-coordinator: %s, data in %s, %u hardware threads\n",
               process_options.binary.c_str(), dir.c_str(), std::thread::hardware_concurrency());
+  const double fsync_ms = FsyncMillis(dir);
+  std::printf("disk: 4 KiB append + fdatasync takes %.2f ms (median of 50) in %s\n", fsync_ms,
+              dir.c_str());
 
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> coordinator =
       CoordinatorProcess::Start(process_options, absl::Seconds(60));
@@ -374,7 +401,7 @@ int Run() {
 
   std::printf(
       "{\"bench\":\"coordinator_load\",\"agents\":%d,\"gpus_per_agent\":%d,\"client_threads\":%d,"
-      "\"hardware_threads\":%u,\"attach_s\":%.3f,\"heartbeats_per_s\":%.0f,"
+      "\"hardware_threads\":%u,\"fsync_ms\":%.3f,\"attach_s\":%.3f,\"heartbeats_per_s\":%.0f,"
       "\"heartbeats_per_s_during_submit\":%.0f,\"submissions_placed\":%zu,"
       "\"durable_submissions_per_s_placed\":%.1f,\"submit_to_assign_p50_ms\":%.3f,"
       "\"submit_to_assign_p99_ms\":%.3f,\"submit_ack_p50_ms\":%.3f,\"submit_ack_p99_ms\":%.3f,"
@@ -384,9 +411,9 @@ int Run() {
       "\"recovery_port_file_s\":%.3f,\"recovery_serving_s\":%.3f,\"recovery_get_job_s\":%.3f,"
       "\"missing_jobs\":%lld,"
       "\"goal_submissions\":%.2f,\"goal_p99\":%.2f,\"goal_recovery\":%.2f}\n",
-      agents, gpus, threads, std::thread::hardware_concurrency(), attach_s, flood_rate, hb_rate,
-      placed.jobs.size(), placed.per_second(), place_p50, place_p99, Percentile(ack_ms, 0.5),
-      Percentile(ack_ms, 0.99), stored.jobs.size(), stored.per_second(),
+      agents, gpus, threads, std::thread::hardware_concurrency(), fsync_ms, attach_s, flood_rate,
+      hb_rate, placed.jobs.size(), placed.per_second(), place_p50, place_p99,
+      Percentile(ack_ms, 0.5), Percentile(ack_ms, 0.99), stored.jobs.size(), stored.per_second(),
       static_cast<long long>(placed.errors + stored.errors), unassigned, ready_workers,
       memory->rss_kib / 1024.0, memory->hwm_kib / 1024.0, static_cast<long long>(listed),
       static_cast<long long>(active), (*restarted)->ready().port_file, recover_s, recover_get_s,

@@ -147,9 +147,17 @@ absl::StatusOr<v1::JobEvent> JobStore::AppendEvent(const v1::Job& job, v1::JobSt
 
 absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
                                                absl::string_view request_id, absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(db_->Begin());
-  SqliteTransaction txn(db_.get());
+  SubmitOutcome outcome;
+  const std::function<absl::Status()> body = [&] {
+    mu_.AssertHeld();
+    return SubmitInTransaction(spec, request_id, now, outcome);
+  };
+  RETURN_IF_ERROR(Write(body));
+  return outcome;
+}
+
+absl::Status JobStore::SubmitInTransaction(const v1::JobSpec& spec, absl::string_view request_id,
+                                           absl::Time now, SubmitOutcome& outcome) {
   if (!request_id.empty()) {
     by_request_->Bind(1, request_id);
     absl::StatusOr<bool> found = by_request_->Step();
@@ -157,7 +165,6 @@ absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
     by_request_->Reset();
     if (!found.ok()) return found.status();
     if (*found) {
-      SubmitOutcome outcome;
       if (!outcome.job.ParseFromString(blob)) {
         return absl::DataLossError(
             absl::StrCat("job store: unreadable job for request id '", request_id, "'"));
@@ -167,10 +174,9 @@ absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
             "request id '", request_id, "' was already used for job ", outcome.job.id(),
             " with a different spec; use a new request id to submit another job"));
       }
-      return outcome;  // the transaction only read: rolling back is fine
+      return absl::OkStatus();  // only read: nothing to commit
     }
   }
-  SubmitOutcome outcome;
   outcome.created = true;
   v1::Job& job = outcome.job;
   ASSIGN_OR_RETURN(std::string id, NewJobId());
@@ -198,8 +204,56 @@ absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
     RETURN_IF_ERROR(insert_label_->Run());
   }
   ASSIGN_OR_RETURN(outcome.event, AppendEvent(job, v1::JOB_STATE_UNSPECIFIED, "submitted", now));
-  RETURN_IF_ERROR(txn.Commit());
-  return outcome;
+  return absl::OkStatus();
+}
+
+absl::Status JobStore::Write(const std::function<absl::Status()>& body) {
+  PendingWrite self{.body = &body, .status = absl::OkStatus()};
+  std::vector<PendingWrite*> batch;
+  {
+    absl::MutexLock lock(&batch_mu_);
+    batch_.push_back(&self);
+    // Either a commit in progress takes this write along with the next
+    // batch's leader, or this caller leads that batch.
+    const auto done_or_free = [&] {
+      batch_mu_.AssertReaderHeld();
+      return self.done || !committing_;
+    };
+    batch_mu_.Await(absl::Condition(&done_or_free));
+    if (self.done) return self.status;
+    committing_ = true;
+    batch.swap(batch_);  // holds `self`: only a leader takes writes, and marks them done
+  }
+  CommitBatch(batch);
+  absl::MutexLock lock(&batch_mu_);
+  for (PendingWrite* write : batch) write->done = true;
+  committing_ = false;
+  return self.status;
+}
+
+void JobStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
+  absl::MutexLock lock(&mu_);
+  const auto fail_all = [&](const absl::Status& status) {
+    for (PendingWrite* write : batch) {
+      if (write->status.ok()) write->status = status;
+    }
+  };
+  if (absl::Status begun = db_->Begin(); !begun.ok()) return fail_all(begun);
+  SqliteTransaction txn(db_.get());
+  for (PendingWrite* write : batch) {
+    // A savepoint per write: one that fails is undone without the others.
+    if (absl::Status saved = db_->Exec("SAVEPOINT write"); !saved.ok()) {
+      write->status = saved;
+      continue;
+    }
+    write->status = (*write->body)();
+    if (!write->status.ok()) db_->Exec("ROLLBACK TO write").IgnoreError();
+    db_->Exec("RELEASE write").IgnoreError();
+  }
+  if (absl::Status committed = txn.Commit(); !committed.ok()) {
+    db_->Rollback();
+    fail_all(committed);
+  }
 }
 
 absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
@@ -212,9 +266,18 @@ absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
 
 absl::StatusOr<v1::JobEvent> JobStore::Transition(const v1::Job& job, v1::JobState from,
                                                   absl::string_view message, absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(db_->Begin());
-  SqliteTransaction txn(db_.get());
+  v1::JobEvent event;
+  const std::function<absl::Status()> body = [&] {
+    mu_.AssertHeld();
+    return TransitionInTransaction(job, from, message, now, event);
+  };
+  RETURN_IF_ERROR(Write(body));
+  return event;
+}
+
+absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState from,
+                                               absl::string_view message, absl::Time now,
+                                               v1::JobEvent& event) {
   get_state_->Bind(1, job.id());
   absl::StatusOr<bool> found = get_state_->Step();
   const auto stored =
@@ -229,13 +292,19 @@ absl::StatusOr<v1::JobEvent> JobStore::Transition(const v1::Job& job, v1::JobSta
   RETURN_IF_ERROR(CheckTransition(from, job.state()));
   update_job_->Bind(1, int64_t{job.state()}).BindBlob(2, job.SerializeAsString()).Bind(3, job.id());
   RETURN_IF_ERROR(update_job_->Run());
-  ASSIGN_OR_RETURN(v1::JobEvent event, AppendEvent(job, from, message, now));
-  RETURN_IF_ERROR(txn.Commit());
-  return event;
+  ASSIGN_OR_RETURN(event, AppendEvent(job, from, message, now));
+  return absl::OkStatus();
 }
 
 absl::Status JobStore::Update(const v1::Job& job) {
-  absl::MutexLock lock(&mu_);
+  const std::function<absl::Status()> body = [&] {
+    mu_.AssertHeld();
+    return UpdateInTransaction(job);
+  };
+  return Write(body);
+}
+
+absl::Status JobStore::UpdateInTransaction(const v1::Job& job) {
   ASSIGN_OR_RETURN(auto stmt, db_->Prepare("UPDATE jobs SET job = ? WHERE id = ? AND state = ?"));
   stmt->BindBlob(1, job.SerializeAsString()).Bind(2, job.id()).Bind(3, int64_t{job.state()});
   RETURN_IF_ERROR(stmt->Run());

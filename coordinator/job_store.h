@@ -1,10 +1,17 @@
 #pragma once
 
 // The coordinator's durable state: jobs and their append-only event log in
-// one SQLite file (WAL, synchronous=FULL). Every write is one transaction
-// that has committed when the call returns, so whatever a caller acts on or
-// acknowledges survives a crash (ARCHITECTURE.md "Job lifecycle").
+// one SQLite file (WAL, synchronous=FULL). Every write has committed when the
+// call returns, so whatever a caller acts on or acknowledges survives a crash
+// (ARCHITECTURE.md "Job lifecycle").
+//
+// Group commit: writes from concurrent callers share one transaction, hence
+// one fsync. The first caller to find no commit in progress commits every
+// write queued so far, each in its own savepoint (a failing write is rolled
+// back alone); the others wait until the transaction holding theirs has
+// committed. One caller alone commits alone, as before.
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -46,7 +53,7 @@ struct JobPage {
   std::string next_page_token;  // empty on the last page
 };
 
-// Thread-safe: one connection behind a mutex.
+// Thread-safe: one connection behind a mutex; writes are group-committed.
 class JobStore {
  public:
   // The schema version this build writes. Migrations run in order on Open.
@@ -88,7 +95,27 @@ class JobStore {
   absl::StatusOr<std::vector<v1::JobEvent>> Events(absl::string_view job_id);
 
  private:
+  // One queued write: `body` runs under mu_ inside the batch's transaction.
+  struct PendingWrite {
+    const std::function<absl::Status()>* body;
+    absl::Status status;
+    bool done = false;
+  };
+
   explicit JobStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  // Runs `body` in a group-committed transaction and returns once that has
+  // committed: `body`'s status, or the commit's error (then nothing of it
+  // was stored).
+  absl::Status Write(const std::function<absl::Status()>& body) ABSL_LOCKS_EXCLUDED(mu_, batch_mu_);
+  void CommitBatch(const std::vector<PendingWrite*>& batch) ABSL_LOCKS_EXCLUDED(batch_mu_);
+  // The bodies of Submit, Transition and Update, inside a transaction.
+  absl::Status SubmitInTransaction(const v1::JobSpec& spec, absl::string_view request_id,
+                                   absl::Time now, SubmitOutcome& outcome)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status TransitionInTransaction(const v1::Job& job, v1::JobState from,
+                                       absl::string_view message, absl::Time now,
+                                       v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status UpdateInTransaction(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PrepareStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::string> NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -97,6 +124,11 @@ class JobStore {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<v1::Job>> ReadJobs(SqliteStatement& stmt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // Taken before mu_ is, never while holding it.
+  absl::Mutex batch_mu_;
+  std::vector<PendingWrite*> batch_ ABSL_GUARDED_BY(batch_mu_);  // waiting for a commit
+  bool committing_ ABSL_GUARDED_BY(batch_mu_) = false;
 
   absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);

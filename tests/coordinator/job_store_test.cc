@@ -10,8 +10,12 @@
 #include <cstdio>
 #include <filesystem>
 #include <set>
+#include <thread>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -124,6 +128,66 @@ TEST_F(JobStoreTest, TransitionIsCheckedAndAppendsAnEvent) {
   EXPECT_TRUE(store->Update(next).ok());
   next.set_state(v1::JOB_STATE_RUNNING);
   EXPECT_EQ(store->Update(next).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+// Concurrent writers share commits (group commit); each acknowledged write
+// is durable on its own and a refused write in the same transaction undoes
+// only itself.
+TEST_F(JobStoreTest, ConcurrentWritesAreEachDurableAndARefusedOneUndoesOnlyItself) {
+  auto store = OpenStore();
+  std::vector<v1::Job> base;
+  for (int i = 0; i < 8; ++i) base.push_back(store->Submit(Spec("base"), "", t0_)->job);
+  constexpr int kThreads = 16;
+  constexpr int kPerThread = 25;
+  absl::Mutex mu;
+  std::vector<std::string> acked;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const std::string request = absl::StrCat("t", t, "-", i);
+        auto outcome = store->Submit(Spec("c"), request, t0_);
+        // PENDING -> RUNNING is illegal: refused, whatever shares its commit.
+        v1::Job skip = base[t % base.size()];
+        skip.set_state(v1::JOB_STATE_RUNNING);
+        auto illegal = store->Transition(skip, v1::JOB_STATE_PENDING, "skip", t0_);
+        // The same request id with another spec is refused too.
+        auto reused = store->Submit(Spec("other"), request, t0_);
+        absl::MutexLock lock(&mu);
+        if (!outcome.ok() || !outcome->created) {
+          errors.push_back(absl::StrCat(request, ": ", outcome.status().ToString()));
+        } else {
+          acked.push_back(outcome->job.id());
+        }
+        if (illegal.status().code() != absl::StatusCode::kFailedPrecondition) {
+          errors.push_back(absl::StrCat("transition: ", illegal.status().ToString()));
+        }
+        if (reused.status().code() != absl::StatusCode::kAlreadyExists) {
+          errors.push_back(absl::StrCat("reused ", request, ": ", reused.status().ToString()));
+        }
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  EXPECT_THAT(errors, SizeIs(0)) << (errors.empty() ? "" : errors.front());
+  ASSERT_THAT(acked, SizeIs(kThreads * kPerThread));
+  EXPECT_THAT(std::set<std::string>(acked.begin(), acked.end()), SizeIs(acked.size()));
+
+  store.reset();
+  store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  for (const std::string& id : acked) {
+    auto job = store->Get(id);
+    ASSERT_TRUE(job.ok()) << id << ": " << job.status();
+    EXPECT_EQ(job->state(), v1::JOB_STATE_PENDING);
+    EXPECT_THAT(*store->Events(id), SizeIs(1));
+  }
+  for (const v1::Job& job : base) {
+    EXPECT_EQ(store->Get(job.id())->state(), v1::JOB_STATE_PENDING);
+    EXPECT_THAT(*store->Events(job.id()), SizeIs(1));
+  }
+  EXPECT_THAT(*store->LoadActive(), SizeIs(base.size() + acked.size()));
 }
 
 TEST_F(JobStoreTest, ListFiltersByStateAndLabelsInPages) {
