@@ -39,6 +39,11 @@ absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
 
 absl::Status Coordinator::Schedule(absl::Time now) {
   if (now < recovering_until_) return absl::OkStatus();
+  std::vector<NodeCapacity> nodes = registry_.Capacity();
+  // Only workers with a live stream can be told about an assignment.
+  std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
+  // Nothing free: no need to collect and sort every pending job.
+  if (nodes.empty()) return absl::OkStatus();
   std::vector<PendingJob> pending;
   for (const auto& [id, active] : jobs_) {
     if (active.job.state() != v1::JOB_STATE_PENDING) continue;
@@ -50,9 +55,6 @@ absl::Status Coordinator::Schedule(absl::Time now) {
                                  .device_kind = active.resources.device_kind});
   }
   if (pending.empty()) return absl::OkStatus();
-  std::vector<NodeCapacity> nodes = registry_.Capacity();
-  // Only workers with a live stream can be told about an assignment.
-  std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
   absl::Status first;
   for (const GangPlacement& placement : scheduler_.Schedule(std::move(pending), std::move(nodes))) {
     first.Update(Place(jobs_.at(placement.job_id), placement, now));

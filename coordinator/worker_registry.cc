@@ -181,6 +181,12 @@ std::vector<NodeCapacity> WorkerRegistry::Capacity() const {
   std::vector<NodeCapacity> nodes;
   for (const auto& [id, record] : workers_) {
     if (record.state != v1::WORKER_STATE_READY) continue;
+    // Occupy admits only existing devices and slots, so equal sizes mean
+    // full. Skipping those keeps a scheduling pass cheap on a busy cluster.
+    if (static_cast<int>(record.cuda.size()) >= record.registration.devices_size() &&
+        static_cast<int>(record.cpu.size()) >= record.registration.cpu_slots()) {
+      continue;
+    }
     NodeCapacity& node = nodes.emplace_back();
     node.worker_id = id;
     node.address = record.registration.address();

@@ -99,7 +99,8 @@ class WorkerRegistry {
   bool IsAlive(const std::string& worker_id) const;  // READY or DRAINING
   std::optional<std::string> Address(const std::string& worker_id) const;
 
-  // Free capacity of READY workers, by worker id.
+  // Free capacity of READY workers that have a free CUDA device or CPU slot
+  // (a full worker can take no rank), by worker id.
   std::vector<NodeCapacity> Capacity() const;
 
   // Every worker as the ListWorkers RPC shows it, by id.

@@ -89,6 +89,25 @@ TEST_F(WorkerRegistryTest, TracksFreeDevicesAndPorts) {
   EXPECT_THAT(registry_.Capacity()[0].free_cpu, ElementsAre(0, 1));
 }
 
+TEST_F(WorkerRegistryTest, FullWorkersOfferNoCapacityUntilADeviceIsFreed) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 2), t0_).ok());
+  ASSERT_TRUE(registry_.Register(Gpus("b", 1), t0_).ok());
+  const TaskKey r0{"job-1", 1, 0}, r1{"job-1", 1, 1};
+  ASSERT_TRUE(registry_.Occupy(r0, "a", "cuda", 0, 29500).ok());
+  ASSERT_TRUE(registry_.Occupy(r1, "a", "cuda", 1).ok());
+  std::vector<NodeCapacity> capacity = registry_.Capacity();
+  ASSERT_EQ(capacity.size(), 1u);
+  EXPECT_EQ(capacity[0].worker_id, "b");
+  EXPECT_EQ(registry_.Get("a")->free_devices(), 0);  // still listed as a worker
+
+  EXPECT_TRUE(registry_.Release("a", r1));
+  capacity = registry_.Capacity();
+  ASSERT_EQ(capacity.size(), 2u);
+  EXPECT_EQ(capacity[0].worker_id, "a");
+  EXPECT_THAT(capacity[0].free_cuda, ElementsAre(1));
+  EXPECT_THAT(capacity[0].used_ports, ElementsAre(29500));
+}
+
 TEST_F(WorkerRegistryTest, DrainingAndLostWorkersOfferNoCapacity) {
   ASSERT_TRUE(registry_.Register(Gpus("a", 1), t0_).ok());
   ASSERT_TRUE(registry_.Register(Gpus("b", 1), t0_).ok());
