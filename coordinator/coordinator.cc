@@ -47,6 +47,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     a.order = c.next_order_++;
     a.running_since = now;
     a.job = std::move(job);
+    c.IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
     if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
       // Every rank is unknown until its agent re-attaches and lists it.
       a.ranks.resize(a.job.placement().ranks_size());
@@ -82,6 +83,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec,
       a.job = outcome.job;
       a.resources = resources;
       a.order = next_order_++;
+      IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
       v1::JobUpdate update;
       update.set_job_id(a.job.id());
       *update.mutable_event() = outcome.event;

@@ -13,7 +13,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -140,7 +142,25 @@ class Coordinator {
     absl::Time running_since;
   };
 
+  // A PENDING job's place in its device kind's queue, in GangScheduler's
+  // order: priority descending, then submit time and order ascending.
+  struct PendingKey {
+    int priority = 0;
+    absl::Time submit_time;
+    int64_t order = 0;  // unique per job
+    std::string job_id;
+    friend bool operator<(const PendingKey& a, const PendingKey& b) {
+      if (a.priority != b.priority) return a.priority > b.priority;
+      if (a.submit_time != b.submit_time) return a.submit_time < b.submit_time;
+      return a.order < b.order;
+    }
+  };
+
   Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store);
+
+  // Keeps pending_ in step with a job's state moving from `from` to `to`.
+  void IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // coordinator_jobs.cc: transitions, scheduling and failure handling.
   absl::Status Commit(ActiveJob& active, const v1::Job& next, const std::string& message,
@@ -177,6 +197,9 @@ class Coordinator {
   WorkerRegistry registry_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, ActiveJob> jobs_ ABSL_GUARDED_BY(mu_);  // non-terminal
   std::vector<std::string> reap_ ABSL_GUARDED_BY(mu_);                     // became terminal
+  // The PENDING jobs by device kind, in scheduling order, so a pass looks
+  // only at the head of each queue instead of sorting every pending job.
+  std::map<std::string, std::set<PendingKey>> pending_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<AgentSink>> sinks_ ABSL_GUARDED_BY(mu_);
   struct WatchEntry {
     std::string job_id;  // empty: every job

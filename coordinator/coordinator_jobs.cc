@@ -28,7 +28,9 @@ absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
   }
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
   ASSIGN_OR_RETURN(v1::JobEvent event, store_->Transition(next, active.job.state(), message, now));
+  const v1::JobState from = active.job.state();
   active.job = std::move(next);
+  IndexPending(active, from, active.job.state());
   if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
   v1::JobUpdate update;
   update.set_job_id(active.job.id());
@@ -37,26 +39,47 @@ absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
   return absl::OkStatus();
 }
 
+void Coordinator::IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to) {
+  if ((from == v1::JOB_STATE_PENDING) == (to == v1::JOB_STATE_PENDING)) return;
+  const PendingKey key{.priority = active.resources.priority,
+                       .submit_time = FromProtoTime(active.job.submit_time()),
+                       .order = active.order,
+                       .job_id = active.job.id()};
+  std::set<PendingKey>& queue = pending_[active.resources.device_kind];
+  if (to == v1::JOB_STATE_PENDING) {
+    queue.insert(key);
+  } else {
+    queue.erase(key);
+  }
+}
+
 absl::Status Coordinator::Schedule(absl::Time now) {
   if (now < recovering_until_) return absl::OkStatus();
   std::vector<NodeCapacity> nodes = registry_.Capacity();
   // Only workers with a live stream can be told about an assignment.
   std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
-  // Nothing free: no need to collect and sort every pending job.
   if (nodes.empty()) return absl::OkStatus();
-  std::vector<PendingJob> pending;
-  for (const auto& [id, active] : jobs_) {
-    if (active.job.state() != v1::JOB_STATE_PENDING) continue;
-    pending.push_back(PendingJob{.job_id = id,
-                                 .priority = active.resources.priority,
-                                 .submit_time = FromProtoTime(active.job.submit_time()),
-                                 .order = active.order,
-                                 .world_size = active.resources.world_size,
-                                 .device_kind = active.resources.device_kind});
+  // GangScheduler::Schedule's rules (strict order per device kind, no
+  // backfill), walking each queue only up to its first job that does not
+  // fit: a pass costs what it places, not the length of the queue.
+  std::vector<GangPlacement> placements;
+  for (const auto& [kind, queue] : pending_) {
+    for (const PendingKey& key : queue) {
+      const ActiveJob& active = jobs_.at(key.job_id);
+      const PendingJob job{.job_id = key.job_id,
+                           .priority = key.priority,
+                           .submit_time = key.submit_time,
+                           .order = key.order,
+                           .world_size = active.resources.world_size,
+                           .device_kind = kind};
+      GangPlacement placement;
+      if (!scheduler_.PlaceOne(job, nodes, placement)) break;
+      placements.push_back(std::move(placement));
+    }
   }
-  if (pending.empty()) return absl::OkStatus();
+  // Placing changes the queues, so only after the walk.
   absl::Status first;
-  for (const GangPlacement& placement : scheduler_.Schedule(std::move(pending), std::move(nodes))) {
+  for (const GangPlacement& placement : placements) {
     first.Update(Place(jobs_.at(placement.job_id), placement, now));
   }
   return first;

@@ -123,6 +123,19 @@ TEST_F(CoordinatorTest, HigherPriorityIsPlacedFirst) {
   EXPECT_EQ(State(low), v1::JOB_STATE_SCHEDULED);  // the freed slot goes to it
 }
 
+TEST_F(CoordinatorTest, AJobThatDoesNotFitHoldsItsQueueUntilCancelled) {
+  auto a = Attach("a", 2);
+  const std::string big = Submit(CpuSpec("big", 3));
+  const std::string small = Submit(CpuSpec("small", 1));
+  // Strict order: the small job does not pass the big one.
+  EXPECT_EQ(State(small), v1::JOB_STATE_PENDING);
+  ASSERT_TRUE(coordinator_->Cancel(big, "too big").ok());
+  EXPECT_EQ(State(big), v1::JOB_STATE_CANCELLED);
+  Pass(absl::Seconds(1), {"a"});  // the next pass
+  EXPECT_EQ(State(small), v1::JOB_STATE_SCHEDULED);
+  EXPECT_THAT(a->Assigns(), SizeIs(1));
+}
+
 TEST_F(CoordinatorTest, FailedRankRestartsTheGangUntilRestartsRunOut) {
   auto a = Attach("a", 2);
   const std::string id = Submit(CpuSpec("flaky", 2, /*max_restarts=*/1));
