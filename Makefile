@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 DEMO_CONFIG ?= examples/tiny-fashion-mnist.yaml
 
-.PHONY: all deps build test test-engine demo bench format format-check sanitize engine-only clean
+.PHONY: all deps build test test-engine demo bench bench-coordinator format format-check sanitize engine-only clean
 
 all: build
 
@@ -32,6 +32,13 @@ demo: build
 bench: build
 	scripts/bench-engine.sh $(BUILD_DIR)
 	$(BUILD_DIR)/bench/clmae-bench-dist --threads 1 --bucket-mb 1
+
+# Control-plane load (issue 4): 1,000 simulated agents x 8 GPUs and a stream
+# of submissions against a real clmae-coordinator over loopback; kill -9 and
+# recovery of the stored jobs. Figures, not pass/fail (docs/benchmarks.md).
+bench-coordinator: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-coordinator clmae-coordinator
+	$(BUILD_DIR)/bench/clmae-bench-coordinator
 
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
