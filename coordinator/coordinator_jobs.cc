@@ -1,6 +1,7 @@
 // Coordinator: the job lifecycle (transitions, placement, failure handling,
 // restarts) and the periodic tick.
 
+#include <algorithm>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -55,6 +56,11 @@ void Coordinator::IndexPending(const ActiveJob& active, v1::JobState from, v1::J
 
 absl::Status Coordinator::Schedule(absl::Time now) {
   if (now < recovering_until_) return absl::OkStatus();
+  // Most passes (a rank exited, a tick) find nothing waiting.
+  if (std::all_of(pending_.begin(), pending_.end(),
+                  [](const auto& kind) { return kind.second.empty(); })) {
+    return absl::OkStatus();
+  }
   std::vector<NodeCapacity> nodes = registry_.Capacity();
   // Only workers with a live stream can be told about an assignment.
   std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
