@@ -5,7 +5,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
-DEMO_CONFIG ?= examples/tiny-fashion-mnist.yaml
+DEMO_SPEC ?= examples/demo-fashion-mnist.yaml
 
 .PHONY: all deps build test test-engine demo bench bench-coordinator format format-check sanitize engine-only clean
 
@@ -24,9 +24,10 @@ build: deps $(BUILD_DIR)/build.ninja
 test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
-# The main job on the embedded defaults: the tiny preset on Fashion-MNIST.
+# The main job on the embedded defaults: a local coordinator and two CPU
+# agents train the tiny CL-MAE on Fashion-MNIST as a 2-rank job.
 demo: build
-	$(BUILD_DIR)/worker/train/clmae-train --config $(DEMO_CONFIG)
+	scripts/demo.sh $(BUILD_DIR) $(DEMO_SPEC)
 
 # Engine benchmark: clmae vs the same step in PyTorch eager, same run.
 bench: build

@@ -1,5 +1,7 @@
 #include "services/grpc_client.h"
 
+#include <algorithm>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
@@ -31,6 +33,10 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeClientChannel(const ClientOpt
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
   args.SetMaxSendMessageSize(options.max_message_bytes);
+  const int backoff = std::max(options.max_reconnect_backoff_ms, 100);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, std::min(backoff, 500));
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, std::min(backoff, 500));
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, backoff);
 
   std::shared_ptr<grpc::ChannelCredentials> credentials;
   if (options.tls_ca_file.empty()) {

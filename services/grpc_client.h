@@ -30,6 +30,10 @@ struct ClientOptions {
   // connecting by IP to a server whose certificate names a host).
   std::string tls_server_name;
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // Upper bound of gRPC's own reconnect backoff (its default is 120 s): a
+  // restarted coordinator is found again within about this long, inside
+  // its recovery lease.
+  int max_reconnect_backoff_ms = 2000;
 };
 
 // Builds a channel (it connects lazily). INVALID_ARGUMENT for an empty
