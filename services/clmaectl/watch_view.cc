@@ -93,7 +93,13 @@ void WatchView::Apply(const v1::JobUpdate& update) {
   } else if (!notice.empty()) {
     out_ << notice << '\n' << std::flush;
   } else {
-    out_ << WatchLine(job, id_width_) << '\n' << std::flush;
+    // Keep-alive reports repeat the same progress: print a line only when
+    // it says something new.
+    std::string line = WatchLine(job, id_width_);
+    std::string& last = last_line_[job.id()];
+    if (line == last) return;
+    last = line;
+    out_ << line << '\n' << std::flush;
   }
 }
 

@@ -6,6 +6,7 @@
 // anything else (a pipe, a file, a CI log) every update prints one line.
 // Not thread-safe: the caller serialises Apply.
 
+#include <map>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -44,7 +45,8 @@ class WatchView {
   std::ostream& out_;
   const bool tty_;
   const int terminal_width_;
-  std::vector<v1::Job> jobs_;  // in the order first seen
+  std::vector<v1::Job> jobs_;                     // in the order first seen
+  std::map<std::string, std::string> last_line_;  // per job, off a terminal
   int id_width_ = 0;
   int drawn_lines_ = 0;
 };
