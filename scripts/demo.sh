@@ -82,7 +82,7 @@ python3 - "$demo/job.json" <<'PY'
 import json, sys
 job = json.load(open(sys.argv[1]))
 metrics = job.get("result", {}).get("metrics", {})
-print(f"job {job['id']}: {job['state']} after {job.get('attempt', 1)} attempt(s)")
+print(f"job {job['id']}: {job['state'].removeprefix('JOB_STATE_')} after {job.get('attempt', 1)} attempt(s)")
 if "knn_top1" in metrics:
     print(f"k-NN top-1 of the encoder on Fashion-MNIST: {100 * metrics['knn_top1']:.1f}%")
 print("outputs:", job.get("result", {}).get("output_dir", "runs/demo/job"))
