@@ -17,6 +17,8 @@
 
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,9 +31,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <torch/cuda.h>
-#include <torch/torch.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
@@ -117,7 +116,8 @@ std::vector<Bandwidth> MeasureBandwidth(const Args& args) {
     std::vector<double> seconds(args.world, 0);
     const int iters = mb >= 50 ? 5 : 10;
     RunRanks(args, args.world, [&](int r, Collectives& c) {
-      auto p = torch::zeros({numel}, torch::TensorOptions(torch::Device(args.device))).requires_grad_(true);
+      auto p = torch::zeros({numel}, torch::TensorOptions(torch::Device(args.device)))
+                   .requires_grad_(true);
       GradientAveragerOptions ao;
       ao.bucket_bytes = numel * 4;
       ao.overlap = false;
@@ -167,13 +167,15 @@ StepFigures MeasureSteps(const Args& args, const ModelConfig& config, int world,
     auto masker_opt = MakeAdamW(*masker, {});
     SetLearningRate(*mae_opt, 1e-4);
     SetLearningRate(*masker_opt, 1e-4);
-    if (!c.Broadcast(mae->parameters()).ok() || !c.Broadcast(masker->parameters()).ok()) return false;
+    if (!c.Broadcast(mae->parameters()).ok() || !c.Broadcast(masker->parameters()).ok())
+      return false;
     StepOptions so;
     so.bf16 = args.bf16;
     so.averaging.bucket_bytes = static_cast<int64_t>(args.bucket_mb * 1e6);
     so.averaging.overlap = overlap;
     TwoPhaseStep step(mae, masker, mae_opt.get(), masker_opt.get(), &c, so);
-    auto imgs = torch::randn({args.batch, config.in_chans, config.img_size, config.img_size}).to(device);
+    auto imgs =
+        torch::randn({args.batch, config.in_chans, config.img_size, config.img_size}).to(device);
     double secs = 0, w = 0;
     for (int i = 0; i < args.warmup + args.steps; ++i) {
       if (i == args.warmup && !c.Barrier().ok()) return false;
@@ -248,12 +250,18 @@ int main(int argc, char** argv) {
     } else {
       int n;
       if (!absl::SimpleAtoi(v, &n) || n < 0) return Usage(v);
-      if (a == "--batch") args.batch = n;
-      else if (a == "--steps") args.steps = std::max(n, 1);
-      else if (a == "--warmup") args.warmup = n;
-      else if (a == "--world") args.world = std::max(n, 1);
-      else if (a == "--threads") args.threads = n;
-      else return Usage(a.c_str());
+      if (a == "--batch")
+        args.batch = n;
+      else if (a == "--steps")
+        args.steps = std::max(n, 1);
+      else if (a == "--warmup")
+        args.warmup = n;
+      else if (a == "--world")
+        args.world = std::max(n, 1);
+      else if (a == "--threads")
+        args.threads = n;
+      else
+        return Usage(a.c_str());
     }
   }
   auto config = ModelPreset(args.preset);
@@ -263,40 +271,46 @@ int main(int argc, char** argv) {
   }
   if (args.threads > 0) torch::set_num_threads(args.threads);
   const char* backend = args.device == "cpu" ? "Gloo" : "NCCL";
-  std::printf("clmae-bench-dist: %s, %d rank(s) as threads, %d intra-op thread(s) each, device %s\n",
-              backend, args.world, torch::get_num_threads(), args.device.c_str());
+  std::printf(
+      "clmae-bench-dist: %s, %d rank(s) as threads, %d intra-op thread(s) each, device %s\n",
+      backend, args.world, torch::get_num_threads(), args.device.c_str());
 
   std::printf("\ngradient averaging of one flat buffer (copy in, all-reduce, copy back):\n");
   auto bw = MeasureBandwidth(args);
   for (const auto& b : bw) {
-    std::printf("  %7.1f MB  %9.2f ms  algbw %6.2f GB/s  busbw %6.2f GB/s\n", b.mb, b.ms, b.algbw, b.busbw);
+    std::printf("  %7.1f MB  %9.2f ms  algbw %6.2f GB/s  busbw %6.2f GB/s\n", b.mb, b.ms, b.algbw,
+                b.busbw);
   }
 
-  std::printf("\nCL-MAE iteration, preset %s, batch %d per rank, bucket %.0f MB:\n", args.preset.c_str(),
-              args.batch, args.bucket_mb);
+  std::printf("\nCL-MAE iteration, preset %s, batch %d per rank, bucket %.0f MB:\n",
+              args.preset.c_str(), args.batch, args.bucket_mb);
   const auto one = MeasureSteps(args, *config, 0, true);
   const auto overlap = MeasureSteps(args, *config, args.world, true);
   const auto serial = MeasureSteps(args, *config, args.world, false);
   auto line = [](const char* name, const StepFigures& f) {
-    std::printf("  %-34s %8.1f img/s  step %8.1f ms  comm wait %7.2f ms (%4.1f%% of the step)\n", name,
-                f.images_per_second, f.step_ms, f.comm_wait_ms, 100 * f.comm_wait_ms / f.step_ms);
+    std::printf("  %-34s %8.1f img/s  step %8.1f ms  comm wait %7.2f ms (%4.1f%% of the step)\n",
+                name, f.images_per_second, f.step_ms, f.comm_wait_ms,
+                100 * f.comm_wait_ms / f.step_ms);
   };
   line("1 rank (no process group)", one);
   line(absl::StrFormat("%d ranks, buckets overlapped", args.world).c_str(), overlap);
   line(absl::StrFormat("%d ranks, all-reduce after backward", args.world).c_str(), serial);
   const double efficiency = overlap.images_per_second / (args.world * one.images_per_second);
-  std::printf("  scaling efficiency %d ranks vs 1: %.1f%% (overlap), %.1f%% (no overlap)\n", args.world,
-              100 * efficiency, 100 * serial.images_per_second / (args.world * one.images_per_second));
+  std::printf("  scaling efficiency %d ranks vs 1: %.1f%% (overlap), %.1f%% (no overlap)\n",
+              args.world, 100 * efficiency,
+              100 * serial.images_per_second / (args.world * one.images_per_second));
 
-  std::printf("{\"backend\":\"%s\",\"world\":%d,\"preset\":\"%s\",\"batch\":%d,\"one_rank_ips\":%.3f,"
-              "\"overlap_ips\":%.3f,\"serial_ips\":%.3f,\"overlap_wait_share\":%.4f,\"serial_wait_share\":%.4f,"
-              "\"scaling_efficiency\":%.4f,\"bandwidth\":[",
-              backend, args.world, args.preset.c_str(), args.batch, one.images_per_second,
-              overlap.images_per_second, serial.images_per_second, overlap.comm_wait_ms / overlap.step_ms,
-              serial.comm_wait_ms / serial.step_ms, efficiency);
+  std::printf(
+      "{\"backend\":\"%s\",\"world\":%d,\"preset\":\"%s\",\"batch\":%d,\"one_rank_ips\":%.3f,"
+      "\"overlap_ips\":%.3f,\"serial_ips\":%.3f,\"overlap_wait_share\":%.4f,\"serial_wait_share\":%"
+      ".4f,"
+      "\"scaling_efficiency\":%.4f,\"bandwidth\":[",
+      backend, args.world, args.preset.c_str(), args.batch, one.images_per_second,
+      overlap.images_per_second, serial.images_per_second, overlap.comm_wait_ms / overlap.step_ms,
+      serial.comm_wait_ms / serial.step_ms, efficiency);
   for (size_t i = 0; i < bw.size(); ++i) {
-    std::printf("%s{\"mb\":%.1f,\"ms\":%.3f,\"algbw_gbs\":%.3f,\"busbw_gbs\":%.3f}", i ? "," : "", bw[i].mb,
-                bw[i].ms, bw[i].algbw, bw[i].busbw);
+    std::printf("%s{\"mb\":%.1f,\"ms\":%.3f,\"algbw_gbs\":%.3f,\"busbw_gbs\":%.3f}", i ? "," : "",
+                bw[i].mb, bw[i].ms, bw[i].algbw, bw[i].busbw);
   }
   std::printf("]}\n");
   return 0;
