@@ -70,7 +70,7 @@ class Service:
             "coordinator",
             [os.path.join(self.build, "services/clmae-coordinator"), "--listen", self.address,
              "--data_dir", os.path.join(self.work, "state"), "--heartbeat_interval", "1s",
-             "--lease", "4s", "--hang_timeout", "2m", "--cancel_grace", "5s",
+             "--lease", "8s", "--hang_timeout", "2m", "--cancel_grace", "5s",
              "--shutdown_grace", "2s"],
             {"CLMAE_CLIENT_TOKEN": CLIENT_TOKEN, "CLMAE_WORKER_TOKEN": WORKER_TOKEN})
         deadline = time.monotonic() + 30
