@@ -32,7 +32,7 @@ demo: build
 # Engine benchmark: clmae vs the same step in PyTorch eager, same run.
 bench: build
 	scripts/bench-engine.sh $(BUILD_DIR)
-	$(BUILD_DIR)/bench/clmae-bench-dist --threads 1 --bucket-mb 1
+	$(BUILD_DIR)/bench/clmae-bench-dist --threads 1
 
 # Control-plane load (issue 4): 1,000 simulated agents x 8 GPUs and a stream
 # of submissions against a real clmae-coordinator over loopback; kill -9 and
