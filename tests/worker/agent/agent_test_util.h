@@ -1,7 +1,7 @@
 #pragma once
 
-// Helpers for the agent tests: a temporary folder, file reading, waiting for
-// a condition, and checking that a process is gone.
+// Helpers for the agent tests: shell-script trainers, waiting for a
+// condition, and checking that a process is gone (plus the process tests' own).
 
 #include <errno.h>
 #include <signal.h>
@@ -18,35 +18,13 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "tests/worker/process/process_test_util.h"
 
 namespace clmae::agent_testing {
 
-// A fresh folder under $TMPDIR (or /tmp), removed on destruction.
-class AgentTempDir {
- public:
-  AgentTempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/clmae_agent_XXXXXX";
-    char* made = mkdtemp(pattern.data());
-    if (made != nullptr) path_ = made;
-  }
-  ~AgentTempDir() {
-    std::error_code ignored;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-  std::string File(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-inline std::string ReadFileOrEmpty(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
+// The process tests' temporary folder and file reading serve here too.
+using AgentTempDir = ::clmae::testing::TempDir;
+using ::clmae::testing::ReadFileOrEmpty;
 
 // Writes an executable shell script.
 inline void WriteScript(const std::string& path, const std::string& body) {

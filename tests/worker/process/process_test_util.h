@@ -25,7 +25,7 @@ class TempDir {
  public:
   TempDir() {
     const char* base = getenv("TMPDIR");
-    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/clmae_process_XXXXXX";
+    std::string pattern = std::string(base != nullptr ? base : "/tmp") + "/clmae_test_XXXXXX";
     char* made = mkdtemp(pattern.data());
     if (made != nullptr) path_ = made;
   }

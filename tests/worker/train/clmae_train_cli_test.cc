@@ -10,26 +10,14 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/worker/train/run_command.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result RunCommand(const std::string& command) {
-  const std::string cmd = command + " 2>&1";
-  Result r{-1, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = clmae::train_testing::CommandResult;
+using clmae::train_testing::RunCommand;
 
 Result RunTrain(const std::string& args) { return RunCommand(std::string(CLMAE_TRAIN_BINARY) + " " + args); }
 

@@ -4,6 +4,8 @@
 // rank that dies makes the other fail within the collective timeout.
 
 #include <gtest/gtest.h>
+
+#include "tests/worker/train/run_command.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
@@ -26,21 +28,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int exit_code;
-  std::string output;
-};
-
-Result RunCommand(const std::string& command) {
-  Result r{-1, ""};
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = train_testing::CommandResult;
+using train_testing::RunCommand;
 
 std::string ReadFile(const fs::path& p) {
   std::ifstream in(p);
