@@ -54,7 +54,8 @@ optimizer: {lr: 1e-3, min_lr: 1e-3, warmup_epochs: 0, weight_decay: 0, beta1: 0,
             clip_grad: 0, accum_iter: 1}
 data: {kind: IMAGE_FOLDER, path: /d, crop_scale_min: 1, mean: [0.5], std: [0.5],
        num_workers: 0, prefetch: 64}
-train: {epochs: 1, batch_size: 65536, device: "cuda:15", precision: BF16, log_every: 1}
+train: {epochs: 1, batch_size: 65536, device: "cuda:15", precision: BF16, log_every: 1,
+       bucket_mb: 4096, collective_timeout_s: 86400}
 eval: {enabled: true, kind: SYNTHETIC, knn_k: 1, train_limit: 1, probe_epochs: 0}
 output: {checkpoint_every: 0, keep_checkpoints: 1, preview_images: 16}
 resources: {world_size: 4096, device_kind: cuda, max_restarts: 100, priority: -1000}
@@ -258,6 +259,10 @@ const BadSpec kBadSpecs[] = {
     {"ThreadsNegative", "train: {threads: -1}", "train.threads", "got -1"},
     {"ThreadsTooMany", "train: {threads: 2000}", "train.threads", "[0, 1024]"},
     {"LogEveryZero", "train: {log_every: 0}", "train.log_every", "at least 1, got 0"},
+    {"BucketZero", "train: {bucket_mb: 0}", "train.bucket_mb", "got 0"},
+    {"BucketTooLarge", "train: {bucket_mb: 5000}", "train.bucket_mb", "got 5000"},
+    {"CollectiveTimeoutZero", "train: {collective_timeout_s: 0}", "train.collective_timeout_s",
+     "got 0"},
     // eval
     {"KnnKZero", "eval: {knn_k: 0}", "eval.knn_k", "got 0"},
     {"KnnKAboveTrainLimit", "eval: {knn_k: 20, train_limit: 10}", "eval.knn_k",

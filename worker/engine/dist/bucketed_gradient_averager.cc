@@ -182,7 +182,6 @@ void BucketedGradientAverager::Launch(int index) {
   opts.reduceOp = c10d::ReduceOp::SUM;
   opts.timeout = std::chrono::milliseconds(absl::ToInt64Milliseconds(timeout_));
   b.work = backend_->allreduce(tensors, opts);
-  b.launched = true;
 }
 
 std::string BucketedGradientAverager::Describe(int bucket) const {
@@ -225,7 +224,6 @@ absl::Status BucketedGradientAverager::Finish() {
   // Ready for the next step.
   for (Bucket& bucket : buckets_) {
     bucket.pending = static_cast<int>(bucket.members.size());
-    bucket.launched = false;
   }
   std::fill(ready_.begin(), ready_.end(), false);
   next_launch_ = 0;

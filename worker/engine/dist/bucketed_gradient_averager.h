@@ -9,6 +9,7 @@
 // same collectives in the same sequence (NCCL requires it).
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,7 +50,6 @@ class BucketedGradientAverager final : public GradientAverager {
     std::vector<int64_t> offsets;  // element offset of each member in `flat`
     torch::Tensor flat;
     int pending = 0;  // members whose gradient has not arrived
-    bool launched = false;
     c10::intrusive_ptr<c10d::Work> work;
   };
 

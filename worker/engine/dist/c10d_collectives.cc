@@ -62,7 +62,7 @@ class C10dCollectives final : public Collectives {
             backend_->broadcast(flat, opts)->wait(Millis(options_.timeout));
             int64_t offset = 0;
             for (auto& t : members) {
-              const_cast<torch::Tensor&>(t).copy_(
+              t.copy_(
                   flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
               offset += t.numel();
             }
