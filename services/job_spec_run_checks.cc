@@ -174,6 +174,7 @@ absl::Status CheckOutput(const v1::OutputSpec& o) {
   RETURN_IF_ERROR(IntInRange(
       "output.keep_checkpoints",
       Or(o.has_keep_checkpoints(), o.keep_checkpoints(), defaults::kKeepCheckpoints), 1, 1000));
+  RETURN_IF_ERROR(IntInRange("output.keep_every", o.keep_every(), 0));
   RETURN_IF_ERROR(IntInRange("output.preview_every", o.preview_every(), 0));
   return IntInRange("output.preview_images",
                     Or(o.has_preview_images(), o.preview_images(), defaults::kPreviewImages), 1,

@@ -282,6 +282,7 @@ const BadSpec kBadSpecs[] = {
     {"CheckpointEveryNegative", "output: {checkpoint_every: -1}", "output.checkpoint_every",
      "got -1"},
     {"KeepCheckpointsZero", "output: {keep_checkpoints: 0}", "output.keep_checkpoints", "got 0"},
+    {"KeepEveryNegative", "output: {keep_every: -5}", "output.keep_every", "got -5"},
     {"PreviewEveryNegative", "output: {preview_every: -1}", "output.preview_every", "got -1"},
     {"PreviewImagesZero", "output: {preview_images: 0}", "output.preview_images", "[1, 16], got 0"},
     {"PreviewImagesTooMany", "output: {preview_images: 17}", "output.preview_images", "got 17"},

@@ -28,6 +28,15 @@ class ObserverFanout final : public TrainObserver {
   void OnCheckpoint(const std::string& path, int64_t step) override {
     for (auto* o : observers_) o->OnCheckpoint(path, step);
   }
+  void OnExport(const std::string& kind, const std::string& path, int64_t step) override {
+    for (auto* o : observers_) o->OnExport(kind, path, step);
+  }
+  // False when any observer still needs the file.
+  bool MayDeleteCheckpoint(const std::string& path) override {
+    bool may = true;
+    for (auto* o : observers_) may = o->MayDeleteCheckpoint(path) && may;
+    return may;
+  }
   void OnEvaluation(const EvalResult& result) override {
     for (auto* o : observers_) o->OnEvaluation(result);
   }

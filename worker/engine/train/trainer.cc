@@ -291,6 +291,7 @@ absl::Status Trainer::State::SaveCheckpoint(int64_t step) {
   observer->OnCheckpoint(path, step);
   auto all = ListCheckpoints(options.output_dir);
   for (size_t i = 0; i + options.keep_checkpoints < all.size(); ++i) {
+    if (!observer->MayDeleteCheckpoint(all[i].string())) continue;
     std::error_code ec;
     fs::remove(all[i], ec);
   }
@@ -306,7 +307,9 @@ absl::Status Trainer::State::WritePreviewAt(int64_t step) {
   p.seed = options.step.seed;
   const auto path =
       (fs::path(options.output_dir) / "previews" / absl::StrFormat("step-%09d.png", step)).string();
-  return WritePreview(path, mae, masker, preview_images, p);
+  RETURN_IF_ERROR(WritePreview(path, mae, masker, preview_images, p));
+  observer->OnExport("preview", path, step);
+  return absl::OkStatus();
 }
 
 void Trainer::State::LogJson(const StepReport& r) {
@@ -341,12 +344,13 @@ absl::Status Trainer::State::Finish() {
   if (is_rank0() && options.export_safetensors) {
     const std::map<std::string, std::string> meta = {
         {"format", "pt"}, {"producer", "clmae"}, {"step", std::to_string(position.step)}};
+    const auto weights = (fs::path(options.output_dir) / "weights.safetensors").string();
+    RETURN_IF_ERROR(WriteSafetensors(weights, NamedWeights(mae, masker, WeightSet::kAll), meta));
+    observer->OnExport("weights", weights, position.step);
+    const auto encoder = (fs::path(options.output_dir) / "encoder.safetensors").string();
     RETURN_IF_ERROR(
-        WriteSafetensors((fs::path(options.output_dir) / "weights.safetensors").string(),
-                         NamedWeights(mae, masker, WeightSet::kAll), meta));
-    RETURN_IF_ERROR(
-        WriteSafetensors((fs::path(options.output_dir) / "encoder.safetensors").string(),
-                         NamedWeights(mae, masker, WeightSet::kEncoder), meta));
+        WriteSafetensors(encoder, NamedWeights(mae, masker, WeightSet::kEncoder), meta));
+    observer->OnExport("encoder", encoder, position.step);
   }
   if (is_rank0() && options.eval_enabled) {
     ASSIGN_OR_RETURN(auto train, OpenLimited(options.eval_train, 0));

@@ -82,7 +82,16 @@ class TrainObserver {
   virtual ~TrainObserver() = default;
   virtual void OnStart(int64_t /*start_step*/, int64_t /*total_steps*/) {}
   virtual void OnStep(const StepReport& /*report*/) {}
+  // Rank 0 wrote a full checkpoint (atomically; the file is complete).
   virtual void OnCheckpoint(const std::string& /*path*/, int64_t /*step*/) {}
+  // Rank 0 wrote another output file: `kind` is "weights" or "encoder" (the
+  // safetensors exports) or "preview" (a preview PNG).
+  virtual void OnExport(const std::string& /*kind*/, const std::string& /*path*/,
+                        int64_t /*step*/) {}
+  // Local retention asks before it deletes an older checkpoint; an observer
+  // that still needs the file (an upload not yet confirmed) returns false,
+  // and retention asks again after the next checkpoint.
+  virtual bool MayDeleteCheckpoint(const std::string& /*path*/) { return true; }
   virtual void OnEvaluation(const EvalResult& /*result*/) {}
   virtual void OnMessage(const std::string& /*line*/) {}
   // The run moves to another phase: "finish" once the last iteration is

@@ -1,0 +1,3 @@
+#pragma once
+
+// Client side of checkpoint downloads (not yet implemented).

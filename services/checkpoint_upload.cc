@@ -1,0 +1,1 @@
+#include "services/checkpoint_upload.h"

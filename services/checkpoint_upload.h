@@ -1,0 +1,3 @@
+#pragma once
+
+// Client side of WorkerControl.UploadCheckpoint (not yet implemented).

@@ -1,0 +1,1 @@
+#include "worker/agent/checkpoint_fetcher.h"

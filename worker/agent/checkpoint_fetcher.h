@@ -1,0 +1,3 @@
+#pragma once
+
+// The agent's resume-checkpoint cache and fetcher (not yet implemented).

@@ -1,0 +1,1 @@
+#include "worker/train/checkpoint_uploader.h"

@@ -1,0 +1,3 @@
+#pragma once
+
+// The trainer's background checkpoint uploader (not yet implemented).
