@@ -29,6 +29,13 @@ test: build
 demo: build
 	scripts/demo.sh $(BUILD_DIR) $(DEMO_SPEC)
 
+# make demo watched by a real Prometheus (127.0.0.1:9090, data in runs/monitor)
+# with the alert rules of deploy/prometheus; prints how to point a Grafana at
+# it (deploy/grafana). scripts/monitor.sh.
+.PHONY: monitor
+monitor: build
+	scripts/monitor.sh $(BUILD_DIR) $(DEMO_SPEC)
+
 # Engine benchmark: clmae vs the same step in PyTorch eager, same run.
 bench: build
 	scripts/bench-engine.sh $(BUILD_DIR)
