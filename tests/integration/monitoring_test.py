@@ -94,7 +94,14 @@ class Processes:
 
     def check_alive(self):
         for name, p in self.procs.items():
-            check(p.poll() is None, f"{name} exited with {p.returncode}:\n" + self.dump())
+            if p.poll() is None:
+                continue
+            text = self.dump()
+            hint = ""
+            if re.search(r"(?i)unknown (command line )?flag.*metrics", text):
+                hint = ("\n(these binaries have no metrics flags: they predate docs/metrics.md; "
+                        "rebuild from a tree with the metrics)")
+            raise TestFailure(f"{name} exited with {p.returncode}:\n{text}{hint}")
 
     def dump(self, lines=25):
         text = []
