@@ -1,0 +1,148 @@
+#pragma once
+
+// Content-addressed files for the checkpoint store: a blob lives at
+// blobs/<first 2 hex>/<sha256>, where the SHA-256 is the one computed here
+// while the bytes were written, so no part of a request ever becomes a path.
+// New bytes go to a temp file in tmp/ first and reach blobs/ only by an
+// atomic rename after fsync, so a blob on disk is always whole.
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "services/sha256.h"
+
+namespace clmae {
+
+// The two file-system calls whose failures matter to an upload: the free
+// space, and the write of a chunk. The default is POSIX; tests substitute
+// one that reports a full disk. Implementations must be thread-safe.
+class StorageIo {
+ public:
+  virtual ~StorageIo() = default;
+  // Bytes available to this process on the file system holding `path`
+  // (statvfs: f_bavail * f_frsize). INTERNAL when it cannot be asked.
+  virtual absl::StatusOr<int64_t> FreeBytes(const std::string& path);
+  // Writes all of `bytes` to `fd`: 0 when done, else the errno of the
+  // failing write(2) (ENOSPC, EDQUOT, EIO, ...).
+  virtual int WriteAll(int fd, absl::string_view bytes);
+
+  // The shared POSIX implementation.
+  static std::shared_ptr<StorageIo> Posix();
+};
+
+// A file being written in tmp/, hashed as it goes. Not thread-safe. Its
+// destructor removes the file unless BlobStore::Install took it.
+class TempBlob {
+ public:
+  ~TempBlob();
+  TempBlob(const TempBlob&) = delete;
+  TempBlob& operator=(const TempBlob&) = delete;
+
+  // Appends and hashes `bytes`. RESOURCE_EXHAUSTED when the disk is full
+  // (ENOSPC/EDQUOT), INTERNAL for other write errors; after either the file
+  // is already removed and every later call answers the same error.
+  absl::Status Append(absl::string_view bytes);
+  // Makes the failure sticky and removes the file now (a doomed upload).
+  void Fail(absl::Status status);
+
+  int64_t size() const { return size_; }
+  // The first error, or OK.
+  const absl::Status& status() const { return status_; }
+  // The SHA-256 of every byte appended; call once, when all were appended.
+  std::string HexDigest() { return hash_.HexDigest(); }
+  // fsyncs and closes the file (before Install, outside any lock).
+  absl::Status Sync();
+
+ private:
+  friend class BlobStore;
+  TempBlob(std::shared_ptr<StorageIo> io, std::string path, int fd)
+      : io_(std::move(io)), path_(std::move(path)), fd_(fd) {}
+  void Remove();
+
+  std::shared_ptr<StorageIo> io_;
+  std::string path_;  // empty once removed or installed
+  int fd_;            // -1 once closed
+  int64_t size_ = 0;
+  Sha256 hash_;
+  absl::Status status_;
+};
+
+// Streams a blob from an open descriptor: the bytes stay readable after the
+// blob is unlinked (POSIX). Not thread-safe.
+class BlobReader {
+ public:
+  ~BlobReader();
+  BlobReader(const BlobReader&) = delete;
+  BlobReader& operator=(const BlobReader&) = delete;
+  // Up to `max_bytes` from the current position, never past `end`; empty at
+  // the end. INTERNAL on read errors, DATA_LOSS when the file ends early.
+  absl::StatusOr<std::string> Read(size_t max_bytes);
+
+ private:
+  friend class BlobStore;
+  BlobReader(int fd, int64_t position, int64_t end) : fd_(fd), position_(position), end_(end) {}
+  int fd_;
+  int64_t position_;
+  int64_t end_;
+};
+
+// The blobs/ and tmp/ folders under one directory. Install and Remove must be
+// serialised by the caller (the checkpoint store's commit lock); NewTemp,
+// OpenReader and stored_bytes are thread-safe.
+class BlobStore {
+ public:
+  // Creates `dir`, `dir`/blobs and `dir`/tmp when missing. INTERNAL when a
+  // folder cannot be created.
+  static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& dir,
+                                                         std::shared_ptr<StorageIo> io);
+
+  // Free bytes of the file system holding the folder.
+  absl::StatusOr<int64_t> FreeBytes() const { return io_->FreeBytes(dir_); }
+
+  // A new, empty temp file in tmp/. INTERNAL when it cannot be created.
+  absl::StatusOr<std::unique_ptr<TempBlob>> NewTemp() const;
+
+  // Moves a synced temp file whose bytes hash to `sha256` into blobs/ and
+  // fsyncs the folders. An existing blob of that digest and size is reused
+  // (the temp file is removed). Afterwards `temp` holds nothing to remove.
+  absl::Status Install(TempBlob& temp, const std::string& sha256);
+
+  // Unlinks the blob (absent is fine). Readers keep their open files.
+  absl::Status Remove(const std::string& sha256);
+
+  // Opens the blob to read [offset, size). NOT_FOUND when it is missing.
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenReader(const std::string& sha256, int64_t offset,
+                                                         int64_t size) const;
+
+  // Removes every file in tmp/ and every file under blobs/ that is not the
+  // blob of a digest in `referenced`, then recounts stored_bytes(). Only
+  // while no upload is in progress (at Open).
+  absl::Status Sweep(const std::set<std::string>& referenced);
+
+  // True when the blob is on disk.
+  bool Contains(const std::string& sha256) const;
+
+  // Bytes of blobs on disk.
+  int64_t stored_bytes() const { return stored_bytes_.load(); }
+
+  const std::string& dir() const { return dir_; }
+
+ private:
+  BlobStore(std::string dir, std::shared_ptr<StorageIo> io)
+      : dir_(std::move(dir)), io_(std::move(io)) {}
+  std::string BlobPath(const std::string& sha256) const;
+
+  const std::string dir_;
+  const std::shared_ptr<StorageIo> io_;
+  std::atomic<int64_t> stored_bytes_{0};
+};
+
+}  // namespace clmae

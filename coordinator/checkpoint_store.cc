@@ -1,0 +1,460 @@
+#include "coordinator/checkpoint_store.h"
+
+#include <random>
+#include <set>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "coordinator/proto_time.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+constexpr absl::string_view kIdPrefix = "ck-";
+constexpr int kIdRandomChars = 20;
+constexpr absl::string_view kBase32 = "abcdefghijklmnopqrstuvwxyz234567";
+// What each query selecting checkpoints reads, in this order.
+constexpr absl::string_view kColumns = "id, metadata, create_time_us";
+
+// Applied in order; migration i brings the schema from version i to i + 1.
+// Append only: never edit a migration that has shipped.
+constexpr const char* kMigrations[] = {
+    // v1: one row per committed checkpoint (the metadata as a blob, with the
+    // columns that are queried); a job+kind+step has at most one.
+    R"sql(
+CREATE TABLE schema_migrations (
+  version INTEGER PRIMARY KEY,
+  applied_at_us INTEGER NOT NULL
+);
+CREATE TABLE checkpoints (
+  id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  kind INTEGER NOT NULL,
+  step INTEGER NOT NULL,
+  final INTEGER NOT NULL,
+  sha256 TEXT NOT NULL,
+  size_bytes INTEGER NOT NULL,
+  create_time_us INTEGER NOT NULL,
+  metadata BLOB NOT NULL,           -- clmae.v1.CheckpointMetadata
+  UNIQUE (job_id, kind, step)
+);
+CREATE INDEX checkpoints_by_sha256 ON checkpoints (sha256);
+)sql",
+};
+static_assert(std::size(kMigrations) == CheckpointStore::kSchemaVersion);
+
+// A request's string quoted for an error message: escaped, at most 32 bytes.
+std::string Quote(absl::string_view text) {
+  constexpr size_t kMax = 32;
+  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kMax)), "\"",
+                      text.size() > kMax ? "..." : "");
+}
+
+absl::Status ValidateMetadata(const v1::CheckpointMetadata& m) {
+  const auto bad = [](absl::string_view field, absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint metadata: ", field, " ", why));
+  };
+  if (m.job_id().empty()) return bad("job_id", "is empty");
+  if (m.attempt() < 1) {
+    return bad("attempt", absl::StrCat("is ", m.attempt(), "; attempts start at 1"));
+  }
+  if (m.kind() == v1::CHECKPOINT_KIND_UNSPECIFIED || !v1::CheckpointKind_IsValid(m.kind())) {
+    return bad("kind", absl::StrCat("is ", m.kind(), "; give FULL, WEIGHTS, ENCODER or PREVIEW"));
+  }
+  if (m.step() < 0) return bad("step", absl::StrCat("is ", m.step(), "; must be >= 0"));
+  if (m.size_bytes() < 0) {
+    return bad("size_bytes", absl::StrCat("is ", m.size_bytes(), "; must be >= 0"));
+  }
+  if (!IsSha256Hex(m.sha256())) {
+    return bad("sha256",
+               absl::StrCat(Quote(m.sha256()), " is not a SHA-256 as 64 lowercase hex digits"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckId(absl::string_view id) {
+  if (IsCheckpointId(id)) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("checkpoint id ", Quote(id), " is not one this store hands out (\"ck-\" and ",
+                   kIdRandomChars, " characters a-z, 2-7); take ids from ListCheckpoints"));
+}
+
+absl::Status NotFound(const std::string& job_id, absl::string_view what) {
+  return absl::NotFoundError(absl::StrCat("job ", Quote(job_id), " has no ", what));
+}
+
+// The condition on kind: any kind for UNSPECIFIED.
+std::string KindIs(v1::CheckpointKind kind) {
+  return kind == v1::CHECKPOINT_KIND_UNSPECIFIED ? "1" : absl::StrCat("kind = ", int64_t{kind});
+}
+
+}  // namespace
+
+bool IsCheckpointId(absl::string_view id) {
+  if (id.size() != kIdPrefix.size() + kIdRandomChars || !absl::StartsWith(id, kIdPrefix)) {
+    return false;
+  }
+  for (char c : id.substr(kIdPrefix.size())) {
+    if (kBase32.find(c) == absl::string_view::npos) return false;
+  }
+  return true;
+}
+
+class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
+ public:
+  UploadImpl(const CheckpointStore* owner, v1::CheckpointMetadata metadata,
+             std::unique_ptr<TempBlob> temp, std::shared_ptr<std::atomic<int64_t>> pending)
+      : owner_(owner),
+        metadata_(std::move(metadata)),
+        temp_(std::move(temp)),
+        pending_(std::move(pending)) {}
+  // The declared bytes never written stop counting against the free space.
+  ~UploadImpl() override { *pending_ -= metadata_.size_bytes() - reserved_written_; }
+
+  absl::Status Append(absl::string_view bytes) override {
+    RETURN_IF_ERROR(temp_->status());
+    if (static_cast<int64_t>(bytes.size()) > metadata_.size_bytes() - temp_->size()) {
+      temp_->Fail(absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint upload: more bytes than the declared size_bytes ", metadata_.size_bytes(),
+          " (", temp_->size() + static_cast<int64_t>(bytes.size()), " received)")));
+      return temp_->status();
+    }
+    RETURN_IF_ERROR(temp_->Append(bytes));
+    reserved_written_ += static_cast<int64_t>(bytes.size());
+    *pending_ -= static_cast<int64_t>(bytes.size());
+    return absl::OkStatus();
+  }
+  int64_t received_bytes() const override { return temp_->size(); }
+  const v1::CheckpointMetadata& metadata() const override { return metadata_; }
+
+  const CheckpointStore* owner() const { return owner_; }
+  TempBlob& temp() { return *temp_; }
+
+ private:
+  const CheckpointStore* owner_;
+  const v1::CheckpointMetadata metadata_;
+  std::unique_ptr<TempBlob> temp_;
+  std::shared_ptr<std::atomic<int64_t>> pending_;
+  int64_t reserved_written_ = 0;
+};
+
+namespace {
+
+class ReaderImpl : public CheckpointStore::Reader {
+ public:
+  explicit ReaderImpl(std::unique_ptr<BlobReader> blob) : blob_(std::move(blob)) {}
+  absl::StatusOr<std::string> Read(size_t max_bytes) override { return blob_->Read(max_bytes); }
+
+ private:
+  std::unique_ptr<BlobReader> blob_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
+    const CheckpointStoreOptions& options) {
+  if (options.dir.empty()) return absl::InvalidArgumentError("checkpoint store: dir is empty");
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, BlobStore::Open(options.dir, options.io));
+  ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
+                   SqliteDb::Open(options.dir + "/index.db", options.busy_timeout));
+  std::unique_ptr<CheckpointStore> store(
+      new CheckpointStore(options, std::move(db), std::move(blobs)));
+  absl::MutexLock lock(&store->mu_);
+  RETURN_IF_ERROR(store->Migrate());
+  RETURN_IF_ERROR(store->SweepOrphans());
+  return store;
+}
+
+CheckpointStore::~CheckpointStore() {
+  absl::MutexLock lock(&mu_);
+  db_.reset();
+}
+
+absl::Status CheckpointStore::Migrate() {
+  ASSIGN_OR_RETURN(auto version_stmt, db_->Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version_stmt->Step());
+  const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
+  version_stmt.reset();
+  if (version > kSchemaVersion) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("checkpoint index: schema version ", version,
+                     " was written by a newer clmae-coordinator; this one knows versions up to ",
+                     kSchemaVersion));
+  }
+  for (int64_t v = version; v < kSchemaVersion; ++v) {
+    RETURN_IF_ERROR(db_->Begin());
+    SqliteTransaction txn(db_.get());
+    RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
+    RETURN_IF_ERROR(db_->Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
+                                           absl::ToUnixMicros(absl::Now()), ");",
+                                           "PRAGMA user_version = ", v + 1, ";")));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointStore::SweepOrphans() {
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT DISTINCT sha256 FROM checkpoints"));
+  std::set<std::string> referenced;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    referenced.insert(stmt->ColumnText(0));
+  }
+  return blobs_->Sweep(referenced);
+}
+
+std::string CheckpointStore::NewId() {
+  // 100 random bits: unique without a lookup, and unguessable.
+  std::random_device device;
+  std::string id(kIdPrefix);
+  for (int i = 0; i < kIdRandomChars; ++i) id.push_back(kBase32[device() % kBase32.size()]);
+  return id;
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> CheckpointStore::BeginUpload(
+    const v1::CheckpointMetadata& metadata) {
+  RETURN_IF_ERROR(ValidateMetadata(metadata));
+  const int64_t size = metadata.size_bytes();
+  if (size > options_.max_checkpoint_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("checkpoint of ", size, " bytes is larger than this coordinator's limit of ",
+                     options_.max_checkpoint_bytes, " bytes (max_checkpoint_bytes)"));
+  }
+  ASSIGN_OR_RETURN(int64_t free, blobs_->FreeBytes());
+  // Reserve first, so that concurrent uploads see each other.
+  const int64_t pending = pending_bytes_->fetch_add(size);
+  if (free - pending - size < options_.min_free_bytes) {
+    *pending_bytes_ -= size;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "not enough disk space for a checkpoint of ", size, " bytes: ", free, " bytes free in ",
+        options_.dir, " (", pending, " promised to uploads in progress), and at least ",
+        options_.min_free_bytes, " must stay free (min_free_bytes)"));
+  }
+  absl::StatusOr<std::unique_ptr<TempBlob>> temp = blobs_->NewTemp();
+  if (!temp.ok()) {
+    *pending_bytes_ -= size;
+    return temp.status();
+  }
+  return std::make_unique<UploadImpl>(this, metadata, std::move(*temp), pending_bytes_);
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(std::unique_ptr<Upload> upload,
+                                                       const RetentionPolicy& policy,
+                                                       absl::Time now) {
+  auto* impl = dynamic_cast<UploadImpl*>(upload.get());
+  if (impl == nullptr || impl->owner() != this) {
+    return absl::InvalidArgumentError("checkpoint commit: the upload was not begun by this store");
+  }
+  if (policy.keep_last < 0 || policy.keep_every < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("retention: keep_last (", policy.keep_last,
+                                                   ") and keep_every (", policy.keep_every,
+                                                   ") must be >= 0"));
+  }
+  TempBlob& temp = impl->temp();
+  const v1::CheckpointMetadata& metadata = impl->metadata();
+  RETURN_IF_ERROR(temp.status());
+  if (temp.size() != metadata.size_bytes()) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint upload: received ", temp.size(),
+                                                   " of ", metadata.size_bytes(),
+                                                   " bytes; the stream ended early"));
+  }
+  const std::string digest = temp.HexDigest();
+  if (digest != metadata.sha256()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint upload: the bytes received have SHA-256 ", digest,
+                     ", the metadata declared ", metadata.sha256()));
+  }
+  RETURN_IF_ERROR(temp.Sync());  // outside the lock: commits of others go on meanwhile
+
+  v1::Checkpoint checkpoint;
+  checkpoint.set_id(NewId());
+  *checkpoint.mutable_metadata() = metadata;
+  *checkpoint.mutable_create_time() = ToProtoTime(now);
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(blobs_->Install(temp, digest));
+  std::vector<std::string> dropped;
+  absl::Status status = db_->Begin();
+  if (status.ok()) {
+    SqliteTransaction txn(db_.get());
+    status = RecordInTransaction(checkpoint, policy, dropped);
+    if (status.ok()) status = txn.Commit();
+  }
+  if (!status.ok()) {
+    RemoveUnreferenced({digest});
+    return status;
+  }
+  RemoveUnreferenced(dropped);
+  return checkpoint;
+}
+
+absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoint,
+                                                  const RetentionPolicy& policy,
+                                                  std::vector<std::string>& dropped) {
+  const v1::CheckpointMetadata& m = checkpoint.metadata();
+  ASSIGN_OR_RETURN(auto same, db_->Prepare("SELECT sha256 FROM checkpoints WHERE job_id = ? "
+                                           "AND kind = ? AND step = ?"));
+  same->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()}).Bind(3, m.step());
+  ASSIGN_OR_RETURN(bool replaced, same->Step());
+  if (replaced) dropped.push_back(same->ColumnText(0));
+  same.reset();
+  ASSIGN_OR_RETURN(auto remove_same, db_->Prepare("DELETE FROM checkpoints WHERE job_id = ? "
+                                                  "AND kind = ? AND step = ?"));
+  remove_same->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()}).Bind(3, m.step());
+  RETURN_IF_ERROR(remove_same->Run());
+
+  ASSIGN_OR_RETURN(auto insert, db_->Prepare("INSERT INTO checkpoints (id, job_id, kind, step, "
+                                             "final, sha256, size_bytes, create_time_us, "
+                                             "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  insert->Bind(1, checkpoint.id())
+      .Bind(2, m.job_id())
+      .Bind(3, int64_t{m.kind()})
+      .Bind(4, m.step())
+      .Bind(5, int64_t{m.final() ? 1 : 0})
+      .Bind(6, m.sha256())
+      .Bind(7, m.size_bytes())
+      .Bind(8, absl::ToUnixMicros(FromProtoTime(checkpoint.create_time())))
+      .BindBlob(9, m.SerializeAsString());
+  RETURN_IF_ERROR(insert->Run());
+
+  ASSIGN_OR_RETURN(auto all, db_->Prepare("SELECT id, step, final, sha256 FROM checkpoints "
+                                          "WHERE job_id = ? AND kind = ? ORDER BY step DESC"));
+  all->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()});
+  std::vector<std::string> doomed;
+  for (int newest = 0;; ++newest) {
+    ASSIGN_OR_RETURN(bool row, all->Step());
+    if (!row) break;
+    const int64_t step = all->ColumnInt(1);
+    const bool keep = newest < policy.keep_last ||
+                      (policy.keep_every > 0 && step % policy.keep_every == 0) ||
+                      all->ColumnInt(2) != 0 || all->ColumnText(0) == checkpoint.id();
+    if (keep) continue;
+    doomed.push_back(all->ColumnText(0));
+    dropped.push_back(all->ColumnText(3));
+  }
+  all.reset();
+  ASSIGN_OR_RETURN(auto remove, db_->Prepare("DELETE FROM checkpoints WHERE id = ?"));
+  for (const std::string& id : doomed) {
+    remove->Bind(1, id);
+    RETURN_IF_ERROR(remove->Run());
+  }
+  return absl::OkStatus();
+}
+
+void CheckpointStore::RemoveUnreferenced(const std::vector<std::string>& digests) {
+  absl::StatusOr<std::unique_ptr<SqliteStatement>> used =
+      db_->Prepare("SELECT 1 FROM checkpoints WHERE sha256 = ? LIMIT 1");
+  if (!used.ok()) return;  // the next Open sweeps what is left
+  for (const std::string& digest : std::set<std::string>(digests.begin(), digests.end())) {
+    (*used)->Bind(1, digest);
+    absl::StatusOr<bool> row = (*used)->Step();
+    (*used)->Reset();
+    if (row.ok() && !*row) blobs_->Remove(digest).IgnoreError();
+  }
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::ReadCheckpoints(
+    SqliteStatement& stmt) const {
+  std::vector<v1::Checkpoint> out;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, stmt.Step());
+    if (!row) break;
+    v1::Checkpoint& checkpoint = out.emplace_back();
+    checkpoint.set_id(stmt.ColumnText(0));
+    if (!checkpoint.mutable_metadata()->ParseFromString(stmt.ColumnBlob(1))) {
+      return absl::DataLossError(
+          absl::StrCat("checkpoint index: unreadable metadata of ", checkpoint.id()));
+    }
+    *checkpoint.mutable_create_time() = ToProtoTime(absl::FromUnixMicros(stmt.ColumnInt(2)));
+  }
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::Select(
+    const std::string& job_id, absl::string_view where, const std::vector<int64_t>& ints,
+    absl::string_view order) const {
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                                        " FROM checkpoints WHERE job_id = ? AND ",
+                                                        where, " ORDER BY ", order)));
+  stmt->Bind(1, job_id);
+  for (size_t i = 0; i < ints.size(); ++i) stmt->Bind(static_cast<int>(i) + 2, ints[i]);
+  return ReadCheckpoints(*stmt);
+}
+
+absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::List(const std::string& job_id,
+                                                                  v1::CheckpointKind kind) const {
+  absl::MutexLock lock(&mu_);
+  return Select(job_id, KindIs(kind), {}, "step, kind");
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& job_id,
+                                                    const std::string& id) const {
+  RETURN_IF_ERROR(CheckId(id));
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_->Prepare(absl::StrCat("SELECT ", kColumns,
+                                             " FROM checkpoints WHERE job_id = ? AND id = ?")));
+  stmt->Bind(1, job_id).Bind(2, id);
+  ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> found, ReadCheckpoints(*stmt));
+  if (found.empty()) return NotFound(job_id, absl::StrCat("checkpoint ", id));
+  return std::move(found.front());
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::Latest(const std::string& job_id,
+                                                       v1::CheckpointKind kind) const {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> found,
+                   Select(job_id, KindIs(kind), {}, "step DESC, kind DESC LIMIT 1"));
+  if (found.empty()) {
+    return NotFound(job_id, absl::StrCat(v1::CheckpointKind_Name(kind), " checkpoint"));
+  }
+  return std::move(found.front());
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointStore::AtStep(const std::string& job_id, int64_t step,
+                                                       v1::CheckpointKind kind) const {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(
+      std::vector<v1::Checkpoint> found,
+      Select(job_id, absl::StrCat(KindIs(kind), " AND step = ?"), {step}, "kind LIMIT 1"));
+  if (found.empty()) {
+    return NotFound(job_id,
+                    absl::StrCat(v1::CheckpointKind_Name(kind), " checkpoint at step ", step));
+  }
+  return std::move(found.front());
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenReader(
+    const v1::Checkpoint& checkpoint, int64_t offset) const {
+  RETURN_IF_ERROR(CheckId(checkpoint.id()));
+  const std::string& job_id = checkpoint.metadata().job_id();
+  // Under the lock, a commit cannot unlink the blob between the lookup and
+  // the open; once open, the file outlives any later unlink.
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT sha256, size_bytes FROM checkpoints "
+                                           "WHERE job_id = ? AND id = ?"));
+  stmt->Bind(1, job_id).Bind(2, checkpoint.id());
+  ASSIGN_OR_RETURN(bool row, stmt->Step());
+  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", checkpoint.id(), " any more"));
+  const std::string digest = stmt->ColumnText(0);
+  const int64_t size = stmt->ColumnInt(1);
+  if (offset < 0 || offset > size) {
+    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside checkpoint ",
+                                                   checkpoint.id(), " of ", size, " bytes"));
+  }
+  absl::StatusOr<std::unique_ptr<BlobReader>> blob = blobs_->OpenReader(digest, offset, size);
+  if (absl::IsNotFound(blob.status())) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint ", checkpoint.id(),
+                     " is recorded but its file is missing: ", blob.status().message()));
+  }
+  if (!blob.ok()) return blob.status();
+  return std::unique_ptr<Reader>(new ReaderImpl(std::move(*blob)));
+}
+
+int64_t CheckpointStore::stored_bytes() const { return blobs_->stored_bytes(); }
+
+}  // namespace clmae

@@ -1,0 +1,176 @@
+#pragma once
+
+// The coordinator's checkpoint store (ARCHITECTURE.md, "Checkpoints"): the
+// files rank 0 uploads, kept content-addressed under <dir>/blobs (BlobStore)
+// with an SQLite index at <dir>/index.db (WAL, synchronous=FULL) that maps
+// opaque ids to their metadata and blob digest.
+//
+// Crash safety: a blob reaches blobs/ whole (fsync, rename, fsync folder)
+// before its record commits, and a blob is unlinked only after the
+// transaction that dropped its last record has committed. A crash in between
+// leaves at worst an unreferenced blob or a stale temp file, and Open sweeps
+// both. No part of a request ever becomes a path: blob paths come only from
+// the SHA-256 this store computed over the bytes it wrote.
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "clmae/v1/checkpoint.pb.h"
+#include "coordinator/blob_store.h"
+#include "coordinator/sqlite_db.h"
+
+namespace clmae {
+
+struct CheckpointStoreOptions {
+  std::string dir;  // holds blobs/, tmp/ and index.db (created if missing)
+  int64_t max_checkpoint_bytes = int64_t{64} << 30;  // uploads larger than this are refused
+  int64_t min_free_bytes = int64_t{256} << 20;  // refuse an upload that would leave less free space
+  // Free space and chunk writes; nullptr = POSIX. Tests pass one that
+  // simulates a full disk.
+  std::shared_ptr<StorageIo> io = nullptr;
+  absl::Duration busy_timeout = absl::Seconds(5);  // wait for another connection's lock
+};
+
+// Which checkpoints of one job and kind survive a commit. The checkpoint
+// just committed and every final one (metadata.final) are always kept.
+struct RetentionPolicy {
+  int keep_last = 3;   // newest K of the job+kind, by step (>= 0)
+  int keep_every = 0;  // also keep steps that are multiples of this (0 = none, >= 0)
+};
+
+// True for the ids this store hands out: "ck-" and 20 lowercase base32
+// characters (a-z, 2-7).
+bool IsCheckpointId(absl::string_view id);
+
+// Thread-safe: one index connection behind a mutex; commits serialise.
+// Uploads and readers may be used on other threads than the store's, each by
+// one thread at a time; uploads must not outlive the store.
+class CheckpointStore {
+ public:
+  // The index schema version this build writes.
+  static constexpr int kSchemaVersion = 1;
+
+  // Creates the folders, opens/migrates the index, removes every temp file
+  // left in tmp/ and every blob that no record references. INVALID_ARGUMENT
+  // for an empty dir; UNAVAILABLE when the index cannot be opened;
+  // FAILED_PRECONDITION when a newer build wrote the index.
+  static absl::StatusOr<std::unique_ptr<CheckpointStore>> Open(
+      const CheckpointStoreOptions& options);
+  ~CheckpointStore();
+
+  // One upload in progress, writing to a temp file in tmp/. Not thread-safe
+  // (one stream owns it). Destroying it without Commit removes the temp
+  // file: nothing half-written stays.
+  class Upload {
+   public:
+    virtual ~Upload() = default;
+    // Appends bytes. INVALID_ARGUMENT past the declared size; RESOURCE_EXHAUSTED
+    // when the disk is full (ENOSPC/EDQUOT: the temp file is removed at once);
+    // INTERNAL for other write errors. After any error the upload is dead:
+    // the temp file is gone and every later Append or Commit fails the same.
+    virtual absl::Status Append(absl::string_view bytes) = 0;
+    virtual int64_t received_bytes() const = 0;
+    virtual const v1::CheckpointMetadata& metadata() const = 0;
+  };
+
+  // Validates the metadata (INVALID_ARGUMENT naming the field: empty job_id,
+  // attempt < 1, kind UNSPECIFIED or unknown, step < 0, size_bytes < 0,
+  // sha256 not 64 lowercase hex) and the space: RESOURCE_EXHAUSTED when
+  // size_bytes > max_checkpoint_bytes or when the free space, less what
+  // uploads in progress still declare, minus size_bytes would drop below
+  // min_free_bytes.
+  absl::StatusOr<std::unique_ptr<Upload>> BeginUpload(const v1::CheckpointMetadata& metadata);
+
+  // Verifies the size (INVALID_ARGUMENT "received N of M bytes") and the
+  // SHA-256 (INVALID_ARGUMENT with both digests), makes the blob durable in
+  // blobs/ (an identical blob is reused) and records it with a new id and
+  // create_time = now in one durable transaction, replacing any record of
+  // the same job, kind and step. In the same transaction applies `policy` to
+  // that job+kind; blobs left without a record are unlinked after it has
+  // committed. On any error nothing is recorded and the temp file is gone.
+  // INVALID_ARGUMENT for a negative policy field or an upload from another
+  // store. Thread-safe (commits serialise).
+  absl::StatusOr<v1::Checkpoint> Commit(std::unique_ptr<Upload> upload,
+                                        const RetentionPolicy& policy, absl::Time now);
+
+  // Committed checkpoints of a job (kind UNSPECIFIED = all), by step then
+  // kind, oldest first. Empty for an unknown job.
+  absl::StatusOr<std::vector<v1::Checkpoint>> List(const std::string& job_id,
+                                                   v1::CheckpointKind kind) const;
+  // INVALID_ARGUMENT when !IsCheckpointId(id) (the message quotes at most a
+  // short, escaped prefix of it); NOT_FOUND when the job has no such record.
+  absl::StatusOr<v1::Checkpoint> Get(const std::string& job_id, const std::string& id) const;
+  // The newest (highest step) of the kind (UNSPECIFIED = any kind; then the
+  // highest kind at that step); NOT_FOUND when none.
+  absl::StatusOr<v1::Checkpoint> Latest(const std::string& job_id, v1::CheckpointKind kind) const;
+  // The one at exactly `step` (UNSPECIFIED = any kind, the lowest); NOT_FOUND
+  // when none.
+  absl::StatusOr<v1::Checkpoint> AtStep(const std::string& job_id, int64_t step,
+                                        v1::CheckpointKind kind) const;
+
+  // Reads a committed checkpoint's blob from an offset. The open file stays
+  // readable even if retention deletes the record meanwhile (POSIX unlink).
+  class Reader {
+   public:
+    virtual ~Reader() = default;
+    // Up to max_bytes; empty at the end. INTERNAL on read errors.
+    virtual absl::StatusOr<std::string> Read(size_t max_bytes) = 0;
+  };
+  // The blob is found through the index record of (job, id), never through
+  // the digest in `checkpoint`. INVALID_ARGUMENT for a bad id or when
+  // offset < 0 or > size; NOT_FOUND when the record is gone (retention);
+  // DATA_LOSS when the record is there but its blob is not.
+  absl::StatusOr<std::unique_ptr<Reader>> OpenReader(const v1::Checkpoint& checkpoint,
+                                                     int64_t offset) const;
+
+  // Bytes of blobs on disk (for metrics and tests).
+  int64_t stored_bytes() const;
+
+ private:
+  class UploadImpl;
+
+  CheckpointStore(CheckpointStoreOptions options, std::unique_ptr<SqliteDb> db,
+                  std::unique_ptr<BlobStore> blobs)
+      : options_(std::move(options)), db_(std::move(db)), blobs_(std::move(blobs)) {}
+  absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status SweepOrphans() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The rows of a bound statement selecting kColumns (id, metadata,
+  // create_time_us).
+  absl::StatusOr<std::vector<v1::Checkpoint>> ReadCheckpoints(SqliteStatement& stmt) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The checkpoints of `job_id` matching `where` (SQL after "job_id = ? AND",
+  // with `ints` bound in order), sorted by `order`.
+  absl::StatusOr<std::vector<v1::Checkpoint>> Select(const std::string& job_id,
+                                                     absl::string_view where,
+                                                     const std::vector<int64_t>& ints,
+                                                     absl::string_view order) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Inserts the record, replaces its job+kind+step and applies `policy`;
+  // appends the digests of deleted records to `dropped`.
+  absl::Status RecordInTransaction(const v1::Checkpoint& checkpoint, const RetentionPolicy& policy,
+                                   std::vector<std::string>& dropped)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Unlinks each blob of `digests` that no record references any more.
+  void RemoveUnreferenced(const std::vector<std::string>& digests)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  std::string NewId();
+
+  const CheckpointStoreOptions options_;
+  // Declared bytes that uploads in progress have not written yet: space
+  // they will take that the file system does not show as used.
+  std::shared_ptr<std::atomic<int64_t>> pending_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
+  mutable absl::Mutex mu_;
+  std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<BlobStore> blobs_;  // Install/Remove only under mu_
+};
+
+}  // namespace clmae
