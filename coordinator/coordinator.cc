@@ -35,8 +35,16 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
                    JobStore::Open(JobStoreOptions{.path = options.store_path}));
   ASSIGN_OR_RETURN(std::vector<v1::Job> active, store->LoadActive());
+  std::unique_ptr<CheckpointStore> checkpoints;
+  if (!options.checkpoint_dir.empty()) {
+    ASSIGN_OR_RETURN(checkpoints, CheckpointStore::Open(CheckpointStoreOptions{
+                                      .dir = options.checkpoint_dir,
+                                      .max_checkpoint_bytes = options.max_checkpoint_bytes,
+                                      .min_free_bytes = options.checkpoint_min_free_bytes}));
+  }
   std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(options), std::move(store)));
   Coordinator& c = *coordinator;
+  c.checkpoints_ = std::move(checkpoints);
   absl::MutexLock lock(&c.mu_);
   const absl::Time now = c.options_.clock();
   c.recovering_until_ = active.empty() ? now : now + c.options_.lease;

@@ -26,9 +26,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "clmae/v1/checkpoint.pb.h"
 #include "clmae/v1/coordinator.pb.h"
 #include "clmae/v1/job.pb.h"
 #include "clmae/v1/worker_control.pb.h"
+#include "coordinator/checkpoint_store.h"
 #include "coordinator/gang_scheduler.h"
 #include "coordinator/job_resources.h"
 #include "coordinator/job_store.h"
@@ -39,6 +41,12 @@ namespace clmae {
 
 struct CoordinatorOptions {
   std::string store_path;                                // SQLite job store
+  // The checkpoint store's folder (blobs and their index); empty = this
+  // coordinator keeps no checkpoints (the checkpoint calls then answer
+  // FAILED_PRECONDITION and restarts start from scratch).
+  std::string checkpoint_dir;
+  int64_t max_checkpoint_bytes = int64_t{64} << 30;  // larger uploads are refused
+  int64_t checkpoint_min_free_bytes = int64_t{256} << 20;  // free space an upload must leave
   absl::Duration lease = absl::Seconds(15);              // agent lost without a heartbeat this long
   absl::Duration heartbeat_interval = absl::Seconds(5);  // told to agents on attach
   // A running rank whose reported step has not advanced this long is hung;
@@ -112,6 +120,31 @@ class Coordinator {
   // for a rank outside the world.
   absl::Status ReportProgress(const v1::ReportProgressRequest& request);
 
+  // --- Checkpoints (coordinator_checkpoints.cc) ---------------------------------
+
+  // An upload of rank 0 begins: NOT_FOUND for an unknown job,
+  // FAILED_PRECONDITION when `metadata.attempt` is not the job's current
+  // attempt (or the job has ended), then CheckpointStore::BeginUpload's
+  // errors (INVALID_ARGUMENT, RESOURCE_EXHAUSTED).
+  absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> BeginCheckpointUpload(
+      const v1::CheckpointMetadata& metadata);
+  // Verifies and commits it (CheckpointStore::Commit) under the job's
+  // retention (output.keep_checkpoints, output.keep_every, the final one).
+  absl::StatusOr<v1::Checkpoint> CommitCheckpointUpload(
+      std::unique_ptr<CheckpointStore::Upload> upload);
+  // NOT_FOUND for an unknown job.
+  absl::StatusOr<std::vector<v1::Checkpoint>> ListCheckpoints(const std::string& job_id,
+                                                              v1::CheckpointKind kind);
+  // The checkpoint a download names (by id, step + kind, or latest of kind;
+  // no selector = latest). NOT_FOUND for an unknown job or checkpoint,
+  // INVALID_ARGUMENT for a malformed id.
+  absl::StatusOr<v1::Checkpoint> FindCheckpoint(const v1::DownloadCheckpointRequest& request);
+  // Its bytes from `offset` (INVALID_ARGUMENT past the end).
+  absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> OpenCheckpoint(
+      const v1::Checkpoint& checkpoint, int64_t offset);
+  // When each job's newest checkpoint (any kind) was committed.
+  absl::flat_hash_map<std::string, absl::Time> LastCheckpointTimes();
+
   // --- Time -------------------------------------------------------------------
 
   // Call periodically (e.g. every heartbeat interval): expires leases, fails
@@ -180,8 +213,10 @@ class Coordinator {
   absl::Status CheckRanks(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WorkerLost(const std::string& worker_id, const std::string& why, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // TODO(issue 5): the newest recorded checkpoint of the job.
-  std::string ResumeCheckpoint(const ActiveJob& active) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Sets the newest committed full checkpoint of the job (if any) as the
+  // one `task` resumes from.
+  void SetResumeCheckpoint(const ActiveJob& active, v1::TaskAssignment& task) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The active job whose current attempt is `task`'s, placed on `worker_id`.
@@ -190,6 +225,7 @@ class Coordinator {
 
   const CoordinatorOptions options_;
   std::unique_ptr<JobStore> store_;
+  std::unique_ptr<CheckpointStore> checkpoints_;  // null without options_.checkpoint_dir
   GangScheduler scheduler_;
   Outbox outbox_;
 
@@ -209,6 +245,7 @@ class Coordinator {
   WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time recovering_until_ ABSL_GUARDED_BY(mu_);  // no scheduling before
+  absl::flat_hash_map<std::string, absl::Time> last_checkpoint_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace clmae

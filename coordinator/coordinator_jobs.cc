@@ -129,7 +129,7 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
     task_msg->set_master_addr(p.master_addr());
     task_msg->set_master_port(p.master_port());
     *task_msg->mutable_spec() = active.job.spec();
-    task_msg->set_resume_checkpoint(ResumeCheckpoint(active));
+    SetResumeCheckpoint(active, *task_msg);
     assigns.emplace_back(r.worker_id(), std::move(message));
   }
   for (auto& [worker, message] : assigns) {
@@ -137,13 +137,6 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
     if (sink != sinks_.end()) outbox_.ToAgent(sink->second, std::move(message));
   }
   return absl::OkStatus();
-}
-
-std::string Coordinator::ResumeCheckpoint(const ActiveJob& /*active*/) const {
-  // TODO(issue 5): choose the job's newest checkpoint recorded (verified) in
-  // the checkpoint store. Until then the empty value makes the trainer
-  // resume with `--resume auto` from the spec's output directory.
-  return "";
 }
 
 absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reason,

@@ -37,8 +37,8 @@
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve on; port 0 picks a free one");
 ABSL_FLAG(std::string, data_dir, "",
-          "folder for the coordinator's state (job store: <data_dir>/coordinator.db); created if "
-          "missing. Required");
+          "folder for the coordinator's state (job store: <data_dir>/coordinator.db, checkpoints: "
+          "<data_dir>/checkpoints); created if missing. Required");
 ABSL_FLAG(std::string, tokens_file, "",
           "bearer tokens, one '<role> <token>' per line (role client or worker; '#' comments). "
           "CLMAE_CLIENT_TOKEN and CLMAE_WORKER_TOKEN in the environment add one token each");
@@ -72,6 +72,11 @@ constexpr absl::Duration kTickPeriod = absl::Milliseconds(200);
 void Say(absl::string_view message) {
   std::fprintf(stderr, "clmae-coordinator: %.*s\n", static_cast<int>(message.size()),
                message.data());
+ABSL_FLAG(int64_t, max_checkpoint_mb, 64 * 1024,
+          "largest checkpoint upload accepted, in MiB (larger ones get RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, checkpoint_min_free_mb, 256,
+          "refuse a checkpoint upload that would leave less free space than this (MiB) on the "
+          "data folder's file system");
 }
 
 int Fail(int code, absl::string_view message) {
@@ -187,6 +192,12 @@ int main(int argc, char** argv) {
   options.master_port_max = ports->second;
   options.validate_spec = clmae::ValidateJobSpec;
   absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
+  options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
+  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0) {
+    return Fail(2, "--max_checkpoint_mb must be at least 1 and --checkpoint_min_free_mb not negative");
+  }
+  options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_mb) << 20;
+  options.checkpoint_min_free_bytes = absl::GetFlag(FLAGS_checkpoint_min_free_mb) << 20;
       clmae::Coordinator::Open(std::move(options));
   if (!coordinator.ok()) {
     return Fail(absl::IsInvalidArgument(coordinator.status()) ? 2 : 1,

@@ -9,6 +9,7 @@
 #include "services/status_mapping.h"
 #include "services/stream_writer.h"
 #include "services/unary_call.h"
+#include "worker/engine/util/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -146,6 +147,18 @@ grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(grpc::CallbackServerCo
   return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
     for (v1::Worker& worker : coordinator_->ListWorkers()) {
       *response->add_workers() = std::move(worker);
+    }
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::DrainWorker(grpc::CallbackServerContext* context,
+                                                          const v1::DrainWorkerRequest* request,
+                                                          v1::Worker* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    RETURN_IF_ERROR(coordinator_->SetWorkerDraining(request->worker_id(), !request->undo()));
+    for (v1::Worker& worker : coordinator_->ListWorkers()) {
+      if (worker.id() == request->worker_id()) *response = std::move(worker);
     }
     return absl::OkStatus();
   });

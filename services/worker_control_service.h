@@ -34,6 +34,13 @@ class WorkerControlService final : public v1::WorkerControl::CallbackService {
   grpc::ServerUnaryReactor* ReportProgress(grpc::CallbackServerContext* context,
                                            const v1::ReportProgressRequest* request,
                                            v1::ReportProgressResponse* response) override;
+  // checkpoint_handlers.cc. Metadata, then chunks of at most 1 MiB; the
+  // checkpoint is committed when the trainer half-closes and is answered
+  // only once durable. A broken or cancelled stream records nothing.
+  grpc::ServerReadReactor<v1::UploadCheckpointRequest>* UploadCheckpoint(
+      grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) override;
+  grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* FetchCheckpoint(
+      grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) override;
 
  private:
   clmae::Coordinator* const coordinator_;

@@ -34,6 +34,7 @@ class ServerFixture : public ::testing::Test {
     dir_ = tmpl;
     CoordinatorOptions options;
     options.store_path = dir_ + "/coordinator.db";
+    options.checkpoint_dir = dir_ + "/checkpoints";
     options.lease = absl::Seconds(30);
     options.heartbeat_interval = absl::Seconds(5);
     options.validate_spec = ValidateJobSpec;

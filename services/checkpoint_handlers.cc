@@ -1,0 +1,188 @@
+// The checkpoint RPCs of both services: WorkerControl.UploadCheckpoint
+// (client-streaming, rank 0 → store), Coordinator.ListCheckpoints and
+// Coordinator.DownloadCheckpoint (clients), WorkerControl.FetchCheckpoint
+// (agents). Thin adapters: the Coordinator checks the job and attempt, the
+// CheckpointStore verifies, stores and reads the bytes.
+//
+// Disk work happens in the reactions, one read or write at a time: a chunk
+// is written before the next one is read, and read before the previous one
+// was sent, so memory stays at about one chunk per stream whatever the
+// checkpoint's size (gRPC's flow control holds the sender back meanwhile).
+
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/coordinator_service.h"
+#include "services/status_mapping.h"
+#include "services/unary_call.h"
+#include "services/worker_control_service.h"
+#include "worker/engine/util/status_macros.h"
+
+namespace clmae {
+namespace {
+
+// Upper bound of one chunk (the contract says at most 1 MiB).
+constexpr size_t kMaxChunkBytes = size_t{1} << 20;
+
+class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointRequest> {
+ public:
+  UploadReactor(Coordinator* coordinator, const Authorizer& authorizer,
+                grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
+      : coordinator_(coordinator), context_(context), response_(response) {
+    if (absl::Status auth = authorizer.Authorize(*context, Role::kWorker); !auth.ok()) {
+      Finish(ToGrpcStatus(auth));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The sender half-closed (the upload is complete as far as it knows),
+      // or the call broke; a broken call records nothing.
+      if (context_->IsCancelled()) {
+        upload_.reset();
+        Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the upload was cancelled"));
+        return;
+      }
+      Finish(ToGrpcStatus(Commit()));
+      return;
+    }
+    if (absl::Status handled = Handle(); !handled.ok()) {
+      upload_.reset();  // removes the temporary file
+      Finish(ToGrpcStatus(handled));
+      return;
+    }
+    StartRead(&in_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Handle() {
+    if (upload_ == nullptr) {
+      if (!in_.has_metadata()) {
+        return absl::InvalidArgumentError(
+            "an upload must start with the checkpoint's metadata, then its bytes");
+      }
+      ASSIGN_OR_RETURN(upload_, coordinator_->BeginCheckpointUpload(in_.metadata()));
+      return absl::OkStatus();
+    }
+    if (!in_.has_data()) {
+      return absl::InvalidArgumentError("the metadata was sent twice; after it only data follows");
+    }
+    if (in_.data().size() > kMaxChunkBytes) {
+      return absl::InvalidArgumentError(absl::StrCat("a chunk of ", in_.data().size(),
+                                                     " bytes is over the limit of ",
+                                                     kMaxChunkBytes, " (1 MiB)"));
+    }
+    return upload_->Append(in_.data());
+  }
+
+  absl::Status Commit() {
+    if (upload_ == nullptr) {
+      return absl::InvalidArgumentError("the upload ended before its metadata was sent");
+    }
+    ASSIGN_OR_RETURN(*response_->mutable_checkpoint(),
+                     coordinator_->CommitCheckpointUpload(std::move(upload_)));
+    return absl::OkStatus();
+  }
+
+  Coordinator* const coordinator_;
+  grpc::CallbackServerContext* const context_;
+  v1::UploadCheckpointResponse* const response_;
+  v1::UploadCheckpointRequest in_;
+  std::unique_ptr<CheckpointStore::Upload> upload_;
+};
+
+// Sends one checkpoint: its record, then its bytes from the offset.
+class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckpointResponse> {
+ public:
+  // `find` runs after authorization and names the checkpoint.
+  template <typename Find>
+  DownloadReactor(Coordinator* coordinator, const Authorizer& authorizer, Role role,
+                  grpc::CallbackServerContext* context, int64_t offset, Find&& find) {
+    absl::Status status = authorizer.Authorize(*context, role);
+    if (status.ok()) status = Open(coordinator, offset, find());
+    if (!status.ok()) {
+      Finish(ToGrpcStatus(status));
+      return;
+    }
+    *out_.mutable_checkpoint() = checkpoint_;
+    StartWrite(&out_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    absl::StatusOr<std::string> chunk = reader_->Read(kMaxChunkBytes);
+    if (!chunk.ok()) {
+      Finish(ToGrpcStatus(chunk.status()));
+      return;
+    }
+    if (chunk->empty()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    out_.set_data(std::move(*chunk));
+    StartWrite(&out_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  absl::Status Open(Coordinator* coordinator, int64_t offset,
+                    absl::StatusOr<v1::Checkpoint> checkpoint) {
+    if (!checkpoint.ok()) return checkpoint.status();
+    checkpoint_ = std::move(*checkpoint);
+    ASSIGN_OR_RETURN(reader_, coordinator->OpenCheckpoint(checkpoint_, offset));
+    return absl::OkStatus();
+  }
+
+  v1::Checkpoint checkpoint_;
+  std::unique_ptr<CheckpointStore::Reader> reader_;
+  v1::DownloadCheckpointResponse out_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerControlService::UploadCheckpoint(
+    grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) {
+  return new UploadReactor(coordinator_, *authorizer_, context, response);
+}
+
+grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::FetchCheckpoint(
+    grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) {
+  return new DownloadReactor(coordinator_, *authorizer_, Role::kWorker, context,
+                             request->offset(), [&] {
+                               v1::DownloadCheckpointRequest find;
+                               find.set_job_id(request->job_id());
+                               find.set_id(request->id());
+                               return coordinator_->FindCheckpoint(find);
+                             });
+}
+
+grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
+    grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
+    v1::ListCheckpointsResponse* response) {
+  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints,
+                     coordinator_->ListCheckpoints(request->job_id(), request->kind()));
+    for (v1::Checkpoint& c : checkpoints) *response->add_checkpoints() = std::move(c);
+    return absl::OkStatus();
+  });
+}
+
+grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* CoordinatorService::DownloadCheckpoint(
+    grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
+  return new DownloadReactor(coordinator_, *authorizer_, Role::kClient, context,
+                             request->offset(),
+                             [&] { return coordinator_->FindCheckpoint(*request); });
+}
+
+}  // namespace clmae
