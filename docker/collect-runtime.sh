@@ -50,16 +50,9 @@ in_tree() {
   return 1
 }
 
-# dpkg knows a library by the path its package installed, which on a merged
-# /usr system may be the /lib alias of the canonical /usr/lib path.
-owner() {
-  local path=$1
-  dpkg -S "$path" 2>/dev/null && return
-  dpkg -S "${path#/usr}" 2>/dev/null || true
-}
-
 missing=0
 declare -A seen=()
+libraries=()
 for exe in "${executables[@]}"; do
   while read -r name arrow path _; do
     if [[ $arrow == "=>" && $path == "not" ]]; then
@@ -68,18 +61,39 @@ for exe in "${executables[@]}"; do
       continue
     fi
     [[ $arrow == "=>" && $path == /* ]] || continue
-    dir=$(readlink -f "$(dirname "$path")")
-    canonical="$dir/$name"
+    canonical="$(readlink -f "$(dirname "$path")")/$name"
     [[ -n ${seen[$canonical]:-} ]] && continue
     seen[$canonical]=1
-    in_tree "$(readlink -f "$path")" && continue
-    in_tree "$canonical" && continue
-    package=$(owner "$(readlink -f "$path")" | head -1 | cut -d: -f1)
-    [[ -z $package ]] && package=$(owner "$canonical" | head -1 | cut -d: -f1)
-    case $package in libc6 | libgcc-s1 | libstdc++6 | zlib1g) continue ;; esac
-    mkdir -p "$rootfs$dir"
-    cp -L "$path" "$rootfs$canonical"
-    log "library $canonical (${package:-no package})"
+    in_tree "$(readlink -f "$path")" || in_tree "$canonical" || libraries+=("$canonical")
   done < <(ldd "$exe")
 done
 ((missing == 0)) || exit 1
+
+# The owning package of each library, in one dpkg query (it reads every
+# package's file list). dpkg knows a file by the path its package installed,
+# which on a merged-/usr system may be the /lib alias of /usr/lib.
+declare -A owner=()
+if ((${#libraries[@]})); then
+  queries=()
+  for lib in "${libraries[@]}"; do
+    real=$(readlink -f "$lib")
+    queries+=("$lib" "${lib#/usr}" "$real" "${real#/usr}")
+  done
+  while IFS= read -r line; do
+    package=${line%%: *}
+    file=${line#*: }
+    owner[$file]=${package%%:*}
+  done < <(dpkg -S "${queries[@]}" 2>/dev/null || true)
+fi
+
+for lib in "${libraries[@]}"; do
+  real=$(readlink -f "$lib")
+  package=""
+  for key in "$lib" "/usr$lib" "${lib#/usr}" "$real" "${real#/usr}"; do
+    [[ -n ${owner[$key]:-} ]] && { package=${owner[$key]}; break; }
+  done
+  case $package in libc6 | libgcc-s1 | libstdc++6 | zlib1g) continue ;; esac
+  mkdir -p "$rootfs$(dirname "$lib")"
+  cp -L "$lib" "$rootfs$lib"
+  log "library $lib (${package:-no package})"
+done

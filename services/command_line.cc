@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <iterator>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
@@ -32,6 +33,11 @@ std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::st
 }
 
 absl::Status CheckFlags(const std::vector<char*>& args) {
+  // Abseil's usage flags are not in the flag registry; absl::ParseCommandLine
+  // handles them (prints the help and exits).
+  constexpr absl::string_view kUsageFlags[] = {"help",        "helpfull",       "helpshort",
+                                               "helppackage", "helpon",         "helpmatch",
+                                               "version",     "only_check_args"};
   for (size_t i = 1; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (arg == "--") break;
@@ -39,6 +45,9 @@ absl::Status CheckFlags(const std::vector<char*>& args) {
     arg.remove_prefix(arg[1] == '-' ? 2 : 1);
     const size_t eq = arg.find('=');
     const absl::string_view name = arg.substr(0, eq);
+    if (std::find(std::begin(kUsageFlags), std::end(kUsageFlags), name) != std::end(kUsageFlags)) {
+      continue;
+    }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
     if (flag == nullptr && absl::StartsWith(name, "no")) {
       // --nofoo for a boolean --foo.

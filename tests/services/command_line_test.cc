@@ -55,6 +55,13 @@ TEST(CommandLineTest, CheckFlagsNamesUnknownFlagsAndBadValues) {
   EXPECT_THAT(CheckFlags(Args(no_value)).message(), HasSubstr("needs a value"));
 }
 
+TEST(CommandLineTest, CheckFlagsLeavesAbseilUsageFlagsToTheParser) {
+  for (const char* flag : {"--help", "--helpfull", "--helpshort", "--help=listen", "--version"}) {
+    std::vector<std::string> args = {"prog", flag};
+    EXPECT_TRUE(CheckFlags(Args(args)).ok()) << flag;
+  }
+}
+
 TEST(CommandLineTest, PortRanges) {
   auto range = ParsePortRange("29500-29999", "master_port_range");
   ASSERT_TRUE(range.ok());
