@@ -206,7 +206,7 @@ def helpfull(binary):
     result = subprocess.run([binary, "--helpfull"], capture_output=True, text=True, check=False)
     text = result.stdout + result.stderr
     flags = {}
-    for match in re.finditer(r"^\s+--([A-Za-z0-9_]+) \((.*?)\); default: (.*?);\s*$", text,
+    for match in re.finditer(r"^\s+--([A-Za-z0-9_]+) \((.*?)\);\s+default: (.*?);\s*$", text,
                              re.MULTILINE | re.DOTALL):
         flags[match.group(1)] = match.group(3).strip('"')
     if not flags:
@@ -270,7 +270,7 @@ def config_map_values(objects, container):
 def docs_secret_keys(source, secret):
     text = (source / "docs" / "deploy.md").read_text()
     keys = set()
-    for command in re.findall(r"create secret generic " + re.escape(secret) + r"\b[^\n]*(?:\\\n[^\n]*)*",
+    for command in re.findall(r"create secret generic " + re.escape(secret) + r"\b(?:[^\n]*\\\n)*[^\n]*",
                               text):
         keys.update(re.findall(r"--from-(?:literal|file)=([A-Za-z0-9_.-]+)=", command))
     return keys
@@ -290,6 +290,7 @@ def check_binaries(args):
         fail(f"docs/deploy.md has no `kubectl create secret generic {TOKENS_SECRET} --from-literal=KEY=...`")
 
     for overlay in ["base", *OVERLAYS]:
+        failed_before = len(failures)
         objects = render(args.source, args.venv, overlay)
         for workload in pod_workloads(objects):
             role = component(workload)
@@ -444,7 +445,8 @@ def check_binaries(args):
             # Services, monitors and NetworkPolicies name these ports.
             check_port_references(objects, workload, container, label)
         check_worker_templates_agree(args, objects, overlay)
-        ok(f"{overlay}: flags, environment, ports, probes, Secrets and policies agree with the binaries")
+        if len(failures) == failed_before:
+            ok(f"{overlay}: flags, environment, ports, probes, Secrets and policies agree with the binaries")
 
 
 def container_env_field(container, field):
@@ -524,7 +526,7 @@ def check_worker_templates_agree(args, objects, overlay):
         spec = copy.deepcopy(workload["spec"]["template"]["spec"])
         spec.pop("terminationGracePeriodSeconds", None)
         container = spec["containers"][0]
-        for key in ("args", "env", "resources", "ports"):
+        for key in ("image", "args", "env", "resources", "ports"):
             container.pop(key, None)
         spec["volumes"] = sorted(v["name"] for v in spec["volumes"])
         return spec
