@@ -7,6 +7,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
@@ -71,7 +72,10 @@ std::shared_ptr<StorageIo> StorageIo::Posix() {
   return kPosix;
 }
 
-TempBlob::~TempBlob() { Remove(); }
+TempBlob::~TempBlob() {
+  Remove();
+  *reserved_ -= declared_size_ - std::min(size_, declared_size_);
+}
 
 void TempBlob::Remove() {
   if (fd_ >= 0) close(fd_);
@@ -88,6 +92,12 @@ void TempBlob::Fail(absl::Status status) {
 absl::Status TempBlob::Append(absl::string_view bytes) {
   if (!status_.ok()) return status_;
   if (fd_ < 0) return absl::FailedPreconditionError("temp blob: already closed");
+  if (static_cast<int64_t>(bytes.size()) > declared_size_ - size_) {
+    Fail(absl::InvalidArgumentError(
+        absl::StrCat("checkpoint upload: more bytes than the declared size_bytes ", declared_size_,
+                     " (", size_ + static_cast<int64_t>(bytes.size()), " received)")));
+    return status_;
+  }
   const int error = io_->WriteAll(fd_, bytes);
   if (error == ENOSPC || error == EDQUOT) {
     Fail(absl::ResourceExhaustedError(absl::StrCat("checkpoint store: the disk is full (",
@@ -102,6 +112,7 @@ absl::Status TempBlob::Append(absl::string_view bytes) {
   }
   hash_.Update(bytes);
   size_ += static_cast<int64_t>(bytes.size());
+  *reserved_ -= static_cast<int64_t>(bytes.size());  // now on disk: free space shows it
   return absl::OkStatus();
 }
 
@@ -160,11 +171,26 @@ std::string BlobStore::BlobPath(const std::string& sha256) const {
   return absl::StrCat(dir_, "/blobs/", sha256.substr(0, 2), "/", sha256);
 }
 
-absl::StatusOr<std::unique_ptr<TempBlob>> BlobStore::NewTemp() const {
+absl::StatusOr<std::unique_ptr<TempBlob>> BlobStore::NewTemp(int64_t declared_size,
+                                                             int64_t min_free_bytes) const {
+  absl::StatusOr<int64_t> free = io_->FreeBytes(dir_);
+  if (!free.ok()) return free.status();
+  const int64_t reserved = reserved_->fetch_add(declared_size);
+  if (*free - reserved - declared_size < min_free_bytes) {
+    *reserved_ -= declared_size;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "not enough disk space for a checkpoint of ", declared_size, " bytes: ", *free,
+        " bytes free in ", dir_, " (", reserved, " of them promised to uploads in progress), and ",
+        min_free_bytes, " must stay free (min_free_bytes)"));
+  }
   std::string path = dir_ + "/tmp/upload-XXXXXX";
   const int fd = mkostemp(path.data(), O_CLOEXEC);
-  if (fd < 0) return ErrnoError("mkostemp", path, errno);
-  return std::unique_ptr<TempBlob>(new TempBlob(io_, std::move(path), fd));
+  if (fd < 0) {
+    *reserved_ -= declared_size;
+    return ErrnoError("mkostemp", path, errno);
+  }
+  return std::unique_ptr<TempBlob>(
+      new TempBlob(io_, reserved_, std::move(path), fd, declared_size));
 }
 
 bool BlobStore::Contains(const std::string& sha256) const {

@@ -38,22 +38,25 @@ class StorageIo {
   static std::shared_ptr<StorageIo> Posix();
 };
 
-// A file being written in tmp/, hashed as it goes. Not thread-safe. Its
-// destructor removes the file unless BlobStore::Install took it.
+// A file being written in tmp/, hashed as it goes, of a size declared up
+// front. Not thread-safe. Its destructor removes the file unless
+// BlobStore::Install took it, and gives back the space it reserved.
 class TempBlob {
  public:
   ~TempBlob();
   TempBlob(const TempBlob&) = delete;
   TempBlob& operator=(const TempBlob&) = delete;
 
-  // Appends and hashes `bytes`. RESOURCE_EXHAUSTED when the disk is full
-  // (ENOSPC/EDQUOT), INTERNAL for other write errors; after either the file
-  // is already removed and every later call answers the same error.
+  // Appends and hashes `bytes`. INVALID_ARGUMENT past the declared size;
+  // RESOURCE_EXHAUSTED when the disk is full (ENOSPC/EDQUOT); INTERNAL for
+  // other write errors. After any of them the file is already removed and
+  // every later call answers the same error.
   absl::Status Append(absl::string_view bytes);
   // Makes the failure sticky and removes the file now (a doomed upload).
   void Fail(absl::Status status);
 
   int64_t size() const { return size_; }
+  int64_t declared_size() const { return declared_size_; }
   // The first error, or OK.
   const absl::Status& status() const { return status_; }
   // The SHA-256 of every byte appended; call once, when all were appended.
@@ -63,13 +66,22 @@ class TempBlob {
 
  private:
   friend class BlobStore;
-  TempBlob(std::shared_ptr<StorageIo> io, std::string path, int fd)
-      : io_(std::move(io)), path_(std::move(path)), fd_(fd) {}
+  TempBlob(std::shared_ptr<StorageIo> io, std::shared_ptr<std::atomic<int64_t>> reserved,
+           std::string path, int fd, int64_t declared_size)
+      : io_(std::move(io)),
+        reserved_(std::move(reserved)),
+        path_(std::move(path)),
+        fd_(fd),
+        declared_size_(declared_size) {}
   void Remove();
 
   std::shared_ptr<StorageIo> io_;
+  // The store's count of declared bytes not yet written; this file's share
+  // is declared_size_ - size_.
+  std::shared_ptr<std::atomic<int64_t>> reserved_;
   std::string path_;  // empty once removed or installed
   int fd_;            // -1 once closed
+  const int64_t declared_size_;
   int64_t size_ = 0;
   Sha256 hash_;
   absl::Status status_;
@@ -104,11 +116,13 @@ class BlobStore {
   static absl::StatusOr<std::unique_ptr<BlobStore>> Open(const std::string& dir,
                                                          std::shared_ptr<StorageIo> io);
 
-  // Free bytes of the file system holding the folder.
-  absl::StatusOr<int64_t> FreeBytes() const { return io_->FreeBytes(dir_); }
-
-  // A new, empty temp file in tmp/. INTERNAL when it cannot be created.
-  absl::StatusOr<std::unique_ptr<TempBlob>> NewTemp() const;
+  // A new, empty temp file in tmp/ for `declared_size` bytes, reserved at
+  // once so that concurrent uploads see each other's. RESOURCE_EXHAUSTED when
+  // the free space, less the bytes reserved and not yet written, minus
+  // `declared_size` would drop below `min_free_bytes`; INTERNAL when the
+  // file cannot be created.
+  absl::StatusOr<std::unique_ptr<TempBlob>> NewTemp(int64_t declared_size,
+                                                    int64_t min_free_bytes) const;
 
   // Moves a synced temp file whose bytes hash to `sha256` into blobs/ and
   // fsyncs the folders. An existing blob of that digest and size is reused
@@ -142,6 +156,8 @@ class BlobStore {
 
   const std::string dir_;
   const std::shared_ptr<StorageIo> io_;
+  // Shared with the temp files, which may outlive the store.
+  const std::shared_ptr<std::atomic<int64_t>> reserved_ = std::make_shared<std::atomic<int64_t>>(0);
   std::atomic<int64_t> stored_bytes_{0};
 };
 

@@ -106,27 +106,10 @@ bool IsCheckpointId(absl::string_view id) {
 class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
  public:
   UploadImpl(const CheckpointStore* owner, v1::CheckpointMetadata metadata,
-             std::unique_ptr<TempBlob> temp, std::shared_ptr<std::atomic<int64_t>> pending)
-      : owner_(owner),
-        metadata_(std::move(metadata)),
-        temp_(std::move(temp)),
-        pending_(std::move(pending)) {}
-  // The declared bytes never written stop counting against the free space.
-  ~UploadImpl() override { *pending_ -= metadata_.size_bytes() - reserved_written_; }
+             std::unique_ptr<TempBlob> temp)
+      : owner_(owner), metadata_(std::move(metadata)), temp_(std::move(temp)) {}
 
-  absl::Status Append(absl::string_view bytes) override {
-    RETURN_IF_ERROR(temp_->status());
-    if (static_cast<int64_t>(bytes.size()) > metadata_.size_bytes() - temp_->size()) {
-      temp_->Fail(absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint upload: more bytes than the declared size_bytes ", metadata_.size_bytes(),
-          " (", temp_->size() + static_cast<int64_t>(bytes.size()), " received)")));
-      return temp_->status();
-    }
-    RETURN_IF_ERROR(temp_->Append(bytes));
-    reserved_written_ += static_cast<int64_t>(bytes.size());
-    *pending_ -= static_cast<int64_t>(bytes.size());
-    return absl::OkStatus();
-  }
+  absl::Status Append(absl::string_view bytes) override { return temp_->Append(bytes); }
   int64_t received_bytes() const override { return temp_->size(); }
   const v1::CheckpointMetadata& metadata() const override { return metadata_; }
 
@@ -136,9 +119,7 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
  private:
   const CheckpointStore* owner_;
   const v1::CheckpointMetadata metadata_;
-  std::unique_ptr<TempBlob> temp_;
-  std::shared_ptr<std::atomic<int64_t>> pending_;
-  int64_t reserved_written_ = 0;
+  std::unique_ptr<TempBlob> temp_;  // limited to metadata_.size_bytes()
 };
 
 namespace {
@@ -224,22 +205,8 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> CheckpointStore::BeginU
         absl::StrCat("checkpoint of ", size, " bytes is larger than this coordinator's limit of ",
                      options_.max_checkpoint_bytes, " bytes (max_checkpoint_bytes)"));
   }
-  ASSIGN_OR_RETURN(int64_t free, blobs_->FreeBytes());
-  // Reserve first, so that concurrent uploads see each other.
-  const int64_t pending = pending_bytes_->fetch_add(size);
-  if (free - pending - size < options_.min_free_bytes) {
-    *pending_bytes_ -= size;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "not enough disk space for a checkpoint of ", size, " bytes: ", free, " bytes free in ",
-        options_.dir, " (", pending, " promised to uploads in progress), and at least ",
-        options_.min_free_bytes, " must stay free (min_free_bytes)"));
-  }
-  absl::StatusOr<std::unique_ptr<TempBlob>> temp = blobs_->NewTemp();
-  if (!temp.ok()) {
-    *pending_bytes_ -= size;
-    return temp.status();
-  }
-  return std::make_unique<UploadImpl>(this, metadata, std::move(*temp), pending_bytes_);
+  ASSIGN_OR_RETURN(std::unique_ptr<TempBlob> temp, blobs_->NewTemp(size, options_.min_free_bytes));
+  return std::make_unique<UploadImpl>(this, metadata, std::move(temp));
 }
 
 absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(std::unique_ptr<Upload> upload,
@@ -276,39 +243,39 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(std::unique_ptr<Upload> u
   *checkpoint.mutable_create_time() = ToProtoTime(now);
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(blobs_->Install(temp, digest));
-  std::vector<std::string> dropped;
+  std::vector<std::string> candidates;
   absl::Status status = db_->Begin();
   if (status.ok()) {
     SqliteTransaction txn(db_.get());
-    status = RecordInTransaction(checkpoint, policy, dropped);
+    status = RecordInTransaction(checkpoint, policy, candidates);
     if (status.ok()) status = txn.Commit();
   }
   if (!status.ok()) {
     RemoveUnreferenced({digest});
     return status;
   }
-  RemoveUnreferenced(dropped);
+  RemoveUnreferenced(candidates);
   return checkpoint;
 }
 
 absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoint,
                                                   const RetentionPolicy& policy,
-                                                  std::vector<std::string>& dropped) {
+                                                  std::vector<std::string>& candidates) {
   const v1::CheckpointMetadata& m = checkpoint.metadata();
-  ASSIGN_OR_RETURN(auto same, db_->Prepare("SELECT sha256 FROM checkpoints WHERE job_id = ? "
-                                           "AND kind = ? AND step = ?"));
-  same->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()}).Bind(3, m.step());
-  ASSIGN_OR_RETURN(bool replaced, same->Step());
-  if (replaced) dropped.push_back(same->ColumnText(0));
-  same.reset();
-  ASSIGN_OR_RETURN(auto remove_same, db_->Prepare("DELETE FROM checkpoints WHERE job_id = ? "
-                                                  "AND kind = ? AND step = ?"));
-  remove_same->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()}).Bind(3, m.step());
-  RETURN_IF_ERROR(remove_same->Run());
-
-  ASSIGN_OR_RETURN(auto insert, db_->Prepare("INSERT INTO checkpoints (id, job_id, kind, step, "
-                                             "final, sha256, size_bytes, create_time_us, "
-                                             "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
+  // Every blob of the series may lose its last record (replaced or retired).
+  ASSIGN_OR_RETURN(auto series, db_->Prepare("SELECT DISTINCT sha256 FROM checkpoints "
+                                             "WHERE job_id = ? AND kind = ?"));
+  series->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()});
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, series->Step());
+    if (!row) break;
+    candidates.push_back(series->ColumnText(0));
+  }
+  series.reset();
+  ASSIGN_OR_RETURN(auto insert,
+                   db_->Prepare("INSERT OR REPLACE INTO checkpoints (id, job_id, kind, step, "
+                                "final, sha256, size_bytes, create_time_us, "
+                                "metadata) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"));
   insert->Bind(1, checkpoint.id())
       .Bind(2, m.job_id())
       .Bind(3, int64_t{m.kind()})
@@ -320,7 +287,7 @@ absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoi
       .BindBlob(9, m.SerializeAsString());
   RETURN_IF_ERROR(insert->Run());
 
-  ASSIGN_OR_RETURN(auto all, db_->Prepare("SELECT id, step, final, sha256 FROM checkpoints "
+  ASSIGN_OR_RETURN(auto all, db_->Prepare("SELECT id, step, final FROM checkpoints "
                                           "WHERE job_id = ? AND kind = ? ORDER BY step DESC"));
   all->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()});
   std::vector<std::string> doomed;
@@ -331,9 +298,7 @@ absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoi
     const bool keep = newest < policy.keep_last ||
                       (policy.keep_every > 0 && step % policy.keep_every == 0) ||
                       all->ColumnInt(2) != 0 || all->ColumnText(0) == checkpoint.id();
-    if (keep) continue;
-    doomed.push_back(all->ColumnText(0));
-    dropped.push_back(all->ColumnText(3));
+    if (!keep) doomed.push_back(all->ColumnText(0));
   }
   all.reset();
   ASSIGN_OR_RETURN(auto remove, db_->Prepare("DELETE FROM checkpoints WHERE id = ?"));

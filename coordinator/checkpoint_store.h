@@ -12,7 +12,6 @@
 // both. No part of a request ever becomes a path: blob paths come only from
 // the SHA-256 this store computed over the bytes it wrote.
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -155,9 +154,9 @@ class CheckpointStore {
                                                      absl::string_view order) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Inserts the record, replaces its job+kind+step and applies `policy`;
-  // appends the digests of deleted records to `dropped`.
+  // appends to `candidates` the digests that may have lost their last record.
   absl::Status RecordInTransaction(const v1::Checkpoint& checkpoint, const RetentionPolicy& policy,
-                                   std::vector<std::string>& dropped)
+                                   std::vector<std::string>& candidates)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Unlinks each blob of `digests` that no record references any more.
   void RemoveUnreferenced(const std::vector<std::string>& digests)
