@@ -5,6 +5,7 @@
 // on one listening port with optional TLS.
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "coordinator/coordinator.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/server.h"
+#include "grpcpp/support/server_interceptor.h"
 #include "services/auth.h"
 #include "services/coordinator_service.h"
 #include "services/grpc_client.h"
@@ -31,6 +33,10 @@ struct ServerOptions {
   // and without this, Start fails.
   bool insecure_no_auth = false;
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // Makes the server interceptors (e.g. CoordinatorMetrics' RPC timer);
+  // called once by Start. Unset: none.
+  std::function<std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
+      interceptors;
 };
 
 // Owns the grpc::Server and the service adapters. Thread-safe.
