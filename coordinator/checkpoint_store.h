@@ -52,7 +52,8 @@ bool IsCheckpointId(absl::string_view id);
 
 // Thread-safe: one index connection behind a mutex; commits serialise.
 // Uploads and readers may be used on other threads than the store's, each by
-// one thread at a time; uploads must not outlive the store.
+// one thread at a time, and may outlive it (an upload is then only
+// discarded: Commit takes uploads of its own store only).
 class CheckpointStore {
  public:
   // The index schema version this build writes.
@@ -164,9 +165,6 @@ class CheckpointStore {
   std::string NewId();
 
   const CheckpointStoreOptions options_;
-  // Declared bytes that uploads in progress have not written yet: space
-  // they will take that the file system does not show as used.
-  std::shared_ptr<std::atomic<int64_t>> pending_bytes_ = std::make_shared<std::atomic<int64_t>>(0);
   mutable absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<BlobStore> blobs_;  // Install/Remove only under mu_
