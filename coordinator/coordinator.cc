@@ -3,10 +3,12 @@
 
 #include "coordinator/coordinator.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/job_state_machine.h"
+#include "coordinator/proto_time.h"
 #include "worker/engine/util/status_macros.h"
 
 namespace clmae {
@@ -50,6 +52,14 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   c.recovering_until_ = active.empty() ? now : now + c.options_.lease;
   for (v1::Job& job : active) {
     ASSIGN_OR_RETURN(JobResources resources, ResolveJobResources(job.spec()));
+    if (c.checkpoints_ != nullptr) {
+      ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> kept,
+                       c.checkpoints_->List(job.id(), v1::CHECKPOINT_KIND_UNSPECIFIED));
+      for (const v1::Checkpoint& k : kept) {
+        absl::Time& last = c.last_checkpoint_[job.id()];
+        last = std::max(last, FromProtoTime(k.create_time()));
+      }
+    }
     ActiveJob& a = c.jobs_[job.id()];
     a.resources = resources;
     a.order = c.next_order_++;
