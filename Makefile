@@ -48,6 +48,13 @@ bench-coordinator: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-coordinator clmae-coordinator
 	$(BUILD_DIR)/bench/clmae-bench-coordinator
 
+# Checkpoint transfer (issue 5): 256 MiB and 1 GiB uploaded and downloaded
+# over loopback against a plain local copy of the same bytes.
+.PHONY: bench-checkpoint
+bench-checkpoint: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-checkpoint clmae-coordinator
+	$(BUILD_DIR)/bench/clmae-bench-checkpoint
+
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
 	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON"
