@@ -25,6 +25,7 @@
 #include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/process/local_launcher.h"
+#include "worker/train/checkpoint_uploader.h"
 #include "worker/train/console_reporter.h"
 #include "worker/train/coordinator_reporter.h"
 #include "worker/train/dist_environment.h"
@@ -51,6 +52,9 @@ ABSL_FLAG(std::string, coordinator, "",
           "CLMAE_TLS_CERT, CLMAE_TLS_KEY)");
 ABSL_FLAG(std::string, job_id, "", "the coordinator's job id (with --coordinator)");
 ABSL_FLAG(int, attempt, 1, "the job's attempt number (with --coordinator)");
+ABSL_FLAG(int, upload_timeout, 600,
+          "seconds rank 0 waits at the end for its checkpoint uploads to reach the "
+          "coordinator (with --coordinator)");
 ABSL_FLAG(int, collective_timeout, 0,
           "seconds after which a collective waiting on a dead or hung rank fails; "
           "overrides train.collective_timeout_s");
@@ -164,6 +168,7 @@ int main(int argc, char** argv) {
   clmae::ObserverFanout observers;
   if (dist.rank == 0) observers.Add(&console);
   std::unique_ptr<clmae::CoordinatorReporter> coordinator;
+  std::unique_ptr<clmae::CheckpointUploader> uploader;
   if (!absl::GetFlag(FLAGS_coordinator).empty()) {
     clmae::CoordinatorReporterOptions ro;
     ro.client.address = absl::GetFlag(FLAGS_coordinator);
@@ -179,6 +184,19 @@ int main(int argc, char** argv) {
     if (!created.ok()) return Fail(2, absl::StrCat("--coordinator: ", created.status().message()));
     coordinator = std::move(*created);
     observers.Add(coordinator.get());
+    if (dist.rank == 0) {
+      // Every checkpoint and export goes to the coordinator's store, so a
+      // restarted attempt resumes from it on any node.
+      clmae::CheckpointUploaderOptions uo;
+      uo.client = ro.client;
+      uo.job_id = ro.job_id;
+      uo.attempt = ro.attempt;
+      uo.cache_dir = Env("CLMAE_CHECKPOINT_CACHE");
+      auto made = clmae::CheckpointUploader::Create(uo);
+      if (!made.ok()) return Fail(2, absl::StrCat("--coordinator: ", made.status().message()));
+      uploader = std::move(*made);
+      observers.Add(uploader.get());
+    }
   }
   auto trainer = clmae::Trainer::Create(*options, collectives->get(),
                                         observers.empty() ? nullptr : &observers);
@@ -188,6 +206,15 @@ int main(int argc, char** argv) {
     return Fail(bad_input ? 2 : 1, std::string(trainer.status().message()));
   }
   if (auto status = (*trainer)->Run(); !status.ok()) return Fail(1, std::string(status.message()));
+  if (uploader) {
+    // The final checkpoint and exports are stored before the result makes
+    // the job succeed; still on local disk if they could not be.
+    const int seconds = std::max(absl::GetFlag(FLAGS_upload_timeout), 0);
+    if (auto s = uploader->Flush(absl::Seconds(seconds)); !s.ok()) {
+      std::fprintf(stderr, "clmae-train: warning: checkpoint uploads incomplete: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
   if (coordinator) {
     // The coordinator must hear the result before this rank's exit 0 makes
     // the job succeed; a coordinator out of reach does not undo the

@@ -4,6 +4,8 @@
 // (sync gRPC API on 127.0.0.1): records what agents and trainers send,
 // answers `register`, and lets a test send assignments and cancels.
 
+#include <algorithm>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,6 +77,122 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
     progress_.push_back(*request);
     tokens_.push_back(Authorization(*context));
     return progress_answer_;
+  }
+
+  // One UploadCheckpoint call as the service saw it.
+  struct Upload {
+    v1::CheckpointMetadata metadata;
+    std::string bytes;
+    std::vector<size_t> chunk_sizes;
+    bool metadata_first = false;
+  };
+
+  // Reads the whole upload, then answers the next queued failure if any,
+  // else `upload_answer`, else OK with the checkpoint "ck-<n>" (the metadata
+  // echoed back). Only uploads answered OK are recorded in uploads().
+  grpc::Status UploadCheckpoint(grpc::ServerContext* context,
+                                grpc::ServerReader<v1::UploadCheckpointRequest>* reader,
+                                v1::UploadCheckpointResponse* response) override {
+    Upload upload;
+    v1::UploadCheckpointRequest request;
+    bool first = true;
+    while (reader->Read(&request)) {
+      if (request.has_metadata()) {
+        upload.metadata = request.metadata();
+        upload.metadata_first = first;
+      } else {
+        upload.bytes += request.data();
+        upload.chunk_sizes.push_back(request.data().size());
+      }
+      first = false;
+    }
+    absl::MutexLock lock(&mu_);
+    ++upload_calls_;
+    tokens_.push_back(Authorization(*context));
+    mu_.Await(absl::Condition(
+        +[](bool* hold) { return !*hold; }, &hold_uploads_));
+    if (!upload_failures_.empty()) {
+      grpc::Status failure = upload_failures_.front();
+      upload_failures_.erase(upload_failures_.begin());
+      return failure;
+    }
+    if (!upload_answer_.ok()) return upload_answer_;
+    uploads_.push_back(upload);
+    v1::Checkpoint* checkpoint = response->mutable_checkpoint();
+    checkpoint->set_id(absl::StrCat("ck-", uploads_.size()));
+    *checkpoint->mutable_metadata() = upload.metadata;
+    return grpc::Status::OK;
+  }
+
+  // Serves the checkpoints added with AddCheckpoint(): the record, then the
+  // bytes from the requested offset in chunks of `fetch_chunk_bytes`.
+  // NOT_FOUND for another job or id.
+  grpc::Status FetchCheckpoint(
+      grpc::ServerContext* context, const v1::FetchCheckpointRequest* request,
+      grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override {
+    v1::Checkpoint checkpoint;
+    std::string bytes;
+    {
+      absl::MutexLock lock(&mu_);
+      fetches_.push_back(*request);
+      tokens_.push_back(Authorization(*context));
+      auto it = checkpoints_.find(request->id());
+      if (it == checkpoints_.end() || it->second.first.metadata().job_id() != request->job_id()) {
+        return grpc::Status(
+            grpc::StatusCode::NOT_FOUND,
+            absl::StrCat("no checkpoint ", request->id(), " in job ", request->job_id()));
+      }
+      checkpoint = it->second.first;
+      bytes = it->second.second;
+    }
+    v1::DownloadCheckpointResponse out;
+    *out.mutable_checkpoint() = checkpoint;
+    if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    for (size_t at = static_cast<size_t>(std::max<int64_t>(request->offset(), 0));
+         at < bytes.size(); at += fetch_chunk_bytes) {
+      out.set_data(bytes.substr(at, fetch_chunk_bytes));
+      if (!writer->Write(out)) return grpc::Status::CANCELLED;
+    }
+    return grpc::Status::OK;
+  }
+
+  size_t fetch_chunk_bytes = 1 << 16;
+
+  // A checkpoint FetchCheckpoint serves: `record` as the first message
+  // (its metadata's job_id decides which job it belongs to), then `bytes`.
+  void AddCheckpoint(const v1::Checkpoint& record, std::string bytes) {
+    absl::MutexLock lock(&mu_);
+    checkpoints_[record.id()] = {record, std::move(bytes)};
+  }
+  std::vector<v1::FetchCheckpointRequest> fetches() {
+    absl::MutexLock lock(&mu_);
+    return fetches_;
+  }
+
+  // The next `count` uploads are answered `status` (after being read whole).
+  void FailUploads(int count, grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    for (int i = 0; i < count; ++i) upload_failures_.push_back(status);
+  }
+  // Every upload is answered this from now on (OK: as described above).
+  void set_upload_answer(grpc::Status status) {
+    absl::MutexLock lock(&mu_);
+    upload_answer_ = std::move(status);
+  }
+  // While held, UploadCheckpoint calls wait before they answer.
+  void HoldUploads(bool hold) {
+    absl::MutexLock lock(&mu_);
+    hold_uploads_ = hold;
+  }
+  // UploadCheckpoint calls received (each try), including held ones.
+  int upload_calls() {
+    absl::MutexLock lock(&mu_);
+    return upload_calls_;
+  }
+  // The uploads answered OK, in order.
+  std::vector<Upload> uploads() {
+    absl::MutexLock lock(&mu_);
+    return uploads_;
   }
 
   // ReportProgress answers this from now on (OK at first).
@@ -153,6 +271,13 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   grpc::Status progress_answer_ ABSL_GUARDED_BY(mu_) = grpc::Status::OK;
   bool hold_progress_ ABSL_GUARDED_BY(mu_) = false;
   int progress_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<Upload> uploads_ ABSL_GUARDED_BY(mu_);
+  std::vector<grpc::Status> upload_failures_ ABSL_GUARDED_BY(mu_);
+  grpc::Status upload_answer_ ABSL_GUARDED_BY(mu_) = grpc::Status::OK;
+  bool hold_uploads_ ABSL_GUARDED_BY(mu_) = false;
+  int upload_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::pair<v1::Checkpoint, std::string>> checkpoints_ ABSL_GUARDED_BY(mu_);
+  std::vector<v1::FetchCheckpointRequest> fetches_ ABSL_GUARDED_BY(mu_);
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
