@@ -154,7 +154,7 @@ absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std
     next.set_failure_message(reason.empty() ? "cancelled by a client"
                                             : absl::StrCat("cancelled: ", reason));
     RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now));
-    CancelRanks(active, next.failure_message());
+    CancelRanks(active, next.failure_message(), options_.cancel_grace);
     result = active.job;
     Reap();
   }
@@ -213,6 +213,26 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
     absl::MutexLock lock(&mu_);
     status = registry_.SetDraining(worker_id, draining);
     if (status.ok() && !draining) status = Schedule(options_.clock());
+    if (status.ok() && draining) {
+      // Move every job with a rank here: all its ranks stop at one step
+      // after a checkpoint, and the job is requeued elsewhere.
+      for (auto& [id, active] : jobs_) {
+        if (active.stop_requested || (active.job.state() != v1::JOB_STATE_SCHEDULED &&
+                                      active.job.state() != v1::JOB_STATE_RUNNING)) {
+          continue;
+        }
+        bool here = false;
+        for (const v1::RankPlacement& r : active.job.placement().ranks()) {
+          here |= r.worker_id() == worker_id;
+        }
+        if (!here) continue;
+        active.stop_requested = true;
+        CancelRanks(active,
+                    absl::StrCat("worker ", worker_id,
+                                 " is draining: checkpoint and stop, to move the job"),
+                    options_.preempt_grace);
+      }
+    }
     Reap();
   }
   outbox_.Flush();

@@ -53,6 +53,9 @@ struct CoordinatorOptions {
   // absl::ZeroDuration() turns the check off.
   absl::Duration hang_timeout = absl::Minutes(10);
   absl::Duration cancel_grace = absl::Seconds(30);  // SIGTERM -> SIGKILL on agents
+  // SIGTERM -> SIGKILL when a drain stops a job's ranks to move it: long
+  // enough for the ranks to agree on a step, write and upload a checkpoint.
+  absl::Duration preempt_grace = absl::Minutes(5);
   int master_port_min = 29500;                      // MASTER_PORT range
   int master_port_max = 29999;
   // Full spec validation, run on Submit before anything is stored (the gRPC
@@ -94,7 +97,11 @@ class Coordinator {
   // After this returns the callback is not called again. Not from a callback.
   void Unwatch(WatchId id);
   std::vector<v1::Worker> ListWorkers();
-  // A draining worker keeps its ranks but gets no new ones.
+  // A draining worker gets no new ranks, and every job with a rank on it is
+  // asked to stop (SIGTERM to all its ranks, grace options_.preempt_grace):
+  // its trainers checkpoint and exit kTrainerExitStopped, and the job is
+  // requeued as a preemption onto other workers. Undraining lets it take
+  // ranks again. NOT_FOUND for an unknown worker.
   absl::Status SetWorkerDraining(const std::string& worker_id, bool draining);
 
   // --- Agents (the Attach stream) -------------------------------------------
@@ -173,6 +180,12 @@ class Coordinator {
     int64_t order = 0;
     std::vector<RankState> ranks;  // current attempt; empty while PENDING
     absl::Time running_since;
+    // The coordinator asked the current attempt's ranks to stop (a drain):
+    // their exits on SIGTERM/SIGKILL count as a preemption too.
+    bool stop_requested = false;
+    // The current attempt ended as a preemption (RESTARTING): requeued
+    // without counting a restart.
+    bool preempted = false;
   };
 
   // A PENDING job's place in its device kind's queue, in GangScheduler's
@@ -203,12 +216,17 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status FailAttempt(ActiveJob& active, const std::string& reason, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The attempt's ranks stopped on request after checkpointing: RESTARTING,
+  // then PENDING at attempt + 1 without using a restart.
+  absl::Status PreemptAttempt(ActiveJob& active, const std::string& reason, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MaybeFinishRestart(ActiveJob& active, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MaybeAdvance(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelRanks(const ActiveJob& active, const std::string& reason)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendCancel(const std::string& worker_id, const TaskKey& task, const std::string& reason)
+  void CancelRanks(const ActiveJob& active, const std::string& reason,
+                   absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendCancel(const std::string& worker_id, const TaskKey& task, const std::string& reason,
+                  absl::Duration grace)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckRanks(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WorkerLost(const std::string& worker_id, const std::string& why, absl::Time now)

@@ -1,12 +1,15 @@
 // Coordinator: what agents (Attach stream) and trainers (ReportProgress)
 // tell it, including reconciliation when an agent (re-)attaches.
 
+#include <csignal>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
+// Header-only: the trainer's exit codes.
+#include "services/exit_codes.h"
 #include "worker/engine/util/status_macros.h"
 
 namespace clmae {
@@ -69,7 +72,8 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
       // An orphan (its attempt is over, or unknown here): keep its device
       // busy until the agent reports it gone, and stop it.
       registry_.Occupy(task, worker_id, t.device_kind(), t.device_index()).IgnoreError();
-      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"));
+      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"),
+                 options_.cancel_grace);
     }
     // Ranks placed here that the agent did not list: their exit may follow
     // as a task status; otherwise they are lost when the lease passes.
@@ -139,7 +143,12 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         }
         rank.confirmed = true;
         const bool failed = status.exit_code() != 0 || status.signal() != 0;
-        if (first_exit && failed && Placed(active->job.state())) {
+        const bool stopped = status.exit_code() == kTrainerExitStopped ||
+                             (active->stop_requested &&
+                              (status.signal() == SIGTERM || status.signal() == SIGKILL));
+        if (first_exit && stopped && Placed(active->job.state())) {
+          result.Update(PreemptAttempt(*active, ExitReason(task.rank, worker_id, status), now));
+        } else if (first_exit && failed && Placed(active->job.state())) {
           result.Update(FailAttempt(*active, ExitReason(task.rank, worker_id, status), now));
         } else {
           result.Update(MaybeAdvance(*active, now));
@@ -156,7 +165,8 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
       rank.confirmed = true;
       result.Update(MaybeAdvance(*active, now));
     } else {
-      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"));
+      SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"),
+                 options_.cancel_grace);
     }
     Reap();
   }

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <map>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "coordinator/coordinator.h"
@@ -13,6 +14,9 @@
 
 namespace clmae {
 namespace {
+
+// Starts the failure message of an attempt that ended as a preemption.
+constexpr char kPreemptedPrefix[] = "preempted: ";
 
 bool Placed(v1::JobState state) {
   return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
@@ -152,7 +156,23 @@ absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reas
               : absl::StrCat(reason, "; no restarts left (max_restarts ", max_restarts, ")");
   RETURN_IF_ERROR(Commit(active, next, message, now));
   // No partial restarts: every other rank of the attempt is stopped.
-  CancelRanks(active, reason);
+  CancelRanks(active, reason, options_.cancel_grace);
+  return MaybeFinishRestart(active, now);
+}
+
+absl::Status Coordinator::PreemptAttempt(ActiveJob& active, const std::string& reason,
+                                         absl::Time now) {
+  if (!Placed(active.job.state())) return absl::OkStatus();
+  v1::Job next = active.job;
+  next.set_state(v1::JOB_STATE_RESTARTING);
+  next.set_failure_message(absl::StrCat(kPreemptedPrefix, reason));
+  RETURN_IF_ERROR(Commit(active, next,
+                         absl::StrCat(kPreemptedPrefix, reason,
+                                      "; requeued without counting a restart"),
+                         now));
+  active.preempted = true;
+  // The other ranks are stopping at the same step; give them the same time.
+  CancelRanks(active, reason, options_.preempt_grace);
   return MaybeFinishRestart(active, now);
 }
 
@@ -161,14 +181,27 @@ absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) 
       registry_.AttemptHoldsDevices(active.job.id(), active.job.attempt())) {
     return absl::OkStatus();
   }
+  // After a coordinator restart the flag is gone; the committed failure
+  // message still says whether the attempt was preempted.
+  const bool preempted =
+      active.preempted || absl::StartsWith(active.job.failure_message(), kPreemptedPrefix);
   v1::Job next = active.job;
   next.set_state(v1::JOB_STATE_PENDING);
   next.set_attempt(active.job.attempt() + 1);
-  next.set_restarts(active.job.restarts() + 1);
+  if (preempted) {
+    next.set_preemptions(active.job.preemptions() + 1);
+  } else {
+    next.set_restarts(active.job.restarts() + 1);
+  }
   next.clear_placement();
   RETURN_IF_ERROR(Commit(
-      active, next, absl::StrCat("every rank stopped; requeued as attempt ", next.attempt()), now));
+      active, next,
+      absl::StrCat("every rank stopped; requeued as attempt ", next.attempt(),
+                   preempted ? " (preemption)" : ""),
+      now));
   active.ranks.clear();
+  active.preempted = false;
+  active.stop_requested = false;
   return absl::OkStatus();
 }
 
@@ -197,19 +230,21 @@ absl::Status Coordinator::MaybeAdvance(ActiveJob& active, absl::Time now) {
   return absl::OkStatus();
 }
 
-void Coordinator::CancelRanks(const ActiveJob& active, const std::string& reason) {
+void Coordinator::CancelRanks(const ActiveJob& active, const std::string& reason,
+                              absl::Duration grace) {
   const v1::Placement& p = active.job.placement();
   for (int r = 0; r < p.ranks_size(); ++r) {
     if (r < static_cast<int>(active.ranks.size()) &&
         active.ranks[r].phase == RankState::Phase::kExited) {
       continue;
     }
-    SendCancel(p.ranks(r).worker_id(), TaskKey{active.job.id(), active.job.attempt(), r}, reason);
+    SendCancel(p.ranks(r).worker_id(), TaskKey{active.job.id(), active.job.attempt(), r}, reason,
+               grace);
   }
 }
 
 void Coordinator::SendCancel(const std::string& worker_id, const TaskKey& task,
-                             const std::string& reason) {
+                             const std::string& reason, absl::Duration grace) {
   auto sink = sinks_.find(worker_id);
   if (sink == sinks_.end()) return;  // lost or detached: its lease decides
   v1::CoordinatorMessage message;
@@ -217,7 +252,7 @@ void Coordinator::SendCancel(const std::string& worker_id, const TaskKey& task,
   cancel->set_job_id(task.job_id);
   cancel->set_attempt(task.attempt);
   cancel->set_rank(task.rank);
-  *cancel->mutable_grace() = ToProtoDuration(options_.cancel_grace);
+  *cancel->mutable_grace() = ToProtoDuration(grace);
   cancel->set_reason(reason);
   outbox_.ToAgent(sink->second, std::move(message));
 }
