@@ -277,6 +277,7 @@ class Download {
       known_ = identity;
     }
     record_ = record;
+    if (options_.started) options_.started(record, offset_);
     if (options_.progress) options_.progress(offset_, size);
 
     Outcome outcome;

@@ -46,6 +46,11 @@ struct DownloadOptions {
   // Called on the calling thread as bytes arrive (done, total), first with
   // the bytes already on disk; may be empty.
   std::function<void(int64_t done, int64_t total)> progress;
+  // Called on the calling thread when a try's stream has sent the record
+  // and the bytes are about to follow from `offset` (the bytes of this
+  // checkpoint already on disk); may be empty. Lets a caller name the
+  // download, and pin later tries to `checkpoint.id()`.
+  std::function<void(const v1::Checkpoint& checkpoint, int64_t offset)> started;
   // Sets deadline/credentials on each context before the stream opens (e.g.
   // AuthorizeCall); may be empty.
   std::function<void(grpc::ClientContext&)> prepare_context;

@@ -388,6 +388,23 @@ TEST_F(CheckpointDownloadTest, EveryTryIsPrepared) {
   EXPECT_THAT(server_.tokens(), ElementsAre("t1", "t2"));
 }
 
+TEST_F(CheckpointDownloadTest, StartedNamesTheCheckpointAndWhereEachTryResumes) {
+  const std::string bytes = RandomBytes(300000, 16);
+  const v1::Checkpoint record = Record("ck-7", bytes);
+  std::vector<std::pair<std::string, int64_t>> starts;
+  options_.started = [&starts](const v1::Checkpoint& checkpoint, int64_t offset) {
+    starts.emplace_back(checkpoint.id(), offset);
+  };
+  server_.SetScripts({{.record = record,
+                       .bytes = bytes,
+                       .stop_at = 1000,
+                       .end = grpc::Status(grpc::StatusCode::UNAVAILABLE, "connection reset")},
+                      {.record = record, .bytes = bytes}});
+  ASSERT_TRUE(Download().ok());
+  EXPECT_THAT(starts, ElementsAre(std::make_pair(std::string("ck-7"), int64_t{0}),
+                                  std::make_pair(std::string("ck-7"), int64_t{1000})));
+}
+
 TEST_F(CheckpointDownloadTest, AMissingDirectoryNamesThePath) {
   path_ = dir_ + "/no/such/dir/checkpoint.pt";
   server_.SetScripts({{.record = Record("ck-1", "abc"), .bytes = "abc"}});
