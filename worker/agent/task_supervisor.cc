@@ -115,10 +115,16 @@ void TaskSupervisor::Loop() {
           break;
         case Command::Kind::kCancel: {
           auto it = running_.find(c.task);
-          if (it == running_.end()) {
-            AgentLog(absl::StrCat("cancel of ", TaskName(c.task), " ignored: not running here"));
-          } else {
+          auto fetching = fetching_.find(c.task);
+          if (it != running_.end()) {
             Stop(it->second, c.grace, c.reason);
+          } else if (fetching != fetching_.end() && !fetching->second.cancelled) {
+            // Its fetch goes on for the cache; the trainer is never spawned.
+            fetching->second.cancelled = true;
+            NotStarted(fetching->second.task,
+                       absl::StrCat("cancelled (", c.reason, ") while fetching its checkpoint"));
+          } else {
+            AgentLog(absl::StrCat("cancel of ", TaskName(c.task), " ignored: not running here"));
           }
           break;
         }
@@ -126,7 +132,16 @@ void TaskSupervisor::Loop() {
           if (!stopping_) {
             stopping_ = true;
             for (auto& [id, running] : running_) Stop(running, c.grace, "the agent is stopping");
+            for (auto& [id, fetching] : fetching_) {
+              if (fetching.cancelled) continue;
+              fetching.cancelled = true;
+              NotStarted(fetching.task, "the agent is shutting down");
+            }
+            if (options_.fetcher != nullptr) options_.fetcher->Shutdown();
           }
+          break;
+        case Command::Kind::kFetched:
+          Fetched(c.assignment, c.resume_path);
           break;
       }
     }
@@ -139,7 +154,7 @@ void TaskSupervisor::Loop() {
         running.killed = true;
       }
     }
-    if (stopping_ && running_.empty()) {
+    if (stopping_ && running_.empty() && fetching_.empty()) {
       absl::MutexLock lock(&mu_);
       if (commands_.empty()) {
         finished_ = true;
@@ -154,27 +169,68 @@ void TaskSupervisor::Loop() {
 void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
   const v1::Task task = TaskOf(assignment);
   const TaskId id = IdOf(task);
-  auto fail = [&](const std::string& why) {
-    AgentLog(absl::StrCat(TaskName(id), ": cannot start: ", why));
-    options_.ledger->Exited(ExitedStatus(task, 127, 0, why));
-  };
-  if (stopping_) return fail("the agent is shutting down");
-  if (running_.contains(id)) {
+  if (stopping_) return NotStarted(task, "the agent is shutting down");
+  if (running_.contains(id) || fetching_.contains(id)) {
     AgentLog(absl::StrCat(TaskName(id), ": assignment ignored: already running"));
     return;
   }
   if (absl::Status valid = ValidateAssignment(assignment); !valid.ok()) {
-    return fail(absl::StrCat("invalid assignment: ", valid.message()));
+    return NotStarted(task, absl::StrCat("invalid assignment: ", valid.message()));
   }
   const TaskPaths paths = PathsFor(options_.command, assignment);
   if (absl::Status prepared = PrepareTaskFiles(paths, assignment); !prepared.ok()) {
-    return fail(std::string(prepared.message()));
+    return NotStarted(task, std::string(prepared.message()));
   }
+  if (assignment.resume_checkpoint().empty()) return Spawn(assignment, "");
+  if (options_.fetcher == nullptr) {
+    return NotStarted(task, absl::StrCat("cannot fetch checkpoint ", assignment.resume_checkpoint(),
+                                         ": this agent has no checkpoint cache"));
+  }
+  // A fetch may take minutes: on a thread of its own, which hands the
+  // spawn back to this one (the trainer's parent-death signal follows the
+  // thread that spawns it).
+  Fetching& fetching = fetching_[id];
+  fetching.task = task;
+  fetching.thread = std::thread([this, assignment] {
+    absl::StatusOr<std::string> path =
+        options_.fetcher->Ensure(assignment.job_id(), assignment.resume_checkpoint(),
+                                 assignment.resume_sha256(), assignment.resume_size_bytes());
+    Post(Command{Command::Kind::kFetched, assignment, {}, {}, {}, std::move(path)});
+  });
+}
+
+void TaskSupervisor::Fetched(const v1::TaskAssignment& assignment,
+                             const absl::StatusOr<std::string>& path) {
+  const v1::Task task = TaskOf(assignment);
+  auto it = fetching_.find(IdOf(task));
+  if (it == fetching_.end()) return;
+  it->second.thread.join();  // it has posted this; it ends now
+  const bool cancelled = it->second.cancelled;
+  fetching_.erase(it);
+  if (cancelled) return;  // reported when it was cancelled
+  if (!path.ok()) {
+    return NotStarted(task, absl::StrCat("cannot fetch checkpoint ", assignment.resume_checkpoint(),
+                                         ": ", path.status().message()));
+  }
+  Spawn(assignment, *path);
+}
+
+void TaskSupervisor::NotStarted(const v1::Task& task, const std::string& why) {
+  AgentLog(absl::StrCat(TaskName(IdOf(task)), ": cannot start: ", why));
+  options_.ledger->Exited(ExitedStatus(task, 127, 0, why));
+}
+
+void TaskSupervisor::Spawn(const v1::TaskAssignment& assignment, const std::string& resume_path) {
+  const v1::Task task = TaskOf(assignment);
+  const TaskId id = IdOf(task);
+  const TaskPaths paths = PathsFor(options_.command, assignment);
   absl::StatusOr<std::unique_ptr<Subprocess>> process =
-      Subprocess::Spawn(TrainerCommand(options_.command, assignment));
-  if (!process.ok()) return fail(std::string(process.status().message()));
+      Subprocess::Spawn(TrainerCommand(options_.command, assignment, resume_path));
+  if (!process.ok()) return NotStarted(task, std::string(process.status().message()));
   AgentLog(absl::StrCat(TaskName(id), ": started pid ", (*process)->pid(), " on ",
-                        task.device_kind(), ":", task.device_index(), ", log ", paths.log_path));
+                        task.device_kind(), ":", task.device_index(),
+                        resume_path.empty() ? "" : absl::StrCat(", resuming from ", resume_path),
+                        ", log ", paths.log_path));
   running_.emplace(id, Running{task, paths.log_path, *std::move(process)});
   options_.ledger->Started(task);
 }

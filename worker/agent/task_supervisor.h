@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "clmae/v1/worker_control.pb.h"
+#include "worker/agent/checkpoint_fetcher.h"
 #include "worker/agent/task_ledger.h"
 #include "worker/agent/trainer_command.h"
 #include "worker/process/subprocess.h"
@@ -27,6 +28,9 @@ struct TaskSupervisorOptions {
   TrainerCommandOptions command;
   // Receives every start and exit; must outlive the supervisor.
   TaskLedger* ledger = nullptr;
+  // Provides the checkpoint an assignment resumes from (resume_checkpoint);
+  // must outlive the supervisor. Without one, such assignments cannot start.
+  CheckpointFetcher* fetcher = nullptr;
   // The grace used by the destructor when StopAll() was not called.
   absl::Duration default_grace = absl::Seconds(30);
 };
@@ -46,12 +50,17 @@ class TaskSupervisor {
   TaskSupervisor& operator=(const TaskSupervisor&) = delete;
 
   // Starts the rank (asynchronously): validates the assignment, writes the
-  // spec, spawns the trainer and reports RUNNING; a rank that cannot start
-  // is reported EXITED with exit code 127 and the reason as its message. An
-  // assignment for a task already running is ignored.
+  // spec, ensures the checkpoint it resumes from is on this node (on a
+  // thread of the task's own, so other tasks are not held up), spawns the
+  // trainer and reports RUNNING; a rank that cannot start is reported
+  // EXITED with exit code 127 and the reason as its message ("cannot fetch
+  // checkpoint <id>: ..." when the checkpoint could not be had). An
+  // assignment for a task already running or starting is ignored.
   void Start(v1::TaskAssignment assignment);
   // Stops one rank (asynchronously): SIGTERM to its process group, SIGKILL
-  // after `grace`; the exit is reported as usual. Unknown tasks are ignored.
+  // after `grace`; the exit is reported as usual. A rank still waiting for
+  // its checkpoint is reported EXITED (127) at once and never spawned.
+  // Unknown tasks are ignored.
   void Cancel(const TaskId& task, absl::Duration grace, std::string reason);
   // Stops every trainer the same way, waits until all are reaped and
   // reported, and ends the supervisor thread; later Start()s are reported
@@ -60,11 +69,12 @@ class TaskSupervisor {
 
  private:
   struct Command {
-    enum class Kind { kStart, kCancel, kStopAll } kind;
-    v1::TaskAssignment assignment;  // kStart
-    TaskId task;                    // kCancel
-    absl::Duration grace;           // kCancel, kStopAll
-    std::string reason;             // kCancel
+    enum class Kind { kStart, kCancel, kStopAll, kFetched } kind;
+    v1::TaskAssignment assignment;                            // kStart, kFetched
+    TaskId task;                                              // kCancel
+    absl::Duration grace;                                     // kCancel, kStopAll
+    std::string reason;                                       // kCancel
+    absl::StatusOr<std::string> resume_path = std::string();  // kFetched
   };
   struct Running {
     v1::Task task;
@@ -73,11 +83,23 @@ class TaskSupervisor {
     absl::Time kill_at = absl::InfiniteFuture();  // SIGKILL then
     bool killed = false;
   };
+  // A rank whose checkpoint is being fetched (by `thread`).
+  struct Fetching {
+    v1::Task task;
+    std::thread thread;
+    bool cancelled = false;  // its exit was reported already; never spawn it
+  };
 
   TaskSupervisor(TaskSupervisorOptions options, int wake_fd);
   void Post(Command command);
   void Loop();
   void StartTask(const v1::TaskAssignment& assignment);
+  // The checkpoint of a fetching rank is here (or could not be had).
+  void Fetched(const v1::TaskAssignment& assignment, const absl::StatusOr<std::string>& path);
+  // Reports the rank EXITED (127) with `why`, as one that could not start.
+  void NotStarted(const v1::Task& task, const std::string& why);
+  // Spawns the trainer (`resume_path` empty: from scratch).
+  void Spawn(const v1::TaskAssignment& assignment, const std::string& resume_path);
   void Stop(Running& running, absl::Duration grace, const std::string& reason);
   void ReapExited();
   void WaitForEvents();
@@ -91,6 +113,7 @@ class TaskSupervisor {
 
   // Supervisor thread only.
   std::map<TaskId, Running> running_;
+  std::map<TaskId, Fetching> fetching_;
   bool stopping_ = false;
 
   std::thread thread_;

@@ -70,25 +70,21 @@ TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignmen
   return paths;
 }
 
-SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task) {
+SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task,
+                            const std::string& resume_path) {
   const TaskPaths paths = PathsFor(options, task);
   const std::string device = task.device_kind() == "cuda"
                                  ? absl::StrCat("cuda:", task.device_index())
                                  : std::string("cpu");
   SpawnOptions spawn;
-  spawn.argv = {options.trainer_path,
-                "--config",
-                paths.spec_path,
-                "--resume",
-                task.resume_checkpoint().empty() ? "auto" : task.resume_checkpoint(),
-                "--device",
-                device,
-                "--coordinator",
-                options.coordinator.address,
-                "--job_id",
-                task.job_id(),
-                "--attempt",
-                absl::StrCat(task.attempt())};
+  spawn.argv = {options.trainer_path, "--config", paths.spec_path};
+  if (!resume_path.empty()) {
+    spawn.argv.push_back("--resume");
+    spawn.argv.push_back(resume_path);
+  }
+  spawn.argv.insert(spawn.argv.end(),
+                    {"--device", device, "--coordinator", options.coordinator.address, "--job_id",
+                     task.job_id(), "--attempt", absl::StrCat(task.attempt())});
   spawn.env = {{"RANK", absl::StrCat(task.rank())},
                {"WORLD_SIZE", absl::StrCat(task.world_size())},
                {"LOCAL_RANK", absl::StrCat(task.device_index())},
@@ -102,6 +98,9 @@ SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::Task
       {"CLMAE_TLS_SERVER_NAME", &options.coordinator.tls_server_name}};
   for (const auto& [name, value] : tls) {
     if (!value->empty()) spawn.env.emplace_back(name, *value);
+  }
+  if (!options.checkpoint_cache_dir.empty()) {
+    spawn.env.emplace_back("CLMAE_CHECKPOINT_CACHE", options.checkpoint_cache_dir);
   }
   spawn.output = LogFileOutput{paths.log_path};
   spawn.kill_on_parent_death = true;

@@ -24,6 +24,9 @@ struct TrainerCommandOptions {
   // The coordinator the trainer reports to (its address, token and TLS files
   // are passed on; see TrainerCommand).
   ClientOptions coordinator;
+  // The node's checkpoint cache (CheckpointFetcher), passed to the trainer
+  // as CLMAE_CHECKPOINT_CACHE when set.
+  std::string checkpoint_cache_dir;
 };
 
 // Where one rank's files go.
@@ -43,18 +46,23 @@ absl::Status ValidateAssignment(const v1::TaskAssignment& task);
 TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignment& task);
 
 // The trainer's command (the contract with clmae-train):
-//   argv: <trainer_path> --config <spec_path> --resume <resume_checkpoint, or
-//         "auto" when empty> --device <"cpu" | "cuda:<device_index>">
+//   argv: <trainer_path> --config <spec_path> [--resume <resume_path>]
+//         --device <"cpu" | "cuda:<device_index>">
 //         --coordinator <coordinator.address> --job_id <job_id>
 //         --attempt <attempt>
+//         where `resume_path` is the local copy of the assignment's
+//         resume_checkpoint (CheckpointFetcher::Ensure); empty: no --resume,
+//         the trainer starts from scratch.
 //   env (added to the agent's): RANK, WORLD_SIZE, LOCAL_RANK (= device_index),
 //         MASTER_ADDR, MASTER_PORT, CLMAE_TOKEN (the agent's token), and
 //         CLMAE_TLS_CA, CLMAE_TLS_CERT, CLMAE_TLS_KEY, CLMAE_TLS_SERVER_NAME
-//         for those of the coordinator's TLS settings that are set;
+//         for those of the coordinator's TLS settings that are set, and
+//         CLMAE_CHECKPOINT_CACHE when checkpoint_cache_dir is set;
 //   output: stdout and stderr appended to log_path.
 // The trainer leads its own process group and is killed if the thread that
 // spawns it dies. `task` must have passed ValidateAssignment.
-SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task);
+SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task,
+                            const std::string& resume_path = "");
 
 // Creates the attempt folder and writes the assignment's spec there as YAML
 // (JobSpecToYaml), replacing an older file atomically. Errors name the path.

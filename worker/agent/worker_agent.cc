@@ -21,6 +21,10 @@ absl::Status Validate(const WorkerAgentOptions& o) {
   if (o.cpu_slots < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cpu_slots: ", o.cpu_slots, " is negative"));
   }
+  if (o.checkpoint_cache_files < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint_cache_files: ", o.checkpoint_cache_files, " is below 1"));
+  }
   if (o.reconnect_backoff_min <= absl::ZeroDuration() ||
       o.reconnect_backoff_max < o.reconnect_backoff_min) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -64,11 +68,22 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerAgentOpti
 
   std::unique_ptr<WorkerAgent> agent(
       new WorkerAgent(std::move(options), std::move(registration), *std::move(channel)));
+  CheckpointFetcherOptions fetcher;
+  fetcher.cache_dir = CheckpointCacheDir(agent->options_.work_dir);
+  fetcher.max_files = agent->options_.checkpoint_cache_files;
+  fetcher.client = agent->options_.coordinator;
+  fetcher.channel = agent->channel_;
+  absl::StatusOr<std::unique_ptr<CheckpointFetcher>> cache =
+      CheckpointFetcher::Create(std::move(fetcher));
+  if (!cache.ok()) return cache.status();
+  agent->fetcher_ = *std::move(cache);
   TaskSupervisorOptions supervisor;
   supervisor.command.trainer_path = agent->options_.trainer_path;
   supervisor.command.work_dir = agent->options_.work_dir;
   supervisor.command.coordinator = agent->options_.coordinator;
+  supervisor.command.checkpoint_cache_dir = agent->fetcher_->cache_dir();
   supervisor.ledger = &agent->ledger_;
+  supervisor.fetcher = agent->fetcher_.get();
   supervisor.default_grace = agent->options_.cancel_grace;
   absl::StatusOr<std::unique_ptr<TaskSupervisor>> made = TaskSupervisor::Create(supervisor);
   if (!made.ok()) return made.status();

@@ -18,6 +18,7 @@
 #include "grpcpp/channel.h"
 #include "services/grpc_client.h"
 #include "worker/agent/attach_session.h"
+#include "worker/agent/checkpoint_fetcher.h"
 #include "worker/agent/task_ledger.h"
 #include "worker/agent/task_supervisor.h"
 
@@ -34,6 +35,9 @@ struct WorkerAgentOptions {
   int cpu_slots = 1;
   std::string trainer_path;  // the clmae-train executable
   std::string work_dir;      // <work_dir>/<job_id>/attempt-<n>/{job.yaml,rank-<r>.log}
+  // Checkpoints kept in <work_dir>/checkpoint-cache/ for restarted attempts
+  // (CheckpointFetcherOptions.max_files).
+  int checkpoint_cache_files = 4;
   // SIGTERM -> SIGKILL for a Cancel without its own grace, and for the
   // trainers still running when the agent stops.
   absl::Duration cancel_grace = absl::Seconds(30);
@@ -76,6 +80,7 @@ class WorkerAgent {
   const v1::Register registration_;
   const std::shared_ptr<grpc::Channel> channel_;
   TaskLedger ledger_;
+  std::unique_ptr<CheckpointFetcher> fetcher_;  // outlives the supervisor
   std::unique_ptr<TaskSupervisor> supervisor_;
 
   absl::Mutex mu_;

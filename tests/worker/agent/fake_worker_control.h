@@ -136,6 +136,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
       absl::MutexLock lock(&mu_);
       fetches_.push_back(*request);
       tokens_.push_back(Authorization(*context));
+      mu_.Await(absl::Condition(+[](bool* hold) { return !*hold; }, &hold_fetches_));
       auto it = checkpoints_.find(request->id());
       if (it == checkpoints_.end() || it->second.first.metadata().job_id() != request->job_id()) {
         return grpc::Status(
@@ -164,6 +165,12 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
     absl::MutexLock lock(&mu_);
     checkpoints_[record.id()] = {record, std::move(bytes)};
   }
+  // While held, FetchCheckpoint calls wait before they answer.
+  void HoldFetches(bool hold) {
+    absl::MutexLock lock(&mu_);
+    hold_fetches_ = hold;
+  }
+  // The FetchCheckpoint requests received, including held ones.
   std::vector<v1::FetchCheckpointRequest> fetches() {
     absl::MutexLock lock(&mu_);
     return fetches_;
@@ -278,6 +285,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   int upload_calls_ ABSL_GUARDED_BY(mu_) = 0;
   std::map<std::string, std::pair<v1::Checkpoint, std::string>> checkpoints_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::FetchCheckpointRequest> fetches_ ABSL_GUARDED_BY(mu_);
+  bool hold_fetches_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;

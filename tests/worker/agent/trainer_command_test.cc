@@ -42,26 +42,29 @@ TrainerCommandOptions Options() {
   return options;
 }
 
-TEST(TrainerCommandTest, ArgvNamesSpecResumeDeviceAndJob) {
+TEST(TrainerCommandTest, ArgvNamesSpecDeviceAndJobAndStartsFreshWithoutACheckpoint) {
   const SpawnOptions spawn = TrainerCommand(Options(), Assignment());
   EXPECT_THAT(spawn.argv, ElementsAre("/opt/clmae/bin/clmae-train", "--config",
-                                      "/work/job-7/attempt-2/job.yaml", "--resume", "auto",
-                                      "--device", "cuda:3", "--coordinator", "coord:50051",
-                                      "--job_id", "job-7", "--attempt", "2"));
+                                      "/work/job-7/attempt-2/job.yaml", "--device", "cuda:3",
+                                      "--coordinator", "coord:50051", "--job_id", "job-7",
+                                      "--attempt", "2"));
   ASSERT_TRUE(std::holds_alternative<LogFileOutput>(spawn.output));
   EXPECT_EQ(std::get<LogFileOutput>(spawn.output).path, "/work/job-7/attempt-2/rank-1.log");
   EXPECT_TRUE(spawn.kill_on_parent_death);
   EXPECT_TRUE(spawn.new_process_group);
 }
 
-TEST(TrainerCommandTest, CpuDeviceAndExplicitCheckpoint) {
+TEST(TrainerCommandTest, CpuDeviceAndTheCachedCheckpointToResumeFrom) {
   v1::TaskAssignment task = Assignment();
   task.set_device_kind("cpu");
-  task.set_resume_checkpoint("/ckpt/step-100.pt");
-  const SpawnOptions spawn = TrainerCommand(Options(), task);
-  EXPECT_THAT(spawn.argv, Contains("cpu"));
-  EXPECT_THAT(spawn.argv, Contains("/ckpt/step-100.pt"));
-  EXPECT_THAT(spawn.argv, Not(Contains("auto")));
+  task.set_resume_checkpoint("ck-42");
+  const SpawnOptions spawn = TrainerCommand(Options(), task, "/work/checkpoint-cache/ab12");
+  EXPECT_THAT(spawn.argv, ElementsAre("/opt/clmae/bin/clmae-train", "--config",
+                                      "/work/job-7/attempt-2/job.yaml", "--resume",
+                                      "/work/checkpoint-cache/ab12", "--device", "cpu",
+                                      "--coordinator", "coord:50051", "--job_id", "job-7",
+                                      "--attempt", "2"));
+  EXPECT_THAT(spawn.argv, Not(Contains("ck-42"))) << "the trainer gets a file, not an id";
 }
 
 TEST(TrainerCommandTest, EnvironmentCarriesRankWorldMasterAndCredentials) {
@@ -77,7 +80,15 @@ TEST(TrainerCommandTest, EnvironmentCarriesRankWorldMasterAndCredentials) {
   EXPECT_THAT(spawn.env, Contains(Pair("CLMAE_TLS_CA", "/tls/ca.pem")));
   for (const auto& [name, value] : spawn.env) {
     EXPECT_NE(name, "CLMAE_TLS_CERT") << "unset TLS settings are not passed on";
+    EXPECT_NE(name, "CLMAE_CHECKPOINT_CACHE") << "no cache configured";
   }
+}
+
+TEST(TrainerCommandTest, EnvironmentNamesTheNodesCheckpointCache) {
+  TrainerCommandOptions options = Options();
+  options.checkpoint_cache_dir = "/work/checkpoint-cache";
+  const SpawnOptions spawn = TrainerCommand(options, Assignment());
+  EXPECT_THAT(spawn.env, Contains(Pair("CLMAE_CHECKPOINT_CACHE", "/work/checkpoint-cache")));
 }
 
 TEST(TrainerCommandTest, ValidateAssignmentRejectsUnsafeOrInconsistentFields) {

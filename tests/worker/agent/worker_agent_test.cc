@@ -13,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/job_spec_yaml.h"
+#include "services/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 
@@ -50,6 +51,7 @@ class WorkerAgentTest : public ::testing::Test {
   }
 
   void TearDown() override {
+    service_.HoldFetches(false);
     if (agent_ != nullptr) agent_->Shutdown();
   }
 
@@ -176,10 +178,9 @@ TEST_F(WorkerAgentTest, AssignmentStartsTheTrainerWithItsArgvEnvAndLog) {
   EXPECT_THAT(exited->message(), HasSubstr("loss went NaN at step 12"));
 
   const std::string attempt_dir = dir_.File("work/job-1/attempt-3");
-  EXPECT_EQ(
-      ReadFileOrEmpty(dir_.File("args-1")),
-      absl::StrCat("--config ", attempt_dir, "/job.yaml --resume auto --device cpu --coordinator ",
-                   server_->address(), " --job_id job-1 --attempt 3\n"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-1")),
+            absl::StrCat("--config ", attempt_dir, "/job.yaml --device cpu --coordinator ",
+                         server_->address(), " --job_id job-1 --attempt 3\n"));
   const std::string env = ReadFileOrEmpty(dir_.File("env-1"));
   EXPECT_THAT(env, HasSubstr("\nRANK=1\n"));
   EXPECT_THAT(env, HasSubstr("\nWORLD_SIZE=2\n"));
@@ -206,6 +207,113 @@ TEST_F(WorkerAgentTest, SuccessfulExitCarriesNoMessage) {
   EXPECT_EQ(exited->exit_code(), 0);
   EXPECT_EQ(exited->signal(), 0);
   EXPECT_EQ(exited->message(), "");
+}
+
+TEST_F(WorkerAgentTest, AResumedAttemptStartsFromTheFetchedCheckpointInTheNodeCache) {
+  const std::string bytes(3000, 'c');
+  v1::Checkpoint record;
+  record.set_id("ck-9");
+  record.mutable_metadata()->set_job_id("job-1");
+  record.mutable_metadata()->set_kind(v1::CHECKPOINT_KIND_FULL);
+  record.mutable_metadata()->set_size_bytes(static_cast<int64_t>(bytes.size()));
+  record.mutable_metadata()->set_sha256(Sha256Hex(bytes));
+  service_.AddCheckpoint(record, bytes);
+  UseTrainer("exit 0");
+  StartAgent();
+  v1::CoordinatorMessage assign = Assign(0, 1);
+  v1::TaskAssignment* task = assign.mutable_assign()->mutable_task();
+  task->set_resume_checkpoint("ck-9");
+  task->set_resume_sha256(Sha256Hex(bytes));
+  task->set_resume_size_bytes(static_cast<int64_t>(bytes.size()));
+  ASSERT_TRUE(service_.Send(assign));
+
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0) << exited->message();
+  const std::string cache = dir_.File("work/checkpoint-cache");
+  const std::string cached = absl::StrCat(cache, "/", Sha256Hex(bytes));
+  EXPECT_EQ(ReadFileOrEmpty(cached), bytes);
+  EXPECT_THAT(ReadFileOrEmpty(dir_.File("args-0")),
+              HasSubstr(absl::StrCat("--resume ", cached, " --device cpu")));
+  EXPECT_THAT(ReadFileOrEmpty(dir_.File("env-0")),
+              HasSubstr(absl::StrCat("\nCLMAE_CHECKPOINT_CACHE=", cache, "\n")));
+  ASSERT_EQ(service_.fetches().size(), 1u);
+  EXPECT_EQ(service_.fetches()[0].id(), "ck-9");
+}
+
+TEST_F(WorkerAgentTest, ACheckpointThatCannotBeFetchedEndsTheTaskUnstarted) {
+  UseTrainer("exit 0");
+  StartAgent();
+  v1::CoordinatorMessage assign = Assign(0, 1);
+  v1::TaskAssignment* task = assign.mutable_assign()->mutable_task();
+  task->set_resume_checkpoint("ck-gone");
+  task->set_resume_sha256(Sha256Hex("lost"));
+  task->set_resume_size_bytes(4);
+  ASSERT_TRUE(service_.Send(assign));
+
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 127);
+  EXPECT_THAT(exited->message(), HasSubstr("cannot fetch checkpoint ck-gone: "));
+  EXPECT_THAT(exited->message(), HasSubstr("no checkpoint ck-gone in job job-1"));
+  EXPECT_EQ(Statuses(service_, 0).size(), 1u) << "never RUNNING";
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
+}
+
+// An assignment resuming from `id`, which the fake serves as `bytes`.
+v1::CoordinatorMessage ResumeAssignment(FakeWorkerControl& service, const std::string& id,
+                                        const std::string& bytes) {
+  v1::Checkpoint record;
+  record.set_id(id);
+  record.mutable_metadata()->set_job_id("job-1");
+  record.mutable_metadata()->set_size_bytes(static_cast<int64_t>(bytes.size()));
+  record.mutable_metadata()->set_sha256(Sha256Hex(bytes));
+  service.AddCheckpoint(record, bytes);
+  v1::CoordinatorMessage message;
+  v1::TaskAssignment* task = message.mutable_assign()->mutable_task();
+  task->set_job_id("job-1");
+  task->set_attempt(3);
+  task->set_rank(0);
+  task->set_world_size(1);
+  task->set_device_kind("cpu");
+  task->set_master_addr("node-0.example");
+  task->set_master_port(29555);
+  task->set_resume_checkpoint(id);
+  task->set_resume_sha256(Sha256Hex(bytes));
+  task->set_resume_size_bytes(static_cast<int64_t>(bytes.size()));
+  return message;
+}
+
+TEST_F(WorkerAgentTest, ACancelWhileTheCheckpointIsFetchedEndsTheTaskUnstarted) {
+  UseTrainer("exit 0");
+  StartAgent();
+  service_.HoldFetches(true);
+  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-10", std::string(2000, 'x'))));
+  ASSERT_TRUE(WaitUntil([&] { return service_.fetches().size() == 1; }));
+  ASSERT_TRUE(service_.Send(Cancel(0, absl::Seconds(5))));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 127);
+  EXPECT_THAT(exited->message(), HasSubstr("cancelled (test) while fetching"));
+  service_.HoldFetches(false);
+  agent_->Shutdown();  // waits for the fetch to end
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
+  EXPECT_EQ(Statuses(service_, 0).size(), 1u);
+}
+
+TEST_F(WorkerAgentTest, ShutdownCancelsAFetchAndReportsTheTaskUnstarted) {
+  UseTrainer("exit 0");
+  StartAgent();
+  service_.HoldFetches(true);
+  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-11", std::string(2000, 'y'))));
+  ASSERT_TRUE(WaitUntil([&] { return service_.fetches().size() == 1; }));
+  agent_->Shutdown();  // returns although the coordinator still holds the fetch
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 127);
+  EXPECT_THAT(exited->message(), HasSubstr("shutting down"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "");
+  service_.HoldFetches(false);
 }
 
 TEST_F(WorkerAgentTest, CrashingTrainerIsReportedAndTheAgentCarriesOn) {
