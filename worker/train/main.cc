@@ -6,13 +6,19 @@
 // A rank of a larger job reads torchrun's variables (RANK, WORLD_SIZE,
 // LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
 //
-// Exit codes: 0 done, 1 training failed, 2 bad command line or spec; with
-// --nproc, the first failing rank's code (or 128 + its signal).
+// Exit codes: 0 done, 1 training failed, 2 bad command line or spec, 75
+// stopped on request (SIGTERM/SIGINT) after a checkpoint; with --nproc, the
+// first failing rank's code (or 128 + its signal).
+
+#include <poll.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -20,11 +26,13 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "services/exit_codes.h"
 #include "services/job_spec_defaults.h"
 #include "services/job_spec_yaml.h"
 #include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/process/local_launcher.h"
+#include "worker/process/signal_catcher.h"
 #include "worker/train/checkpoint_uploader.h"
 #include "worker/train/console_reporter.h"
 #include "worker/train/coordinator_reporter.h"
@@ -79,6 +87,41 @@ std::string Env(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? std::string() : std::string(v);
 }
+
+// Sets `*stop` on the first SIGTERM or SIGINT; exits at once on a second.
+class StopOnSignal {
+ public:
+  explicit StopOnSignal(std::atomic<bool>* stop) {
+    auto catcher = clmae::SignalCatcher::Install({SIGTERM, SIGINT});
+    if (!catcher.ok()) {
+      std::fprintf(stderr, "clmae-train: warning: %s\n", catcher.status().ToString().c_str());
+      return;
+    }
+    catcher_ = std::move(*catcher);
+    thread_ = std::thread([this, stop] {
+      while (!done_.load()) {
+        pollfd pfd{catcher_->fd(), POLLIN, 0};
+        if (poll(&pfd, 1, 200) <= 0) continue;
+        for (int sig : catcher_->TakePending()) {
+          if (stop->exchange(true)) std::_Exit(128 + sig);
+          std::fprintf(stderr,
+                       "clmae-train: signal %d: stopping after a checkpoint at the next step "
+                       "(again to stop at once)\n",
+                       sig);
+        }
+      }
+    });
+  }
+  ~StopOnSignal() {
+    done_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::unique_ptr<clmae::SignalCatcher> catcher_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
 
 int Fail(int code, const std::string& message) {
   std::fprintf(stderr, "clmae-train: %s\n", message.c_str());
@@ -198,6 +241,12 @@ int main(int argc, char** argv) {
       observers.Add(uploader.get());
     }
   }
+  // SIGTERM/SIGINT (a drained node, an evicted pod, Ctrl-C): every rank
+  // stops at the next step after rank 0's checkpoint there, which is
+  // uploaded before the exit; a second signal stops at once.
+  std::atomic<bool> stop_requested{false};
+  StopOnSignal stop_on_signal(&stop_requested);
+  options->stop_requested = &stop_requested;
   auto trainer = clmae::Trainer::Create(*options, collectives->get(),
                                         observers.empty() ? nullptr : &observers);
   if (!trainer.ok()) {
@@ -205,7 +254,20 @@ int main(int argc, char** argv) {
         absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
     return Fail(bad_input ? 2 : 1, std::string(trainer.status().message()));
   }
-  if (auto status = (*trainer)->Run(); !status.ok()) return Fail(1, std::string(status.message()));
+  absl::Status run = (*trainer)->Run();
+  if (absl::IsCancelled(run)) {
+    if (uploader) {
+      const int seconds = std::max(absl::GetFlag(FLAGS_upload_timeout), 0);
+      if (auto s = uploader->Flush(absl::Seconds(seconds)); !s.ok()) {
+        std::fprintf(stderr, "clmae-train: warning: the stop checkpoint was not uploaded: %s\n",
+                     std::string(s.message()).c_str());
+      }
+    }
+    if (coordinator) coordinator->Flush().IgnoreError();
+    std::fprintf(stderr, "clmae-train: %s\n", std::string(run.message()).c_str());
+    return clmae::kTrainerExitStopped;
+  }
+  if (!run.ok()) return Fail(1, std::string(run.message()));
   if (uploader) {
     // The final checkpoint and exports are stored before the result makes
     // the job succeed; still on local disk if they could not be.

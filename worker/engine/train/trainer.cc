@@ -455,10 +455,15 @@ absl::Status Trainer::Run() {
     report.data_seconds = data_seconds;
     report.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     report.images_seen = images_seen;
+    // The stop request rides on the loss average every rank does anyway:
+    // when any rank was asked to stop, every rank sees it at the same step.
+    const bool asked_to_stop = o.stop_requested != nullptr && o.stop_requested->load();
     std::vector<double> logged = {report.stats.loss_mae,     report.stats.masker_rec,
                                   report.stats.masker_gauss, report.stats.masker_kl,
-                                  report.stats.masker_div,   report.stats.masker_total};
+                                  report.stats.masker_div,   report.stats.masker_total,
+                                  asked_to_stop ? 1.0 : 0.0};
     RETURN_IF_ERROR(s.collectives->AverageScalars(logged));
+    const bool stop = logged[6] > 0;
     report.stats.loss_mae = logged[0];
     report.stats.masker_rec = logged[1];
     report.stats.masker_gauss = logged[2];
@@ -480,6 +485,16 @@ absl::Status Trainer::Run() {
     }
     if (o.preview_every > 0 && s.position.step % o.preview_every == 0 && s.position.step < limit) {
       RETURN_IF_ERROR(s.WritePreviewAt(s.position.step));
+    }
+    // Stop on request at an accumulation boundary (a resumable state), after
+    // a checkpoint there.
+    if (stop && boundary && s.position.step < limit) {
+      if (!(o.checkpoint_every > 0 && s.position.step % o.checkpoint_every == 0)) {
+        RETURN_IF_ERROR(s.SaveCheckpoint(s.position.step));
+      }
+      return absl::CancelledError(absl::StrCat(
+          "stopped on request at step ", s.position.step, " of ", limit,
+          s.is_rank0() ? absl::StrCat("; checkpoint ", s.last_checkpoint) : std::string()));
     }
   }
   return s.Finish();

@@ -3,6 +3,7 @@
 // The training loop: data, the two-phase step, schedules, logging,
 // checkpoints, previews, exports and the final evaluation of one rank.
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -45,6 +46,10 @@ struct TrainerOptions {
   int log_every = 10;
   std::string init_from;    // safetensors with reference names
   std::string resume_from;  // a checkpoint path, "auto" (newest in output_dir), or ""
+  // When set and true (e.g. from a SIGTERM handler), every rank stops at the
+  // next accumulation boundary after rank 0 wrote a checkpoint there; Run()
+  // then returns CANCELLED. Not owned; read on the training thread.
+  const std::atomic<bool>* stop_requested = nullptr;
 
   std::string output_dir = "runs/clmae";
   int checkpoint_every = 0;  // iterations; 0 = at the end only
