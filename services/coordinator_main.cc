@@ -30,9 +30,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "coordinator/coordinator.h"
+#include "prometheus/registry.h"
 #include "services/auth.h"
 #include "services/command_line.h"
+#include "services/coordinator_metrics.h"
 #include "services/job_spec_validator.h"
+#include "services/metrics_server.h"
 #include "services/server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve on; port 0 picks a free one");
@@ -62,8 +65,18 @@ ABSL_FLAG(std::string, port_file, "",
           "once serving, write the bound port (one line) to this file, atomically");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "on SIGINT/SIGTERM, calls still open after this are cancelled");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9400",
+          "host:port for Prometheus metrics (/metrics); port 0 picks a free one; empty turns "
+          "metrics off");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "once serving metrics, write their bound port (one line) to this file, atomically");
 ABSL_FLAG(int, max_message_bytes, clmae::kDefaultMaxMessageBytes,
           "largest gRPC message accepted or sent");
+ABSL_FLAG(int64_t, max_checkpoint_mb, 64 * 1024,
+          "largest checkpoint upload accepted, in MiB (larger ones get RESOURCE_EXHAUSTED)");
+ABSL_FLAG(int64_t, checkpoint_min_free_mb, 256,
+          "refuse a checkpoint upload that would leave less free space than this (MiB) on the "
+          "data folder's file system");
 
 namespace {
 
@@ -72,11 +85,6 @@ constexpr absl::Duration kTickPeriod = absl::Milliseconds(200);
 void Say(absl::string_view message) {
   std::fprintf(stderr, "clmae-coordinator: %.*s\n", static_cast<int>(message.size()),
                message.data());
-ABSL_FLAG(int64_t, max_checkpoint_mb, 64 * 1024,
-          "largest checkpoint upload accepted, in MiB (larger ones get RESOURCE_EXHAUSTED)");
-ABSL_FLAG(int64_t, checkpoint_min_free_mb, 256,
-          "refuse a checkpoint upload that would leave less free space than this (MiB) on the "
-          "data folder's file system");
 }
 
 int Fail(int code, absl::string_view message) {
@@ -184,6 +192,12 @@ int main(int argc, char** argv) {
   }
   clmae::CoordinatorOptions options;
   options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
+  options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
+  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0) {
+    return Fail(2, "--max_checkpoint_mb must be at least 1 and --checkpoint_min_free_mb not negative");
+  }
+  options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_mb) << 20;
+  options.checkpoint_min_free_bytes = absl::GetFlag(FLAGS_checkpoint_min_free_mb) << 20;
   options.lease = absl::GetFlag(FLAGS_lease);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
@@ -192,16 +206,43 @@ int main(int argc, char** argv) {
   options.master_port_max = ports->second;
   options.validate_spec = clmae::ValidateJobSpec;
   absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
-  options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
-  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0) {
-    return Fail(2, "--max_checkpoint_mb must be at least 1 and --checkpoint_min_free_mb not negative");
-  }
-  options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_mb) << 20;
-  options.checkpoint_min_free_bytes = absl::GetFlag(FLAGS_checkpoint_min_free_mb) << 20;
       clmae::Coordinator::Open(std::move(options));
   if (!coordinator.ok()) {
     return Fail(absl::IsInvalidArgument(coordinator.status()) ? 2 : 1,
                 absl::StrCat("cannot open the coordinator: ", coordinator.status().message()));
+  }
+
+  // Metrics (docs/metrics.md) start before the gRPC server, so a taken
+  // metrics port stops the start before anything is served.
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<clmae::CoordinatorMetrics> metrics;
+  std::unique_ptr<clmae::MetricsServer> metrics_server;
+  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
+    absl::StatusOr<std::shared_ptr<clmae::CoordinatorMetrics>> created =
+        clmae::CoordinatorMetrics::Create(coordinator->get(), *registry);
+    if (!created.ok()) return Fail(1, absl::StrCat("metrics: ", created.status().message()));
+    metrics = *std::move(created);
+    absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started =
+        clmae::MetricsServer::Start({.listen_address = listen}, {registry, metrics});
+    if (!started.ok()) {
+      return Fail(absl::IsInvalidArgument(started.status()) ? 2 : 1,
+                  absl::StrCat("--metrics_listen: ", started.status().message()));
+    }
+    metrics_server = *std::move(started);
+    if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
+      if (absl::Status written =
+              clmae::WriteFileAtomically(file, absl::StrCat(metrics_server->port(), "\n"));
+          !written.ok()) {
+        return Fail(1, absl::StrCat("--metrics_port_file: ", written.message()));
+      }
+    }
+    clmae::CoordinatorMetrics* timer = metrics.get();
+    server_options.interceptors = [timer] {
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> all;
+      all.push_back(timer->RpcInterceptorFactory());
+      return all;
+    };
+    std::printf("clmae-coordinator metrics on :%d\n", metrics_server->port());
   }
 
   absl::StatusOr<std::unique_ptr<clmae::CoordinatorServer>> server =
@@ -234,6 +275,8 @@ int main(int argc, char** argv) {
   stop_ticking.Notify();
   ticker.join();
   server->reset();
+  metrics_server.reset();
+  metrics.reset();  // stops watching the coordinator
   coordinator->reset();
   return 0;
 }
