@@ -29,6 +29,7 @@
 #include "services/exit_codes.h"
 #include "services/job_spec_defaults.h"
 #include "services/job_spec_yaml.h"
+#include "services/metrics_server.h"
 #include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/process/local_launcher.h"
@@ -38,6 +39,7 @@
 #include "worker/train/coordinator_reporter.h"
 #include "worker/train/dist_environment.h"
 #include "worker/train/observer_fanout.h"
+#include "worker/train/trainer_metrics.h"
 #include "worker/train/trainer_options_from_spec.h"
 
 ABSL_FLAG(std::string, config, "", "YAML job spec (see examples/)");
@@ -63,6 +65,9 @@ ABSL_FLAG(int, attempt, 1, "the job's attempt number (with --coordinator)");
 ABSL_FLAG(int, upload_timeout, 600,
           "seconds rank 0 waits at the end for its checkpoint uploads to reach the "
           "coordinator (with --coordinator)");
+ABSL_FLAG(int, metrics_port, -1,
+          "serve Prometheus metrics (/metrics) on this port: -1 off, 0 a free port (printed as "
+          "'metrics on :PORT'); with --nproc use 0 or give each rank its own port");
 ABSL_FLAG(int, collective_timeout, 0,
           "seconds after which a collective waiting on a dead or hung rank fails; "
           "overrides train.collective_timeout_s");
@@ -247,6 +252,30 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop_requested{false};
   StopOnSignal stop_on_signal(&stop_requested);
   options->stop_requested = &stop_requested;
+  // Metrics (docs/metrics.md). A port that cannot be bound costs the
+  // metrics, not the run.
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<clmae::TrainerMetrics> metrics;
+  std::unique_ptr<clmae::MetricsServer> metrics_server;
+  if (const int port = absl::GetFlag(FLAGS_metrics_port); port >= 0) {
+    const std::string job = absl::GetFlag(FLAGS_job_id);
+    metrics = std::make_unique<clmae::TrainerMetrics>(
+        *registry, clmae::TrainerMetricsOptions{.job = job.empty() ? "standalone" : job,
+                                                .rank = dist.rank,
+                                                .world_size = dist.world_size,
+                                                .device = options->device});
+    observers.Add(metrics.get());
+    auto started = clmae::MetricsServer::Start(
+        {.listen_address = clmae::MetricsListenAddress(port), .threads = 1}, {registry});
+    if (started.ok()) {
+      metrics_server = std::move(*started);
+      std::printf("rank %d: metrics on :%d\n", dist.rank, metrics_server->port());
+      std::fflush(stdout);
+    } else {
+      std::fprintf(stderr, "clmae-train: warning: --metrics_port: %s; training without metrics\n",
+                   std::string(started.status().message()).c_str());
+    }
+  }
   auto trainer = clmae::Trainer::Create(*options, collectives->get(),
                                         observers.empty() ? nullptr : &observers);
   if (!trainer.ok()) {

@@ -25,6 +25,9 @@ class ObserverFanout final : public TrainObserver {
   void OnStep(const StepReport& report) override {
     for (auto* o : observers_) o->OnStep(report);
   }
+  void OnIteration(const StepReport& report) override {
+    for (auto* o : observers_) o->OnIteration(report);
+  }
   void OnCheckpoint(const std::string& path, int64_t step) override {
     for (auto* o : observers_) o->OnCheckpoint(path, step);
   }

@@ -114,6 +114,21 @@ absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
   return norm;
 }
 
+torch::Tensor TwoPhaseStep::KeptPatches(const torch::Tensor& imgs) {
+  torch::NoGradGuard no_grad;
+  const bool mae_training = mae_->is_training();
+  const bool masker_training = masker_->is_training();
+  mae_->eval();
+  masker_->eval();
+  auto x = mae_->Embed(imgs);
+  auto keep = torch::argsort(masker_->forward(x), 1, /*descending=*/true).narrow(1, 0, len_keep_);
+  auto kept = torch::zeros({x.size(0), x.size(1)}, torch::dtype(torch::kBool).device(x.device()))
+                  .scatter_(1, keep, true);
+  mae_->train(mae_training);
+  masker_->train(masker_training);
+  return kept.cpu();
+}
+
 absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
                                             const torch::Tensor& sample_ids, int64_t step,
                                             bool apply, StepStats& stats) {

@@ -73,6 +73,11 @@ class TwoPhaseStep {
 
   // Number of patches kept per image.
   int64_t len_keep() const { return len_keep_; }
+  // The patches the masker keeps for `imgs` [N, C, H, W] (on the training
+  // device): bool [N, L] on the CPU, true = kept. Evaluation mode, no
+  // gradients; the networks' modes are restored. CL-MAE mode only. Throws
+  // what LibTorch throws.
+  torch::Tensor KeptPatches(const torch::Tensor& imgs);
   bool plain_mae() const { return masker_.is_empty(); }
 
  private:

@@ -29,6 +29,8 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kCheckpointPrefix[] = "step-";
+// Images whose kept masks are compared between log steps (mask overlap).
+constexpr int64_t kOverlapImages = 8;
 constexpr char kCheckpointSuffix[] = ".ckpt";
 
 // The first `limit` images of another dataset.
@@ -125,6 +127,22 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   }
 }
 
+// The first `count` images of the dataset (fewer if it is smaller) under the
+// evaluation transform, stacked on the CPU: previews and mask overlap.
+absl::StatusOr<torch::Tensor> FixedImages(const TrainerOptions& options, const Dataset& dataset,
+                                          int64_t count) {
+  TransformOptions eval = options.transform;
+  eval.kind = TransformOptions::Kind::kEval;
+  eval.crop_fraction = 1.0;
+  std::vector<torch::Tensor> imgs;
+  SampleRng rng(0, 0);
+  for (int64_t i = 0; i < std::min<int64_t>(count, dataset.size()); ++i) {
+    ASSIGN_OR_RETURN(Example ex, dataset.Get(i));
+    imgs.push_back(ApplyTransform(eval, ex.image, rng));
+  }
+  return torch::stack(imgs);
+}
+
 }  // namespace
 
 struct Trainer::State {
@@ -143,6 +161,8 @@ struct Trainer::State {
   std::unique_ptr<TwoPhaseStep> step_runner;
   TrainPosition position;
   torch::Tensor preview_images;
+  torch::Tensor overlap_images;  // fixed images whose kept masks are compared
+  torch::Tensor last_kept;       // their kept patches at the previous log step
   std::optional<EvalResult> eval_result;
   std::string last_checkpoint;
   std::ofstream jsonl;
@@ -267,18 +287,13 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
       return absl::PermissionDeniedError(
           absl::StrCat("cannot write ", options.output_dir, "/metrics.jsonl"));
     if (options.preview_every > 0) {
-      // Fixed preview images: the first few of the dataset, evaluation transform.
-      TransformOptions eval = options.transform;
-      eval.kind = TransformOptions::Kind::kEval;
-      eval.crop_fraction = 1.0;
-      std::vector<torch::Tensor> imgs;
-      SampleRng rng(0, 0);
-      for (int64_t i = 0; i < std::min<int64_t>(options.preview_images, s->dataset->size()); ++i) {
-        ASSIGN_OR_RETURN(Example ex, s->dataset->Get(i));
-        imgs.push_back(ApplyTransform(eval, ex.image, rng));
-      }
-      s->preview_images = torch::stack(imgs);
+      ASSIGN_OR_RETURN(s->preview_images,
+                       FixedImages(options, *s->dataset, options.preview_images));
     }
+  }
+  if (!s->masker.is_empty()) {
+    ASSIGN_OR_RETURN(s->overlap_images, FixedImages(options, *s->dataset, kOverlapImages));
+    s->overlap_images = s->overlap_images.to(s->device);
   }
   return std::unique_ptr<Trainer>(new Trainer(std::move(s)));
 }
@@ -471,7 +486,21 @@ absl::Status Trainer::Run() {
     report.stats.masker_div = logged[4];
     report.stats.masker_total = logged[5];
     s.LogJson(report);
-    if (report.step % o.log_every == 0 || report.step == limit) {
+    const bool log_step = report.step % o.log_every == 0 || report.step == limit;
+    if (log_step && s.overlap_images.defined()) {
+      try {
+        torch::Tensor kept = s.step_runner->KeptPatches(s.overlap_images);
+        if (s.last_kept.defined()) {
+          report.mask_overlap =
+              (kept & s.last_kept).sum().item<double>() / std::max<double>(1, kept.sum().item<double>());
+        }
+        s.last_kept = kept;
+      } catch (const std::exception& e) {
+        return absl::InternalError(absl::StrCat("mask overlap at step ", report.step, ": ", e.what()));
+      }
+    }
+    s.observer->OnIteration(report);
+    if (log_step) {
       const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
       report.images_per_second = secs > 0 ? window_images / secs : 0;
       window_start = Clock::now();

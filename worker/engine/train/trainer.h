@@ -79,6 +79,10 @@ struct StepReport {
   double step_seconds = 0;  // wall time of the iteration
   double images_per_second = 0;  // all ranks, over the last log window
   int64_t images_seen = 0;  // all ranks, since the start of the run
+  // Logged iterations of CL-MAE mode, from the second on: the share of the
+  // patches the masker keeps for a fixed batch of images that it also kept
+  // at the previous logged iteration (1 = the same masks).
+  std::optional<double> mask_overlap;
 };
 
 // Receives progress; called on the training thread. Default: ignore.
@@ -87,6 +91,9 @@ class TrainObserver {
   virtual ~TrainObserver() = default;
   virtual void OnStart(int64_t /*start_step*/, int64_t /*total_steps*/) {}
   virtual void OnStep(const StepReport& /*report*/) {}
+  // Every iteration (OnStep: logged ones only), before OnStep; what it
+  // does costs every step, so keep it cheap (metrics).
+  virtual void OnIteration(const StepReport& /*report*/) {}
   // Rank 0 wrote a full checkpoint (atomically; the file is complete).
   virtual void OnCheckpoint(const std::string& /*path*/, int64_t /*step*/) {}
   // Rank 0 wrote another output file: `kind` is "weights" or "encoder" (the

@@ -1,0 +1,67 @@
+#pragma once
+
+// Every metric family of clmae-train (docs/metrics.md, "Trainer"): one
+// reporter per rank, holding the children labelled with its job and rank,
+// fed by the engine's per-iteration reports.
+
+#include <cstdint>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "worker/engine/train/trainer.h"
+
+namespace clmae {
+
+struct TrainerMetricsOptions {
+  std::string job = "standalone";  // the job id
+  int rank = 0;
+  int world_size = 1;
+  std::string device = "cpu";  // "cpu", "cuda" or "cuda:N": which memory to report
+};
+
+// Called on the training thread (like every TrainObserver); the registry may
+// be scraped from any thread. The registry must outlive this object.
+class TrainerMetrics final : public TrainObserver {
+ public:
+  TrainerMetrics(prometheus::Registry& registry, const TrainerMetricsOptions& options);
+
+  void OnStart(int64_t start_step, int64_t total_steps) override;
+  // Every iteration: a few atomic stores and six histogram observations
+  // (the cost bench/metrics_bench.cc measures).
+  void OnIteration(const StepReport& report) override;
+  // Logged iterations: device memory (a /proc read or the CUDA allocator's
+  // statistics, too dear for every step).
+  void OnStep(const StepReport& report) override;
+  void UpdateDeviceMemory();
+
+ private:
+  const TrainerMetricsOptions options_;
+  const prometheus::Labels labels_;
+  prometheus::Gauge& curriculum_;
+  prometheus::Family<prometheus::Gauge>& loss_family_;
+  prometheus::Gauge* loss_[6];
+  prometheus::Gauge& lr_;
+  prometheus::Gauge& step_;
+  prometheus::Gauge& epoch_;
+  prometheus::Gauge& total_steps_;
+  prometheus::Counter& images_;
+  prometheus::Family<prometheus::Histogram>& phase_family_;
+  prometheus::Histogram* phase_[5];
+  prometheus::Histogram& step_seconds_;
+  prometheus::Gauge& keep_score_mean_;
+  prometheus::Gauge& near_binary_;
+  prometheus::Family<prometheus::Gauge>& overlap_family_;
+  prometheus::Gauge* overlap_ = nullptr;  // added at the first overlap measured
+  prometheus::Gauge* grad_norm_[2];
+  prometheus::Family<prometheus::Gauge>& memory_family_;
+  int64_t last_images_seen_ = -1;
+};
+
+// Resident set size of this process in bytes (0 when /proc is unreadable).
+int64_t ResidentSetBytes();
+
+}  // namespace clmae
