@@ -48,7 +48,7 @@ void PrintOverview(std::ostream& out) {
          "     of the coordinator, or (watch) a job that FAILED or was CANCELLED\n"
          "  2  usage error: unknown command or flag, missing or malformed argument\n"
          "  3  the coordinator cannot be reached or did not answer in time\n"
-         "  4  not found: no such job\n"
+         "  4  not found: no such job (or checkpoint)\n"
          "  5  not authorized: token missing or wrong, or without the client role\n"
          "\nRun 'clmaectl COMMAND --help' for a command's flags.\n";
 }
@@ -61,7 +61,10 @@ void PrintCommandHelp(const CommandSpec& command, std::ostream& out) {
     out << "\nFlags:\n";
     PrintFlags(command.flags, out);
   }
-  out << "\nGlobal flags: -o table|json|yaml, --address, --token, --tls-ca, --tls-cert,\n"
+  bool own_o = false;  // `download -o PATH`
+  for (const FlagSpec& flag : command.flags) own_o = own_o || flag.short_name == 'o';
+  out << (own_o ? "\nGlobal flags: " : "\nGlobal flags: -o table|json|yaml, ")
+      << "--address, --token, --tls-ca, --tls-cert,\n"
          "--tls-key, --tls-server-name, --timeout (see 'clmaectl help').\n";
 }
 
@@ -102,6 +105,7 @@ int RunClmaectl(const std::vector<std::string>& args, const EnvLookup& env,
                                .out = terminal.out,
                                .err = terminal.err,
                                .out_is_tty = terminal.out_is_tty,
+                               .err_is_tty = terminal.err_is_tty,
                                .terminal_width = terminal.width,
                                .clock = terminal.clock};
   return std::visit(
@@ -113,6 +117,12 @@ int RunClmaectl(const std::vector<std::string>& args, const EnvLookup& env,
         if constexpr (std::is_same_v<T, WatchOptions>) return RunWatch(options, command_env);
         if constexpr (std::is_same_v<T, CancelOptions>) return RunCancel(options, command_env);
         if constexpr (std::is_same_v<T, WorkersOptions>) return RunWorkers(options, command_env);
+        if constexpr (std::is_same_v<T, CheckpointsOptions>) {
+          return RunCheckpoints(options, command_env);
+        }
+        if constexpr (std::is_same_v<T, DownloadCheckpointOptions>) {
+          return RunDownload(options, command_env);
+        }
         return kExitUsage;  // HelpCommand, handled above
       },
       line->command);

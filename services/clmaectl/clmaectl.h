@@ -32,6 +32,8 @@ struct Terminal {
   int width = 0;  // columns; 0 unknown
   // The current time, for ages ("5m ago").
   std::function<absl::Time()> clock = [] { return absl::Now(); };
+  // Whether `err` is a terminal (progress bars).
+  bool err_is_tty = false;
 };
 
 // Runs `clmaectl ARGS...` (`args` without the program name) and returns the

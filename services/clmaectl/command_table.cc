@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "services/clmaectl/checkpoint_format.h"
 #include "services/clmaectl/command_line.h"
 #include "services/clmaectl/job_format.h"
 
@@ -120,6 +121,61 @@ absl::StatusOr<CommandOptions> BuildWorkers(const ParsedArgs& args) {
   return WorkersOptions{};
 }
 
+absl::StatusOr<v1::CheckpointKind> KindFlag(const ParsedArgs& args) {
+  if (!args.Has("kind")) return v1::CHECKPOINT_KIND_UNSPECIFIED;
+  const std::string text = args.Last("kind");
+  std::optional<v1::CheckpointKind> kind = ParseCheckpointKind(text);
+  if (!kind.has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("--kind: unknown kind '", text, "'; use ",
+                                                   absl::StrJoin(CheckpointKindNames(), ", ")));
+  }
+  return *kind;
+}
+
+absl::StatusOr<CommandOptions> BuildCheckpoints(const ParsedArgs& args) {
+  absl::StatusOr<std::string> id = OneJobId(args);
+  if (!id.ok()) return id.status();
+  absl::StatusOr<v1::CheckpointKind> kind = KindFlag(args);
+  if (!kind.ok()) return kind.status();
+  return CheckpointsOptions{*id, *kind};
+}
+
+absl::StatusOr<CommandOptions> BuildDownload(const ParsedArgs& args) {
+  absl::StatusOr<std::string> job_id = OneJobId(args);
+  if (!job_id.ok()) return job_id.status();
+  DownloadCheckpointOptions options;
+  options.job_id = *job_id;
+  const int selectors = args.Has("id") + args.Has("step") + args.Has("latest");
+  if (selectors > 1) {
+    return absl::InvalidArgumentError("give one of --id, --step and --latest, not several");
+  }
+  if (args.Has("id")) {
+    options.id = args.Last("id");
+    if (options.id.empty()) return absl::InvalidArgumentError("--id is empty");
+    if (args.Has("kind")) {
+      return absl::InvalidArgumentError(
+          "--kind goes with --step or --latest; an --id names one checkpoint of one kind");
+    }
+  }
+  if (args.Has("step")) {
+    const std::string text = args.Last("step");
+    int64_t step = 0;
+    if (!absl::SimpleAtoi(text, &step) || step < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--step: '", text, "' is not a step (a whole number >= 0)"));
+    }
+    options.step = step;
+  }
+  absl::StatusOr<v1::CheckpointKind> kind = KindFlag(args);
+  if (!kind.ok()) return kind.status();
+  options.kind = *kind;
+  options.path = args.Last("out");
+  if (options.path.empty()) {
+    return absl::InvalidArgumentError("missing -o PATH (the file to write the checkpoint to)");
+  }
+  return options;
+}
+
 }  // namespace
 
 const std::vector<FlagSpec>& GlobalFlags() {
@@ -191,6 +247,30 @@ const std::vector<CommandSpec>& Commands() {
        "tasks and last heartbeat.",
        {},
        BuildWorkers},
+      {"checkpoints",
+       "JOB [--kind full|weights|encoder|preview]",
+       "list a job's checkpoints",
+       "Lists the checkpoints the coordinator holds for a job, by step, oldest first:\n"
+       "id, step, epoch, lambda_cl, MAE loss (and the masker's total), size, kind and\n"
+       "when it was committed. Full checkpoints resume training (clmae-train\n"
+       "--resume); weights and encoder are safetensors exports; previews are PNGs.",
+       {{"kind", 0, "KIND", "only this kind: full, weights, encoder or preview"}},
+       BuildCheckpoints},
+      {"download",
+       "JOB [--id ID | --step N | --latest] [--kind KIND] -o PATH",
+       "download a checkpoint",
+       "Downloads one checkpoint of a job to PATH: by id, by step, or the newest\n"
+       "(--latest, the default), of --kind (default full; not with --id). The bytes\n"
+       "go to PATH.part first; an interrupted download of the same checkpoint\n"
+       "resumes there when run again. The size and SHA-256 are verified before\n"
+       "PATH appears; the verified digest is printed. A progress bar is drawn on a\n"
+       "terminal.",
+       {{"id", 0, "ID", "the checkpoint with this id (see 'clmaectl checkpoints')"},
+        {"step", 0, "N", "the checkpoint written at step N"},
+        {"latest", 0, "", "the newest checkpoint (the default)"},
+        {"kind", 0, "KIND", "full (default), weights, encoder or preview"},
+        {"out", 'o', "PATH", "the file to write (required)"}},
+       BuildDownload},
       {"help",
        "[COMMAND]",
        "show help",

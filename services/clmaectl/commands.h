@@ -26,6 +26,8 @@ struct CommandEnv {
   std::ostream& err;  // errors, notices and hints
   // Whether `out` is a terminal: `watch` then redraws its lines in place.
   bool out_is_tty = false;
+  // Whether `err` is a terminal: `download` then draws a progress bar.
+  bool err_is_tty = false;
   // The terminal's columns (live lines are cut to fit); 0: unknown.
   int terminal_width = 0;
   // The current time, for ages.
@@ -57,6 +59,14 @@ ExitCode RunWorkers(const WorkersOptions& options, const CommandEnv& env);
 // then prints each job's outcome and result metrics. kExitOk when every job
 // SUCCEEDED, kExitFailed when one did not.
 ExitCode RunWatch(const WatchOptions& options, const CommandEnv& env);
+
+// Prints a job's committed checkpoints (table: one row each, oldest first).
+ExitCode RunCheckpoints(const CheckpointsOptions& options, const CommandEnv& env);
+
+// Downloads one checkpoint to options.path, resuming a partial download of
+// the same checkpoint, verifying size and SHA-256 before the file appears.
+// Progress goes to `err`; the verified digest and path to `out`.
+ExitCode RunDownload(const DownloadCheckpointOptions& options, const CommandEnv& env);
 
 // A random request id (UUID version 4 form), for SubmitJob's idempotency.
 std::string NewRequestId();

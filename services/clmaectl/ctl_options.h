@@ -4,12 +4,15 @@
 // command's options, as ParseCommandLine (command_line.h) fills them. Plain
 // structs with defaults; the commands (commands.h) read them and nothing else.
 
+#include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
 
 #include "absl/time/time.h"
+#include "clmae/v1/checkpoint.pb.h"
 #include "clmae/v1/job.pb.h"
 #include "services/grpc_client.h"
 
@@ -66,8 +69,25 @@ struct CancelOptions {
 // `workers`.
 struct WorkersOptions {};
 
-using CommandOptions = std::variant<HelpCommand, SubmitOptions, GetOptions, ListOptions,
-                                    WatchOptions, CancelOptions, WorkersOptions>;
+// `checkpoints JOB [--kind K]`.
+struct CheckpointsOptions {
+  std::string job_id;
+  v1::CheckpointKind kind = v1::CHECKPOINT_KIND_UNSPECIFIED;  // every kind
+};
+
+// `download JOB [--id ID | --step N | --latest] [--kind K] -o PATH`.
+struct DownloadCheckpointOptions {
+  std::string job_id;
+  // The selector: an id, else a step, else the newest (of `kind`).
+  std::string id;
+  std::optional<int64_t> step;
+  v1::CheckpointKind kind = v1::CHECKPOINT_KIND_UNSPECIFIED;  // the server's default: FULL
+  std::string path;  // where the file goes (through PATH.part)
+};
+
+using CommandOptions =
+    std::variant<HelpCommand, SubmitOptions, GetOptions, ListOptions, WatchOptions, CancelOptions,
+                 WorkersOptions, CheckpointsOptions, DownloadCheckpointOptions>;
 
 // One parsed invocation.
 struct CommandLine {

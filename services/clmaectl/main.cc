@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
   winsize size{};
   if (tty && ioctl(STDOUT_FILENO, TIOCGWINSZ, &size) == 0) width = size.ws_col;
   std::ios::sync_with_stdio(false);
-  const clmae::ctl::Terminal terminal{std::cout, std::cerr, tty, width};
+  clmae::ctl::Terminal terminal{std::cout, std::cerr, tty, width};
+  terminal.err_is_tty = isatty(STDERR_FILENO) == 1;
   const int code = clmae::ctl::RunClmaectl(args, env, clmae::ctl::MakeCoordinatorStub, terminal);
   std::cout.flush();
   return code;

@@ -3,6 +3,7 @@
 // A scripted, in-process Coordinator service for clmaectl's tests, and a
 // fixture that runs clmaectl against it with string streams.
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -10,6 +11,7 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/time/time.h"
@@ -42,6 +44,15 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   v1::ListWorkersResponse workers;
   std::map<std::string, WatchScript> watches;  // by job id ("" for every job)
   grpc::Status submit_status = grpc::Status::OK;
+  // A job's committed checkpoints (ListCheckpoints lists them in this
+  // order) and their bytes by checkpoint id. A job with no entry is
+  // NOT_FOUND.
+  std::map<std::string, std::vector<v1::Checkpoint>> checkpoints;
+  std::map<std::string, std::string> checkpoint_bytes;
+  // When set, the first DownloadCheckpoint stream sends the bytes before
+  // `download_break_at` (counted from the file's start), then ends with it.
+  std::optional<grpc::Status> download_break;
+  int64_t download_break_at = 0;
 
   // What was asked.
   int calls() const {
@@ -59,6 +70,14 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::vector<v1::CancelJobRequest> cancels() const {
     std::lock_guard<std::mutex> lock(mu_);
     return cancels_;
+  }
+  std::vector<v1::ListCheckpointsRequest> list_checkpoint_requests() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return list_checkpoint_requests_;
+  }
+  std::vector<v1::DownloadCheckpointRequest> downloads() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return downloads_;
   }
 
   grpc::Status SubmitJob(grpc::ServerContext* context, const v1::SubmitJobRequest* request,
@@ -155,6 +174,80 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     return grpc::Status::OK;
   }
 
+  grpc::Status ListCheckpoints(grpc::ServerContext* context,
+                               const v1::ListCheckpointsRequest* request,
+                               v1::ListCheckpointsResponse* response) override {
+    if (grpc::Status s = Begin(context); !s.ok()) return s;
+    std::lock_guard<std::mutex> lock(mu_);
+    list_checkpoint_requests_.push_back(*request);
+    auto it = checkpoints.find(request->job_id());
+    if (it == checkpoints.end()) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "job " + request->job_id() + " not found");
+    }
+    for (const v1::Checkpoint& checkpoint : it->second) {
+      if (request->kind() == v1::CHECKPOINT_KIND_UNSPECIFIED ||
+          checkpoint.metadata().kind() == request->kind()) {
+        *response->add_checkpoints() = checkpoint;
+      }
+    }
+    return grpc::Status::OK;
+  }
+
+  // Selects like the coordinator (by id; by step or the newest, of `kind`,
+  // FULL by default), then streams the record and 64 KiB chunks.
+  grpc::Status DownloadCheckpoint(
+      grpc::ServerContext* context, const v1::DownloadCheckpointRequest* request,
+      grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override {
+    if (grpc::Status s = Begin(context); !s.ok()) return s;
+    v1::Checkpoint found;
+    std::string bytes;
+    std::optional<grpc::Status> broken;
+    int64_t end = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      downloads_.push_back(*request);
+      auto job = checkpoints.find(request->job_id());
+      if (job == checkpoints.end()) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND, "job " + request->job_id() + " not found");
+      }
+      const v1::CheckpointKind kind = request->kind() == v1::CHECKPOINT_KIND_UNSPECIFIED
+                                          ? v1::CHECKPOINT_KIND_FULL
+                                          : request->kind();
+      const v1::Checkpoint* match = nullptr;
+      for (const v1::Checkpoint& checkpoint : job->second) {
+        const v1::CheckpointMetadata& m = checkpoint.metadata();
+        if (request->has_id() ? checkpoint.id() == request->id()
+            : request->has_step()
+                ? m.kind() == kind && m.step() == request->step()
+                : m.kind() == kind && (match == nullptr || m.step() >= match->metadata().step())) {
+          match = &checkpoint;
+        }
+      }
+      if (match == nullptr) {
+        return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                            "no such checkpoint of job " + request->job_id());
+      }
+      found = *match;
+      bytes = checkpoint_bytes[found.id()];
+      end = static_cast<int64_t>(bytes.size());
+      if (download_break.has_value()) {
+        broken = std::exchange(download_break, std::nullopt);
+        end = std::min(end, download_break_at);
+      }
+    }
+    if (request->offset() < 0 || request->offset() > static_cast<int64_t>(bytes.size())) {
+      return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "offset past the end");
+    }
+    v1::DownloadCheckpointResponse message;
+    *message.mutable_checkpoint() = found;
+    if (!writer->Write(message)) return grpc::Status::CANCELLED;
+    for (int64_t at = request->offset(); at < end; at += 64 << 10) {
+      message.set_data(bytes.substr(at, std::min<int64_t>(64 << 10, end - at)));
+      if (!writer->Write(message)) return grpc::Status::CANCELLED;
+    }
+    return broken.value_or(grpc::Status::OK);
+  }
+
  private:
   grpc::Status Begin(grpc::ServerContext* context) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -178,6 +271,8 @@ class FakeCoordinator final : public v1::Coordinator::Service {
   std::vector<v1::SubmitJobRequest> submits_;
   std::vector<v1::ListJobsRequest> list_requests_;
   std::vector<v1::CancelJobRequest> cancels_;
+  std::vector<v1::ListCheckpointsRequest> list_checkpoint_requests_;
+  std::vector<v1::DownloadCheckpointRequest> downloads_;
 };
 
 // What one clmaectl run printed and returned.
@@ -205,7 +300,8 @@ class ClmaectlTest : public ::testing::Test {
   // Runs `clmaectl args...` with `env` as the whole environment.
   RunResult Run(const std::vector<std::string>& args, bool tty = false) {
     std::ostringstream out, err;
-    const Terminal terminal{out, err, tty, /*width=*/0, [] { return Now(); }};
+    Terminal terminal{out, err, tty, /*width=*/0, [] { return Now(); }};
+    terminal.err_is_tty = err_tty;
     const EnvLookup env_lookup = [this](const std::string& name) -> std::optional<std::string> {
       auto it = env.find(name);
       if (it == env.end()) return std::nullopt;
@@ -257,6 +353,7 @@ class ClmaectlTest : public ::testing::Test {
   FakeCoordinator fake_;
   std::map<std::string, std::string> env;
   std::vector<ClientOptions> stub_options;  // what each run asked the factory for
+  bool err_tty = false;                     // whether Run()'s stderr is a terminal
 
  private:
   std::unique_ptr<grpc::Server> server_;
