@@ -4,6 +4,7 @@
 #include "coordinator/coordinator.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -205,6 +206,19 @@ void Coordinator::Unwatch(WatchId id) {
 std::vector<v1::Worker> Coordinator::ListWorkers() {
   absl::MutexLock lock(&mu_);
   return registry_.List();
+}
+
+absl::Status Coordinator::AgentLeaving(const std::string& worker_id, const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(registry_.SetDraining(worker_id, true, /*sticky=*/false));
+  for (auto& [id, active] : jobs_) {
+    for (const v1::RankPlacement& r : active.job.placement().ranks()) {
+      if (r.worker_id() == worker_id) active.stop_requested = true;
+    }
+  }
+  std::fprintf(stderr, "clmae-coordinator: worker %s is leaving%s%s\n", worker_id.c_str(),
+               reason.empty() ? "" : ": ", reason.c_str());
+  return absl::OkStatus();
 }
 
 absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining) {

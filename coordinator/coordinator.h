@@ -111,6 +111,10 @@ class Coordinator {
   // current attempts and cancels the others (orphans). A re-attach replaces
   // the previous sink. INVALID_ARGUMENT names a bad registration field.
   absl::Status AgentAttached(const v1::Register& registration, std::shared_ptr<AgentSink> sink);
+  // The agent is shutting down and stops its own trainers: it gets no new
+  // ranks (until it registers again), and the exits of its jobs' ranks on
+  // SIGTERM count as preemptions. NOT_FOUND when never registered.
+  absl::Status AgentLeaving(const std::string& worker_id, const std::string& reason);
   // The stream carrying `sink` ended. The worker keeps its ranks until its
   // lease runs out (its trainers keep running; it will re-attach).
   void AgentDetached(const std::string& worker_id, const AgentSink* sink);

@@ -38,7 +38,8 @@ absl::Status WorkerRegistry::Register(const v1::Register& registration, absl::Ti
   Record& record = workers_[registration.worker_id()];
   record.registration = registration;
   record.registration.clear_running_tasks();  // tracked in cuda/cpu instead
-  record.state = v1::WORKER_STATE_READY;
+  record.state =
+      record.drained_by_operator ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
   record.registered = now;
   record.last_heartbeat = now;
   return absl::OkStatus();
@@ -57,7 +58,8 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& worker_id, absl::Time 
   return absl::OkStatus();
 }
 
-absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool draining) {
+absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool draining,
+                                         bool sticky) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' is not registered"));
@@ -66,6 +68,7 @@ absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool drai
     return absl::FailedPreconditionError(absl::StrCat("worker '", worker_id, "' is lost"));
   }
   it->second.state = draining ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
+  if (sticky || !draining) it->second.drained_by_operator = draining && sticky;
   return absl::OkStatus();
 }
 

@@ -67,8 +67,10 @@ class WorkerRegistry {
   // for a LOST one (it must register again).
   absl::Status Heartbeat(const std::string& worker_id, absl::Time now);
 
-  // A draining worker keeps its tasks and lease but gets no new ranks.
-  absl::Status SetDraining(const std::string& worker_id, bool draining);
+  // A draining worker keeps its tasks and lease but gets no new ranks. An
+  // operator's drain (`sticky`) outlasts the agent registering again (a
+  // reconnect or a restart); an agent's own (it is leaving) does not.
+  absl::Status SetDraining(const std::string& worker_id, bool draining, bool sticky = true);
 
   // Marks every READY/DRAINING worker whose lease ran out before `now` as
   // LOST and returns their ids. Their tasks stay until ReleaseWorker.
@@ -111,6 +113,7 @@ class WorkerRegistry {
   struct Record {
     v1::Register registration;
     v1::WorkerState state = v1::WORKER_STATE_READY;
+    bool drained_by_operator = false;
     absl::Time registered;
     absl::Time last_heartbeat;
     std::map<int, TaskKey> cuda;  // device index -> task

@@ -97,6 +97,8 @@ class AttachReactor final : public AttachReactorBase {
         }
         return recorded;
       }
+      case v1::AgentMessage::kLeaving:
+        return coordinator_->AgentLeaving(worker_id_, message.leaving().reason());
       case v1::AgentMessage::MSG_NOT_SET:
         return absl::InvalidArgumentError("an empty AgentMessage; set one of its fields");
     }

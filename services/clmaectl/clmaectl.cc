@@ -117,6 +117,7 @@ int RunClmaectl(const std::vector<std::string>& args, const EnvLookup& env,
         if constexpr (std::is_same_v<T, WatchOptions>) return RunWatch(options, command_env);
         if constexpr (std::is_same_v<T, CancelOptions>) return RunCancel(options, command_env);
         if constexpr (std::is_same_v<T, WorkersOptions>) return RunWorkers(options, command_env);
+        if constexpr (std::is_same_v<T, DrainOptions>) return RunDrain(options, command_env);
         if constexpr (std::is_same_v<T, CheckpointsOptions>) {
           return RunCheckpoints(options, command_env);
         }

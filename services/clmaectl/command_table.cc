@@ -121,6 +121,12 @@ absl::StatusOr<CommandOptions> BuildWorkers(const ParsedArgs& args) {
   return WorkersOptions{};
 }
 
+absl::StatusOr<CommandOptions> BuildDrain(const ParsedArgs& args) {
+  if (args.positional.empty()) return absl::InvalidArgumentError("missing NODE (a worker id)");
+  if (absl::Status status = NoMoreArgs(args, 1); !status.ok()) return status;
+  return DrainOptions{args.positional.front(), args.Has("undo")};
+}
+
 absl::StatusOr<v1::CheckpointKind> KindFlag(const ParsedArgs& args) {
   if (!args.Has("kind")) return v1::CHECKPOINT_KIND_UNSPECIFIED;
   const std::string text = args.Last("kind");
@@ -247,6 +253,16 @@ const std::vector<CommandSpec>& Commands() {
        "tasks and last heartbeat.",
        {},
        BuildWorkers},
+      {"drain",
+       "NODE [--undo]",
+       "move work off a node",
+       "Stops placing ranks on NODE (a worker id, see 'clmaectl workers') and moves\n"
+       "its jobs: their ranks checkpoint at the same step, upload it and stop, and\n"
+       "each job is requeued on other nodes as a preemption (not counted against\n"
+       "its max_restarts). --undo lets the node take ranks again. A drain lasts\n"
+       "until undone, across agent restarts.",
+       {{"undo", 0, "", "let the node take ranks again"}},
+       BuildDrain},
       {"checkpoints",
        "JOB [--kind full|weights|encoder|preview]",
        "list a job's checkpoints",

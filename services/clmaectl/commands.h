@@ -55,6 +55,11 @@ ExitCode RunCancel(const CancelOptions& options, const CommandEnv& env);
 // Prints the node agents.
 ExitCode RunWorkers(const WorkersOptions& options, const CommandEnv& env);
 
+// Drains a node (no new ranks; its jobs checkpoint, stop and move to other
+// nodes as preemptions) or, with --undo, lets it take ranks again; prints
+// the worker.
+ExitCode RunDrain(const DrainOptions& options, const CommandEnv& env);
+
 // Follows jobs until each reaches a terminal state (or forever with --all),
 // then prints each job's outcome and result metrics. kExitOk when every job
 // SUCCEEDED, kExitFailed when one did not.

@@ -69,6 +69,12 @@ struct CancelOptions {
 // `workers`.
 struct WorkersOptions {};
 
+// `drain NODE [--undo]`.
+struct DrainOptions {
+  std::string worker_id;
+  bool undo = false;
+};
+
 // `checkpoints JOB [--kind K]`.
 struct CheckpointsOptions {
   std::string job_id;
@@ -87,7 +93,7 @@ struct DownloadCheckpointOptions {
 
 using CommandOptions =
     std::variant<HelpCommand, SubmitOptions, GetOptions, ListOptions, WatchOptions, CancelOptions,
-                 WorkersOptions, CheckpointsOptions, DownloadCheckpointOptions>;
+                 WorkersOptions, DrainOptions, CheckpointsOptions, DownloadCheckpointOptions>;
 
 // One parsed invocation.
 struct CommandLine {

@@ -71,4 +71,27 @@ ExitCode RunWorkers(const WorkersOptions& /*options*/, const CommandEnv& env) {
   return kExitOk;
 }
 
+ExitCode RunDrain(const DrainOptions& options, const CommandEnv& env) {
+  v1::DrainWorkerRequest request;
+  request.set_worker_id(options.worker_id);
+  request.set_undo(options.undo);
+  v1::Worker worker;
+  std::unique_ptr<grpc::ClientContext> context = NewCallContext(env.global, false);
+  if (absl::Status status = FromGrpcStatus(env.stub.DrainWorker(context.get(), request, &worker));
+      !status.ok()) {
+    return ReportRpcError(status, env.global, env.err);
+  }
+  if (env.global.output != OutputFormat::kTable) {
+    if (absl::Status printed = PrintMessage(worker, env.global.output, env.out); !printed.ok()) {
+      env.err << "error: " << printed.message() << '\n';
+      return kExitFailed;
+    }
+    return kExitOk;
+  }
+  env.out << "worker " << worker.id() << ": " << WorkerStateName(worker.state())
+          << (options.undo ? " (takes ranks again)\n"
+                           : " (no new ranks; its jobs checkpoint and move)\n");
+  return kExitOk;
+}
+
 }  // namespace clmae::ctl

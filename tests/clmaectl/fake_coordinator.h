@@ -174,6 +174,21 @@ class FakeCoordinator final : public v1::Coordinator::Service {
     return grpc::Status::OK;
   }
 
+  // Sets the listed worker's state (NOT_FOUND for an unknown one).
+  grpc::Status DrainWorker(grpc::ServerContext* context, const v1::DrainWorkerRequest* request,
+                           v1::Worker* response) override {
+    if (grpc::Status s = Begin(context); !s.ok()) return s;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (v1::Worker& worker : *workers.mutable_workers()) {
+      if (worker.id() != request->worker_id()) continue;
+      worker.set_state(request->undo() ? v1::WORKER_STATE_READY : v1::WORKER_STATE_DRAINING);
+      *response = worker;
+      return grpc::Status::OK;
+    }
+    return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                        "worker '" + request->worker_id() + "' is not registered");
+  }
+
   grpc::Status ListCheckpoints(grpc::ServerContext* context,
                                const v1::ListCheckpointsRequest* request,
                                v1::ListCheckpointsResponse* response) override {

@@ -212,6 +212,29 @@ TEST_F(JobCommandsTest, WorkersTable) {
   EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(listed, fake_.workers));
 }
 
+TEST_F(JobCommandsTest, DrainAndUndrainANode) {
+  v1::Worker* node = fake_.workers.add_workers();
+  node->set_id("node-a");
+  node->set_state(v1::WORKER_STATE_READY);
+
+  RunResult r = Run({"drain", "node-a"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "worker node-a: DRAINING (no new ranks; its jobs checkpoint and move)\n");
+  EXPECT_EQ(fake_.workers.workers(0).state(), v1::WORKER_STATE_DRAINING);
+
+  r = Run({"drain", "node-a", "--undo"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "worker node-a: READY (takes ranks again)\n");
+
+  r = Run({"drain", "node-b"});
+  EXPECT_EQ(r.code, 4) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("node-b"));
+
+  r = Run({"drain"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_THAT(r.err, HasSubstr("missing NODE"));
+}
+
 TEST_F(JobCommandsTest, NoWorkersSaysWhatToStart) {
   RunResult r = Run({"workers"});
   EXPECT_EQ(r.code, 0);

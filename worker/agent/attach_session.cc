@@ -1,5 +1,6 @@
 #include "worker/agent/attach_session.h"
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +11,7 @@ namespace clmae {
 namespace {
 
 constexpr absl::Duration kDefaultHeartbeat = absl::Seconds(5);
+constexpr absl::Duration kLeavingPoll = absl::Milliseconds(250);
 
 std::string StatusLine(const v1::TaskStatus& s) {
   const std::string name = TaskName({s.job_id(), s.attempt(), s.rank()});
@@ -98,7 +100,23 @@ void AttachSession::WriteLoop(
   absl::Time next_heartbeat = absl::Now() + heartbeat_interval;
   bool broken = false;
   for (;;) {
-    std::optional<v1::TaskStatus> status = options_.ledger->Peek(next_heartbeat);
+    std::optional<std::string> leaving;
+    {
+      absl::MutexLock lock(&mu_);
+      leaving.swap(leaving_);
+    }
+    if (leaving.has_value()) {
+      v1::AgentMessage out;
+      out.mutable_leaving()->set_reason(*leaving);
+      if (!stream->Write(out)) {
+        broken = true;
+        break;
+      }
+      AgentLog("told the coordinator this agent is leaving");
+    }
+    // Wakes at least every kLeavingPoll to notice Leave().
+    std::optional<v1::TaskStatus> status =
+        options_.ledger->Peek(std::min(next_heartbeat, absl::Now() + kLeavingPoll));
     if (status.has_value()) {
       v1::AgentMessage out;
       *out.mutable_task_status() = *status;
@@ -164,6 +182,11 @@ void AttachSession::Dispatch(const v1::CoordinatorMessage& message) {
       AgentLog("ignored an empty message from the coordinator");
       break;
   }
+}
+
+void AttachSession::Leave(const std::string& reason) {
+  absl::MutexLock lock(&mu_);
+  if (!closing_) leaving_ = reason;
 }
 
 void AttachSession::Close(absl::Duration linger) {

@@ -6,6 +6,7 @@
 // reads assignments and cancels and hands them to the TaskSupervisor.
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -53,6 +54,11 @@ class AttachSession {
   // Whether the coordinator answered `register` on this stream.
   bool registered() const;
 
+  // Tells the coordinator (ahead of any status still to be written) that
+  // the agent is shutting down, so nothing new is placed here. Once per
+  // session; a no-op after Close().
+  void Leave(const std::string& reason);
+
  private:
   void WriteLoop(grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>* stream,
                  absl::Duration heartbeat_interval);
@@ -65,6 +71,7 @@ class AttachSession {
   bool closing_ ABSL_GUARDED_BY(mu_) = false;
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the read loop has ended
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<std::string> leaving_ ABSL_GUARDED_BY(mu_);  // to be written
 };
 
 // A protobuf Duration as an absl::Duration.

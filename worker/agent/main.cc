@@ -18,7 +18,10 @@
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "prometheus/registry.h"
+#include "services/metrics_server.h"
 #include "worker/agent/agent_log.h"
+#include "worker/agent/agent_metrics.h"
 #include "worker/agent/worker_agent.h"
 #include "worker/process/signal_catcher.h"
 
@@ -45,6 +48,11 @@ ABSL_FLAG(absl::Duration, reconnect_backoff_min, absl::Milliseconds(500),
           "first delay before reconnecting to the coordinator");
 ABSL_FLAG(absl::Duration, reconnect_backoff_max, absl::Seconds(30),
           "longest delay between reconnection attempts");
+ABSL_FLAG(int, metrics_port, 9401,
+          "serve Prometheus metrics (/metrics) on this port: -1 off, 0 a free port (printed as "
+          "'metrics on :PORT')");
+ABSL_FLAG(int, trainer_metrics_port_base, 9410,
+          "each trainer serves its metrics on this + its device index (LOCAL_RANK); -1: off");
 
 namespace {
 
@@ -130,6 +138,24 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "clmae-worker: %s\n", signals.status().ToString().c_str());
     return 1;
   }
+  // Metrics (docs/metrics.md). A port that cannot be bound costs the
+  // metrics, not the node: the agent runs on without them.
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto metrics = std::make_shared<clmae::AgentMetrics>(*registry, options.worker_id);
+  std::unique_ptr<clmae::MetricsServer> metrics_server;
+  options.trainer_metrics_port_base = absl::GetFlag(FLAGS_trainer_metrics_port_base);
+  if (const int port = absl::GetFlag(FLAGS_metrics_port); port >= 0) {
+    options.metrics = metrics.get();
+    auto started = clmae::MetricsServer::Start(
+        {.listen_address = clmae::MetricsListenAddress(port), .threads = 1}, {registry, metrics});
+    if (started.ok()) {
+      metrics_server = *std::move(started);
+      clmae::AgentLog(absl::StrCat("metrics on :", metrics_server->port()));
+    } else {
+      clmae::AgentLog(absl::StrCat("warning: --metrics_port: ", started.status().message(),
+                                   "; running without metrics"));
+    }
+  }
   absl::StatusOr<std::unique_ptr<clmae::WorkerAgent>> agent =
       clmae::WorkerAgent::Create(std::move(options));
   if (!agent.ok()) {
@@ -146,5 +172,7 @@ int main(int argc, char** argv) {
     }
   }
   (*agent)->Shutdown();
+  metrics_server.reset();  // no scrape after this
+  agent->reset();
   return 0;
 }

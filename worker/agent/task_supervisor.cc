@@ -66,6 +66,7 @@ TaskSupervisor::~TaskSupervisor() {
 }
 
 void TaskSupervisor::Start(v1::TaskAssignment assignment) {
+  if (options_.metrics != nullptr) options_.metrics->Assigned(TaskOf(assignment));
   Command command{Command::Kind::kStart, std::move(assignment), {}, {}, {}};
   Post(std::move(command));
 }
@@ -98,6 +99,7 @@ void TaskSupervisor::Post(Command command) {
     const v1::Task task = TaskOf(command.assignment);
     AgentLog(absl::StrCat(TaskName(IdOf(task)), ": not started, the agent is shutting down"));
     options_.ledger->Exited(ExitedStatus(task, 127, 0, "the agent is shutting down"));
+    if (options_.metrics != nullptr) options_.metrics->NotSpawned(task, /*reported_exit=*/true);
   }
 }
 
@@ -172,6 +174,7 @@ void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
   if (stopping_) return NotStarted(task, "the agent is shutting down");
   if (running_.contains(id) || fetching_.contains(id)) {
     AgentLog(absl::StrCat(TaskName(id), ": assignment ignored: already running"));
+    if (options_.metrics != nullptr) options_.metrics->NotSpawned(task, /*reported_exit=*/false);
     return;
   }
   if (absl::Status valid = ValidateAssignment(assignment); !valid.ok()) {
@@ -218,6 +221,7 @@ void TaskSupervisor::Fetched(const v1::TaskAssignment& assignment,
 void TaskSupervisor::NotStarted(const v1::Task& task, const std::string& why) {
   AgentLog(absl::StrCat(TaskName(IdOf(task)), ": cannot start: ", why));
   options_.ledger->Exited(ExitedStatus(task, 127, 0, why));
+  if (options_.metrics != nullptr) options_.metrics->NotSpawned(task, /*reported_exit=*/true);
 }
 
 void TaskSupervisor::Spawn(const v1::TaskAssignment& assignment, const std::string& resume_path) {
@@ -233,6 +237,7 @@ void TaskSupervisor::Spawn(const v1::TaskAssignment& assignment, const std::stri
                         ", log ", paths.log_path));
   running_.emplace(id, Running{task, paths.log_path, *std::move(process)});
   options_.ledger->Started(task);
+  if (options_.metrics != nullptr) options_.metrics->Spawned(task);
 }
 
 void TaskSupervisor::Stop(Running& running, absl::Duration grace, const std::string& reason) {
@@ -258,6 +263,14 @@ void TaskSupervisor::ReapExited() {
     }
     options_.ledger->Exited(ExitedStatus(task, exit->exited ? exit->code : 0,
                                          exit->exited ? 0 : exit->signal, std::move(message)));
+    if (options_.metrics != nullptr) {
+      // Stopped by a cancel (or the agent stopping): cancelled, whatever
+      // the trainer's code.
+      options_.metrics->Exited(task, exit->success() ? AgentMetrics::Outcome::kSuccess
+                                     : it->second.kill_at != absl::InfiniteFuture()
+                                         ? AgentMetrics::Outcome::kCancelled
+                                         : AgentMetrics::Outcome::kFailure);
+    }
     it = running_.erase(it);
   }
 }

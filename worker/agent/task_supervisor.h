@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "clmae/v1/worker_control.pb.h"
 #include "worker/agent/checkpoint_fetcher.h"
+#include "worker/agent/agent_metrics.h"
 #include "worker/agent/task_ledger.h"
 #include "worker/agent/trainer_command.h"
 #include "worker/process/subprocess.h"
@@ -31,6 +32,9 @@ struct TaskSupervisorOptions {
   // Provides the checkpoint an assignment resumes from (resume_checkpoint);
   // must outlive the supervisor. Without one, such assignments cannot start.
   CheckpointFetcher* fetcher = nullptr;
+  // Hears each rank's start and exit too when set; must outlive the
+  // supervisor.
+  AgentMetrics* metrics = nullptr;
   // The grace used by the destructor when StopAll() was not called.
   absl::Duration default_grace = absl::Seconds(30);
 };

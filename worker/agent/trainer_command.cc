@@ -85,6 +85,10 @@ SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::Task
   spawn.argv.insert(spawn.argv.end(),
                     {"--device", device, "--coordinator", options.coordinator.address, "--job_id",
                      task.job_id(), "--attempt", absl::StrCat(task.attempt())});
+  if (options.metrics_port_base >= 0) {
+    spawn.argv.push_back("--metrics_port");
+    spawn.argv.push_back(absl::StrCat(options.metrics_port_base + task.device_index()));
+  }
   spawn.env = {{"RANK", absl::StrCat(task.rank())},
                {"WORLD_SIZE", absl::StrCat(task.world_size())},
                {"LOCAL_RANK", absl::StrCat(task.device_index())},

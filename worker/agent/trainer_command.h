@@ -27,6 +27,9 @@ struct TrainerCommandOptions {
   // The node's checkpoint cache (CheckpointFetcher), passed to the trainer
   // as CLMAE_CHECKPOINT_CACHE when set.
   std::string checkpoint_cache_dir;
+  // When >= 0, the trainer serves metrics on this + LOCAL_RANK (its device
+  // index; one rank per device, so the port is free).
+  int metrics_port_base = -1;
 };
 
 // Where one rank's files go.
@@ -50,6 +53,7 @@ TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignmen
 //         --device <"cpu" | "cuda:<device_index>">
 //         --coordinator <coordinator.address> --job_id <job_id>
 //         --attempt <attempt>
+//         [--metrics_port <metrics_port_base + device_index>]
 //         where `resume_path` is the local copy of the assignment's
 //         resume_checkpoint (CheckpointFetcher::Ensure); empty: no --resume,
 //         the trainer starts from scratch.

@@ -85,6 +85,16 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerAgentOpti
   supervisor.ledger = &agent->ledger_;
   supervisor.fetcher = agent->fetcher_.get();
   supervisor.default_grace = agent->options_.cancel_grace;
+  supervisor.metrics = agent->options_.metrics;
+  supervisor.command.metrics_port_base = agent->options_.trainer_metrics_port_base;
+  if (AgentMetrics* metrics = agent->options_.metrics) {
+    metrics->SetCapacity(agent->registration_.devices_size(), agent->registration_.cpu_slots());
+    WorkerAgent* self = agent.get();
+    metrics->SetConnectedProbe([self] {
+      absl::MutexLock lock(&self->mu_);
+      return self->session_ != nullptr && self->session_->registered();
+    });
+  }
   absl::StatusOr<std::unique_ptr<TaskSupervisor>> made = TaskSupervisor::Create(supervisor);
   if (!made.ok()) return made.status();
   agent->supervisor_ = *std::move(made);
@@ -110,7 +120,10 @@ WorkerAgent::WorkerAgent(WorkerAgentOptions options, v1::Register registration,
       channel_(std::move(channel)),
       ledger_(absl::Seconds(15)) {}
 
-WorkerAgent::~WorkerAgent() { Shutdown(); }
+WorkerAgent::~WorkerAgent() {
+  if (options_.metrics != nullptr) options_.metrics->SetConnectedProbe(nullptr);
+  Shutdown();
+}
 
 void WorkerAgent::ConnectLoop() {
   Backoff backoff(options_.reconnect_backoff_min, options_.reconnect_backoff_max);
@@ -152,6 +165,12 @@ void WorkerAgent::Shutdown() {
   shut_down_ = true;
   if (supervisor_ == nullptr) return;  // Create() failed before starting anything
   AgentLog(absl::StrCat("stopping ", ledger_.RunningCount(), " trainer(s)"));
+  {
+    // Nothing new is placed here; the trainers' exits on this SIGTERM
+    // (a checkpoint, then 75) requeue their jobs as preemptions.
+    absl::MutexLock lock(&mu_);
+    if (session_ != nullptr) session_->Leave("the agent is shutting down");
+  }
   supervisor_->StopAll(options_.cancel_grace);
   if (!ledger_.WaitDrained(absl::Now() + options_.shutdown_flush)) {
     AgentLog("some exits could not be reported to the coordinator before stopping");

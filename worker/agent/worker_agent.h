@@ -45,6 +45,11 @@ struct WorkerAgentOptions {
   absl::Duration reconnect_backoff_max = absl::Seconds(30);
   // On shutdown, how long the final exits may take to reach the coordinator.
   absl::Duration shutdown_flush = absl::Seconds(5);
+  // Metrics (docs/metrics.md): the agent's families when set (not owned;
+  // outlives the agent), and the port base its trainers serve theirs on
+  // (+ device index; -1: trainers without metrics).
+  AgentMetrics* metrics = nullptr;
+  int trainer_metrics_port_base = -1;
 };
 
 // Thread-safe. Created running: the connection thread attaches at once, and
@@ -63,7 +68,8 @@ class WorkerAgent {
   WorkerAgent(const WorkerAgent&) = delete;
   WorkerAgent& operator=(const WorkerAgent&) = delete;
 
-  // Stops every trainer (SIGTERM, cancel_grace, SIGKILL), waits up to
+  // Tells the coordinator the agent is leaving, stops every trainer
+  // (SIGTERM: they checkpoint and exit; SIGKILL after cancel_grace), waits up to
   // shutdown_flush for their exits to be sent, closes the stream and joins
   // the agent's threads. Leaves no trainer process behind. Idempotent.
   void Shutdown();
