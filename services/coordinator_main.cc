@@ -219,7 +219,9 @@ int main(int argc, char** argv) {
   std::unique_ptr<clmae::MetricsServer> metrics_server;
   if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
     absl::StatusOr<std::shared_ptr<clmae::CoordinatorMetrics>> created =
-        clmae::CoordinatorMetrics::Create(coordinator->get(), *registry);
+        clmae::CoordinatorMetrics::Create(
+            coordinator->get(), *registry,
+            {.checkpoint_times = [c = coordinator->get()] { return c->LastCheckpointTimes(); }});
     if (!created.ok()) return Fail(1, absl::StrCat("metrics: ", created.status().message()));
     metrics = *std::move(created);
     absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started =
