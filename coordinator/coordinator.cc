@@ -221,13 +221,14 @@ absl::Status Coordinator::AgentLeaving(const std::string& worker_id, const std::
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining) {
+absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining,
+                                            bool move_jobs) {
   absl::Status status;
   {
     absl::MutexLock lock(&mu_);
     status = registry_.SetDraining(worker_id, draining);
     if (status.ok() && !draining) status = Schedule(options_.clock());
-    if (status.ok() && draining) {
+    if (status.ok() && draining && move_jobs) {
       // Move every job with a rank here: all its ranks stop at one step
       // after a checkpoint, and the job is requeued elsewhere.
       for (auto& [id, active] : jobs_) {

@@ -101,8 +101,10 @@ class Coordinator {
   // asked to stop (SIGTERM to all its ranks, grace options_.preempt_grace):
   // its trainers checkpoint and exit kTrainerExitStopped, and the job is
   // requeued as a preemption onto other workers. Undraining lets it take
-  // ranks again. NOT_FOUND for an unknown worker.
-  absl::Status SetWorkerDraining(const std::string& worker_id, bool draining);
+  // ranks again. `move_jobs` false only stops placing (a cordon).
+  // NOT_FOUND for an unknown worker.
+  absl::Status SetWorkerDraining(const std::string& worker_id, bool draining,
+                                 bool move_jobs = true);
 
   // --- Agents (the Attach stream) -------------------------------------------
 

@@ -156,7 +156,8 @@ grpc::ServerUnaryReactor* CoordinatorService::DrainWorker(grpc::CallbackServerCo
                                                           const v1::DrainWorkerRequest* request,
                                                           v1::Worker* response) {
   return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
-    RETURN_IF_ERROR(coordinator_->SetWorkerDraining(request->worker_id(), !request->undo()));
+    RETURN_IF_ERROR(coordinator_->SetWorkerDraining(request->worker_id(), !request->undo(),
+                                                    !request->keep_jobs()));
     for (v1::Worker& worker : coordinator_->ListWorkers()) {
       if (worker.id() == request->worker_id()) *response = std::move(worker);
     }

@@ -124,7 +124,10 @@ absl::StatusOr<CommandOptions> BuildWorkers(const ParsedArgs& args) {
 absl::StatusOr<CommandOptions> BuildDrain(const ParsedArgs& args) {
   if (args.positional.empty()) return absl::InvalidArgumentError("missing NODE (a worker id)");
   if (absl::Status status = NoMoreArgs(args, 1); !status.ok()) return status;
-  return DrainOptions{args.positional.front(), args.Has("undo")};
+  if (args.Has("undo") && args.Has("keep-jobs")) {
+    return absl::InvalidArgumentError("--keep-jobs goes with a drain, not with --undo");
+  }
+  return DrainOptions{args.positional.front(), args.Has("undo"), args.Has("keep-jobs")};
 }
 
 absl::StatusOr<v1::CheckpointKind> KindFlag(const ParsedArgs& args) {
@@ -254,14 +257,16 @@ const std::vector<CommandSpec>& Commands() {
        {},
        BuildWorkers},
       {"drain",
-       "NODE [--undo]",
+       "NODE [--keep-jobs | --undo]",
        "move work off a node",
        "Stops placing ranks on NODE (a worker id, see 'clmaectl workers') and moves\n"
        "its jobs: their ranks checkpoint at the same step, upload it and stop, and\n"
        "each job is requeued on other nodes as a preemption (not counted against\n"
-       "its max_restarts). --undo lets the node take ranks again. A drain lasts\n"
-       "until undone, across agent restarts.",
-       {{"undo", 0, "", "let the node take ranks again"}},
+       "its max_restarts). --keep-jobs only stops placing (running jobs stay).\n"
+       "--undo lets the node take ranks again. A drain lasts until undone, across\n"
+       "agent restarts.",
+       {{"keep-jobs", 0, "", "leave running jobs where they are (a cordon)"},
+        {"undo", 0, "", "let the node take ranks again"}},
        BuildDrain},
       {"checkpoints",
        "JOB [--kind full|weights|encoder|preview]",

@@ -73,6 +73,7 @@ struct WorkersOptions {};
 struct DrainOptions {
   std::string worker_id;
   bool undo = false;
+  bool keep_jobs = false;
 };
 
 // `checkpoints JOB [--kind K]`.

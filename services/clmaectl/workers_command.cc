@@ -75,6 +75,7 @@ ExitCode RunDrain(const DrainOptions& options, const CommandEnv& env) {
   v1::DrainWorkerRequest request;
   request.set_worker_id(options.worker_id);
   request.set_undo(options.undo);
+  request.set_keep_jobs(options.keep_jobs);
   v1::Worker worker;
   std::unique_ptr<grpc::ClientContext> context = NewCallContext(env.global, false);
   if (absl::Status status = FromGrpcStatus(env.stub.DrainWorker(context.get(), request, &worker));
@@ -89,8 +90,9 @@ ExitCode RunDrain(const DrainOptions& options, const CommandEnv& env) {
     return kExitOk;
   }
   env.out << "worker " << worker.id() << ": " << WorkerStateName(worker.state())
-          << (options.undo ? " (takes ranks again)\n"
-                           : " (no new ranks; its jobs checkpoint and move)\n");
+          << (options.undo        ? " (takes ranks again)\n"
+              : options.keep_jobs ? " (no new ranks; running jobs stay)\n"
+                                  : " (no new ranks; its jobs checkpoint and move)\n");
   return kExitOk;
 }
 

@@ -10,7 +10,11 @@ as on two machines), real clmae-train ranks, driven through clmaectl.
      checkpoints were committed and its agent is drained: the attempt is
      requeued on the other agent, which fetches the newest committed
      checkpoint from the coordinator and resumes from it; the final weights
-     equal the reference run's, byte for byte.
+     equal the reference run's, byte for byte;
+  4. SIGTERM to the agent running a job (a node being taken away): the
+     trainer checkpoints at the step it is at, uploads it and exits; the job
+     is requeued as a preemption (not a restart) and finishes on the other
+     agent, from that checkpoint, with the reference run's weights.
 
 usage: checkpoint_test.py BUILD_DIR PYTHON_WITH_SAFETENSORS
 """
@@ -48,7 +52,8 @@ class SeparateFolders(Service):
             [os.path.join(self.build, "worker/agent/clmae-worker"), "--coordinator", self.address,
              "--worker_id", name, "--advertise_address", "127.0.0.1", "--gpus", "none",
              "--cpu_slots", "1", "--work_dir", os.path.join(folder, "work"),
-             "--cancel_grace", "5s", "--reconnect_backoff_max", "1s",
+             "--cancel_grace", "30s", "--reconnect_backoff_max", "1s",
+             "--metrics_port", "0", "--trainer_metrics_port_base", "-1",
              "--trainer", os.path.join(self.build, "worker/train/clmae-train")],
             env=dict(os.environ, CLMAE_TOKEN=self.worker_token()), stdout=open(path, "a"),
             stderr=subprocess.STDOUT, cwd=folder)
@@ -133,7 +138,7 @@ def run(build, python, work):
         job = service.job(killed)
         first_agent = job["placement"]["ranks"][0]["worker_id"]
         other_agent = ({"agent-a", "agent-b"} - {first_agent}).pop()
-        service.ctl("drain", first_agent)
+        service.ctl("drain", first_agent, "--keep-jobs")  # the restart must go elsewhere
         pids = trainer_pids(killed)
         check(len(pids) == 1, f"expected 1 trainer of {killed}, found {pids}")
         os.kill(next(iter(pids)), signal.SIGKILL)
@@ -181,6 +186,36 @@ print(f"{len(a)} tensors, e.g. blocks.0.attn.qkv.weight {a['blocks.0.attn.qkv.we
                            capture_output=True, text=True, timeout=120)
         check(r.returncode == 0, f"safetensors could not load the weights:\n{r.stdout}{r.stderr}")
         log("   " + r.stdout.strip())
+        log("4. SIGTERM to the agent running a job: checkpoint, preemption, finished elsewhere")
+        evicted = service.submit(write_spec(work, "evicted"))
+        job = service.wait_job(evicted, lambda j: step_of(j) >= 30, "step 30", 240)
+        doomed = job["placement"]["ranks"][0]["worker_id"]
+        survivor = ({"agent-a", "agent-b"} - {doomed}).pop()
+        agent = service.agents[doomed]
+        agent.send_signal(signal.SIGTERM)
+        code = agent.wait(60)
+        check(code == 0, f"{doomed} exited {code} on SIGTERM:\n" + service.dump())
+        job = service.wait_job(evicted, terminal, "a terminal state", 300)
+        check(succeeded(job), f"job ended {job['state']}: {job.get('failure_message')}\n" + service.dump())
+        check(int(job.get("preemptions", 0)) == 1 and int(job.get("restarts", 0)) == 0,
+              f"expected 1 preemption and no restart: {job}")
+        check(job["placement"]["ranks"][0]["worker_id"] == survivor, f"not finished on {survivor}")
+        stopped = [line for dp, _, fs in os.walk(os.path.join(work, doomed)) for f in fs
+                   if f == "rank-0.log" and evicted in dp
+                   for line in open(os.path.join(dp, f)).read().splitlines()
+                   if "stopped on request at step" in line]
+        check(stopped, "the evicted trainer did not say it stopped after a checkpoint")
+        stop_step = int(stopped[0].split("at step")[1].split()[0])
+        rank0 = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(work, survivor))
+                 for f in fs if f == "rank-0.log" and evicted in dp and "attempt-2" in dp]
+        resumed = [line for line in open(rank0[0]).read().splitlines() if "resumed from" in line]
+        check(resumed and f"at step {stop_step}" in resumed[0],
+              f"attempt 2 did not resume from the stop checkpoint (step {stop_step}): {resumed}")
+        log(f"   stopped at step {stop_step} on {doomed}, finished on {survivor}")
+        evicted_weights = os.path.join(work, "evicted.safetensors")
+        download(service, evicted, "weights", evicted_weights)
+        same = open(ref_weights, "rb").read() == open(evicted_weights, "rb").read()
+        check(same, "the preempted run's final weights differ from the uninterrupted run's")
         log("all passed")
     finally:
         service.stop()

@@ -101,7 +101,7 @@ class Coordinator:
         self.process = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--data_dir", os.path.join(work_dir, "state"),
              "--port_file", self.port_file, "--heartbeat_interval", "1s", "--lease", "30s",
-             "--shutdown_grace", "2s"],
+             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0"],
             env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
         self.port = self._wait_for_port(30.0)
 

@@ -71,7 +71,7 @@ class Service:
             [os.path.join(self.build, "services/clmae-coordinator"), "--listen", self.address,
              "--data_dir", os.path.join(self.work, "state"), "--heartbeat_interval", "1s",
              "--lease", "8s", "--hang_timeout", "2m", "--cancel_grace", "5s",
-             "--shutdown_grace", "2s"],
+             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0"],
             {"CLMAE_CLIENT_TOKEN": CLIENT_TOKEN, "CLMAE_WORKER_TOKEN": WORKER_TOKEN})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -88,6 +88,7 @@ class Service:
              "--worker_id", name, "--advertise_address", "127.0.0.1", "--gpus", "none",
              "--cpu_slots", "1", "--work_dir", os.path.join(self.work, name),
              "--cancel_grace", "5s", "--reconnect_backoff_max", "1s",
+             "--metrics_port", "0", "--trainer_metrics_port_base", "-1",
              "--trainer", os.path.join(self.build, "worker/train/clmae-train")],
             {"CLMAE_TOKEN": WORKER_TOKEN})
 

@@ -121,7 +121,8 @@ class CoordinatorMainTest : public ::testing::Test {
 
 TEST_F(CoordinatorMainTest, ServesWritesItsPortAndExitsCleanlyOnSigterm) {
   const std::string port_file = dir_ + "/port";
-  Spawn({"--listen=127.0.0.1:0", "--data-dir", dir_ + "/state", "--port-file", port_file},
+  Spawn({"--listen=127.0.0.1:0", "--data-dir", dir_ + "/state", "--port-file", port_file,
+         "--metrics_listen="},
         {"CLMAE_CLIENT_TOKEN=from-env-client", "CLMAE_WORKER_TOKEN=from-env-worker"});
   const int port = AwaitPort(port_file);
   ASSERT_GT(port, 0);
@@ -143,7 +144,7 @@ TEST_F(CoordinatorMainTest, ReadsATokensFile) {
       tokens, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   const std::string port_file = dir_ + "/port";
   Spawn({"--listen=127.0.0.1:0", "--data_dir=" + dir_ + "/state", "--tokens_file=" + tokens,
-         "--port_file=" + port_file});
+         "--port_file=" + port_file, "--metrics_listen="});
   const int port = AwaitPort(port_file);
   ASSERT_GT(port, 0);
   EXPECT_EQ(ListWorkers(port, "file-client").error_code(), grpc::StatusCode::OK);
