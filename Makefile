@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 DEMO_SPEC ?= examples/demo-fashion-mnist.yaml
 
-.PHONY: all deps build test test-engine demo bench bench-coordinator format format-check sanitize engine-only clean
+.PHONY: all deps build test test-engine demo bench bench-coordinator bench-metrics format format-check sanitize engine-only clean
 
 all: build
 
@@ -54,6 +54,12 @@ bench-coordinator: deps $(BUILD_DIR)/build.ninja
 bench-checkpoint: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-checkpoint clmae-coordinator
 	$(BUILD_DIR)/bench/clmae-bench-checkpoint
+
+# Metrics cost (issue 6): a coordinator scrape with 1,000 jobs (time, bytes)
+# and the trainer's metric update as a share of a tiny-preset CPU iteration.
+bench-metrics: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-metrics
+	$(BUILD_DIR)/bench/clmae-bench-metrics
 
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
