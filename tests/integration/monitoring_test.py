@@ -105,7 +105,10 @@ class Processes:
 
     def dump(self, lines=25):
         text = []
-        for path in self.logs:
+        # The ranks' logs (the agents write them under their work folders).
+        ranks = sorted(os.path.join(d, f) for d, _, fs in os.walk(self.work) for f in fs
+                       if re.fullmatch(r"rank-\d+\.log", f))
+        for path in self.logs + ranks:
             try:
                 with open(path) as f:
                     text.append(f"--- {path}\n" + "".join(f.readlines()[-lines:]))
