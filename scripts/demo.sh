@@ -45,6 +45,7 @@ trap 'exit 143' TERM
 
 say "starting clmae-coordinator (store: $demo/coordinator)"
 "$bin_coordinator" --listen 127.0.0.1:0 --data_dir "$demo/coordinator" --port_file "$demo/port" \
+  --metrics_listen 127.0.0.1:9400 \
   --heartbeat_interval 2s --lease 10s --hang_timeout 5m > "$demo/coordinator.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 100); do [[ -s $demo/port ]] && break; sleep 0.1; done
@@ -52,10 +53,14 @@ for _ in $(seq 100); do [[ -s $demo/port ]] && break; sleep 0.1; done
 address=127.0.0.1:$(cat "$demo/port")
 echo "coordinator at $address"
 
+# Metrics (deploy/prometheus/prometheus-demo.yml scrapes these): agent-a on
+# 9401 and its trainer on 9410, agent-b on 9402 and its trainer on 9420.
+declare -A agent_port=([a]=9401 [b]=9402) trainer_port=([a]=9410 [b]=9420)
 for a in a b; do
   say "starting agent-$a (1 CPU slot)"
   CLMAE_TOKEN=$CLMAE_WORKER_TOKEN "$bin_worker" --coordinator "$address" --worker_id "agent-$a" \
     --advertise_address 127.0.0.1 --gpus none --cpu_slots 1 --work_dir "$demo/agent-$a" \
+    --metrics_port "${agent_port[$a]}" --trainer_metrics_port_base "${trainer_port[$a]}" \
     --trainer "$build/worker/train/clmae-train" \
     > "$demo/agent-$a.log" 2>&1 &
   pids+=($!)

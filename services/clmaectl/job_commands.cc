@@ -46,7 +46,11 @@ void PrintJobDetails(const v1::Job& job, absl::Time now, std::ostream& out) {
                                                   job.spec().labels().end());
   add("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
   add("State", absl::StrCat(JobStateName(job.state()), " (attempt ", job.attempt(), ", ",
-                            job.restarts(), " restarts)"));
+                            job.restarts(), " restarts",
+                            job.preemptions() > 0
+                                ? absl::StrCat(", ", job.preemptions(), " preemptions")
+                                : std::string(),
+                            ")"));
   add("Request ID", job.request_id());
   add("Submitted", TimeAndAge(job.submit_time(), now));
   add("Started", TimeAndAge(job.start_time(), now));

@@ -67,6 +67,11 @@ TEST_F(JobCommandsTest, GetTableIsALabelledBlock) {
   EXPECT_THAT(r.out, HasSubstr("Labels:      method=clmae\n"));
   EXPECT_THAT(r.out, HasSubstr("State:       RUNNING (attempt 1, 0 restarts)\n"));
   EXPECT_THAT(r.out, HasSubstr("(5m ago)"));
+  fake_.jobs["j-1"].set_attempt(3);
+  fake_.jobs["j-1"].set_restarts(1);
+  fake_.jobs["j-1"].set_preemptions(1);
+  EXPECT_THAT(Run({"get", "j-1"}).out,
+              HasSubstr("State:       RUNNING (attempt 3, 1 restarts, 1 preemptions)\n"));
   EXPECT_THAT(r.out, HasSubstr("[########------------]  42%  epoch 3/10  step 420/1000"));
   EXPECT_THAT(r.out, HasSubstr("λ_cl:        +0.200\n"));
   EXPECT_THAT(r.out, HasSubstr("mae 0.4123 m.rec 0.2100 gauss 0.0123 kl 0.0042 div 0.1500"));
