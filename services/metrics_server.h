@@ -38,9 +38,12 @@ class MetricsServer {
   void Add(const std::shared_ptr<prometheus::Collectable>& collectable);
 
  private:
-  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, int port)
-      : exposer_(std::move(exposer)), port_(port) {}
+  class PlainServer;
+  MetricsServer(std::unique_ptr<prometheus::Exposer> exposer, int port);
+  MetricsServer(std::unique_ptr<PlainServer> plain, int port);
   std::unique_ptr<prometheus::Exposer> exposer_;
+  // Used where civetweb cannot start its threads (see metrics_server.cc).
+  std::unique_ptr<PlainServer> plain_;
   int port_;
 };
 
