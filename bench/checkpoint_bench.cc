@@ -168,7 +168,8 @@ int Run() {
   process.log_path = dir + "/coordinator.log";
   process.client_token = "bench-client-token";
   process.worker_token = "bench-worker-token";
-  process.extra_flags = {"--metrics_listen="};
+  // No heartbeats from the fake agent: a lease longer than the run.
+  process.extra_flags = {"--metrics_listen=", "--lease=24h", "--heartbeat_interval=1h"};
   auto coordinator = CoordinatorProcess::Start(process, absl::Seconds(60));
   if (!coordinator.ok()) return Fail(coordinator.status().ToString(), process.log_path);
   auto channel = (*coordinator)->NewChannel();

@@ -112,6 +112,7 @@ absl::Status TempBlob::Append(absl::string_view bytes) {
   }
   hash_.Update(bytes);
   size_ += static_cast<int64_t>(bytes.size());
+  writeback_.Written(fd_, size_);
   *reserved_ -= static_cast<int64_t>(bytes.size());  // now on disk: free space shows it
   return absl::OkStatus();
 }

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/file_writeback.h"
 #include "services/sha256.h"
 
 namespace clmae {
@@ -84,6 +85,7 @@ class TempBlob {
   const int64_t declared_size_;
   int64_t size_ = 0;
   Sha256 hash_;
+  WritebackKicker writeback_;
   absl::Status status_;
 };
 

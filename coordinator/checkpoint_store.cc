@@ -68,7 +68,8 @@ absl::Status ValidateMetadata(const v1::CheckpointMetadata& m) {
   if (m.size_bytes() < 0) {
     return bad("size_bytes", absl::StrCat("is ", m.size_bytes(), "; must be >= 0"));
   }
-  if (!IsSha256Hex(m.sha256())) {
+  // Empty: it comes at the end of the stream (Upload::SetSha256).
+  if (!m.sha256().empty() && !IsSha256Hex(m.sha256())) {
     return bad("sha256",
                absl::StrCat(Quote(m.sha256()), " is not a SHA-256 as 64 lowercase hex digits"));
   }
@@ -112,13 +113,25 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
   absl::Status Append(absl::string_view bytes) override { return temp_->Append(bytes); }
   int64_t received_bytes() const override { return temp_->size(); }
   const v1::CheckpointMetadata& metadata() const override { return metadata_; }
+  absl::Status SetSha256(const std::string& hex) override {
+    if (!metadata_.sha256().empty()) {
+      return absl::InvalidArgumentError(
+          "checkpoint upload: the SHA-256 was already given in the metadata");
+    }
+    if (!IsSha256Hex(hex)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "checkpoint upload: sha256 ", Quote(hex), " is not 64 lowercase hex digits"));
+    }
+    metadata_.set_sha256(hex);
+    return absl::OkStatus();
+  }
 
   const CheckpointStore* owner() const { return owner_; }
   TempBlob& temp() { return *temp_; }
 
  private:
   const CheckpointStore* owner_;
-  const v1::CheckpointMetadata metadata_;
+  v1::CheckpointMetadata metadata_;
   std::unique_ptr<TempBlob> temp_;  // limited to metadata_.size_bytes()
 };
 
@@ -228,6 +241,10 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Commit(std::unique_ptr<Upload> u
     return absl::InvalidArgumentError(absl::StrCat("checkpoint upload: received ", temp.size(),
                                                    " of ", metadata.size_bytes(),
                                                    " bytes; the stream ended early"));
+  }
+  if (metadata.sha256().empty()) {
+    return absl::InvalidArgumentError(
+        "checkpoint upload: the stream ended without the SHA-256 of its bytes");
   }
   const std::string digest = temp.HexDigest();
   if (digest != metadata.sha256()) {

@@ -80,11 +80,14 @@ class CheckpointStore {
     virtual absl::Status Append(absl::string_view bytes) = 0;
     virtual int64_t received_bytes() const = 0;
     virtual const v1::CheckpointMetadata& metadata() const = 0;
+    // The SHA-256 sent after the bytes, when the metadata left it empty.
+    // INVALID_ARGUMENT when it is malformed or was already given.
+    virtual absl::Status SetSha256(const std::string& hex) = 0;
   };
 
   // Validates the metadata (INVALID_ARGUMENT naming the field: empty job_id,
   // attempt < 1, kind UNSPECIFIED or unknown, step < 0, size_bytes < 0,
-  // sha256 not 64 lowercase hex) and the space: RESOURCE_EXHAUSTED when
+  // sha256 neither empty (sent last) nor 64 lowercase hex) and the space: RESOURCE_EXHAUSTED when
   // size_bytes > max_checkpoint_bytes or when the free space, less what
   // uploads in progress still declare, minus size_bytes would drop below
   // min_free_bytes.

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/file_writeback.h"
 #include "services/sha256.h"
 #include "services/status_mapping.h"
 #include "worker/engine/util/status_macros.h"
@@ -302,6 +303,7 @@ class Download {
       }
       hasher_.Update(message.data());
       offset_ += static_cast<int64_t>(message.data().size());
+      writeback_.Written(fd_.get(), offset_);
       outcome.new_bytes += static_cast<int64_t>(message.data().size());
       if (options_.progress) options_.progress(offset_, size);
     }
@@ -326,6 +328,7 @@ class Download {
   std::optional<PartIdentity> known_;  // whose bytes the .part holds
   std::optional<v1::Checkpoint> record_;
   Sha256 hasher_;       // over the .part's first offset_ bytes
+  WritebackKicker writeback_;
   int64_t offset_ = 0;  // bytes in the .part
 };
 

@@ -71,6 +71,13 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
       ASSIGN_OR_RETURN(upload_, coordinator_->BeginCheckpointUpload(in_.metadata()));
       return absl::OkStatus();
     }
+    if (sha256_received_) {
+      return absl::InvalidArgumentError("nothing may follow the SHA-256 at the end of an upload");
+    }
+    if (in_.part_case() == v1::UploadCheckpointRequest::kSha256) {
+      sha256_received_ = true;
+      return upload_->SetSha256(in_.sha256());
+    }
     if (!in_.has_data()) {
       return absl::InvalidArgumentError("the metadata was sent twice; after it only data follows");
     }
@@ -96,6 +103,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   v1::UploadCheckpointResponse* const response_;
   v1::UploadCheckpointRequest in_;
   std::unique_ptr<CheckpointStore::Upload> upload_;
+  bool sha256_received_ = false;
 };
 
 // Sends one checkpoint: its record, then its bytes from the offset.

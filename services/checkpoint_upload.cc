@@ -1,6 +1,7 @@
 #include "services/checkpoint_upload.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -72,19 +73,15 @@ absl::StatusOr<v1::Checkpoint> UploadCheckpointFile(v1::WorkerControl::StubInter
     return absl::ErrnoToStatus(err, absl::StrCat("cannot open ", path));
   }
 
-  // The digest and size first: they lead the stream.
+  // One pass over the file: the size leads the stream, the bytes are hashed
+  // as they are sent, and the digest follows them.
+  struct stat st{};
+  if (fstat(fd.get(), &st) != 0) return ReadError(path);
+  const int64_t size = st.st_size;
+  metadata.set_size_bytes(size);
+  metadata.clear_sha256();
   std::vector<char> buffer(static_cast<size_t>(options.chunk_bytes));
   Sha256 hash;
-  int64_t size = 0;
-  for (;;) {
-    const ssize_t n = ReadAt(fd.get(), buffer.data(), buffer.size(), size);
-    if (n < 0) return ReadError(path);
-    hash.Update(buffer.data(), static_cast<size_t>(n));
-    size += n;
-    if (static_cast<size_t>(n) < buffer.size()) break;
-  }
-  metadata.set_size_bytes(size);
-  metadata.set_sha256(hash.HexDigest());
 
   grpc::ClientContext context;
   AuthorizeCall(context, client);
@@ -107,12 +104,13 @@ absl::StatusOr<v1::Checkpoint> UploadCheckpointFile(v1::WorkerControl::StubInter
       break;
     }
     if (n == 0) break;  // shrank: caught below
+    hash.Update(buffer.data(), static_cast<size_t>(n));
     request.set_data(buffer.data(), static_cast<size_t>(n));
     open = writer->Write(request);
     sent += n;
   }
   if (local.ok() && open && sent == size) {
-    // One byte more than was hashed means the file grew meanwhile.
+    // One byte more than was sent means the file grew meanwhile.
     char extra = 0;
     const ssize_t n = ReadAt(fd.get(), &extra, 1, size);
     if (n != 0) {
@@ -122,6 +120,10 @@ absl::StatusOr<v1::Checkpoint> UploadCheckpointFile(v1::WorkerControl::StubInter
   } else if (local.ok() && open) {
     local = absl::DataLossError(absl::StrCat(path, " shrank from ", size, " to ", sent,
                                              " bytes while it was being uploaded"));
+  }
+  if (local.ok() && open) {
+    request.set_sha256(hash.HexDigest());
+    open = writer->Write(request);
   }
   if (!local.ok()) {
     // Nothing is committed unless the stream ends cleanly.

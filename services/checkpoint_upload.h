@@ -31,10 +31,10 @@ struct UploadOptions {
 };
 
 // Streams the file at `path` to WorkerControl.UploadCheckpoint: `metadata`
-// first, with size_bytes and sha256 filled in from the file (hashed first,
-// through the same open descriptor that then sends the bytes), then the
-// bytes in chunks of options.chunk_bytes. Memory use does not grow with the
-// file size. Returns the committed Checkpoint.
+// first, with size_bytes filled in from the file, then the bytes in chunks
+// of options.chunk_bytes, hashed as they are sent, then their SHA-256 (the
+// file is read once). Memory use does not grow with the file size. Returns
+// the committed Checkpoint.
 //
 // Errors: INVALID_ARGUMENT for a chunk size outside 1 .. 1 MiB or a timeout
 // <= 0; NOT_FOUND / PERMISSION_DENIED naming the path when the file cannot

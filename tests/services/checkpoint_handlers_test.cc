@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -90,9 +91,11 @@ class CheckpointHandlersTest : public ServerFixture {
   }
 
   // Sends `metadata` and `bytes` in `chunk`-sized pieces.
+  // With `trailer`, the digest goes after the bytes instead.
   grpc::Status Upload(const v1::CheckpointMetadata& metadata, const std::string& bytes,
                       v1::UploadCheckpointResponse* response, size_t chunk = 1 << 20,
-                      const std::string& token = kWorkerToken) {
+                      const std::string& token = kWorkerToken,
+                      std::optional<std::string> trailer = std::nullopt) {
     auto context = Context(token);
     auto writer = worker_stub_->UploadCheckpoint(context.get(), response);
     v1::UploadCheckpointRequest request;
@@ -101,6 +104,10 @@ class CheckpointHandlersTest : public ServerFixture {
     for (size_t at = 0; at < bytes.size(); at += chunk) {
       request.set_data(bytes.substr(at, chunk));
       if (!writer->Write(request)) break;
+    }
+    if (trailer.has_value()) {
+      request.set_sha256(*trailer);
+      writer->Write(request);
     }
     writer->WritesDone();
     return writer->Finish();
@@ -188,6 +195,27 @@ TEST_F(CheckpointHandlersTest, WrongDigestIsRejectedAndNotRecorded) {
   EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_THAT(status.error_message(), HasSubstr("SHA-256"));
   EXPECT_TRUE(List().empty());
+}
+
+TEST_F(CheckpointHandlersTest, TheDigestMayFollowTheBytes) {
+  const std::string bytes = RandomBytes(2500000, 11);
+  v1::CheckpointMetadata metadata = Metadata(bytes, 10);
+  metadata.clear_sha256();
+  v1::UploadCheckpointResponse response;
+  grpc::Status status =
+      Upload(metadata, bytes, &response, 1 << 20, kWorkerToken, Sha256Hex(bytes));
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.checkpoint().metadata().sha256(), Sha256Hex(bytes));
+
+  // A wrong trailing digest, or none at all, records nothing.
+  metadata.set_step(20);
+  status = Upload(metadata, bytes, &response, 1 << 20, kWorkerToken, Sha256Hex("other"));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  status = Upload(metadata, bytes, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("without the SHA-256"));
+  ASSERT_EQ(List().size(), 1u);
+  EXPECT_EQ(List()[0].metadata().step(), 10);
 }
 
 TEST_F(CheckpointHandlersTest, TruncatedStreamIsRejectedAndNotRecorded) {

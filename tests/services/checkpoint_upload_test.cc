@@ -48,6 +48,9 @@ class FakeUploadService final : public v1::WorkerControl::Service {
     v1::Checkpoint* checkpoint = response->mutable_checkpoint();
     checkpoint->set_id("ck-1");
     if (!messages_.empty()) *checkpoint->mutable_metadata() = messages_.front().metadata();
+    if (messages_.size() > 1 && messages_.back().part_case() == v1::UploadCheckpointRequest::kSha256) {
+      checkpoint->mutable_metadata()->set_sha256(messages_.back().sha256());
+    }
     return grpc::Status::OK;
   }
 
@@ -139,7 +142,7 @@ class CheckpointUploadTest : public ::testing::Test {
   ClientOptions client_;
 };
 
-TEST_F(CheckpointUploadTest, SendsMetadataFirstThenTheExactBytesInChunksOfAtMostOneMiB) {
+TEST_F(CheckpointUploadTest, SendsMetadataThenTheExactBytesInChunksOfAtMostOneMiBThenTheDigest) {
   const std::string path = WriteFile("step-120.pt", (5 << 19) + 123);  // 2.5 MiB and a bit
   absl::StatusOr<v1::Checkpoint> checkpoint =
       UploadCheckpointFile(*stub_, client_, Metadata(), path, UploadOptions());
@@ -157,10 +160,12 @@ TEST_F(CheckpointUploadTest, SendsMetadataFirstThenTheExactBytesInChunksOfAtMost
   EXPECT_EQ(sent.epoch(), 4);
   EXPECT_EQ(sent.curriculum_factor(), -0.5);
   EXPECT_EQ(sent.size_bytes(), static_cast<int64_t>(contents_.size()));
-  EXPECT_EQ(sent.sha256(), Sha256Hex(contents_));
-  for (size_t i = 1; i < messages.size(); ++i) {
+  EXPECT_EQ(sent.sha256(), "");  // it follows the bytes: the file is read once
+  for (size_t i = 1; i + 1 < messages.size(); ++i) {
     EXPECT_EQ(messages[i].part_case(), v1::UploadCheckpointRequest::kData) << "message " << i;
   }
+  ASSERT_EQ(messages.back().part_case(), v1::UploadCheckpointRequest::kSha256);
+  EXPECT_EQ(messages.back().sha256(), Sha256Hex(contents_));
   std::vector<size_t> chunks;
   EXPECT_EQ(service_.Bytes(&chunks), contents_);
   EXPECT_THAT(chunks, Each(Le(size_t{1} << 20)));
@@ -180,13 +185,13 @@ TEST_F(CheckpointUploadTest, SmallerChunksAreHonoured) {
   EXPECT_THAT(chunks, Each(Le(size_t{1000})));
 }
 
-TEST_F(CheckpointUploadTest, AnEmptyFileSendsTheMetadataAlone) {
+TEST_F(CheckpointUploadTest, AnEmptyFileSendsTheMetadataAndTheDigestOnly) {
   const std::string path = WriteFile("empty", 0);
   ASSERT_TRUE(UploadCheckpointFile(*stub_, client_, Metadata(), path, UploadOptions()).ok());
   const std::vector<v1::UploadCheckpointRequest> messages = service_.messages();
-  ASSERT_EQ(messages.size(), 1u);
+  ASSERT_EQ(messages.size(), 2u);
   EXPECT_EQ(messages[0].metadata().size_bytes(), 0);
-  EXPECT_EQ(messages[0].metadata().sha256(), Sha256Hex(""));
+  EXPECT_EQ(messages[1].sha256(), Sha256Hex(""));
 }
 
 TEST_F(CheckpointUploadTest, ServerErrorsKeepTheirCodeAndMessage) {

@@ -100,6 +100,8 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
       if (request.has_metadata()) {
         upload.metadata = request.metadata();
         upload.metadata_first = first;
+      } else if (request.part_case() == v1::UploadCheckpointRequest::kSha256) {
+        upload.metadata.set_sha256(request.sha256());  // sent after the bytes
       } else {
         upload.bytes += request.data();
         upload.chunk_sizes.push_back(request.data().size());
