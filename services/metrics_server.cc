@@ -33,10 +33,11 @@ int LogCivetwebMessage(const mg_connection* /*connection*/, const char* message)
 }  // namespace
 
 // A one-thread HTTP/1.0 server answering every GET with the exposition
-// text. civetweb (built with a small fixed thread stack) cannot start its
-// threads in a process whose static TLS is larger than that stack, which is
-// the case of clmae-train with LibTorch's CUDA libraries loaded: glibc's
-// pthread_create refuses with EINVAL. std::thread uses the default stack.
+// text (MetricsServerOptions::plain_http). civetweb (built with a small
+// fixed thread stack) cannot start its threads in a process whose static TLS
+// is larger than that stack, which is the case of clmae-train with
+// LibTorch's CUDA libraries loaded: glibc's pthread_create refuses with
+// EINVAL. std::thread uses the default stack.
 class MetricsServer::PlainServer {
  public:
   static absl::StatusOr<std::unique_ptr<PlainServer>> Start(const std::string& host, int port) {
@@ -134,6 +135,19 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
     return absl::InvalidArgumentError(
         absl::StrCat("metrics server threads: ", options.threads, "; at least 1"));
   }
+  if (options.plain_http) {
+    const std::string host = address.substr(0, colon);
+    absl::StatusOr<std::unique_ptr<PlainServer>> plain =
+        PlainServer::Start(host.empty() ? "0.0.0.0" : host, port);
+    if (!plain.ok()) {
+      return absl::Status(plain.status().code(), absl::StrCat("cannot serve metrics on ", address,
+                                                              ": ", plain.status().message()));
+    }
+    const int bound = (*plain)->port();
+    std::unique_ptr<MetricsServer> server(new MetricsServer(*std::move(plain), bound));
+    for (const auto& collectable : collectables) server->Add(collectable);
+    return server;
+  }
   std::unique_ptr<prometheus::Exposer> exposer;
   CivetCallbacks callbacks;
   callbacks.log_message = LogCivetwebMessage;
@@ -141,21 +155,6 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   try {
     exposer = std::make_unique<prometheus::Exposer>(address, options.threads, &callbacks);
   } catch (const std::exception& e) {
-    if (civetweb_error.rfind("Cannot create threads", 0) == 0) {
-      // Bound and released again: serve on our own thread (PlainServer).
-      const std::string host = address.substr(0, colon);
-      absl::StatusOr<std::unique_ptr<PlainServer>> plain =
-          PlainServer::Start(host.empty() ? "0.0.0.0" : host, port);
-      if (!plain.ok()) {
-        return absl::Status(plain.status().code(), absl::StrCat("cannot serve metrics on ",
-                                                                address, ": ",
-                                                                plain.status().message()));
-      }
-      const int bound = (*plain)->port();
-      std::unique_ptr<MetricsServer> server(new MetricsServer(*std::move(plain), bound));
-      for (const auto& collectable : collectables) server->Add(collectable);
-      return server;
-    }
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", address, ": ",
                      civetweb_error.empty() ? e.what() : civetweb_error));

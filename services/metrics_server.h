@@ -18,6 +18,12 @@ struct MetricsServerOptions {
   // host:port; port 0 picks a free port (see MetricsServer::port()).
   std::string listen_address = "0.0.0.0:9400";
   int threads = 2;  // HTTP worker threads
+  // Serve from one plain HTTP thread of our own instead of civetweb.
+  // clmae-train needs it: civetweb starts its threads with a small fixed
+  // stack, which LibTorch's CUDA libraries' static TLS does not fit in
+  // (pthread_create refuses), and a failed civetweb start keeps its
+  // listening socket.
+  bool plain_http = false;
 };
 
 // Serves `/metrics` over plain HTTP. Thread-safe.

@@ -72,6 +72,31 @@ TEST_F(MetricsServerTest, ATakenPortIsAnErrorNamingTheAddress) {
   EXPECT_THAT(second.status().message(), HasSubstr(taken));
 }
 
+TEST_F(MetricsServerTest, PlainHttpServesTheSameTextOnAFixedPortAndReleasesIt) {
+  prometheus::BuildGauge()
+      .Name("clmae_test_level")
+      .Help("A level")
+      .Register(*registry_)
+      .Add({})
+      .Set(7);
+  auto probe = MetricsServer::Start({.listen_address = "127.0.0.1:0", .plain_http = true},
+                                    {registry_});
+  ASSERT_TRUE(probe.ok()) << probe.status();
+  const std::string address = "127.0.0.1:" + std::to_string((*probe)->port());
+  // Taken while the first one serves; free again once it is gone.
+  auto taken = MetricsServer::Start({.listen_address = address, .plain_http = true}, {registry_});
+  EXPECT_EQ(taken.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(taken.status().message(), HasSubstr(address));
+  const int port = (*probe)->port();
+  probe->reset();
+  auto server = MetricsServer::Start({.listen_address = address, .plain_http = true}, {registry_});
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ((*server)->port(), port);
+  const std::string response = HttpGet(port);
+  EXPECT_THAT(response, HasSubstr("200 OK"));
+  EXPECT_THAT(response, HasSubstr("clmae_test_level 7"));
+}
+
 TEST_F(MetricsServerTest, MalformedAddressesAreInvalid) {
   for (const std::string address : {"9400", "host:", "host:70000", ":-1", "host:x"}) {
     auto server = MetricsServer::Start({.listen_address = address}, {registry_});

@@ -266,7 +266,8 @@ int main(int argc, char** argv) {
                                                 .device = options->device});
     observers.Add(metrics.get());
     auto started = clmae::MetricsServer::Start(
-        {.listen_address = clmae::MetricsListenAddress(port), .threads = 1}, {registry});
+        {.listen_address = clmae::MetricsListenAddress(port), .threads = 1, .plain_http = true},
+        {registry});
     if (started.ok()) {
       metrics_server = std::move(*started);
       std::printf("rank %d: metrics on :%d\n", dist.rank, metrics_server->port());
