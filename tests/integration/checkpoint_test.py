@@ -21,23 +21,21 @@ usage: checkpoint_test.py BUILD_DIR PYTHON_WITH_SAFETENSORS
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from service_test import Service, TestFailure, check, step_of, succeeded, terminal, trainer_pids  # noqa: E402
+from harness import check, logger, run_in_temp_dir  # noqa: E402
+from service_test import Service, step_of, succeeded, terminal, trainer_pids  # noqa: E402
 
-STEPS = 160
-CHECKPOINT_EVERY = 20
+STEPS = 600
+CHECKPOINT_EVERY = 50
 KEEP = 2
 
 
-def log(message):
-    print(f"[checkpoint_test] {message}", flush=True)
+log = logger("checkpoint_test")
 
 
 class SeparateFolders(Service):
@@ -225,20 +223,7 @@ def main(argv):
     if len(argv) != 3:
         print(__doc__, file=sys.stderr)
         return 2
-    build = os.path.abspath(argv[1])
-    work = tempfile.mkdtemp(prefix="clmae-checkpoint-")
-    try:
-        run(build, argv[2], work)
-        return 0
-    except TestFailure as e:
-        print(f"[checkpoint_test] FAILED: {e}", file=sys.stderr, flush=True)
-        if os.environ.get("CLMAE_KEEP_TEST_FILES"):
-            print(f"[checkpoint_test] files kept in {work}", file=sys.stderr)
-            work = None
-        return 1
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_temp_dir("checkpoint_test", run, os.path.abspath(argv[1]), argv[2])
 
 
 if __name__ == "__main__":

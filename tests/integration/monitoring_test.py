@@ -37,10 +37,8 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -49,6 +47,7 @@ import urllib.request
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "deploy"))
 import clmae_deploy as cd  # noqa: E402
+from harness import TestFailure, check, free_port, logger, run_in_temp_dir  # noqa: E402,F401
 
 CLIENT_TOKEN = "client-token-for-the-monitoring-test"
 WORKER_TOKEN = "worker-token-for-the-monitoring-test"
@@ -59,23 +58,7 @@ QUERY_DEADLINE_S = 60
 PER_JOB = re.compile(r'^clmae_(job|trainer)_')
 
 
-class TestFailure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise TestFailure(message)
-
-
-def log(message):
-    print(f"[monitoring_test] {message}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+log = logger("monitoring_test")
 
 
 class Processes:
@@ -341,22 +324,11 @@ def main(argv):
         print("[monitoring_test] SKIPPED: the prometheus server is not installed "
               "(Debian package `prometheus`; scripts/install-deps.sh --debian)")
         return cd.SKIP
-    build = os.path.abspath(argv[1])
-    work = tempfile.mkdtemp(prefix="clmae-monitoring-")
     started = time.monotonic()
-    try:
-        run(build, work)
+    code = run_in_temp_dir("monitoring_test", run, os.path.abspath(argv[1]))
+    if code == 0:
         log(f"{time.monotonic() - started:.0f} s")
-        return 0
-    except TestFailure as e:
-        print(f"[monitoring_test] FAILED: {e}", file=sys.stderr, flush=True)
-        if os.environ.get("CLMAE_KEEP_TEST_FILES"):
-            print(f"[monitoring_test] files kept in {work}", file=sys.stderr)
-            work = None
-        return 1
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,35 +15,19 @@ usage: service_test.py BUILD_DIR
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import TestFailure, check, free_port, logger, run_in_temp_dir  # noqa: E402,F401
 
 CLIENT_TOKEN = "client-token-for-the-service-test"
 WORKER_TOKEN = "worker-token-for-the-service-test"
 
 
-class TestFailure(Exception):
-    pass
-
-
-def check(condition, message):
-    if not condition:
-        raise TestFailure(message)
-
-
-def log(message):
-    print(f"[service_test] {message}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+log = logger("service_test")
 
 
 class Service:
@@ -254,20 +238,7 @@ def main(argv):
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
-    build = os.path.abspath(argv[1])
-    work = tempfile.mkdtemp(prefix="clmae-service-")
-    try:
-        run(build, work)
-        return 0
-    except TestFailure as e:
-        print(f"[service_test] FAILED: {e}", file=sys.stderr, flush=True)
-        if os.environ.get("CLMAE_KEEP_TEST_FILES"):
-            print(f"[service_test] files kept in {work}", file=sys.stderr)
-            work = None
-        return 1
-    finally:
-        if work:
-            shutil.rmtree(work, ignore_errors=True)
+    return run_in_temp_dir("service_test", run, os.path.abspath(argv[1]))
 
 
 if __name__ == "__main__":

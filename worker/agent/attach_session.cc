@@ -113,6 +113,8 @@ void AttachSession::WriteLoop(
         break;
       }
       AgentLog("told the coordinator this agent is leaving");
+      absl::MutexLock lock(&mu_);
+      left_ = true;
     }
     // Wakes at least every kLeavingPoll to notice Leave().
     std::optional<v1::TaskStatus> status =
@@ -184,9 +186,13 @@ void AttachSession::Dispatch(const v1::CoordinatorMessage& message) {
   }
 }
 
-void AttachSession::Leave(const std::string& reason) {
+bool AttachSession::Leave(const std::string& reason, absl::Duration wait) {
   absl::MutexLock lock(&mu_);
-  if (!closing_) leaving_ = reason;
+  if (closing_ || ended_) return false;
+  leaving_ = reason;
+  auto written = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return left_ || closing_ || ended_; };
+  mu_.AwaitWithTimeout(absl::Condition(&written), wait);
+  return left_;
 }
 
 void AttachSession::Close(absl::Duration linger) {

@@ -54,10 +54,11 @@ class AttachSession {
   // Whether the coordinator answered `register` on this stream.
   bool registered() const;
 
-  // Tells the coordinator (ahead of any status still to be written) that
-  // the agent is shutting down, so nothing new is placed here. Once per
-  // session; a no-op after Close().
-  void Leave(const std::string& reason);
+  // Tells the coordinator that the agent is shutting down, so nothing new
+  // is placed here, and waits up to `wait` until that was written (so it
+  // arrives before the exits of the trainers the agent then stops). Returns
+  // whether it was written. A no-op after Close().
+  bool Leave(const std::string& reason, absl::Duration wait);
 
  private:
   void WriteLoop(grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>* stream,
@@ -72,6 +73,7 @@ class AttachSession {
   bool ended_ ABSL_GUARDED_BY(mu_) = false;  // the read loop has ended
   bool registered_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<std::string> leaving_ ABSL_GUARDED_BY(mu_);  // to be written
+  bool left_ ABSL_GUARDED_BY(mu_) = false;                   // it was written
 };
 
 // A protobuf Duration as an absl::Duration.

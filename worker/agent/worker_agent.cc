@@ -165,11 +165,15 @@ void WorkerAgent::Shutdown() {
   shut_down_ = true;
   if (supervisor_ == nullptr) return;  // Create() failed before starting anything
   AgentLog(absl::StrCat("stopping ", ledger_.RunningCount(), " trainer(s)"));
+  std::shared_ptr<AttachSession> leaving;
   {
-    // Nothing new is placed here; the trainers' exits on this SIGTERM
-    // (a checkpoint, then 75) requeue their jobs as preemptions.
     absl::MutexLock lock(&mu_);
-    if (session_ != nullptr) session_->Leave("the agent is shutting down");
+    leaving = session_;
+  }
+  // Nothing new is placed here, and the trainers' exits on this SIGTERM (a
+  // checkpoint, then 75) requeue their jobs as preemptions: said first.
+  if (leaving != nullptr && !leaving->Leave("the agent is shutting down", absl::Seconds(2))) {
+    AgentLog("could not tell the coordinator this agent is leaving");
   }
   supervisor_->StopAll(options_.cancel_grace);
   if (!ledger_.WaitDrained(absl::Now() + options_.shutdown_flush)) {

@@ -175,6 +175,14 @@ int main(int argc, char** argv) {
     return clmae::RunLocalLauncher(launcher);
   }
 
+  // SIGTERM/SIGINT (a drained node, an evicted pod, Ctrl-C): every rank
+  // stops at the next step after rank 0's checkpoint there, which is
+  // uploaded before the exit; a second signal stops at once.
+  // Caught from here to the end of main(), so a signal that comes after
+  // training finished (during the result, the teardown) is not fatal.
+  std::atomic<bool> stop_requested{false};
+  StopOnSignal stop_on_signal(&stop_requested);
+
   auto spec = clmae::LoadJobSpecFile(config);
   if (!spec.ok()) return Fail(2, std::string(spec.status().message()));
   if (!absl::GetFlag(FLAGS_device).empty())
@@ -246,11 +254,6 @@ int main(int argc, char** argv) {
       observers.Add(uploader.get());
     }
   }
-  // SIGTERM/SIGINT (a drained node, an evicted pod, Ctrl-C): every rank
-  // stops at the next step after rank 0's checkpoint there, which is
-  // uploaded before the exit; a second signal stops at once.
-  std::atomic<bool> stop_requested{false};
-  StopOnSignal stop_on_signal(&stop_requested);
   options->stop_requested = &stop_requested;
   // Metrics (docs/metrics.md). A port that cannot be bound costs the
   // metrics, not the run.

@@ -1,0 +1,49 @@
+"""What the multi-process integration tests share: failures, logging, free
+loopback ports and a main() that runs a test in a temporary folder (kept on
+failure when CLMAE_KEEP_TEST_FILES is set)."""
+
+import os
+import shutil
+import socket
+import sys
+import tempfile
+
+
+class TestFailure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise TestFailure(message)
+
+
+def logger(name):
+    """A function printing `[name] message`, flushed (ctest shows it live)."""
+    def log(message):
+        print(f"[{name}] {message}", flush=True)
+    return log
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_in_temp_dir(name, run, *args):
+    """Calls run(*args, work) in a fresh folder; 0 on success, 1 on a
+    TestFailure (printed). The folder is removed unless kept for a failure."""
+    work = tempfile.mkdtemp(prefix=f"clmae-{name}-")
+    try:
+        run(*args, work)
+        return 0
+    except TestFailure as e:
+        print(f"[{name}] FAILED: {e}", file=sys.stderr, flush=True)
+        if os.environ.get("CLMAE_KEEP_TEST_FILES"):
+            print(f"[{name}] files kept in {work}", file=sys.stderr)
+            work = None
+        return 1
+    finally:
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
