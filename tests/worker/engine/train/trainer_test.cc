@@ -1,5 +1,6 @@
 #include "worker/engine/train/trainer.h"
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -109,6 +110,55 @@ TEST_F(TrainerTest, ResumeContinuesBitForBitPlainMaeWithAccumulation) {
   // Split at an accumulation boundary: a run that stops mid-window applies its
   // partial window, which an uninterrupted run would not.
   ExpectResumeBitForBit(o, 6);
+}
+
+// Raises the stop request once an iteration reaches `at`.
+class StopAt : public TrainObserver {
+ public:
+  StopAt(std::atomic<bool>* stop, int64_t at) : stop_(stop), at_(at) {}
+  void OnStep(const StepReport& report) override {
+    if (report.step >= at_) stop_->store(true);
+  }
+
+ private:
+  std::atomic<bool>* stop_;
+  int64_t at_;
+};
+
+TEST_F(TrainerTest, AStopRequestEndsAtTheNextBoundaryWithACheckpointThatResumesBitForBit) {
+  auto o = Options("straight");
+  o.step.accum_iter = 2;
+  o.max_steps = 12;
+  auto straight = Trainer::Create(o, nullptr, nullptr);
+  ASSERT_TRUE(straight.ok()) << straight.status();
+  ASSERT_TRUE((*straight)->Run().ok());
+
+  // Asked after iteration 3 (mid accumulation window): stops after 4.
+  auto stopped = o;
+  stopped.output_dir = (dir_ / "stopped").string();
+  std::atomic<bool> stop{false};
+  stopped.stop_requested = &stop;
+  StopAt observer(&stop, 3);
+  auto a = Trainer::Create(stopped, nullptr, &observer);
+  ASSERT_TRUE(a.ok()) << a.status();
+  const absl::Status status = (*a)->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_NE(std::string(status.message()).find("stopped on request at step 4"), std::string::npos)
+      << status;
+  EXPECT_EQ((*a)->step(), 4);
+  EXPECT_TRUE(fs::exists(fs::path(stopped.output_dir) / "checkpoints" / "step-000000004.ckpt"));
+  EXPECT_FALSE(fs::exists(fs::path(stopped.output_dir) / "weights.safetensors"));
+
+  auto resumed = stopped;
+  resumed.stop_requested = nullptr;
+  resumed.resume_from = "auto";
+  auto b = Trainer::Create(resumed, nullptr, nullptr);
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*b)->step(), 4);
+  ASSERT_TRUE((*b)->Run().ok());
+  auto w1 = Weights(**straight), w2 = Weights(**b);
+  ASSERT_EQ(w1.size(), w2.size());
+  for (size_t i = 0; i < w1.size(); ++i) EXPECT_TRUE(torch::equal(w1[i], w2[i])) << "tensor " << i;
 }
 
 TEST_F(TrainerTest, WritesLogCheckpointsPreviewsAndExports) {
