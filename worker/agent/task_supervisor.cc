@@ -194,6 +194,10 @@ void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
   // thread that spawns it).
   Fetching& fetching = fetching_[id];
   fetching.task = task;
+  // Reported running from the start of the fetch: the coordinator must hear
+  // from a placed rank within its lease however long the fetch takes (its
+  // hang timeout still bounds it), and a re-register lists it.
+  options_.ledger->Started(task);
   fetching.thread = std::thread([this, assignment] {
     absl::StatusOr<std::string> path =
         options_.fetcher->Ensure(assignment.job_id(), assignment.resume_checkpoint(),

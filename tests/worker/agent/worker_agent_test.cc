@@ -256,7 +256,11 @@ TEST_F(WorkerAgentTest, ACheckpointThatCannotBeFetchedEndsTheTaskUnstarted) {
   EXPECT_EQ(exited->exit_code(), 127);
   EXPECT_THAT(exited->message(), HasSubstr("cannot fetch checkpoint ck-gone: "));
   EXPECT_THAT(exited->message(), HasSubstr("no checkpoint ck-gone in job job-1"));
-  EXPECT_EQ(Statuses(service_, 0).size(), 1u) << "never RUNNING";
+  // RUNNING from the start of the fetch (so the coordinator hears from the
+  // rank within its lease), then the exit.
+  const std::vector<v1::TaskStatus> statuses = Statuses(service_, 0);
+  ASSERT_EQ(statuses.size(), 2u);
+  EXPECT_EQ(statuses[0].state(), v1::TaskStatus::RUNNING);
   EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
 }
 
@@ -298,7 +302,7 @@ TEST_F(WorkerAgentTest, ACancelWhileTheCheckpointIsFetchedEndsTheTaskUnstarted) 
   service_.HoldFetches(false);
   agent_->Shutdown();  // waits for the fetch to end
   EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
-  EXPECT_EQ(Statuses(service_, 0).size(), 1u);
+  EXPECT_EQ(Statuses(service_, 0).size(), 2u);  // RUNNING while fetching, then EXITED
 }
 
 TEST_F(WorkerAgentTest, ShutdownCancelsAFetchAndReportsTheTaskUnstarted) {
