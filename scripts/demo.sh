@@ -3,7 +3,8 @@
 # (SQLite store and data under runs/demo/), two CPU agents with one slot
 # each, submits examples/demo-fashion-mnist.yaml (the tiny CL-MAE on
 # Fashion-MNIST as a 2-rank job), watches it to the end, prints the k-NN
-# accuracy of the result, and shuts everything down.
+# accuracy of the result, lists the checkpoints the coordinator kept,
+# downloads the final weights, and shuts everything down.
 #
 #   scripts/demo.sh [BUILD_DIR] [SPEC]
 set -euo pipefail
@@ -92,4 +93,8 @@ if "knn_top1" in metrics:
     print(f"k-NN top-1 of the encoder on Fashion-MNIST: {100 * metrics['knn_top1']:.1f}%")
 print("outputs:", job.get("result", {}).get("output_dir", "runs/demo/job"))
 PY
+
+say "checkpoints kept by the coordinator (runs/demo/coordinator/checkpoints)"
+"$bin_ctl" checkpoints "$job" || true
+"$bin_ctl" download "$job" --latest --kind weights -o "$demo/weights.safetensors" || true
 exit "$status"
