@@ -232,10 +232,7 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
       // Move every job with a rank here: all its ranks stop at one step
       // after a checkpoint, and the job is requeued elsewhere.
       for (auto& [id, active] : jobs_) {
-        if (active.stop_requested || (active.job.state() != v1::JOB_STATE_SCHEDULED &&
-                                      active.job.state() != v1::JOB_STATE_RUNNING)) {
-          continue;
-        }
+        if (active.stop_requested || !IsPlaced(active.job.state())) continue;
         bool here = false;
         for (const v1::RankPlacement& r : active.job.placement().ranks()) {
           here |= r.worker_id() == worker_id;

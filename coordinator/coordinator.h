@@ -15,6 +15,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -237,9 +238,9 @@ class Coordinator {
   absl::Status CheckRanks(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WorkerLost(const std::string& worker_id, const std::string& why, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Sets the newest committed full checkpoint of the job (if any) as the
-  // one `task` resumes from.
-  void SetResumeCheckpoint(const ActiveJob& active, v1::TaskAssignment& task) const
+  // The newest committed full checkpoint of the job, which a new attempt
+  // resumes from; none: it starts from scratch.
+  std::optional<v1::Checkpoint> ResumeCheckpoint(const ActiveJob& active) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -15,10 +15,6 @@
 namespace clmae {
 namespace {
 
-bool Placed(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
-}
-
 std::string ExitReason(int rank, const std::string& worker_id, const v1::TaskStatus& status) {
   std::string reason = status.signal() != 0
                            ? absl::StrCat("rank ", rank, " on worker ", worker_id,
@@ -53,7 +49,7 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
       reported.insert(task);
       ActiveJob* active = CurrentAttempt(task, worker_id);
       bool adopted = false;
-      if (active != nullptr && Placed(active->job.state())) {
+      if (active != nullptr && IsPlaced(active->job.state())) {
         const v1::Placement& p = active->job.placement();
         const v1::RankPlacement& r = p.ranks(task.rank);
         adopted = r.device_index() == t.device_index() && r.device_kind() == t.device_kind() &&
@@ -78,7 +74,7 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
     // Ranks placed here that the agent did not list: their exit may follow
     // as a task status; otherwise they are lost when the lease passes.
     for (auto& [id, active] : jobs_) {
-      if (!Placed(active.job.state())) continue;
+      if (!IsPlaced(active.job.state())) continue;
       const v1::Placement& p = active.job.placement();
       for (size_t r = 0; r < active.ranks.size(); ++r) {
         RankState& rank = active.ranks[r];
@@ -146,9 +142,9 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         const bool stopped = status.exit_code() == kTrainerExitStopped ||
                              (active->stop_requested &&
                               (status.signal() == SIGTERM || status.signal() == SIGKILL));
-        if (first_exit && stopped && Placed(active->job.state())) {
+        if (first_exit && stopped && IsPlaced(active->job.state())) {
           result.Update(PreemptAttempt(*active, ExitReason(task.rank, worker_id, status), now));
-        } else if (first_exit && failed && Placed(active->job.state())) {
+        } else if (first_exit && failed && IsPlaced(active->job.state())) {
           result.Update(FailAttempt(*active, ExitReason(task.rank, worker_id, status), now));
         } else {
           result.Update(MaybeAdvance(*active, now));
@@ -156,7 +152,7 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         result.Update(MaybeFinishRestart(*active, now));
       }
       result.Update(Schedule(now));  // its device is free again
-    } else if (active != nullptr && Placed(active->job.state())) {
+    } else if (active != nullptr && IsPlaced(active->job.state())) {
       RankState& rank = active->ranks[task.rank];
       if (rank.phase == RankState::Phase::kAssigned) {
         rank.phase = RankState::Phase::kRunning;
@@ -186,7 +182,7 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
           "job ", job.id(), " is ", JobStateName(job.state()), "; the trainer should stop"));
     }
     ActiveJob& active = it->second;
-    if (request.attempt() != active.job.attempt() || !Placed(active.job.state())) {
+    if (request.attempt() != active.job.attempt() || !IsPlaced(active.job.state())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", active.job.id(), " attempt ", request.attempt(), " is no longer running (job is ",
           JobStateName(active.job.state()), " at attempt ", active.job.attempt(), ")"));

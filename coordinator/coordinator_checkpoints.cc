@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
 // Header-only constants shared with the validator and the trainer.
 #include "services/job_spec_defaults.h"
@@ -20,10 +21,6 @@ namespace {
 absl::Status NoStore() {
   return absl::FailedPreconditionError(
       "this coordinator keeps no checkpoints (it was started without a checkpoint folder)");
-}
-
-bool Placed(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
 }
 
 RetentionPolicy RetentionOf(const v1::JobSpec& spec) {
@@ -54,7 +51,7 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheck
       }
     }
     const v1::Job& job = it->second.job;
-    if (metadata.attempt() != job.attempt() || !Placed(job.state())) {
+    if (metadata.attempt() != job.attempt() || !IsPlaced(job.state())) {
       return absl::FailedPreconditionError(
           absl::StrCat("attempt ", metadata.attempt(), " of job ", job.id(),
                        " is not running (the job is at attempt ", job.attempt(), ", ",
@@ -114,14 +111,12 @@ absl::flat_hash_map<std::string, absl::Time> Coordinator::LastCheckpointTimes() 
   return last_checkpoint_;
 }
 
-void Coordinator::SetResumeCheckpoint(const ActiveJob& active, v1::TaskAssignment& task) const {
-  if (checkpoints_ == nullptr) return;
+std::optional<v1::Checkpoint> Coordinator::ResumeCheckpoint(const ActiveJob& active) const {
+  if (checkpoints_ == nullptr) return std::nullopt;
   absl::StatusOr<v1::Checkpoint> latest =
       checkpoints_->Latest(active.job.id(), v1::CHECKPOINT_KIND_FULL);
-  if (!latest.ok()) return;  // none yet (NOT_FOUND): the attempt starts from scratch
-  task.set_resume_checkpoint(latest->id());
-  task.set_resume_sha256(latest->metadata().sha256());
-  task.set_resume_size_bytes(latest->metadata().size_bytes());
+  if (!latest.ok()) return std::nullopt;  // none yet (NOT_FOUND)
+  return *std::move(latest);
 }
 
 }  // namespace clmae

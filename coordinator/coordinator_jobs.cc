@@ -18,10 +18,6 @@ namespace {
 // Starts the failure message of an attempt that ended as a preemption.
 constexpr char kPreemptedPrefix[] = "preempted: ";
 
-bool Placed(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
-}
-
 }  // namespace
 
 absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
@@ -111,6 +107,7 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
   for (RankState& rank : active.ranks) rank.confirm_by = now + options_.lease;
 
   const v1::Placement& p = active.job.placement();
+  const std::optional<v1::Checkpoint> resume = ResumeCheckpoint(active);  // one for every rank
   std::vector<std::pair<std::string, v1::CoordinatorMessage>> assigns;
   for (const v1::RankPlacement& r : p.ranks()) {
     const TaskKey task{active.job.id(), active.job.attempt(), r.rank()};
@@ -133,7 +130,11 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
     task_msg->set_master_addr(p.master_addr());
     task_msg->set_master_port(p.master_port());
     *task_msg->mutable_spec() = active.job.spec();
-    SetResumeCheckpoint(active, *task_msg);
+    if (resume.has_value()) {
+      task_msg->set_resume_checkpoint(resume->id());
+      task_msg->set_resume_sha256(resume->metadata().sha256());
+      task_msg->set_resume_size_bytes(resume->metadata().size_bytes());
+    }
     assigns.emplace_back(r.worker_id(), std::move(message));
   }
   for (auto& [worker, message] : assigns) {
@@ -145,7 +146,7 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
 
 absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reason,
                                       absl::Time now) {
-  if (!Placed(active.job.state())) return absl::OkStatus();
+  if (!IsPlaced(active.job.state())) return absl::OkStatus();
   const int max_restarts = active.resources.max_restarts;
   const bool restart = active.job.restarts() < max_restarts;
   v1::Job next = active.job;
@@ -162,7 +163,7 @@ absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reas
 
 absl::Status Coordinator::PreemptAttempt(ActiveJob& active, const std::string& reason,
                                          absl::Time now) {
-  if (!Placed(active.job.state())) return absl::OkStatus();
+  if (!IsPlaced(active.job.state())) return absl::OkStatus();
   v1::Job next = active.job;
   next.set_state(v1::JOB_STATE_RESTARTING);
   next.set_failure_message(absl::StrCat(kPreemptedPrefix, reason));
@@ -206,7 +207,7 @@ absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) 
 }
 
 absl::Status Coordinator::MaybeAdvance(ActiveJob& active, absl::Time now) {
-  if (!Placed(active.job.state()) || active.ranks.empty()) return absl::OkStatus();
+  if (!IsPlaced(active.job.state()) || active.ranks.empty()) return absl::OkStatus();
   bool all_started = true;
   bool all_succeeded = true;
   for (const RankState& rank : active.ranks) {
@@ -338,7 +339,7 @@ absl::Status Coordinator::Tick(absl::Time now) {
       first.Update(WorkerLost(worker_id, "no heartbeat within the lease", now));
     }
     for (auto& [id, active] : jobs_) {
-      if (Placed(active.job.state())) {
+      if (IsPlaced(active.job.state())) {
         first.Update(CheckRanks(active, now));
       } else if (active.job.state() == v1::JOB_STATE_RESTARTING) {
         first.Update(MaybeFinishRestart(active, now));

@@ -10,6 +10,10 @@ bool IsTerminal(v1::JobState state) {
          state == v1::JOB_STATE_CANCELLED;
 }
 
+bool IsPlaced(v1::JobState state) {
+  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
+}
+
 bool IsLegalTransition(v1::JobState from, v1::JobState to) {
   if (IsTerminal(from) || from == v1::JOB_STATE_UNSPECIFIED) return false;
   if (to == v1::JOB_STATE_CANCELLED) return true;

@@ -18,6 +18,9 @@ namespace clmae {
 // SUCCEEDED, FAILED and CANCELLED: nothing leaves them.
 bool IsTerminal(v1::JobState state);
 
+// SCHEDULED and RUNNING: the current attempt holds a placement on workers.
+bool IsPlaced(v1::JobState state);
+
 // Whether `from -> to` is a legal transition.
 bool IsLegalTransition(v1::JobState from, v1::JobState to);
 
