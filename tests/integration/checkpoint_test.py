@@ -38,30 +38,6 @@ KEEP = 2
 log = logger("checkpoint_test")
 
 
-class SeparateFolders(Service):
-    """Each agent runs in (and writes its relative outputs under) its own folder."""
-
-    def start_agent(self, name):
-        folder = os.path.join(self.work, name)
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(self.work, f"{name}.log")
-        self.logs.append(path)
-        self.agents[name] = subprocess.Popen(
-            [os.path.join(self.build, "worker/agent/clmae-worker"), "--coordinator", self.address,
-             "--worker_id", name, "--advertise_address", "127.0.0.1", "--gpus", "none",
-             "--cpu_slots", "1", "--work_dir", os.path.join(folder, "work"),
-             "--cancel_grace", "30s", "--reconnect_backoff_max", "1s",
-             "--metrics_port", "0", "--trainer_metrics_port_base", "-1",
-             "--trainer", os.path.join(self.build, "worker/train/clmae-train")],
-            env=dict(os.environ, CLMAE_TOKEN=self.worker_token()), stdout=open(path, "a"),
-            stderr=subprocess.STDOUT, cwd=folder)
-
-    @staticmethod
-    def worker_token():
-        import service_test
-        return service_test.WORKER_TOKEN
-
-
 def write_spec(work, name):
     """A tiny one-rank job; its output folder is relative to the agent's folder."""
     path = os.path.join(work, f"{name}.yaml")
@@ -103,11 +79,12 @@ def download(service, job_id, kind, path):
 
 
 def run(build, python, work):
-    service = SeparateFolders(build, work)
+    service = Service(build, work)
     try:
         service.start_coordinator()
-        service.start_agent("agent-a")
-        service.start_agent("agent-b")
+        for name in ("agent-a", "agent-b"):
+            # Each in a folder of its own; a grace long enough for a checkpoint.
+            service.start_agent(name, own_folder=True, cancel_grace="30s")
         service.wait_workers(2)
 
         log("1. an uninterrupted reference run; retention; weights load in Python")

@@ -42,12 +42,12 @@ class Service:
         self.agents = {}
         self.logs = []
 
-    def _spawn(self, name, argv, env):
+    def _spawn(self, name, argv, env, cwd=None):
         path = os.path.join(self.work, f"{name}.log")
         out = open(path, "a")
         self.logs.append(path)
         return subprocess.Popen(argv, env=dict(os.environ, **env), stdout=out,
-                                stderr=subprocess.STDOUT, cwd=self.work)
+                                stderr=subprocess.STDOUT, cwd=cwd or self.work)
 
     def start_coordinator(self):
         self.coordinator = self._spawn(
@@ -65,16 +65,21 @@ class Service:
             time.sleep(0.1)
         raise TestFailure("the coordinator did not answer within 30 s:\n" + self.dump())
 
-    def start_agent(self, name):
+    def start_agent(self, name, own_folder=False, cancel_grace="5s"):
+        """With `own_folder`, the agent runs in (and its trainers write their
+        relative outputs under) a folder of its own, as on separate machines."""
+        folder = os.path.join(self.work, name)
+        os.makedirs(folder, exist_ok=True)
         self.agents[name] = self._spawn(
             name,
             [os.path.join(self.build, "worker/agent/clmae-worker"), "--coordinator", self.address,
              "--worker_id", name, "--advertise_address", "127.0.0.1", "--gpus", "none",
-             "--cpu_slots", "1", "--work_dir", os.path.join(self.work, name),
-             "--cancel_grace", "5s", "--reconnect_backoff_max", "1s",
+             "--cpu_slots", "1",
+             "--work_dir", os.path.join(folder, "work") if own_folder else folder,
+             "--cancel_grace", cancel_grace, "--reconnect_backoff_max", "1s",
              "--metrics_port", "0", "--trainer_metrics_port_base", "-1",
              "--trainer", os.path.join(self.build, "worker/train/clmae-train")],
-            {"CLMAE_TOKEN": WORKER_TOKEN})
+            {"CLMAE_TOKEN": WORKER_TOKEN}, cwd=folder if own_folder else None)
 
     def ctl(self, *args, check_exit=True):
         r = subprocess.run([os.path.join(self.build, "services/clmaectl/clmaectl"), *args],
