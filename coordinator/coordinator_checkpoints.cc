@@ -23,6 +23,13 @@ absl::Status NoStore() {
       "this coordinator keeps no checkpoints (it was started without a checkpoint folder)");
 }
 
+absl::Status CheckKind(v1::CheckpointKind kind) {
+  if (v1::CheckpointKind_IsValid(kind)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "kind: ", static_cast<int>(kind), " is not a checkpoint kind (FULL, WEIGHTS, ENCODER, "
+      "PREVIEW, or UNSPECIFIED for every kind)"));
+}
+
 RetentionPolicy RetentionOf(const v1::JobSpec& spec) {
   const v1::OutputSpec& o = spec.output();
   RetentionPolicy policy;
@@ -77,6 +84,7 @@ absl::StatusOr<v1::Checkpoint> Coordinator::CommitCheckpointUpload(
 absl::StatusOr<std::vector<v1::Checkpoint>> Coordinator::ListCheckpoints(const std::string& job_id,
                                                                          v1::CheckpointKind kind) {
   if (checkpoints_ == nullptr) return NoStore();
+  RETURN_IF_ERROR(CheckKind(kind));
   RETURN_IF_ERROR(Get(job_id).status());
   return checkpoints_->List(job_id, kind);
 }
@@ -84,6 +92,7 @@ absl::StatusOr<std::vector<v1::Checkpoint>> Coordinator::ListCheckpoints(const s
 absl::StatusOr<v1::Checkpoint> Coordinator::FindCheckpoint(
     const v1::DownloadCheckpointRequest& request) {
   if (checkpoints_ == nullptr) return NoStore();
+  RETURN_IF_ERROR(CheckKind(request.kind()));
   RETURN_IF_ERROR(Get(request.job_id()).status());
   const v1::CheckpointKind kind = request.kind() == v1::CHECKPOINT_KIND_UNSPECIFIED
                                       ? v1::CHECKPOINT_KIND_FULL

@@ -193,8 +193,12 @@ int main(int argc, char** argv) {
   clmae::CoordinatorOptions options;
   options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
   options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
-  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0) {
-    return Fail(2, "--max_checkpoint_mb must be at least 1 and --checkpoint_min_free_mb not negative");
+  constexpr int64_t kMaxMiB = int64_t{1} << 40;  // so that MiB << 20 fits in an int64
+  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_max_checkpoint_mb) > kMaxMiB ||
+      absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0 ||
+      absl::GetFlag(FLAGS_checkpoint_min_free_mb) > kMaxMiB) {
+    return Fail(2, absl::StrCat("--max_checkpoint_mb must be in 1..", kMaxMiB,
+                                " and --checkpoint_min_free_mb in 0..", kMaxMiB));
   }
   options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_mb) << 20;
   options.checkpoint_min_free_bytes = absl::GetFlag(FLAGS_checkpoint_min_free_mb) << 20;

@@ -298,6 +298,23 @@ TEST_F(CheckpointHandlersTest, PathLikeIdsAreRejected) {
   }
 }
 
+TEST_F(CheckpointHandlersTest, UnknownKindsAreRejected) {
+  v1::ListCheckpointsRequest list;
+  list.set_job_id(job_.id());
+  list.set_kind(static_cast<v1::CheckpointKind>(42));
+  v1::ListCheckpointsResponse listed;
+  auto context = Context(kClientToken);
+  EXPECT_EQ(coordinator_stub_->ListCheckpoints(context.get(), list, &listed).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::DownloadCheckpointRequest download;
+  download.set_job_id(job_.id());
+  download.set_latest(true);
+  download.set_kind(static_cast<v1::CheckpointKind>(42));
+  std::string got;
+  v1::Checkpoint record;
+  EXPECT_EQ(Download(download, &got, &record).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
 TEST_F(CheckpointHandlersTest, ConcurrentDownloadsAllGetTheBytes) {
   const std::string bytes = RandomBytes(2 * (1 << 20) + 7, 7);
   v1::UploadCheckpointResponse uploaded;

@@ -201,6 +201,10 @@ int main(int argc, char** argv) {
   }
   const int timeout_flag = absl::GetFlag(FLAGS_collective_timeout);
   if (timeout_flag < 0) return Fail(2, "--collective_timeout must be positive (seconds)");
+  if (absl::GetFlag(FLAGS_upload_timeout) < 0) {
+    return Fail(2, "--upload_timeout must be 0 or more (seconds)");
+  }
+  const absl::Duration upload_timeout = absl::Seconds(absl::GetFlag(FLAGS_upload_timeout));
   const auto& train = spec->train();
   dist.timeout = absl::Seconds(timeout_flag > 0 ? timeout_flag
                                : train.has_collective_timeout_s()
@@ -290,8 +294,7 @@ int main(int argc, char** argv) {
   absl::Status run = (*trainer)->Run();
   if (absl::IsCancelled(run)) {
     if (uploader) {
-      const int seconds = std::max(absl::GetFlag(FLAGS_upload_timeout), 0);
-      if (auto s = uploader->Flush(absl::Seconds(seconds)); !s.ok()) {
+      if (auto s = uploader->Flush(upload_timeout); !s.ok()) {
         std::fprintf(stderr, "clmae-train: warning: the stop checkpoint was not uploaded: %s\n",
                      std::string(s.message()).c_str());
       }
@@ -304,8 +307,7 @@ int main(int argc, char** argv) {
   if (uploader) {
     // The final checkpoint and exports are stored before the result makes
     // the job succeed; still on local disk if they could not be.
-    const int seconds = std::max(absl::GetFlag(FLAGS_upload_timeout), 0);
-    if (auto s = uploader->Flush(absl::Seconds(seconds)); !s.ok()) {
+    if (auto s = uploader->Flush(upload_timeout); !s.ok()) {
       std::fprintf(stderr, "clmae-train: warning: checkpoint uploads incomplete: %s\n",
                    std::string(s.message()).c_str());
     }
