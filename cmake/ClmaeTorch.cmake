@@ -14,13 +14,26 @@ if(NOT Torch_DIR)
       if(_rc EQUAL 0 AND _torch_prefix)
         list(APPEND CMAKE_PREFIX_PATH "${_torch_prefix}")
         message(STATUS "LibTorch from ${_py}: ${_torch_prefix}")
+        execute_process(COMMAND "${_py}" -c "import sys; print(sys.prefix)"
+                        OUTPUT_VARIABLE _clmae_py_prefix OUTPUT_STRIP_TRAILING_WHITESPACE)
         break()
       endif()
     endif()
   endforeach()
 endif()
-# The CUDA wheel's TorchConfig wants the CUDA toolkit; its architectures are
-# chosen for the machines we run on (Hopper) unless the caller sets them.
+# The CUDA wheel's TorchConfig wants a CUDA toolkit. scripts/install-deps.sh
+# assembles one in the venv (<venv>/cuda) from NVIDIA's PyPI packages pinned in
+# deps.lock, so no system toolkit is needed; it is used unless the caller
+# chose a toolkit (CUDA_TOOLKIT_ROOT_DIR or CMAKE_CUDA_COMPILER).
+if(_clmae_py_prefix AND EXISTS "${_clmae_py_prefix}/cuda/bin/nvcc"
+   AND NOT DEFINED CUDA_TOOLKIT_ROOT_DIR AND NOT DEFINED CMAKE_CUDA_COMPILER)
+  set(CUDA_TOOLKIT_ROOT_DIR "${_clmae_py_prefix}/cuda" CACHE PATH "CUDA toolkit (the venv's)")
+  set(CMAKE_CUDA_COMPILER "${_clmae_py_prefix}/cuda/bin/nvcc" CACHE FILEPATH "nvcc (the venv's)")
+  set(CUDAToolkit_ROOT "${_clmae_py_prefix}/cuda")
+  message(STATUS "CUDA toolkit from the venv: ${CUDA_TOOLKIT_ROOT_DIR}")
+endif()
+# Its CUDA architectures are chosen for the machines we run on (Hopper) unless
+# the caller sets them.
 if(NOT DEFINED TORCH_CUDA_ARCH_LIST AND NOT DEFINED ENV{TORCH_CUDA_ARCH_LIST})
   set(ENV{TORCH_CUDA_ARCH_LIST} "9.0")
 endif()
