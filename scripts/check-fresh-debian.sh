@@ -52,9 +52,16 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/clmae-fresh-debian.XXXXXX")
 chroot_dir="$work/root"
 mounted=()
 cleanup() {
-  local m
+  local i
   for ((i = ${#mounted[@]} - 1; i >= 0; i--)); do umount -l "${mounted[i]}" 2>/dev/null || true; done
-  if ((keep)); then log "root kept at $chroot_dir"; else rm -rf "$work"; fi
+  if ((keep)); then
+    log "root kept at $chroot_dir"
+  elif findmnt -rn -o TARGET | grep -q "^$work/"; then
+    # Never delete through a mount that is still there (/dev, /proc, the pip cache).
+    echo "check-fresh-debian: $work still has mounts under it; not removing it" >&2
+  else
+    rm -rf --one-file-system "$work"
+  fi
 }
 trap cleanup EXIT
 bind() { mkdir -p "$2"; mount --bind "$1" "$2"; mounted+=("$2"); }
@@ -70,6 +77,22 @@ rm -f "$chroot_dir/etc/apt/sources.list"
 cp -a /etc/apt/sources.list.d/*.sources "$chroot_dir/etc/apt/sources.list.d/" 2>/dev/null || true
 [[ -f /etc/apt/sources.list ]] && cp /etc/apt/sources.list "$chroot_dir/etc/apt/sources.list"
 cp -L /etc/resolv.conf "$chroot_dir/etc/resolv.conf"
+# ... and the host's network trust: its CA bundle (a proxy's CA may be in it)
+# and pip's configuration, which a new machine here would have too.
+# Local CAs go where update-ca-certificates (run when apt installs
+# ca-certificates in the root) picks them up; the bundle is copied again
+# after the Debian packages, before pip needs it.
+copy_trust() {
+  mkdir -p "$chroot_dir/etc/ssl/certs" "$chroot_dir/usr/local/share/ca-certificates"
+  if [[ -d /usr/local/share/ca-certificates ]]; then
+    cp -a /usr/local/share/ca-certificates/. "$chroot_dir/usr/local/share/ca-certificates/"
+  fi
+  if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    cp -L /etc/ssl/certs/ca-certificates.crt "$chroot_dir/etc/ssl/certs/ca-certificates.crt"
+  fi
+  if [[ -f /etc/pip.conf ]]; then cp -L /etc/pip.conf "$chroot_dir/etc/pip.conf"; fi
+}
+copy_trust
 bind /proc "$chroot_dir/proc"
 bind /dev "$chroot_dir/dev"
 pip_cache=${PIP_CACHE_DIR:-$HOME/.cache/pip}
@@ -82,9 +105,15 @@ mkdir -p "$chroot_dir/src/clmae"
 (cd "$root" && git ls-files -z -co --exclude-standard | tar --null -T - -cf -) \
   | tar -C "$chroot_dir/src/clmae" -xf -
 
-# A minimal environment: nothing of the host's PATH, CUDA_HOME or pip config.
+# A minimal environment: nothing of the host's PATH or CUDA_HOME; only the
+# settings that say how to reach the registries (proxy, index, CA).
+pass_env=()
+for name in http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY \
+            PIP_INDEX_URL PIP_EXTRA_INDEX_URL PIP_TRUSTED_HOST PIP_CERT PIP_DEFAULT_TIMEOUT; do
+  [[ -n ${!name:-} ]] && pass_env+=("$name=${!name}")
+done
 in_root() {
-  chroot "$chroot_dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
+  chroot "$chroot_dir" /usr/bin/env -i HOME=/root LANG=C.UTF-8 "${pass_env[@]}" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin /bin/bash -c "cd /src/clmae && $1"
 }
 log "scripts/install-deps.sh --debian"
@@ -94,6 +123,7 @@ in_root "scripts/install-deps.sh --debian" > "$work/install-debian.log" 2>&1 \
 grep '^\[install-deps\]' "$work/install-debian.log" || true
 log "Debian packages in $(( $(date +%s) - t1 )) s"
 
+copy_trust
 log "scripts/install-deps.sh --python"
 t1=$(date +%s)
 in_root "scripts/install-deps.sh --python" > "$work/install-python.log" 2>&1 \

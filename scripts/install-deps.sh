@@ -123,7 +123,10 @@ assemble_cuda_root() {
   local root_dir="$venv/cuda" f base link
   rm -rf "$root_dir"
   mkdir -p "$root_dir/lib64"
-  ln -sr "$cu/bin" "$root_dir/bin"
+  # bin/ holds links to each tool rather than being one link: nvcc finds
+  # include/, lib64/ and nvvm/ as <its folder>/.., which must be this root.
+  mkdir -p "$root_dir/bin"
+  for f in "$cu"/bin/*; do ln -sr "$f" "$root_dir/bin/$(basename "$f")"; done
   ln -sr "$cu/include" "$root_dir/include"
   ln -sr "$cu/nvvm" "$root_dir/nvvm"
   for f in "$cu"/lib/*; do
