@@ -25,23 +25,6 @@ constexpr std::array<v1::JobState, 7> kStates = {
     v1::JOB_STATE_RESTARTING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
     v1::JOB_STATE_CANCELLED};
 
-const char* StateName(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_PENDING: return "pending";
-    case v1::JOB_STATE_SCHEDULED: return "scheduled";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_RESTARTING: return "restarting";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    default: return "unspecified";
-  }
-}
-
-bool Placed(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
-}
-
 MetricFamily NewFamily(std::string name, std::string help) {
   MetricFamily family;
   family.name = std::move(name);
@@ -209,12 +192,12 @@ void CoordinatorMetrics::OnUpdate(const v1::JobUpdate& update) {
           view.pending_since != absl::InfinitePast()) {
         scheduling_latency_.Observe(absl::ToDoubleSeconds(at - view.pending_since));
       }
-      if (Placed(from) && (to == v1::JOB_STATE_RESTARTING || to == v1::JOB_STATE_FAILED)) {
+      if (IsPlaced(from) && (to == v1::JOB_STATE_RESTARTING || to == v1::JOB_STATE_FAILED)) {
         failures_.Increment();
       }
       if (IsTerminal(to)) {
         view.ended = at;
-        finished_.Add({{"state", StateName(to)}}).Increment();
+        finished_.Add({{"state", JobStateLabel(to)}}).Increment();
       }
       view.state = to;
       view.restarts = std::max(0, event.attempt() - 1);
@@ -310,7 +293,7 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
       const Labels labels = {{"job", id}, {"name", view.name}};
       for (v1::JobState state : kStates) {
         Labels with = labels;
-        with.push_back({"state", StateName(state)});
+        with.push_back({"state", JobStateLabel(state)});
         AddGauge(job_state, std::move(with), state == view.state ? 1 : 0);
       }
       AddGauge(restarts, labels, view.restarts);
@@ -342,7 +325,7 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
     }
   }
   for (v1::JobState state : kStates) {
-    AddGauge(jobs, {{"state", StateName(state)}}, by_state[state]);
+    AddGauge(jobs, {{"state", JobStateLabel(state)}}, by_state[state]);
   }
   for (const auto& [kind, count] : pending) AddGauge(queue, {{"device_kind", kind}}, count);
 

@@ -1,10 +1,10 @@
 #include "worker/train/trainer_options_from_spec.h"
 
 #include "absl/strings/str_cat.h"
-#include "services/job_spec_defaults.h"
-#include "services/job_spec_validator.h"
-#include "services/job_spec_yaml.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/job_spec/job_spec_defaults.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
