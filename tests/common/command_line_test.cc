@@ -74,16 +74,5 @@ TEST(CommandLineTest, PortRanges) {
   }
 }
 
-TEST(CommandLineTest, WriteFileAtomicallyReplacesTheWholeFile) {
-  const std::string path = ::testing::TempDir() + "/clmae_atomic_test";
-  ASSERT_TRUE(WriteFileAtomically(path, "a much longer first content\n").ok());
-  ASSERT_TRUE(WriteFileAtomically(path, "1234\n").ok());
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  EXPECT_EQ(text.str(), "1234\n");
-  EXPECT_FALSE(WriteFileAtomically("/no/such/folder/file", "x").ok());
-}
-
 }  // namespace
 }  // namespace clmae
