@@ -69,11 +69,20 @@ sanitize:
 engine-only:
 	$(MAKE) build BUILD_DIR=build-engine CMAKE_FLAGS="-DCLMAE_ENGINE_ONLY=ON"
 
-format:
+format: deps
 	git ls-files '*.cc' '*.h' | xargs clang-format -i
 
-format-check:
+# Every C++ file as clang-format (.clang-format, Google style) would write it;
+# CI runs this.
+format-check: deps
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
+
+# The clean-room check: a bare Debian 12 root (debootstrap) installs deps.lock
+# and configures every target, without a system CUDA toolkit. Needs root and
+# the network; a few minutes. CI runs it.
+.PHONY: check-fresh-debian
+check-fresh-debian:
+	scripts/check-fresh-debian.sh
 
 clean:
 	rm -rf $(BUILD_DIR) build-sanitize build-engine

@@ -38,7 +38,7 @@
 #include "services/checkpoint_download.h"
 #include "services/checkpoint_upload.h"
 #include "services/grpc_client.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 
 ABSL_FLAG(std::string, sizes_mb, "256,1024", "checkpoint sizes to time, in MiB");
 ABSL_FLAG(std::string, dir, "/tmp", "folder for the files and the coordinator's data");

@@ -29,6 +29,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +38,7 @@
 #include "bench/coordinator_process.h"
 #include "bench/sim_agent_fleet.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
+#include "common/status_macros.h"
 #include "grpcpp/client_context.h"
 
 #ifndef CLMAE_COORDINATOR_BINARY
@@ -177,228 +180,340 @@ int Fail(const std::string& message, const std::string& log_path = "") {
   return 1;
 }
 
-int Run() {
-  const int agents = absl::GetFlag(FLAGS_agents);
-  const int gpus = absl::GetFlag(FLAGS_gpus_per_agent);
-  const int submissions = absl::GetFlag(FLAGS_submissions);
-  const int threads = std::max(1, absl::GetFlag(FLAGS_client_threads));
-  const int recovery_jobs = absl::GetFlag(FLAGS_recovery_jobs);
+// The sizes Run reads from the flags once (client_threads at least 1).
+struct BenchConfig {
+  int agents = 0;
+  int gpus = 0;
+  int submissions = 0;
+  int threads = 1;
+  int recovery_jobs = 0;
+};
 
-  char dir_template[] = "/tmp/clmae-load-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) return Fail("mkdtemp failed");
-  const std::string dir = dir_template;
-  CoordinatorProcessOptions process_options;
-  process_options.binary = absl::GetFlag(FLAGS_coordinator_binary);
-  process_options.data_dir = dir + "/data";
-  process_options.log_path = dir + "/coordinator.log";
-  process_options.client_token = RandomToken();
-  process_options.worker_token = RandomToken();
-  process_options.extra_flags = {
+// The figures of phase 2: submissions while every job gets placed.
+struct PlacementFigures {
+  SubmitRun run;
+  std::vector<double> to_last_ms, to_first_ms, ack_ms;
+  int unassigned = 0;       // jobs not fully assigned within 60 s
+  double p50 = 0, p99 = 0;  // submit -> Assign of every rank, ms
+  double hb_rate = 0;       // heartbeats/s written during the submissions
+};
+
+// The figures of phase 5: recovery after kill -9.
+struct RecoveryFigures {
+  double port_file_s = 0;  // from just before the exec
+  double serving_s = 0;
+  double get_job_s = 0;
+  int64_t listed = 0;  // jobs the restarted coordinator lists
+  int64_t active = 0;  // of those, not in a terminal state
+  int64_t acknowledged = 0;
+  int64_t missing() const { return std::max<int64_t>(0, acknowledged - listed); }
+};
+
+// Everything the summary (goals and the JSON line) reports.
+struct LoadFigures {
+  double fsync_ms = 0;
+  double attach_s = 0;
+  double flood_rate = 0;  // heartbeats handled per second
+  PlacementFigures placed;
+  int ready_workers = 0;
+  SubmitRun stored;
+  MemoryFigures memory;
+  RecoveryFigures recovery;
+};
+
+// The sizes given by --agents, --gpus_per_agent, --submissions,
+// --client_threads and --recovery_jobs.
+BenchConfig ReadConfig() {
+  BenchConfig config;
+  config.agents = absl::GetFlag(FLAGS_agents);
+  config.gpus = absl::GetFlag(FLAGS_gpus_per_agent);
+  config.submissions = absl::GetFlag(FLAGS_submissions);
+  config.threads = std::max(1, absl::GetFlag(FLAGS_client_threads));
+  config.recovery_jobs = absl::GetFlag(FLAGS_recovery_jobs);
+  return config;
+}
+
+// How to start the coordinator on `dir`/data (log in `dir`/coordinator.log)
+// with fresh random client and worker tokens and the --heartbeat_interval
+// and --lease flags.
+CoordinatorProcessOptions ProcessOptionsFor(const std::string& dir) {
+  CoordinatorProcessOptions options;
+  options.binary = absl::GetFlag(FLAGS_coordinator_binary);
+  options.data_dir = dir + "/data";
+  options.log_path = dir + "/coordinator.log";
+  options.client_token = RandomToken();
+  options.worker_token = RandomToken();
+  options.extra_flags = {
       absl::StrCat("--heartbeat_interval=",
                    absl::FormatDuration(absl::GetFlag(FLAGS_heartbeat_interval))),
       absl::StrCat("--lease=", absl::FormatDuration(absl::GetFlag(FLAGS_lease)))};
-  const std::string& log = process_options.log_path;
+  return options;
+}
+
+// Prints the coordinator binary, the data folder `dir` and the hardware
+// threads, then measures and prints the disk's fsync floor (FsyncMillis),
+// which it returns.
+double PrintSetup(const CoordinatorProcessOptions& process_options, const std::string& dir) {
   std::printf("clmae-bench-coordinator: %s, data in %s, %u hardware threads\n",
               process_options.binary.c_str(), dir.c_str(), std::thread::hardware_concurrency());
   const double fsync_ms = FsyncMillis(dir);
   std::printf("disk: 4 KiB overwrite + fdatasync takes %.2f ms (median of 50) in %s\n", fsync_ms,
               dir.c_str());
+  return fsync_ms;
+}
 
-  absl::StatusOr<std::unique_ptr<CoordinatorProcess>> coordinator =
-      CoordinatorProcess::Start(process_options, absl::Seconds(60));
-  if (!coordinator.ok()) return Fail(coordinator.status().ToString(), log);
-  std::printf("coordinator pid %d on %s: SERVING %.3f s after exec (empty store)\n",
-              (*coordinator)->pid(), (*coordinator)->address().c_str(),
-              (*coordinator)->ready().health);
+// The simulated agents: `config`'s counts, --agent_connections and
+// --task_time, registering at `address` with `worker_token`.
+FleetOptions FleetOptionsFor(const BenchConfig& config, const std::string& address,
+                             const std::string& worker_token) {
+  FleetOptions options;
+  options.address = address;
+  options.token = worker_token;
+  options.agents = config.agents;
+  options.gpus_per_agent = config.gpus;
+  options.connections = absl::GetFlag(FLAGS_agent_connections);
+  options.task_time = absl::GetFlag(FLAGS_task_time);
+  return options;
+}
 
-  // --- Agents ---------------------------------------------------------------
-  FleetOptions fleet_options;
-  fleet_options.address = (*coordinator)->address();
-  fleet_options.token = process_options.worker_token;
-  fleet_options.agents = agents;
-  fleet_options.gpus_per_agent = gpus;
-  fleet_options.connections = absl::GetFlag(FLAGS_agent_connections);
-  fleet_options.task_time = absl::GetFlag(FLAGS_task_time);
-  SimAgentFleet fleet(fleet_options);
-  int64_t t0 = NowNs();
-  if (absl::Status started = fleet.Start(absl::Seconds(120)); !started.ok()) {
-    return Fail(started.ToString(), log);
-  }
-  const double attach_s = (NowNs() - t0) * 1e-9;
+// Adds the client bearer `token` to `context`.
+void Authorize(grpc::ClientContext& context, const std::string& token) {
+  context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
+}
+
+// Starts `fleet` (the simulated agents) and prints how long attaching and
+// registering took, which it returns in `figures`; errors are Start's.
+absl::Status AttachAgents(const BenchConfig& config, SimAgentFleet& fleet, LoadFigures& figures) {
+  const int64_t t0 = NowNs();
+  RETURN_IF_ERROR(fleet.Start(absl::Seconds(120)));
+  figures.attach_s = (NowNs() - t0) * 1e-9;
   std::printf("%d agents x %d GPUs attached and registered in %.2f s (heartbeat every %s)\n",
-              agents, gpus, attach_s,
+              config.agents, config.gpus, figures.attach_s,
               absl::FormatDuration(fleet.coordinator_heartbeat_interval()).c_str());
+  return absl::OkStatus();
+}
 
-  // --- 1. Heartbeat flood -----------------------------------------------------
+// Phase 1: with the periodic heartbeats paused, every agent writes
+// --flood_heartbeats back to back; prints (and sets figures.flood_rate) the
+// heartbeats handled per second. Errors are FloodHeartbeats'.
+absl::Status MeasureHeartbeatFlood(const BenchConfig& config, SimAgentFleet& fleet,
+                                   LoadFigures& figures) {
   fleet.SetHeartbeats(false);
   const int flood = absl::GetFlag(FLAGS_flood_heartbeats);
   absl::StatusOr<double> flood_s = fleet.FloodHeartbeats(flood, absl::Seconds(120));
-  if (!flood_s.ok()) return Fail(flood_s.status().ToString(), log);
-  const double flood_rate = static_cast<double>(agents) * flood / *flood_s;
+  if (!flood_s.ok()) return flood_s.status();
+  figures.flood_rate = static_cast<double>(config.agents) * flood / *flood_s;
   std::printf(
       "heartbeats handled: %d in %.3f s = %.0f/s (flood: %d per agent, then an in-order "
       "probe answered by every agent's stream)\n",
-      agents * flood, *flood_s, flood_rate, flood);
+      config.agents * flood, *flood_s, figures.flood_rate, flood);
   fleet.SetHeartbeats(true);
+  return absl::OkStatus();
+}
 
-  // --- 2. Submissions with placement ------------------------------------------
-  const int64_t hb_before = fleet.heartbeats_sent();
-  SubmitRun placed =
-      SubmitMany(**coordinator, process_options.client_token, submissions, threads, "place");
-  const int64_t hb_during = fleet.heartbeats_sent() - hb_before;
-  if (placed.errors > 0) {
-    std::printf("  %lld submissions failed; first: %s\n", static_cast<long long>(placed.errors),
-                placed.first_error.c_str());
-  }
-  // Wait for every rank's Assign.
-  std::vector<double> to_last_ms, to_first_ms, ack_ms;
-  int unassigned = 0;
+// Waits (up to 60 s in all) until `fleet` saw the Assign of every rank of
+// each job in placed.run, recording the ack and Assign latencies of each
+// and counting the jobs not fully assigned.
+void WaitForAssigns(SimAgentFleet& fleet, PlacementFigures& placed) {
   const int64_t wait_until = NowNs() + int64_t{60} * 1000000000;
-  for (const Submitted& job : placed.jobs) {
+  for (const Submitted& job : placed.run.jobs) {
     AssignRecord record;
     while (!(fleet.Lookup(job.job_id, &record) && record.count >= job.world) &&
            NowNs() < wait_until) {
       absl::SleepFor(absl::Milliseconds(2));
     }
-    ack_ms.push_back((job.acked_ns - job.sent_ns) * 1e-6);
+    placed.ack_ms.push_back((job.acked_ns - job.sent_ns) * 1e-6);
     if (record.count < job.world) {
-      ++unassigned;
+      ++placed.unassigned;
       continue;
     }
-    to_first_ms.push_back((record.first_ns - job.sent_ns) * 1e-6);
-    to_last_ms.push_back((record.last_ns - job.sent_ns) * 1e-6);
+    placed.to_first_ms.push_back((record.first_ns - job.sent_ns) * 1e-6);
+    placed.to_last_ms.push_back((record.last_ns - job.sent_ns) * 1e-6);
   }
-  const double place_p50 = Percentile(to_last_ms, 0.50);
-  const double place_p99 = Percentile(to_last_ms, 0.99);
+}
+
+// Phase 2: --submissions durable submissions that all get placed; prints
+// their rate and ack latency, the latency to every rank's Assign and the
+// heartbeat rate meanwhile.
+PlacementFigures MeasurePlacement(const BenchConfig& config, const CoordinatorProcess& coordinator,
+                                  SimAgentFleet& fleet, const std::string& token) {
+  PlacementFigures placed;
+  const int64_t hb_before = fleet.heartbeats_sent();
+  placed.run = SubmitMany(coordinator, token, config.submissions, config.threads, "place");
+  const int64_t hb_during = fleet.heartbeats_sent() - hb_before;
+  if (placed.run.errors > 0) {
+    std::printf("  %lld submissions failed; first: %s\n", static_cast<long long>(placed.run.errors),
+                placed.run.first_error.c_str());
+  }
+  WaitForAssigns(fleet, placed);
+  placed.p50 = Percentile(placed.to_last_ms, 0.50);
+  placed.p99 = Percentile(placed.to_last_ms, 0.99);
   std::printf(
       "durable submissions with placement: %zu in %.2f s = %.0f/s from %d client threads "
       "(ack p50 %.2f ms, p99 %.2f ms)\n",
-      placed.jobs.size(), placed.seconds, placed.per_second(), threads, Percentile(ack_ms, 0.5),
-      Percentile(ack_ms, 0.99));
+      placed.run.jobs.size(), placed.run.seconds, placed.run.per_second(), config.threads,
+      Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99));
   std::printf(
       "submit -> Assign of every rank: p50 %.2f ms, p99 %.2f ms, max %.2f ms (first rank: p50 "
       "%.2f ms, p99 %.2f ms); %d jobs not fully assigned within 60 s\n",
-      place_p50, place_p99, Percentile(to_last_ms, 1.0), Percentile(to_first_ms, 0.5),
-      Percentile(to_first_ms, 0.99), unassigned);
-  const double hb_rate = hb_during / std::max(placed.seconds, 1e-9);
-  std::printf("heartbeats during submissions: %.0f/s written by the agents\n", hb_rate);
+      placed.p50, placed.p99, Percentile(placed.to_last_ms, 1.0),
+      Percentile(placed.to_first_ms, 0.5), Percentile(placed.to_first_ms, 0.99), placed.unassigned);
+  placed.hb_rate = hb_during / std::max(placed.run.seconds, 1e-9);
+  std::printf("heartbeats during submissions: %.0f/s written by the agents\n", placed.hb_rate);
+  return placed;
+}
 
-  // Every worker should still hold its lease.
+// Workers the coordinator lists as READY (0 when ListWorkers fails).
+int CountReadyWorkers(const CoordinatorProcess& coordinator, const std::string& token) {
   int ready_workers = 0;
-  {
-    auto stub = v1::Coordinator::NewStub((*coordinator)->NewChannel());
-    grpc::ClientContext context;
-    context.AddMetadata("authorization", absl::StrCat("Bearer ", process_options.client_token));
-    v1::ListWorkersResponse workers;
-    if (stub->ListWorkers(&context, v1::ListWorkersRequest(), &workers).ok()) {
-      for (const v1::Worker& w : workers.workers()) {
-        ready_workers += w.state() == v1::WORKER_STATE_READY;
-      }
+  auto stub = v1::Coordinator::NewStub(coordinator.NewChannel());
+  grpc::ClientContext context;
+  Authorize(context, token);
+  v1::ListWorkersResponse workers;
+  if (stub->ListWorkers(&context, v1::ListWorkersRequest(), &workers).ok()) {
+    for (const v1::Worker& w : workers.workers()) {
+      ready_workers += w.state() == v1::WORKER_STATE_READY;
     }
   }
-  std::printf("workers READY after the submissions: %d of %d; broken agent streams: %lld\n",
-              ready_workers, agents, static_cast<long long>(fleet.broken_streams()));
+  return ready_workers;
+}
 
-  // --- 3. Submissions with capacity full (stored, mostly PENDING) -------------
+// Prints (and returns) how many workers are READY after the submissions
+// (every worker should still hold its lease) and how many agent streams
+// broke.
+int ReportReadyWorkers(const BenchConfig& config, const CoordinatorProcess& coordinator,
+                       const SimAgentFleet& fleet, const std::string& token) {
+  const int ready_workers = CountReadyWorkers(coordinator, token);
+  std::printf("workers READY after the submissions: %d of %d; broken agent streams: %lld\n",
+              ready_workers, config.agents, static_cast<long long>(fleet.broken_streams()));
+  return ready_workers;
+}
+
+// Phase 3: with the agents holding their tasks (capacity fills, the rest
+// stays PENDING), --recovery_jobs durable submissions; prints their rate.
+SubmitRun MeasureStoredSubmissions(const BenchConfig& config, const CoordinatorProcess& coordinator,
+                                   SimAgentFleet& fleet, const std::string& token) {
   fleet.SetHold(true);
-  SubmitRun stored =
-      SubmitMany(**coordinator, process_options.client_token, recovery_jobs, threads, "store");
+  SubmitRun stored = SubmitMany(coordinator, token, config.recovery_jobs, config.threads, "store");
   std::printf(
       "durable submissions with full capacity: %zu in %.2f s = %.0f/s (tasks held "
       "running, so %d GPUs fill and the rest stays PENDING)\n",
-      stored.jobs.size(), stored.seconds, stored.per_second(), agents * gpus);
+      stored.jobs.size(), stored.seconds, stored.per_second(), config.agents * config.gpus);
   if (stored.errors > 0) {
     std::printf("  %lld submissions failed; first: %s\n", static_cast<long long>(stored.errors),
                 stored.first_error.c_str());
   }
+  return stored;
+}
 
-  // --- 4. Memory -------------------------------------------------------------
-  absl::StatusOr<MemoryFigures> memory = (*coordinator)->Memory();
-  if (!memory.ok()) return Fail(memory.status().ToString(), log);
+// Phase 4: prints the coordinator's memory (and sets figures.memory) with
+// the agents attached and the jobs of phases 2 and 3 stored. Errors are
+// Memory's.
+absl::Status MeasureMemory(const BenchConfig& config, const CoordinatorProcess& coordinator,
+                           LoadFigures& figures) {
+  absl::StatusOr<MemoryFigures> memory = coordinator.Memory();
+  if (!memory.ok()) return memory.status();
+  figures.memory = *memory;
   std::printf(
       "coordinator memory: VmRSS %.1f MiB, VmHWM %.1f MiB (%d agents attached, %zu jobs "
       "stored)\n",
-      memory->rss_kib / 1024.0, memory->hwm_kib / 1024.0, agents,
-      placed.jobs.size() + stored.jobs.size());
+      memory->rss_kib / 1024.0, memory->hwm_kib / 1024.0, config.agents,
+      figures.placed.run.jobs.size() + figures.stored.jobs.size());
+  return absl::OkStatus();
+}
 
-  // --- 5. kill -9 and recovery ------------------------------------------------
-  fleet.ExpectEnd();
-  (*coordinator)->Kill();
-  fleet.Stop();
-  coordinator->reset();
-  absl::StatusOr<std::unique_ptr<CoordinatorProcess>> restarted =
-      CoordinatorProcess::Start(process_options, absl::Seconds(60));
-  if (!restarted.ok()) return Fail(restarted.status().ToString(), log);
-  auto stub = v1::Coordinator::NewStub((*restarted)->NewChannel());
-  const auto authorize = [&](grpc::ClientContext& context) {
-    context.AddMetadata("authorization", absl::StrCat("Bearer ", process_options.client_token));
-  };
-  // The first answer after SERVING: one of the jobs left PENDING.
-  const std::string probe_id =
-      stored.jobs.empty() ? placed.jobs.back().job_id : stored.jobs.back().job_id;
-  {
-    grpc::ClientContext context;
-    authorize(context);
-    v1::GetJobRequest request;
-    request.set_job_id(probe_id);
-    v1::Job job;
-    if (grpc::Status s = stub->GetJob(&context, request, &job); !s.ok()) {
-      return Fail(absl::StrCat("GetJob after restart: ", s.error_message()), log);
-    }
+// GetJob of `job_id`; an error names the call.
+absl::Status ProbeJob(v1::Coordinator::Stub& stub, const std::string& token,
+                      const std::string& job_id) {
+  grpc::ClientContext context;
+  Authorize(context, token);
+  v1::GetJobRequest request;
+  request.set_job_id(job_id);
+  v1::Job job;
+  if (grpc::Status s = stub.GetJob(&context, request, &job); !s.ok()) {
+    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                        absl::StrCat("GetJob after restart: ", s.error_message()));
   }
-  // Counted from just before the exec.
-  const double recover_s = (*restarted)->ready().health;
-  const double recover_get_s = (NowNs() - (*restarted)->ready().exec_ns) * 1e-9;
-  // Every acknowledged job must be there.
-  int64_t listed = 0, active = 0;
-  std::string token;
+  return absl::OkStatus();
+}
+
+// Pages through ListJobs, counting into `recovery` every job listed and
+// the active ones; an error names the call.
+absl::Status CountListedJobs(v1::Coordinator::Stub& stub, const std::string& token,
+                             RecoveryFigures& recovery) {
+  std::string page_token;
   do {
     grpc::ClientContext context;
-    authorize(context);
+    Authorize(context, token);
     v1::ListJobsRequest request;
     request.set_page_size(1000);
-    request.set_page_token(token);
+    request.set_page_token(page_token);
     v1::ListJobsResponse page;
-    if (grpc::Status s = stub->ListJobs(&context, request, &page); !s.ok()) {
-      return Fail(absl::StrCat("ListJobs after restart: ", s.error_message()), log);
+    if (grpc::Status s = stub.ListJobs(&context, request, &page); !s.ok()) {
+      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
+                          absl::StrCat("ListJobs after restart: ", s.error_message()));
     }
-    listed += page.jobs_size();
+    recovery.listed += page.jobs_size();
     for (const v1::Job& j : page.jobs()) {
-      active += j.state() == v1::JOB_STATE_PENDING || j.state() == v1::JOB_STATE_SCHEDULED ||
-                j.state() == v1::JOB_STATE_RUNNING || j.state() == v1::JOB_STATE_RESTARTING;
+      recovery.active +=
+          j.state() == v1::JOB_STATE_PENDING || j.state() == v1::JOB_STATE_SCHEDULED ||
+          j.state() == v1::JOB_STATE_RUNNING || j.state() == v1::JOB_STATE_RESTARTING;
     }
-    token = page.next_page_token();
-  } while (!token.empty());
-  const int64_t acknowledged = placed.jobs.size() + stored.jobs.size();
+    page_token = page.next_page_token();
+  } while (!page_token.empty());
+  return absl::OkStatus();
+}
+
+// Phase 5 on the `restarted` coordinator: the first answer after SERVING
+// (GetJob of one of the jobs left PENDING), then every acknowledged job is
+// looked for; prints the recovery figures and the recovered memory. Errors
+// name the failed call.
+absl::StatusOr<RecoveryFigures> MeasureRecovery(const CoordinatorProcess& restarted,
+                                                v1::Coordinator::Stub& stub,
+                                                const std::string& token,
+                                                const LoadFigures& figures) {
+  const std::string probe_id = figures.stored.jobs.empty() ? figures.placed.run.jobs.back().job_id
+                                                           : figures.stored.jobs.back().job_id;
+  RETURN_IF_ERROR(ProbeJob(stub, token, probe_id));
+  RecoveryFigures recovery;
+  // Counted from just before the exec.
+  recovery.serving_s = restarted.ready().health;
+  recovery.get_job_s = (NowNs() - restarted.ready().exec_ns) * 1e-9;
+  RETURN_IF_ERROR(CountListedJobs(stub, token, recovery));
+  recovery.acknowledged = figures.placed.run.jobs.size() + figures.stored.jobs.size();
+  recovery.port_file_s = restarted.ready().port_file;
   std::printf(
       "recovery after kill -9: port file %.3f s, SERVING %.3f s, first GetJob answered "
       "%.3f s after exec; %lld jobs stored (%lld active, reloaded), %lld acknowledged, "
       "%lld missing\n",
-      (*restarted)->ready().port_file, recover_s, recover_get_s, static_cast<long long>(listed),
-      static_cast<long long>(active), static_cast<long long>(acknowledged),
-      static_cast<long long>(std::max<int64_t>(0, acknowledged - listed)));
-  absl::StatusOr<MemoryFigures> memory_after = (*restarted)->Memory();
+      recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
+      static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
+      static_cast<long long>(recovery.acknowledged), static_cast<long long>(recovery.missing()));
+  absl::StatusOr<MemoryFigures> memory_after = restarted.Memory();
   if (memory_after.ok()) {
     std::printf("recovered coordinator memory: VmRSS %.1f MiB, VmHWM %.1f MiB\n",
                 memory_after->rss_kib / 1024.0, memory_after->hwm_kib / 1024.0);
   }
-  const std::string exit_text = (*restarted)->Terminate();
-  std::printf("restarted coordinator stopped by SIGTERM: %s\n", exit_text.c_str());
+  return recovery;
+}
 
-  // --- Goals -----------------------------------------------------------------
-  const double goal_submit = GoalRatio(stored.per_second(), 2000, true);
-  const double goal_submit_placed = GoalRatio(placed.per_second(), 2000, true);
-  const double goal_p99 = GoalRatio(place_p99, 50, false);
-  const double goal_recover = GoalRatio(recover_s, 2, false);
+// Prints each figure against its goal, then the final JSON line.
+void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
+  const PlacementFigures& placed = f.placed;
+  const RecoveryFigures& recovery = f.recovery;
+  const double goal_submit = GoalRatio(f.stored.per_second(), 2000, true);
+  const double goal_submit_placed = GoalRatio(placed.run.per_second(), 2000, true);
+  const double goal_p99 = GoalRatio(placed.p99, 50, false);
+  const double goal_recover = GoalRatio(recovery.serving_s, 2, false);
   std::printf("goals (x of goal; >= 1 met):\n");
   std::printf(
       "  durable submissions >= 2000/s: %.0f/s with full capacity = %.2fx; %.0f/s with "
       "placement = %.2fx\n",
-      stored.per_second(), goal_submit, placed.per_second(), goal_submit_placed);
-  std::printf("  p99 submit-to-assignment <= 50 ms at %d agents: %.2f ms = %.2fx\n", agents,
-              place_p99, goal_p99);
+      f.stored.per_second(), goal_submit, placed.run.per_second(), goal_submit_placed);
+  std::printf("  p99 submit-to-assignment <= 50 ms at %d agents: %.2f ms = %.2fx\n", config.agents,
+              placed.p99, goal_p99);
   std::printf("  recovery of %lld stored jobs <= 2 s: %.3f s = %.2fx\n",
-              static_cast<long long>(listed), recover_s, goal_recover);
+              static_cast<long long>(recovery.listed), recovery.serving_s, goal_recover);
 
   std::printf(
       "{\"bench\":\"coordinator_load\",\"agents\":%d,\"gpus_per_agent\":%d,\"client_threads\":%d,"
@@ -412,14 +527,67 @@ int Run() {
       "\"recovery_port_file_s\":%.3f,\"recovery_serving_s\":%.3f,\"recovery_get_job_s\":%.3f,"
       "\"missing_jobs\":%lld,"
       "\"goal_submissions\":%.2f,\"goal_p99\":%.2f,\"goal_recovery\":%.2f}\n",
-      agents, gpus, threads, std::thread::hardware_concurrency(), fsync_ms, attach_s, flood_rate,
-      hb_rate, placed.jobs.size(), placed.per_second(), place_p50, place_p99,
-      Percentile(ack_ms, 0.5), Percentile(ack_ms, 0.99), stored.jobs.size(), stored.per_second(),
-      static_cast<long long>(placed.errors + stored.errors), unassigned, ready_workers,
-      memory->rss_kib / 1024.0, memory->hwm_kib / 1024.0, static_cast<long long>(listed),
-      static_cast<long long>(active), (*restarted)->ready().port_file, recover_s, recover_get_s,
-      static_cast<long long>(std::max<int64_t>(0, acknowledged - listed)), goal_submit, goal_p99,
-      goal_recover);
+      config.agents, config.gpus, config.threads, std::thread::hardware_concurrency(), f.fsync_ms,
+      f.attach_s, f.flood_rate, placed.hb_rate, placed.run.jobs.size(), placed.run.per_second(),
+      placed.p50, placed.p99, Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99),
+      f.stored.jobs.size(), f.stored.per_second(),
+      static_cast<long long>(placed.run.errors + f.stored.errors), placed.unassigned,
+      f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
+      static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
+      recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
+      static_cast<long long>(recovery.missing()), goal_submit, goal_p99, goal_recover);
+}
+
+int Run() {
+  const BenchConfig config = ReadConfig();
+  char dir_template[] = "/tmp/clmae-load-XXXXXX";
+  if (mkdtemp(dir_template) == nullptr) return Fail("mkdtemp failed");
+  const std::string dir = dir_template;
+  const CoordinatorProcessOptions process_options = ProcessOptionsFor(dir);
+  const std::string& log = process_options.log_path;
+  const std::string& token = process_options.client_token;
+  LoadFigures figures;
+  figures.fsync_ms = PrintSetup(process_options, dir);
+
+  absl::StatusOr<std::unique_ptr<CoordinatorProcess>> coordinator =
+      CoordinatorProcess::Start(process_options, absl::Seconds(60));
+  if (!coordinator.ok()) return Fail(coordinator.status().ToString(), log);
+  std::printf("coordinator pid %d on %s: SERVING %.3f s after exec (empty store)\n",
+              (*coordinator)->pid(), (*coordinator)->address().c_str(),
+              (*coordinator)->ready().health);
+
+  // --- Agents, then phases 1 to 4 -----------------------------------------
+  SimAgentFleet fleet(
+      FleetOptionsFor(config, (*coordinator)->address(), process_options.worker_token));
+  if (absl::Status s = AttachAgents(config, fleet, figures); !s.ok()) {
+    return Fail(s.ToString(), log);
+  }
+  if (absl::Status s = MeasureHeartbeatFlood(config, fleet, figures); !s.ok()) {
+    return Fail(s.ToString(), log);
+  }
+  figures.placed = MeasurePlacement(config, **coordinator, fleet, token);
+  figures.ready_workers = ReportReadyWorkers(config, **coordinator, fleet, token);
+  figures.stored = MeasureStoredSubmissions(config, **coordinator, fleet, token);
+  if (absl::Status s = MeasureMemory(config, **coordinator, figures); !s.ok()) {
+    return Fail(s.ToString(), log);
+  }
+
+  // --- 5. kill -9 and recovery ------------------------------------------------
+  fleet.ExpectEnd();
+  (*coordinator)->Kill();
+  fleet.Stop();
+  coordinator->reset();
+  absl::StatusOr<std::unique_ptr<CoordinatorProcess>> restarted =
+      CoordinatorProcess::Start(process_options, absl::Seconds(60));
+  if (!restarted.ok()) return Fail(restarted.status().ToString(), log);
+  auto stub = v1::Coordinator::NewStub((*restarted)->NewChannel());
+  absl::StatusOr<RecoveryFigures> recovery = MeasureRecovery(**restarted, *stub, token, figures);
+  if (!recovery.ok()) return Fail(std::string(recovery.status().message()), log);
+  figures.recovery = *recovery;
+  const std::string exit_text = (*restarted)->Terminate();
+  std::printf("restarted coordinator stopped by SIGTERM: %s\n", exit_text.c_str());
+
+  PrintSummary(config, figures);
   std::fflush(stdout);
   if (!absl::GetFlag(FLAGS_keep_data)) {
     std::error_code ignored;

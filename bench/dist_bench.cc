@@ -36,7 +36,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "worker/engine/dist/c10d_collectives.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/train_step.h"
 

@@ -23,7 +23,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/train_step.h"
 

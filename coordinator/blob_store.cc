@@ -14,32 +14,18 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 
 namespace clmae {
 namespace {
 
 namespace fs = std::filesystem;
 
-absl::Status ErrnoError(absl::string_view what, const std::string& path, int error) {
-  return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(error)));
-}
-
 absl::Status MakeDir(const std::string& path) {
-  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoError("mkdir", path, errno);
+  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir", path);
   struct stat st;
-  if (stat(path.c_str(), &st) != 0) return ErrnoError("stat", path, errno);
+  if (stat(path.c_str(), &st) != 0) return ErrnoStatus(errno, "stat", path);
   if (!S_ISDIR(st.st_mode)) return absl::InternalError(absl::StrCat(path, " is not a folder"));
-  return absl::OkStatus();
-}
-
-// A rename or a new entry is durable only once its folder is fsynced.
-absl::Status SyncDir(const std::string& path) {
-  const int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return ErrnoError("open", path, errno);
-  const int rc = fsync(fd);
-  const int error = errno;
-  close(fd);
-  if (rc != 0) return ErrnoError("fsync", path, error);
   return absl::OkStatus();
 }
 
@@ -51,7 +37,7 @@ absl::Status NotADigest() {
 
 absl::StatusOr<int64_t> StorageIo::FreeBytes(const std::string& path) {
   struct statvfs st;
-  if (statvfs(path.c_str(), &st) != 0) return ErrnoError("statvfs", path, errno);
+  if (statvfs(path.c_str(), &st) != 0) return ErrnoStatus(errno, "statvfs", path);
   return static_cast<int64_t>(st.f_bavail) * static_cast<int64_t>(st.f_frsize);
 }
 
@@ -121,13 +107,13 @@ absl::Status TempBlob::Sync() {
   if (!status_.ok()) return status_;
   if (fd_ < 0) return absl::FailedPreconditionError("temp blob: already closed");
   if (fsync(fd_) != 0) {
-    Fail(ErrnoError("fsync", path_, errno));
+    Fail(ErrnoStatus(errno, "fsync", path_));
     return status_;
   }
   const int rc = close(fd_);
   fd_ = -1;
   if (rc != 0) {
-    Fail(ErrnoError("close", path_, errno));
+    Fail(ErrnoStatus(errno, "close", path_));
     return status_;
   }
   return absl::OkStatus();
@@ -188,7 +174,7 @@ absl::StatusOr<std::unique_ptr<TempBlob>> BlobStore::NewTemp(int64_t declared_si
   const int fd = mkostemp(path.data(), O_CLOEXEC);
   if (fd < 0) {
     *reserved_ -= declared_size;
-    return ErrnoError("mkostemp", path, errno);
+    return ErrnoStatus(errno, "mkostemp", path);
   }
   return std::unique_ptr<TempBlob>(
       new TempBlob(io_, reserved_, std::move(path), fd, declared_size));
@@ -209,17 +195,17 @@ absl::Status BlobStore::Install(TempBlob& temp, const std::string& sha256) {
   struct stat st;
   if (stat(prefix_dir.c_str(), &st) != 0) {
     if (absl::Status s = MakeDir(prefix_dir); !s.ok()) return s;
-    if (absl::Status s = SyncDir(dir_ + "/blobs"); !s.ok()) return s;
+    if (absl::Status s = SyncDirectory(dir_ + "/blobs"); !s.ok()) return s;
   }
   const std::string path = BlobPath(sha256);
   if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == temp.size()) {
     temp.Remove();  // the same bytes are already stored and durable
     return absl::OkStatus();
   }
-  if (rename(temp.path_.c_str(), path.c_str()) != 0) return ErrnoError("rename to", path, errno);
+  if (rename(temp.path_.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename to", path);
   temp.path_.clear();
   stored_bytes_ += temp.size();
-  return SyncDir(prefix_dir);
+  return SyncDirectory(prefix_dir);
 }
 
 absl::Status BlobStore::Remove(const std::string& sha256) {
@@ -229,7 +215,7 @@ absl::Status BlobStore::Remove(const std::string& sha256) {
   if (stat(path.c_str(), &st) != 0) return absl::OkStatus();
   if (unlink(path.c_str()) != 0) {
     if (errno == ENOENT) return absl::OkStatus();
-    return ErrnoError("unlink", path, errno);
+    return ErrnoStatus(errno, "unlink", path);
   }
   stored_bytes_ -= st.st_size;
   return absl::OkStatus();
@@ -244,7 +230,7 @@ absl::StatusOr<std::unique_ptr<BlobReader>> BlobStore::OpenReader(const std::str
     if (errno == ENOENT) {
       return absl::NotFoundError(absl::StrCat("blob store: no blob ", sha256, " on disk"));
     }
-    return ErrnoError("open", BlobPath(sha256), errno);
+    return ErrnoStatus(errno, "open", BlobPath(sha256));
   }
   return std::unique_ptr<BlobReader>(new BlobReader(fd, offset, size));
 }

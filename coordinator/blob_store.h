@@ -17,8 +17,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "services/file_writeback.h"
-#include "services/sha256.h"
+#include "common/file_writeback.h"
+#include "common/sha256.h"
 
 namespace clmae {
 

@@ -8,7 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "coordinator/proto_time.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -168,26 +168,8 @@ CheckpointStore::~CheckpointStore() {
 }
 
 absl::Status CheckpointStore::Migrate() {
-  ASSIGN_OR_RETURN(auto version_stmt, db_->Prepare("PRAGMA user_version"));
-  ASSIGN_OR_RETURN(bool row, version_stmt->Step());
-  const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
-  version_stmt.reset();
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("checkpoint index: schema version ", version,
-                     " was written by a newer clmae-coordinator; this one knows versions up to ",
-                     kSchemaVersion));
-  }
-  for (int64_t v = version; v < kSchemaVersion; ++v) {
-    RETURN_IF_ERROR(db_->Begin());
-    SqliteTransaction txn(db_.get());
-    RETURN_IF_ERROR(db_->Exec(kMigrations[v]));
-    RETURN_IF_ERROR(db_->Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
-                                           absl::ToUnixMicros(absl::Now()), ");",
-                                           "PRAGMA user_version = ", v + 1, ";")));
-    RETURN_IF_ERROR(txn.Commit());
-  }
-  return absl::OkStatus();
+  static const std::vector<const char*> kList(std::begin(kMigrations), std::end(kMigrations));
+  return MigrateSchema(*db_, "checkpoint index", kList);
 }
 
 absl::Status CheckpointStore::SweepOrphans() {

@@ -1,6 +1,6 @@
 #pragma once
 
-// The coordinator's checkpoint store (ARCHITECTURE.md, "Checkpoints"): the
+// The coordinator's checkpoint store (docs/README.md, "Checkpoints"): the
 // files rank 0 uploads, kept content-addressed under <dir>/blobs (BlobStore)
 // with an SQLite index at <dir>/index.db (WAL, synchronous=FULL) that maps
 // opaque ids to their metadata and blob digest.

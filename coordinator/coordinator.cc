@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 

@@ -9,8 +9,8 @@
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
 // Header-only: the trainer's exit codes.
-#include "services/exit_codes.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/exit_codes.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

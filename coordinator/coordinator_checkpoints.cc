@@ -12,8 +12,8 @@
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
 // Header-only constants shared with the validator and the trainer.
-#include "services/job_spec_defaults.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/job_spec/job_spec_defaults.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

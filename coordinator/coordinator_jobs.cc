@@ -10,7 +10,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

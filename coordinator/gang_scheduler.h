@@ -1,6 +1,6 @@
 #pragma once
 
-// Gang placement (ARCHITECTURE.md "Scheduling"): every rank of a job at once
+// Gang placement (docs/README.md, "Job lifecycle"): every rank of a job at once
 // or none, on as few nodes as possible, with rank 0's node hosting the
 // job's c10d TCPStore at a port from a configured range. Pure: it reads a
 // snapshot of free capacity and returns placements; the caller commits them.

@@ -3,7 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 // Header-only constants shared with the validator and the trainer.
-#include "services/job_spec_defaults.h"
+#include "common/job_spec/job_spec_defaults.h"
 
 namespace clmae {
 

@@ -1,18 +1,8 @@
 #include "coordinator/job_state_machine.h"
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace clmae {
-
-bool IsTerminal(v1::JobState state) {
-  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED;
-}
-
-bool IsPlaced(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
-}
 
 bool IsLegalTransition(v1::JobState from, v1::JobState to) {
   if (IsTerminal(from) || from == v1::JOB_STATE_UNSPECIFIED) return false;
@@ -39,14 +29,6 @@ absl::Status CheckTransition(v1::JobState from, v1::JobState to) {
   if (IsLegalTransition(from, to)) return absl::OkStatus();
   return absl::FailedPreconditionError(
       absl::StrCat("job state ", JobStateName(from), " cannot change to ", JobStateName(to)));
-}
-
-std::string JobStateName(v1::JobState state) {
-  if (!v1::JobState_IsValid(state)) return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
-  std::string name = v1::JobState_Name(state);
-  constexpr absl::string_view kPrefix = "JOB_STATE_";
-  if (absl::StartsWith(name, kPrefix)) name.erase(0, kPrefix.size());
-  return name;
 }
 
 }  // namespace clmae

@@ -1,6 +1,6 @@
 #pragma once
 
-// The job lifecycle of ARCHITECTURE.md as data: which state changes are
+// The job lifecycle (docs/README.md) as data: which state changes are
 // legal. Pure functions; thread-safe.
 //
 //   PENDING -> SCHEDULED -> RUNNING -> SUCCEEDED
@@ -12,14 +12,9 @@
 
 #include "absl/status/status.h"
 #include "clmae/v1/job.pb.h"
+#include "common/proto_enums.h"  // IsTerminal, IsPlaced, JobStateName
 
 namespace clmae {
-
-// SUCCEEDED, FAILED and CANCELLED: nothing leaves them.
-bool IsTerminal(v1::JobState state);
-
-// SCHEDULED and RUNNING: the current attempt holds a placement on workers.
-bool IsPlaced(v1::JobState state);
 
 // Whether `from -> to` is a legal transition.
 bool IsLegalTransition(v1::JobState from, v1::JobState to);
@@ -27,9 +22,5 @@ bool IsLegalTransition(v1::JobState from, v1::JobState to);
 // OK for a legal transition; FAILED_PRECONDITION naming both states
 // ("job state RUNNING cannot change to PENDING") otherwise.
 absl::Status CheckTransition(v1::JobState from, v1::JobState to);
-
-// "RUNNING" for JOB_STATE_RUNNING (the name without the enum's prefix);
-// "UNKNOWN(n)" for a value outside the enum.
-std::string JobStateName(v1::JobState state);
 
 }  // namespace clmae

@@ -14,7 +14,7 @@
 #include "coordinator/job_store_schema.h"
 #include "coordinator/proto_time.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -66,30 +66,10 @@ JobStore::~JobStore() {
 }
 
 absl::Status JobStore::Migrate() {
-  ASSIGN_OR_RETURN(auto version_stmt, db_->Prepare("PRAGMA user_version"));
-  ASSIGN_OR_RETURN(bool row, version_stmt->Step());
-  const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
-  version_stmt.reset();
-  const std::vector<const char*>& migrations = JobStoreMigrations();
-  if (version > kSchemaVersion) {
-    return absl::FailedPreconditionError(absl::StrFormat(
-        "job store: schema version %d was written by a newer clmae-coordinator; this one knows "
-        "versions up to %d",
-        version, kSchemaVersion));
-  }
-  if (static_cast<int>(migrations.size()) != kSchemaVersion) {
+  if (static_cast<int>(JobStoreMigrations().size()) != kSchemaVersion) {
     return absl::InternalError("job store: migration list and schema version disagree");
   }
-  for (int64_t v = version; v < kSchemaVersion; ++v) {
-    RETURN_IF_ERROR(db_->Begin());
-    SqliteTransaction txn(db_.get());
-    RETURN_IF_ERROR(db_->Exec(migrations[v]));
-    RETURN_IF_ERROR(db_->Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
-                                           absl::ToUnixMicros(absl::Now()), ");",
-                                           "PRAGMA user_version = ", v + 1, ";")));
-    RETURN_IF_ERROR(txn.Commit());
-  }
-  return absl::OkStatus();
+  return MigrateSchema(*db_, "job store", JobStoreMigrations());
 }
 
 absl::Status JobStore::PrepareStatements() {

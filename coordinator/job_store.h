@@ -3,7 +3,7 @@
 // The coordinator's durable state: jobs and their append-only event log in
 // one SQLite file (WAL, synchronous=FULL). Every write has committed when the
 // call returns, so whatever a caller acts on or acknowledges survives a crash
-// (ARCHITECTURE.md "Job lifecycle").
+// (docs/README.md "Job lifecycle").
 //
 // Group commit: writes from concurrent callers share one transaction, hence
 // one fsync. The first caller to find no commit in progress commits every

@@ -1,6 +1,8 @@
 #include "coordinator/sqlite_db.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -133,5 +135,30 @@ void SqliteDb::Rollback() { sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, null
 
 int64_t SqliteDb::LastInsertRowId() const { return sqlite3_last_insert_rowid(db_); }
 int SqliteDb::Changes() const { return sqlite3_changes(db_); }
+
+absl::Status MigrateSchema(SqliteDb& db, absl::string_view what,
+                           const std::vector<const char*>& migrations) {
+  ASSIGN_OR_RETURN(auto version_stmt, db.Prepare("PRAGMA user_version"));
+  ASSIGN_OR_RETURN(bool row, version_stmt->Step());
+  const int64_t version = row ? version_stmt->ColumnInt(0) : 0;
+  version_stmt.reset();
+  const int64_t latest = static_cast<int64_t>(migrations.size());
+  if (version > latest) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(what, ": schema version ", version,
+                     " was written by a newer clmae-coordinator; this one knows versions up to ",
+                     latest));
+  }
+  for (int64_t v = version; v < latest; ++v) {
+    RETURN_IF_ERROR(db.Begin());
+    SqliteTransaction txn(&db);
+    RETURN_IF_ERROR(db.Exec(migrations[v]));
+    RETURN_IF_ERROR(db.Exec(absl::StrCat("INSERT INTO schema_migrations VALUES (", v + 1, ", ",
+                                         absl::ToUnixMicros(absl::Now()), ");",
+                                         "PRAGMA user_version = ", v + 1, ";")));
+    RETURN_IF_ERROR(txn.Commit());
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace clmae

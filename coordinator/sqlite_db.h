@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -80,6 +81,14 @@ class SqliteDb {
   explicit SqliteDb(sqlite3* db) : db_(db) {}
   sqlite3* db_;
 };
+
+// Brings the schema of `db` from its `PRAGMA user_version` up to
+// `migrations.size()`: migration i (0-based) takes version i to i + 1, each in
+// its own transaction with a row in `schema_migrations` (which the first
+// migration creates). FAILED_PRECONDITION, naming `what`, when the database
+// was written by a newer build (its version is past the list).
+absl::Status MigrateSchema(SqliteDb& db, absl::string_view what,
+                           const std::vector<const char*>& migrations);
 
 // Rolls back an open transaction unless Commit() was called on it.
 class SqliteTransaction {

@@ -1,6 +1,6 @@
 #pragma once
 
-// Bearer-token authorization for the coordinator's RPCs (ARCHITECTURE.md,
+// Bearer-token authorization for the coordinator's RPCs (docs/README.md,
 // "Security"). A token carries one role: `client` (the Coordinator service:
 // submit, watch, cancel...) or `worker` (the WorkerControl service: agents
 // and trainers). Health and reflection need no token.

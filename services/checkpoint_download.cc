@@ -15,47 +15,17 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "services/file_writeback.h"
-#include "services/sha256.h"
+#include "common/file_writeback.h"
+#include "common/sha256.h"
 #include "services/status_mapping.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
 
 // The largest chunk the protocol allows (checkpoint.proto).
 constexpr int64_t kMaxChunkBytes = 1 << 20;
-
-absl::Status FileError(absl::string_view what, const std::string& path, int error) {
-  return absl::Status(absl::ErrnoToStatusCode(error),
-                      absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(error)));
-}
-
-// An open file descriptor, closed on destruction.
-class UniqueFd {
- public:
-  explicit UniqueFd(int fd = -1) : fd_(fd) {}
-  ~UniqueFd() { Reset(); }
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept {
-    if (this != &other) {
-      Reset();
-      fd_ = std::exchange(other.fd_, -1);
-    }
-    return *this;
-  }
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-
-  int get() const { return fd_; }
-  void Reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
 
 // Which checkpoint the bytes of a .part belong to.
 struct PartIdentity {
@@ -77,11 +47,8 @@ std::optional<PartIdentity> ReadSidecar(const std::string& path) {
 }
 
 absl::Status WriteSidecar(const std::string& path, const PartIdentity& identity) {
-  std::ofstream out(path, std::ios::trunc);
-  out << identity.id << '\n' << identity.sha256 << '\n' << identity.size << '\n';
-  out.close();
-  if (!out) return FileError("write", path, errno != 0 ? errno : EIO);
-  return absl::OkStatus();
+  return WriteFileAtomically(path,
+                             absl::StrCat(identity.id, "\n", identity.sha256, "\n", identity.size, "\n"));
 }
 
 PartIdentity IdentityOf(const v1::Checkpoint& checkpoint) {
@@ -90,14 +57,14 @@ PartIdentity IdentityOf(const v1::Checkpoint& checkpoint) {
 
 absl::StatusOr<int64_t> FileSize(int fd, const std::string& path) {
   struct stat st {};
-  if (::fstat(fd, &st) != 0) return FileError("stat", path, errno);
+  if (::fstat(fd, &st) != 0) return ErrnoStatus(errno, "cannot stat", path);
   return static_cast<int64_t>(st.st_size);
 }
 
 // Cuts the file to `size` bytes and puts the write position there.
 absl::Status TruncateTo(int fd, const std::string& path, int64_t size) {
-  if (::ftruncate(fd, size) != 0) return FileError("truncate", path, errno);
-  if (::lseek(fd, size, SEEK_SET) < 0) return FileError("seek in", path, errno);
+  if (::ftruncate(fd, size) != 0) return ErrnoStatus(errno, "cannot truncate", path);
+  if (::lseek(fd, size, SEEK_SET) < 0) return ErrnoStatus(errno, "cannot seek in", path);
   return absl::OkStatus();
 }
 
@@ -107,7 +74,7 @@ absl::Status Append(int fd, const std::string& path, const std::string& bytes) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return FileError("write", path, errno);
+      return ErrnoStatus(errno, "cannot write", path);
     }
     written += static_cast<size_t>(n);
   }
@@ -122,22 +89,13 @@ absl::Status HashPrefix(int fd, const std::string& path, int64_t size, Sha256& h
     const ssize_t n = ::pread(fd, block.data(), std::min<int64_t>(block.size(), size - done), done);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return FileError("read", path, errno);
+      return ErrnoStatus(errno, "cannot read", path);
     }
     if (n == 0) return absl::DataLossError(absl::StrCat(path, " shrank while it was read"));
     hasher.Update(block.data(), static_cast<size_t>(n));
     done += n;
   }
   return absl::OkStatus();
-}
-
-void SyncDirectoryOf(const std::string& path) {
-  const size_t slash = path.find_last_of('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
-  UniqueFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  // Best effort: the rename is already visible; this makes it durable.
-  if (fd.get() >= 0) ::fsync(fd.get());
 }
 
 bool IsRetryable(absl::StatusCode code) {
@@ -168,7 +126,7 @@ class Download {
   // Opens the .part and decides where to resume.
   absl::Status Start() {
     fd_ = UniqueFd(::open(part_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-    if (fd_.get() < 0) return FileError("open", part_, errno);
+    if (fd_.get() < 0) return ErrnoStatus(errno, "cannot open", part_);
     if (options_.resume) known_ = ReadSidecar(sidecar_);
     int64_t offset = 0;
     if (known_.has_value()) {
@@ -210,11 +168,12 @@ class Download {
           ", expected ", record.metadata().size_bytes(), " bytes with SHA-256 ",
           record.metadata().sha256(), "; the partial file was removed"));
     }
-    if (::fsync(fd_.get()) != 0) return FileError("fsync", part_, errno);
+    if (::fsync(fd_.get()) != 0) return ErrnoStatus(errno, "cannot fsync", part_);
     fd_.Reset();
-    if (::rename(part_.c_str(), path_.c_str()) != 0) return FileError("rename to", path_, errno);
+    if (::rename(part_.c_str(), path_.c_str()) != 0) return ErrnoStatus(errno, "cannot rename to", path_);
     ::unlink(sidecar_.c_str());
-    SyncDirectoryOf(path_);
+    // Best effort: the rename is already visible; this makes it durable.
+    SyncDirectory(DirectoryOf(path_)).IgnoreError();
     return record;
   }
 

@@ -19,7 +19,7 @@
 #include "services/status_mapping.h"
 #include "services/unary_call.h"
 #include "services/worker_control_service.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

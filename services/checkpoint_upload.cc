@@ -12,7 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 #include "services/status_mapping.h"
 
 namespace clmae {

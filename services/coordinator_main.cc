@@ -22,7 +22,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -32,10 +31,12 @@
 #include "coordinator/coordinator.h"
 #include "prometheus/registry.h"
 #include "services/auth.h"
-#include "services/command_line.h"
+#include "common/command_line.h"
+#include "common/exit_codes.h"
+#include "common/file_io.h"
 #include "services/coordinator_metrics.h"
-#include "services/job_spec_validator.h"
-#include "services/metrics_server.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/metrics_server.h"
 #include "services/server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve on; port 0 picks a free one");
@@ -87,11 +88,6 @@ void Say(absl::string_view message) {
                message.data());
 }
 
-int Fail(int code, absl::string_view message) {
-  Say(message);
-  return code;
-}
-
 // The tokens from --tokens_file and the environment; warnings go to stderr.
 absl::StatusOr<std::vector<clmae::TokenEntry>> LoadTokens() {
   std::vector<clmae::TokenEntry> tokens;
@@ -131,42 +127,31 @@ void TickUntil(clmae::Coordinator& coordinator, absl::Notification& stop) {
   }
 }
 
-}  // namespace
+// A start step's error as the process's exit: INVALID_ARGUMENT is a usage
+// error (kExitUsage), anything else a failure to start (kExitFailure).
+int ExitFor(const absl::Status& status) {
+  Say(status.message());
+  return absl::IsInvalidArgument(status) ? clmae::kExitUsage : clmae::kExitFailure;
+}
 
-int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
-      "The CL-MAE training service's control plane.\n"
-      "  clmae-coordinator --data_dir DIR [--listen HOST:PORT] (--tokens_file FILE | "
-      "--insecure_no_auth)");
-  // Blocked here, before any thread starts, so only sigwait below sees them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+// `status` as a usage error (INVALID_ARGUMENT) with `prefix`.
+absl::Status UsageError(absl::string_view prefix, const absl::Status& status) {
+  return absl::InvalidArgumentError(absl::StrCat(prefix, status.message()));
+}
 
-  std::vector<std::string> storage;
-  std::vector<char*> args = clmae::NormaliseFlagNames(argc, argv, storage);
-  if (absl::Status flags = clmae::CheckFlags(args); !flags.ok()) return Fail(2, flags.message());
-  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  if (rest.size() > 1) {
-    return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; run with --help"));
-  }
+// `status` as a failure to start that is not the command line's fault.
+absl::Status StartError(absl::string_view prefix, const absl::Status& status) {
+  return absl::Status(absl::IsInvalidArgument(status) ? absl::StatusCode::kFailedPrecondition
+                                                      : status.code(),
+                      absl::StrCat(prefix, status.message()));
+}
 
-  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
-  if (data_dir.empty()) {
-    return Fail(2, "--data_dir is required: the folder that holds the job store");
-  }
-  absl::StatusOr<std::pair<int, int>> ports =
-      clmae::ParsePortRange(absl::GetFlag(FLAGS_master_port_range), "master_port_range");
-  if (!ports.ok()) return Fail(2, ports.status().message());
-  if (absl::GetFlag(FLAGS_hang_timeout) < absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_cancel_grace) < absl::ZeroDuration()) {
-    return Fail(2, "--hang_timeout and --cancel_grace cannot be negative");
-  }
+// The gRPC server's options from the flags: listen address, TLS, tokens.
+// Auth is checked here, before the store is touched, so a misconfigured start
+// leaves nothing behind.
+absl::StatusOr<clmae::ServerOptions> ServerOptionsFromFlags() {
   absl::StatusOr<std::vector<clmae::TokenEntry>> tokens = LoadTokens();
-  if (!tokens.ok()) return Fail(2, tokens.status().message());
-
+  if (!tokens.ok()) return UsageError("", tokens.status());
   clmae::ServerOptions server_options;
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   server_options.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
@@ -174,34 +159,50 @@ int main(int argc, char** argv) {
   server_options.tokens = *std::move(tokens);
   server_options.insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  // Auth is checked before the store is touched, so a misconfigured start
-  // leaves nothing behind.
   if (absl::StatusOr<clmae::Authorizer> auth =
           clmae::Authorizer::Create(server_options.tokens, server_options.insecure_no_auth);
       !auth.ok()) {
-    return Fail(2, auth.status().message());
+    return UsageError("", auth.status());
   }
   if (server_options.tokens.empty()) {
     Say("warning: --insecure_no_auth: every call is accepted without a token");
   }
+  return server_options;
+}
 
+// The domain's options from the flags; creates --data_dir.
+absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
+  const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
+  if (data_dir.empty()) {
+    return absl::InvalidArgumentError("--data_dir is required: the folder that holds the job store");
+  }
+  absl::StatusOr<std::pair<int, int>> ports =
+      clmae::ParsePortRange(absl::GetFlag(FLAGS_master_port_range), "master_port_range");
+  if (!ports.ok()) return ports.status();
+  if (absl::GetFlag(FLAGS_hang_timeout) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_cancel_grace) < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--hang_timeout and --cancel_grace cannot be negative");
+  }
+  constexpr int64_t kMaxMiB = int64_t{1} << 40;  // so that MiB << 20 fits in an int64
+  const int64_t max_checkpoint_mb = absl::GetFlag(FLAGS_max_checkpoint_mb);
+  const int64_t min_free_mb = absl::GetFlag(FLAGS_checkpoint_min_free_mb);
+  if (max_checkpoint_mb < 1 || max_checkpoint_mb > kMaxMiB || min_free_mb < 0 ||
+      min_free_mb > kMaxMiB) {
+    return absl::InvalidArgumentError(absl::StrCat("--max_checkpoint_mb must be in 1..", kMaxMiB,
+                                                   " and --checkpoint_min_free_mb in 0..",
+                                                   kMaxMiB));
+  }
   std::error_code error;
   std::filesystem::create_directories(data_dir, error);
   if (error) {
-    return Fail(1, absl::StrCat("cannot create --data_dir '", data_dir, "': ", error.message()));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create --data_dir '", data_dir, "': ", error.message()));
   }
   clmae::CoordinatorOptions options;
   options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
   options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
-  constexpr int64_t kMaxMiB = int64_t{1} << 40;  // so that MiB << 20 fits in an int64
-  if (absl::GetFlag(FLAGS_max_checkpoint_mb) < 1 || absl::GetFlag(FLAGS_max_checkpoint_mb) > kMaxMiB ||
-      absl::GetFlag(FLAGS_checkpoint_min_free_mb) < 0 ||
-      absl::GetFlag(FLAGS_checkpoint_min_free_mb) > kMaxMiB) {
-    return Fail(2, absl::StrCat("--max_checkpoint_mb must be in 1..", kMaxMiB,
-                                " and --checkpoint_min_free_mb in 0..", kMaxMiB));
-  }
-  options.max_checkpoint_bytes = absl::GetFlag(FLAGS_max_checkpoint_mb) << 20;
-  options.checkpoint_min_free_bytes = absl::GetFlag(FLAGS_checkpoint_min_free_mb) << 20;
+  options.max_checkpoint_bytes = max_checkpoint_mb << 20;
+  options.checkpoint_min_free_bytes = min_free_mb << 20;
   options.lease = absl::GetFlag(FLAGS_lease);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
@@ -209,66 +210,76 @@ int main(int argc, char** argv) {
   options.master_port_min = ports->first;
   options.master_port_max = ports->second;
   options.validate_spec = clmae::ValidateJobSpec;
-  absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
-      clmae::Coordinator::Open(std::move(options));
-  if (!coordinator.ok()) {
-    return Fail(absl::IsInvalidArgument(coordinator.status()) ? 2 : 1,
-                absl::StrCat("cannot open the coordinator: ", coordinator.status().message()));
-  }
+  return options;
+}
 
-  // Metrics (docs/metrics.md) start before the gRPC server, so a taken
-  // metrics port stops the start before anything is served.
-  auto registry = std::make_shared<prometheus::Registry>();
+// The coordinator's metrics and their HTTP server (docs/metrics.md), when
+// --metrics_listen is set; the RPC timing interceptor joins `server_options`.
+struct MetricsEndpoint {
+  std::shared_ptr<prometheus::Registry> registry;
   std::shared_ptr<clmae::CoordinatorMetrics> metrics;
-  std::unique_ptr<clmae::MetricsServer> metrics_server;
-  if (const std::string listen = absl::GetFlag(FLAGS_metrics_listen); !listen.empty()) {
-    absl::StatusOr<std::shared_ptr<clmae::CoordinatorMetrics>> created =
-        clmae::CoordinatorMetrics::Create(
-            coordinator->get(), *registry,
-            {.checkpoint_times = [c = coordinator->get()] { return c->LastCheckpointTimes(); }});
-    if (!created.ok()) return Fail(1, absl::StrCat("metrics: ", created.status().message()));
-    metrics = *std::move(created);
-    absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started =
-        clmae::MetricsServer::Start({.listen_address = listen}, {registry, metrics});
-    if (!started.ok()) {
-      return Fail(absl::IsInvalidArgument(started.status()) ? 2 : 1,
-                  absl::StrCat("--metrics_listen: ", started.status().message()));
-    }
-    metrics_server = *std::move(started);
-    if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
-      if (absl::Status written =
-              clmae::WriteFileAtomically(file, absl::StrCat(metrics_server->port(), "\n"));
-          !written.ok()) {
-        return Fail(1, absl::StrCat("--metrics_port_file: ", written.message()));
-      }
-    }
-    clmae::CoordinatorMetrics* timer = metrics.get();
-    server_options.interceptors = [timer] {
-      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> all;
-      all.push_back(timer->RpcInterceptorFactory());
-      return all;
-    };
-    std::printf("clmae-coordinator metrics on :%d\n", metrics_server->port());
-  }
+  std::unique_ptr<clmae::MetricsServer> server;
+};
 
-  absl::StatusOr<std::unique_ptr<clmae::CoordinatorServer>> server =
-      clmae::CoordinatorServer::Start(server_options, coordinator->get());
-  if (!server.ok()) {
-    return Fail(absl::IsInvalidArgument(server.status()) ? 2 : 1, server.status().message());
+absl::StatusOr<MetricsEndpoint> StartMetrics(clmae::Coordinator* coordinator,
+                                             clmae::ServerOptions& server_options) {
+  MetricsEndpoint endpoint;
+  const std::string listen = absl::GetFlag(FLAGS_metrics_listen);
+  if (listen.empty()) return endpoint;
+  endpoint.registry = std::make_shared<prometheus::Registry>();
+  absl::StatusOr<std::shared_ptr<clmae::CoordinatorMetrics>> created =
+      clmae::CoordinatorMetrics::Create(
+          coordinator, *endpoint.registry,
+          {.checkpoint_times = [coordinator] { return coordinator->LastCheckpointTimes(); }});
+  if (!created.ok()) return StartError("metrics: ", created.status());
+  endpoint.metrics = *std::move(created);
+  absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started =
+      clmae::MetricsServer::Start({.listen_address = listen}, {endpoint.registry, endpoint.metrics});
+  if (!started.ok()) {
+    return absl::Status(started.status().code(),
+                        absl::StrCat("--metrics_listen: ", started.status().message()));
   }
+  endpoint.server = *std::move(started);
+  if (const std::string file = absl::GetFlag(FLAGS_metrics_port_file); !file.empty()) {
+    if (absl::Status written =
+            clmae::WriteFileAtomically(file, absl::StrCat(endpoint.server->port(), "\n"));
+        !written.ok()) {
+      return StartError("--metrics_port_file: ", written);
+    }
+  }
+  clmae::CoordinatorMetrics* timer = endpoint.metrics.get();
+  server_options.interceptors = [timer] {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> all;
+    all.push_back(timer->RpcInterceptorFactory());
+    return all;
+  };
+  std::printf("clmae-coordinator metrics on :%d\n", endpoint.server->port());
+  return endpoint;
+}
+
+// Serves until SIGINT or SIGTERM (blocked in `stop_signals`), with the
+// coordinator's clock ticking; then drains and stops.
+int Serve(clmae::Coordinator& coordinator, const clmae::ServerOptions& server_options,
+          const sigset_t& stop_signals) {
+  absl::StatusOr<std::unique_ptr<clmae::CoordinatorServer>> server =
+      clmae::CoordinatorServer::Start(server_options, &coordinator);
+  if (!server.ok()) return ExitFor(server.status());
   absl::Notification stop_ticking;
-  std::thread ticker([&] { TickUntil(**coordinator, stop_ticking); });
+  std::thread ticker([&] { TickUntil(coordinator, stop_ticking); });
+  auto stop = [&](absl::Duration grace) {
+    (*server)->Shutdown(grace);
+    stop_ticking.Notify();
+    ticker.join();
+  };
 
   const std::string bound = BoundAddress(server_options.listen_address, (*server)->port());
   if (const std::string port_file = absl::GetFlag(FLAGS_port_file); !port_file.empty()) {
     if (absl::Status written =
             clmae::WriteFileAtomically(port_file, absl::StrCat((*server)->port(), "\n"));
         !written.ok()) {
-      Fail(1, absl::StrCat("--port_file: ", written.message()));
-      (*server)->Shutdown(absl::ZeroDuration());
-      stop_ticking.Notify();
-      ticker.join();
-      return 1;
+      Say(absl::StrCat("--port_file: ", written.message()));
+      stop(absl::ZeroDuration());
+      return clmae::kExitFailure;
     }
   }
   std::printf("clmae-coordinator listening on %s\n", bound.c_str());
@@ -277,12 +288,43 @@ int main(int argc, char** argv) {
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   Say(absl::StrCat("got signal ", signal_number, "; shutting down"));
-  (*server)->Shutdown(absl::GetFlag(FLAGS_shutdown_grace));
-  stop_ticking.Notify();
-  ticker.join();
-  server->reset();
-  metrics_server.reset();
-  metrics.reset();  // stops watching the coordinator
+  stop(absl::GetFlag(FLAGS_shutdown_grace));
+  return clmae::kExitOk;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "The CL-MAE training service's control plane.\n"
+      "  clmae-coordinator --data_dir DIR [--listen HOST:PORT] (--tokens_file FILE | "
+      "--insecure_no_auth)");
+  // Blocked here, before any thread starts, so only sigwait in Serve sees them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  clmae::ParseCommandLineOrExit(argc, argv, "clmae-coordinator");
+
+  absl::StatusOr<clmae::CoordinatorOptions> options = CoordinatorOptionsFromFlags();
+  if (!options.ok()) return ExitFor(options.status());
+  absl::StatusOr<clmae::ServerOptions> server_options = ServerOptionsFromFlags();
+  if (!server_options.ok()) return ExitFor(server_options.status());
+  absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
+      clmae::Coordinator::Open(*std::move(options));
+  if (!coordinator.ok()) {
+    return ExitFor(absl::Status(coordinator.status().code(),
+                                absl::StrCat("cannot open the coordinator: ",
+                                             coordinator.status().message())));
+  }
+  // Metrics start before the gRPC server, so a taken metrics port stops the
+  // start before anything is served.
+  absl::StatusOr<MetricsEndpoint> metrics = StartMetrics(coordinator->get(), *server_options);
+  if (!metrics.ok()) return ExitFor(metrics.status());
+  const int code = Serve(**coordinator, *server_options, stop_signals);
+  metrics->server.reset();  // no scrape after this
+  metrics->metrics.reset();  // stops watching the coordinator
   coordinator->reset();
-  return 0;
+  return code;
 }

@@ -1,7 +1,7 @@
 #include "services/coordinator_metrics.h"
 
-#include <array>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <map>
 #include <utility>
@@ -20,27 +20,10 @@ using prometheus::MetricFamily;
 using prometheus::MetricType;
 using Labels = std::vector<ClientMetric::Label>;
 
-constexpr std::array<v1::JobState, 7> kStates = {
-    v1::JOB_STATE_PENDING,   v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING,
-    v1::JOB_STATE_RESTARTING, v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
-    v1::JOB_STATE_CANCELLED};
-
-const char* StateName(v1::JobState state) {
-  switch (state) {
-    case v1::JOB_STATE_PENDING: return "pending";
-    case v1::JOB_STATE_SCHEDULED: return "scheduled";
-    case v1::JOB_STATE_RUNNING: return "running";
-    case v1::JOB_STATE_RESTARTING: return "restarting";
-    case v1::JOB_STATE_SUCCEEDED: return "succeeded";
-    case v1::JOB_STATE_FAILED: return "failed";
-    case v1::JOB_STATE_CANCELLED: return "cancelled";
-    default: return "unspecified";
-  }
-}
-
-bool Placed(v1::JobState state) {
-  return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING;
-}
+constexpr std::array<v1::JobState, 7> kStates = {v1::JOB_STATE_PENDING,   v1::JOB_STATE_SCHEDULED,
+                                                 v1::JOB_STATE_RUNNING,   v1::JOB_STATE_RESTARTING,
+                                                 v1::JOB_STATE_SUCCEEDED, v1::JOB_STATE_FAILED,
+                                                 v1::JOB_STATE_CANCELLED};
 
 MetricFamily NewFamily(std::string name, std::string help) {
   MetricFamily family;
@@ -108,12 +91,23 @@ class RpcTimerFactory : public grpc::experimental::ServerInterceptorFactoryInter
 }  // namespace
 
 const char* GrpcCodeName(grpc::StatusCode code) {
-  static constexpr std::array<const char*, 17> kNames = {
-      "OK",        "CANCELLED",          "UNKNOWN",           "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",    "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",       "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static constexpr std::array<const char*, 17> kNames = {"OK",
+                                                         "CANCELLED",
+                                                         "UNKNOWN",
+                                                         "INVALID_ARGUMENT",
+                                                         "DEADLINE_EXCEEDED",
+                                                         "NOT_FOUND",
+                                                         "ALREADY_EXISTS",
+                                                         "PERMISSION_DENIED",
+                                                         "RESOURCE_EXHAUSTED",
+                                                         "FAILED_PRECONDITION",
+                                                         "ABORTED",
+                                                         "OUT_OF_RANGE",
+                                                         "UNIMPLEMENTED",
+                                                         "INTERNAL",
+                                                         "UNAVAILABLE",
+                                                         "DATA_LOSS",
+                                                         "UNAUTHENTICATED"};
   const int i = static_cast<int>(code);
   return i >= 0 && i < static_cast<int>(kNames.size()) ? kNames[i] : "UNKNOWN";
 }
@@ -146,8 +140,8 @@ CoordinatorMetrics::CoordinatorMetrics(Coordinator* coordinator, prometheus::Reg
               .Name("clmae_coordinator_scheduling_latency_seconds")
               .Help("Time from a job's submission or requeue to its placement")
               .Register(registry)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.5, 1, 5, 10,
-                                                               30, 60, 300, 900, 3600})),
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30,
+                                                               60, 300, 900, 3600})),
       rpc_duration_(prometheus::BuildHistogram()
                         .Name("clmae_coordinator_rpc_duration_seconds")
                         .Help("Server-side duration of RPCs by method and status code "
@@ -191,7 +185,8 @@ void CoordinatorMetrics::OnUpdate(const v1::JobUpdate& update) {
       view.restarts = job.restarts();
       view.has_progress = job.has_progress() && job.progress().has_update_time();
       if (view.has_progress) view.progress = job.progress();
-      if (job.state() == v1::JOB_STATE_PENDING) view.pending_since = FromProtoTime(job.update_time());
+      if (job.state() == v1::JOB_STATE_PENDING)
+        view.pending_since = FromProtoTime(job.update_time());
       if (IsTerminal(job.state())) view.ended = FromProtoTime(job.end_time());
       break;
     }
@@ -209,12 +204,12 @@ void CoordinatorMetrics::OnUpdate(const v1::JobUpdate& update) {
           view.pending_since != absl::InfinitePast()) {
         scheduling_latency_.Observe(absl::ToDoubleSeconds(at - view.pending_since));
       }
-      if (Placed(from) && (to == v1::JOB_STATE_RESTARTING || to == v1::JOB_STATE_FAILED)) {
+      if (IsPlaced(from) && (to == v1::JOB_STATE_RESTARTING || to == v1::JOB_STATE_FAILED)) {
         failures_.Increment();
       }
       if (IsTerminal(to)) {
         view.ended = at;
-        finished_.Add({{"state", StateName(to)}}).Increment();
+        finished_.Add({{"state", JobStateLabel(to)}}).Increment();
       }
       view.state = to;
       view.restarts = std::max(0, event.attempt() - 1);
@@ -233,8 +228,7 @@ void CoordinatorMetrics::ObserveRpc(const std::string& method, grpc::StatusCode 
                                     double seconds) {
   static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
       0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-  rpc_duration_.Add({{"method", method}, {"code", GrpcCodeName(code)}}, *kBuckets)
-      .Observe(seconds);
+  rpc_duration_.Add({{"method", method}, {"code", GrpcCodeName(code)}}, *kBuckets).Observe(seconds);
 }
 
 std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
@@ -242,26 +236,9 @@ CoordinatorMetrics::RpcInterceptorFactory() {
   return std::make_unique<RpcTimerFactory>(this);
 }
 
-std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
-  const absl::Time now = options_.clock();
-  // Jobs first seen by their submission event: their name and device kind
-  // come from the job itself, read outside our lock (Get takes the domain's).
-  std::vector<std::string> unknown;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const auto& [id, view] : jobs_) {
-      if (!view.details_known) unknown.push_back(id);
-    }
-  }
-  std::vector<std::pair<std::string, v1::Job>> fetched;
-  for (const std::string& id : unknown) {
-    absl::StatusOr<v1::Job> job = coordinator_->Get(id);
-    if (job.ok()) fetched.emplace_back(id, *std::move(job));
-  }
-  const std::vector<v1::Worker> workers = coordinator_->ListWorkers();
-  absl::flat_hash_map<std::string, absl::Time> checkpoints;
-  if (options_.checkpoint_times) checkpoints = options_.checkpoint_times();
-
+// The families Collect returns, in that order; a scrape fills them from the
+// mirror of the jobs and from the workers.
+struct CoordinatorMetrics::ScrapeFamilies {
   MetricFamily jobs = NewFamily("clmae_coordinator_jobs",
                                 "Jobs by state: every non-terminal job, and the jobs that ended "
                                 "within the retention window (1 h)");
@@ -276,10 +253,11 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
       "Devices of connected workers (CUDA devices, CPU slots) by kind and state (free, busy)");
   MetricFamily job_state =
       NewFamily("clmae_job_state", "1 for the job's current state, 0 for the others");
-  MetricFamily curriculum = NewFamily(
-      "clmae_job_curriculum_factor", "Curriculum factor lambda_cl of the job's latest report");
+  MetricFamily curriculum = NewFamily("clmae_job_curriculum_factor",
+                                      "Curriculum factor lambda_cl of the job's latest report");
   MetricFamily loss = NewFamily("clmae_job_loss", "Loss terms of the job's latest report");
-  MetricFamily lr = NewFamily("clmae_job_learning_rate", "Learning rate of the job's latest report");
+  MetricFamily lr =
+      NewFamily("clmae_job_learning_rate", "Learning rate of the job's latest report");
   MetricFamily steps_rate = NewFamily("clmae_job_steps_per_second",
                                       "Iterations per second over the job's latest log window");
   MetricFamily images_rate = NewFamily("clmae_job_images_per_second",
@@ -292,90 +270,146 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
       NewFamily("clmae_job_checkpoint_age_seconds",
                 "Seconds since the job's newest committed checkpoint (absent until one exists)");
 
+  // Adds the series of job `id`: its state, restarts, the age of its newest
+  // checkpoint (when `checkpoints` has one) and, once it reported progress,
+  // the progress series.
+  void AddJob(const std::string& id, const JobView& view, absl::Time now,
+              const absl::flat_hash_map<std::string, absl::Time>& checkpoints) {
+    const Labels labels = {{"job", id}, {"name", view.name}};
+    for (v1::JobState state : kStates) {
+      Labels with = labels;
+      with.push_back({"state", JobStateLabel(state)});
+      AddGauge(job_state, std::move(with), state == view.state ? 1 : 0);
+    }
+    AddGauge(restarts, labels, view.restarts);
+    if (auto it = checkpoints.find(id); it != checkpoints.end()) {
+      AddGauge(checkpoint_age, labels, absl::ToDoubleSeconds(now - it->second));
+    }
+    if (view.has_progress) AddProgress(labels, view.progress);
+  }
+
+  // Adds the series of one job's latest progress report `p`, under `labels`.
+  void AddProgress(const Labels& labels, const v1::Progress& p) {
+    AddGauge(curriculum, labels, p.curriculum_factor());
+    const std::pair<const char*, double> terms[] = {
+        {"mae", p.loss_mae()},     {"masker_recon", p.loss_masker_recon()},
+        {"gauss", p.loss_gauss()}, {"kl", p.loss_kl()},
+        {"div", p.loss_div()},     {"masker_total", p.loss_masker_total()}};
+    for (const auto& [term, value] : terms) {
+      Labels with = labels;
+      with.push_back({"term", term});
+      AddGauge(loss, std::move(with), value);
+    }
+    AddGauge(lr, labels, p.lr());
+    // images_seen counts every iteration's images since step 0, so this is
+    // the log window's iteration rate whatever the batch size.
+    AddGauge(steps_rate, labels,
+             p.images_seen() > 0 ? p.images_per_sec() * p.step() / p.images_seen() : 0);
+    AddGauge(images_rate, labels, p.images_per_sec());
+    AddGauge(step, labels, p.step());
+    if (p.total_steps() > 0) {
+      AddGauge(progress_ratio, labels, static_cast<double>(p.step()) / p.total_steps());
+    }
+  }
+
+  // Adds the worker series: registered workers by state, draining workers,
+  // and the devices of the connected ones by kind and state.
+  void AddWorkers(const std::vector<v1::Worker>& workers) {
+    int connected = 0, lost = 0, draining_count = 0;
+    int64_t cuda_free = 0, cuda_busy = 0, cpu_free = 0, cpu_busy = 0;
+    for (const v1::Worker& w : workers) {
+      if (w.state() == v1::WORKER_STATE_LOST) {
+        ++lost;
+        continue;
+      }
+      ++connected;
+      if (w.state() == v1::WORKER_STATE_DRAINING) ++draining_count;
+      cuda_free += w.free_devices();
+      cuda_busy += w.devices_size() - w.free_devices();
+      cpu_free += w.free_cpu_slots();
+      cpu_busy += w.cpu_slots() - w.free_cpu_slots();
+    }
+    AddGauge(worker_states, {{"state", "connected"}}, connected);
+    AddGauge(worker_states, {{"state", "lost"}}, lost);
+    AddGauge(draining, {}, draining_count);
+    AddGauge(devices, {{"kind", "cuda"}, {"state", "free"}}, cuda_free);
+    AddGauge(devices, {{"kind", "cuda"}, {"state", "busy"}}, cuda_busy);
+    AddGauge(devices, {{"kind", "cpu"}, {"state", "free"}}, cpu_free);
+    AddGauge(devices, {{"kind", "cpu"}, {"state", "busy"}}, cpu_busy);
+  }
+
+  // Moves out the families that have a sample, in the declared order (an
+  // empty family would print a HELP/TYPE with no sample).
+  std::vector<MetricFamily> TakeNonEmpty() {
+    std::vector<MetricFamily> out;
+    for (MetricFamily* family :
+         {&jobs, &queue, &worker_states, &draining, &devices, &job_state, &curriculum, &loss, &lr,
+          &steps_rate, &images_rate, &progress_ratio, &step, &restarts, &checkpoint_age}) {
+      if (!family->metric.empty()) out.push_back(std::move(*family));
+    }
+    return out;
+  }
+};
+
+std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
+  const absl::Time now = options_.clock();
+  const std::vector<std::pair<std::string, v1::Job>> fetched = FetchUnknownJobs();
+  const std::vector<v1::Worker> workers = coordinator_->ListWorkers();
+  absl::flat_hash_map<std::string, absl::Time> checkpoints;
+  if (options_.checkpoint_times) checkpoints = options_.checkpoint_times();
+
+  ScrapeFamilies families;
   absl::flat_hash_map<v1::JobState, int> by_state;
   std::map<std::string, int> pending = {{"cpu", 0}, {"cuda", 0}};
   {
     absl::MutexLock lock(&mu_);
-    for (auto& [id, job] : fetched) {
-      auto it = jobs_.find(id);
-      if (it != jobs_.end() && !it->second.details_known) FillDetails(it->second, job);
-    }
-    for (auto it = jobs_.begin(); it != jobs_.end();) {
-      auto here = it++;
-      if (here->second.ended + options_.terminal_retention < now) jobs_.erase(here);
-    }
+    AdoptDetails(fetched);
+    ForgetEndedJobs(now);
     for (const auto& [id, view] : jobs_) {
       ++by_state[view.state];
       if (view.state == v1::JOB_STATE_PENDING) ++pending[view.device_kind];
-      const Labels labels = {{"job", id}, {"name", view.name}};
-      for (v1::JobState state : kStates) {
-        Labels with = labels;
-        with.push_back({"state", StateName(state)});
-        AddGauge(job_state, std::move(with), state == view.state ? 1 : 0);
-      }
-      AddGauge(restarts, labels, view.restarts);
-      if (auto it = checkpoints.find(id); it != checkpoints.end()) {
-        AddGauge(checkpoint_age, labels, absl::ToDoubleSeconds(now - it->second));
-      }
-      if (!view.has_progress) continue;
-      const v1::Progress& p = view.progress;
-      AddGauge(curriculum, labels, p.curriculum_factor());
-      const std::pair<const char*, double> terms[] = {
-          {"mae", p.loss_mae()},   {"masker_recon", p.loss_masker_recon()},
-          {"gauss", p.loss_gauss()}, {"kl", p.loss_kl()},
-          {"div", p.loss_div()},   {"masker_total", p.loss_masker_total()}};
-      for (const auto& [term, value] : terms) {
-        Labels with = labels;
-        with.push_back({"term", term});
-        AddGauge(loss, std::move(with), value);
-      }
-      AddGauge(lr, labels, p.lr());
-      // images_seen counts every iteration's images since step 0, so this is
-      // the log window's iteration rate whatever the batch size.
-      AddGauge(steps_rate, labels,
-               p.images_seen() > 0 ? p.images_per_sec() * p.step() / p.images_seen() : 0);
-      AddGauge(images_rate, labels, p.images_per_sec());
-      AddGauge(step, labels, p.step());
-      if (p.total_steps() > 0) {
-        AddGauge(progress_ratio, labels, static_cast<double>(p.step()) / p.total_steps());
-      }
+      families.AddJob(id, view, now, checkpoints);
     }
   }
   for (v1::JobState state : kStates) {
-    AddGauge(jobs, {{"state", StateName(state)}}, by_state[state]);
+    AddGauge(families.jobs, {{"state", JobStateLabel(state)}}, by_state[state]);
   }
-  for (const auto& [kind, count] : pending) AddGauge(queue, {{"device_kind", kind}}, count);
+  for (const auto& [kind, count] : pending) {
+    AddGauge(families.queue, {{"device_kind", kind}}, count);
+  }
+  families.AddWorkers(workers);
+  return families.TakeNonEmpty();
+}
 
-  int connected = 0, lost = 0, draining_count = 0;
-  int64_t cuda_free = 0, cuda_busy = 0, cpu_free = 0, cpu_busy = 0;
-  for (const v1::Worker& w : workers) {
-    if (w.state() == v1::WORKER_STATE_LOST) {
-      ++lost;
-      continue;
+std::vector<std::pair<std::string, v1::Job>> CoordinatorMetrics::FetchUnknownJobs() const {
+  std::vector<std::string> unknown;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, view] : jobs_) {
+      if (!view.details_known) unknown.push_back(id);
     }
-    ++connected;
-    if (w.state() == v1::WORKER_STATE_DRAINING) ++draining_count;
-    cuda_free += w.free_devices();
-    cuda_busy += w.devices_size() - w.free_devices();
-    cpu_free += w.free_cpu_slots();
-    cpu_busy += w.cpu_slots() - w.free_cpu_slots();
   }
-  AddGauge(worker_states, {{"state", "connected"}}, connected);
-  AddGauge(worker_states, {{"state", "lost"}}, lost);
-  AddGauge(draining, {}, draining_count);
-  AddGauge(devices, {{"kind", "cuda"}, {"state", "free"}}, cuda_free);
-  AddGauge(devices, {{"kind", "cuda"}, {"state", "busy"}}, cuda_busy);
-  AddGauge(devices, {{"kind", "cpu"}, {"state", "free"}}, cpu_free);
-  AddGauge(devices, {{"kind", "cpu"}, {"state", "busy"}}, cpu_busy);
+  std::vector<std::pair<std::string, v1::Job>> fetched;
+  for (const std::string& id : unknown) {
+    absl::StatusOr<v1::Job> job = coordinator_->Get(id);
+    if (job.ok()) fetched.emplace_back(id, *std::move(job));
+  }
+  return fetched;
+}
 
-  std::vector<MetricFamily> out;
-  for (MetricFamily* family :
-       {&jobs, &queue, &worker_states, &draining, &devices, &job_state, &curriculum, &loss, &lr,
-        &steps_rate, &images_rate, &progress_ratio, &step, &restarts, &checkpoint_age}) {
-    // An empty family would print a HELP/TYPE with no sample.
-    if (!family->metric.empty()) out.push_back(std::move(*family));
+void CoordinatorMetrics::AdoptDetails(
+    const std::vector<std::pair<std::string, v1::Job>>& fetched) const {
+  for (const auto& [id, job] : fetched) {
+    auto it = jobs_.find(id);
+    if (it != jobs_.end() && !it->second.details_known) FillDetails(it->second, job);
   }
-  return out;
+}
+
+void CoordinatorMetrics::ForgetEndedJobs(absl::Time now) const {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    auto here = it++;
+    if (here->second.ended + options_.terminal_retention < now) jobs_.erase(here);
+  }
 }
 
 }  // namespace clmae

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -82,6 +83,19 @@ class CoordinatorMetrics : public prometheus::Collectable {
                      CoordinatorMetricsOptions options);
   void OnUpdate(const v1::JobUpdate& update);
   void FillDetails(JobView& view, const v1::Job& job) const;
+
+  // The families Collect builds and fills (defined in the .cc).
+  struct ScrapeFamilies;
+  // The jobs whose details are not known yet (first seen by their submission
+  // event), as Coordinator::Get returns them now: (id, job) for each one it
+  // still finds. Takes mu_ only to list them; Get (which takes the domain's
+  // lock) runs outside it.
+  std::vector<std::pair<std::string, v1::Job>> FetchUnknownJobs() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Fills the details of each `fetched` job still mirrored without them.
+  void AdoptDetails(const std::vector<std::pair<std::string, v1::Job>>& fetched) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Drops the jobs that ended more than terminal_retention before `now`.
+  void ForgetEndedJobs(absl::Time now) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   Coordinator* const coordinator_;
   const CoordinatorMetricsOptions options_;

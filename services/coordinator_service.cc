@@ -5,11 +5,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/job_state_machine.h"
-#include "services/job_spec_validator.h"
+#include "common/job_spec/job_spec_validator.h"
 #include "services/status_mapping.h"
 #include "services/stream_writer.h"
 #include "services/unary_call.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

@@ -1,7 +1,7 @@
 #pragma once
 
 // The one mapper pair between the project's error type (absl::Status) and
-// gRPC's (CONVENTIONS.md, "Errors"). The canonical codes are the same in
+// gRPC's (docs/conventions.md, "Errors"). The canonical codes are the same in
 // both (absl::StatusCode mirrors grpc::StatusCode value for value); the
 // message travels unchanged. An out-of-range code becomes UNKNOWN.
 

@@ -3,7 +3,7 @@
 #include "absl/status/status.h"
 #include "grpcpp/security/server_credentials.h"
 #include "services/pem_file.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 

@@ -12,8 +12,6 @@
 namespace clmae::ctl {
 namespace {
 
-constexpr absl::string_view kKindPrefix = "CHECKPOINT_KIND_";
-
 // The unit FormatBytes picks for `bytes`, so that done and total share one.
 struct Unit {
   double scale;
@@ -39,34 +37,6 @@ std::string InUnit(int64_t bytes, const Unit& unit) {
 }
 
 }  // namespace
-
-std::string CheckpointKindName(v1::CheckpointKind kind) {
-  if (!v1::CheckpointKind_IsValid(kind)) {
-    return absl::StrCat("unknown(", static_cast<int>(kind), ")");
-  }
-  absl::string_view name = v1::CheckpointKind_Name(kind);
-  absl::ConsumePrefix(&name, kKindPrefix);
-  return absl::AsciiStrToLower(name);
-}
-
-std::optional<v1::CheckpointKind> ParseCheckpointKind(absl::string_view name) {
-  std::string upper = absl::AsciiStrToUpper(name);
-  if (!absl::StartsWith(upper, kKindPrefix)) upper = absl::StrCat(kKindPrefix, upper);
-  v1::CheckpointKind kind;
-  if (!v1::CheckpointKind_Parse(upper, &kind) || kind == v1::CHECKPOINT_KIND_UNSPECIFIED) {
-    return std::nullopt;
-  }
-  return kind;
-}
-
-std::vector<std::string> CheckpointKindNames() {
-  std::vector<std::string> names;
-  for (int value = v1::CheckpointKind_MIN; value <= v1::CheckpointKind_MAX; ++value) {
-    if (value == v1::CHECKPOINT_KIND_UNSPECIFIED || !v1::CheckpointKind_IsValid(value)) continue;
-    names.push_back(CheckpointKindName(static_cast<v1::CheckpointKind>(value)));
-  }
-  return names;
-}
 
 std::string FormatBytes(int64_t bytes) {
   const Unit unit = UnitFor(bytes);

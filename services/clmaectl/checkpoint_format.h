@@ -11,19 +11,9 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "clmae/v1/checkpoint.pb.h"
+#include "common/proto_enums.h"
 
 namespace clmae::ctl {
-
-// "full" for CHECKPOINT_KIND_FULL; "unknown(9)" for a value this build does
-// not know.
-std::string CheckpointKindName(v1::CheckpointKind kind);
-
-// Reads "full", "FULL" or "CHECKPOINT_KIND_FULL" (likewise weights, encoder,
-// preview); nullopt otherwise (UNSPECIFIED included).
-std::optional<v1::CheckpointKind> ParseCheckpointKind(absl::string_view name);
-
-// The kinds a user can name: full, weights, encoder, preview.
-std::vector<std::string> CheckpointKindNames();
 
 // Binary units with one decimal past KiB: "512 B", "1.5 KiB", "3.0 MiB",
 // "1.2 GiB".

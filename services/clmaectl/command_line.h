@@ -3,7 +3,7 @@
 // clmaectl's hand-written subcommand parser. Abseil flags are process-wide
 // globals, awkward for per-command flags and untestable in-process, so the
 // command line is parsed here into the plain structs of ctl_options.h.
-// CONVENTIONS.md keeps flag parsing in main.cc; this departs so that the
+// docs/conventions.md keeps flag parsing in main.cc; this departs so that the
 // parsing, which is most of what a CLI is, is tested like any other code:
 // main.cc still is the only place that reads argv and the environment.
 //

@@ -10,46 +10,9 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "services/job_spec_defaults.h"
+#include "common/job_spec/job_spec_defaults.h"
 
 namespace clmae::ctl {
-namespace {
-
-constexpr absl::string_view kStatePrefix = "JOB_STATE_";
-
-}  // namespace
-
-std::string JobStateName(v1::JobState state) {
-  if (!v1::JobState_IsValid(state)) return absl::StrCat("UNKNOWN(", static_cast<int>(state), ")");
-  absl::string_view name = v1::JobState_Name(state);
-  absl::ConsumePrefix(&name, kStatePrefix);
-  return std::string(name);
-}
-
-std::optional<v1::JobState> ParseJobStateName(absl::string_view name) {
-  std::string upper = absl::AsciiStrToUpper(name);
-  if (!absl::StartsWith(upper, kStatePrefix)) upper = absl::StrCat(kStatePrefix, upper);
-  v1::JobState state;
-  if (!v1::JobState_Parse(upper, &state) || state == v1::JOB_STATE_UNSPECIFIED) {
-    return std::nullopt;
-  }
-  return state;
-}
-
-std::vector<std::string> JobStateNames() {
-  std::vector<std::string> names;
-  for (int value = v1::JobState_MIN; value <= v1::JobState_MAX; ++value) {
-    if (value == v1::JOB_STATE_UNSPECIFIED || !v1::JobState_IsValid(value)) continue;
-    names.push_back(absl::AsciiStrToLower(JobStateName(static_cast<v1::JobState>(value))));
-  }
-  return names;
-}
-
-bool IsTerminal(v1::JobState state) {
-  return state == v1::JOB_STATE_SUCCEEDED || state == v1::JOB_STATE_FAILED ||
-         state == v1::JOB_STATE_CANCELLED;
-}
-
 std::optional<absl::Time> FromProtoTime(const google::protobuf::Timestamp& time) {
   if (time.seconds() == 0 && time.nanos() == 0) return std::nullopt;
   return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());

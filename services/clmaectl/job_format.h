@@ -10,22 +10,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "clmae/v1/job.pb.h"
+#include "common/proto_enums.h"
 #include "google/protobuf/timestamp.pb.h"
 
 namespace clmae::ctl {
-
-// "RUNNING" for JOB_STATE_RUNNING; "UNKNOWN(9)" for a value this build does
-// not know (a newer server).
-std::string JobStateName(v1::JobState state);
-
-// Reads "running", "RUNNING" or "JOB_STATE_RUNNING"; nullopt otherwise.
-std::optional<v1::JobState> ParseJobStateName(absl::string_view name);
-
-// The states a user can name, lower case, in lifecycle order.
-std::vector<std::string> JobStateNames();
-
-// SUCCEEDED, FAILED or CANCELLED.
-bool IsTerminal(v1::JobState state);
 
 // An unset timestamp (0 seconds, 0 nanos) is nullopt.
 std::optional<absl::Time> FromProtoTime(const google::protobuf::Timestamp& time);

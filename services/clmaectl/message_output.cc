@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/json_util.h"
-#include "services/proto_yaml.h"
+#include "common/job_spec/proto_yaml.h"
 
 namespace clmae::ctl {
 

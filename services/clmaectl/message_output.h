@@ -11,7 +11,7 @@
 namespace clmae::ctl {
 
 // Writes `message` as JSON (proto field names, indented; one line when
-// `one_line`) or as a YAML document (services/proto_yaml.h; a leading "---"
+// `one_line`) or as a YAML document (common/job_spec/proto_yaml.h; a leading "---"
 // when `one_line`, so a stream of them stays a valid YAML stream). INTERNAL
 // when the JSON printer fails. `format` must not be kTable.
 absl::Status PrintMessage(const google::protobuf::Message& message, OutputFormat format,

@@ -7,8 +7,8 @@
 #include "services/clmaectl/commands.h"
 #include "services/clmaectl/job_format.h"
 #include "services/clmaectl/message_output.h"
-#include "services/job_spec_validator.h"
-#include "services/job_spec_yaml.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "services/status_mapping.h"
 
 namespace clmae::ctl {

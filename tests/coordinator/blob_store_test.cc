@@ -8,7 +8,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 
 namespace clmae {
 namespace {

@@ -6,7 +6,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/exit_codes.h"
+#include "common/exit_codes.h"
 #include "tests/coordinator/coordinator_fixture.h"
 
 namespace clmae {

@@ -20,7 +20,7 @@ class JobStateMachineTest : public ::testing::Test {
     }
     return states;
   }
-  // ARCHITECTURE.md "Job lifecycle", written out edge by edge.
+  // docs/README.md "Job lifecycle", written out edge by edge.
   const std::set<std::pair<v1::JobState, v1::JobState>> legal_ = {
       {v1::JOB_STATE_PENDING, v1::JOB_STATE_SCHEDULED},
       {v1::JOB_STATE_PENDING, v1::JOB_STATE_CANCELLED},

@@ -20,10 +20,13 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "tests/testing/files.h"
+#include "common/sha256.h"
 
 namespace clmae {
 namespace {
+
+using ::clmae::testing::ReadFileOrEmpty;
 
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -48,13 +51,6 @@ v1::Checkpoint Record(const std::string& id, const std::string& bytes) {
 
 using ProgressPoint = std::pair<int64_t, int64_t>;
 ProgressPoint Progress(int64_t done, size_t total) { return {done, static_cast<int64_t>(total)}; }
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream content;
-  content << in.rdbuf();
-  return content.str();
-}
 
 bool Exists(const std::string& path) {
   struct stat st {};
@@ -173,7 +169,7 @@ class CheckpointDownloadTest : public ::testing::Test {
                          .end = grpc::Status(grpc::StatusCode::INTERNAL, "disk went away")}});
     absl::StatusOr<v1::Checkpoint> result = Download();
     ASSERT_EQ(result.status().code(), absl::StatusCode::kInternal) << result.status();
-    ASSERT_EQ(ReadFile(DownloadPartPath(path_)), bytes.substr(0, stop_at));
+    ASSERT_EQ(ReadFileOrEmpty(DownloadPartPath(path_)), bytes.substr(0, stop_at));
     ASSERT_FALSE(Exists(path_));
   }
 
@@ -194,7 +190,7 @@ TEST_F(CheckpointDownloadTest, FullDownloadEqualsTheBytes) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->id(), "ck-1");
   EXPECT_EQ(result->metadata().step(), 400);
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_FALSE(Exists(DownloadPartPath(path_)));
   EXPECT_FALSE(Exists(DownloadSidecarPath(path_)));
   EXPECT_THAT(server_.offsets(), ElementsAre(0));
@@ -208,7 +204,7 @@ TEST_F(CheckpointDownloadTest, EmptyCheckpoint) {
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_TRUE(Exists(path_));
-  EXPECT_EQ(ReadFile(path_), "");
+  EXPECT_EQ(ReadFileOrEmpty(path_), "");
 }
 
 TEST_F(CheckpointDownloadTest, ResumesFromThePartOfTheSameCheckpoint) {
@@ -220,7 +216,7 @@ TEST_F(CheckpointDownloadTest, ResumesFromThePartOfTheSameCheckpoint) {
   server_.SetScripts({{.record = record, .bytes = bytes}});
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 1 << 20));
   EXPECT_EQ(progress_.front(), Progress(1 << 20, bytes.size()));
   EXPECT_FALSE(Exists(DownloadPartPath(path_)));
@@ -235,7 +231,7 @@ TEST_F(CheckpointDownloadTest, ACompletePartAsksOnlyForTheLastByte) {
   server_.SetScripts({{.record = record, .bytes = bytes}});
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 4999));
 }
 
@@ -247,7 +243,7 @@ TEST_F(CheckpointDownloadTest, WithoutResumeStartsOver) {
   server_.SetScripts({{.record = record, .bytes = bytes}});
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 0));
 }
 
@@ -260,7 +256,7 @@ TEST_F(CheckpointDownloadTest, APartOfAnotherCheckpointIsRestarted) {
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->id(), "ck-new");
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   // It asked from the stale part's end, saw another checkpoint, started over.
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 400000, 0));
 }
@@ -274,7 +270,7 @@ TEST_F(CheckpointDownloadTest, APartWithoutSidecarIsNotTrusted) {
   server_.SetScripts({{.record = Record("ck-1", bytes), .bytes = bytes}});
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_THAT(server_.offsets(), ElementsAre(0));
 }
 
@@ -305,7 +301,7 @@ TEST_F(CheckpointDownloadTest, ATruncatedStreamIsRetriedThenDataLoss) {
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 150000, 150000));
   EXPECT_FALSE(Exists(path_));
   // What arrived stays for a later resume.
-  EXPECT_EQ(ReadFile(DownloadPartPath(path_)), bytes.substr(0, 150000));
+  EXPECT_EQ(ReadFileOrEmpty(DownloadPartPath(path_)), bytes.substr(0, 150000));
 }
 
 TEST_F(CheckpointDownloadTest, AStreamBrokenMidwayResumesOnRetry) {
@@ -317,7 +313,7 @@ TEST_F(CheckpointDownloadTest, AStreamBrokenMidwayResumesOnRetry) {
                       {.record = record, .bytes = bytes}});
   absl::StatusOr<v1::Checkpoint> result = Download();
   ASSERT_TRUE(result.ok()) << result.status();
-  EXPECT_EQ(ReadFile(path_), bytes);
+  EXPECT_EQ(ReadFileOrEmpty(path_), bytes);
   EXPECT_THAT(server_.offsets(), ElementsAre(0, 700000, 1500000));
 }
 

@@ -13,7 +13,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 #include "tests/services/server_fixture.h"
 
 namespace clmae {

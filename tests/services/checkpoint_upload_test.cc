@@ -14,7 +14,7 @@
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 
 namespace clmae {
 namespace {

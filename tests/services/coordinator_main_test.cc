@@ -21,6 +21,7 @@
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/files.h"
 #include "services/grpc_client.h"
 
 extern char** environ;
@@ -28,14 +29,9 @@ extern char** environ;
 namespace clmae {
 namespace {
 
-using ::testing::HasSubstr;
+using ::clmae::testing::ReadFileOrEmpty;
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
+using ::testing::HasSubstr;
 
 class CoordinatorMainTest : public ::testing::Test {
  protected:
@@ -90,11 +86,11 @@ class CoordinatorMainTest : public ::testing::Test {
   // The port from --port_file, once written (or 0 if the process died).
   int AwaitPort(const std::string& port_file) {
     for (;;) {
-      if (std::filesystem::exists(port_file)) return std::stoi(ReadFile(port_file));
+      if (std::filesystem::exists(port_file)) return std::stoi(ReadFileOrEmpty(port_file));
       int status = 0;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        ADD_FAILURE() << "exited before writing its port: " << ReadFile(dir_ + "/stderr");
+        ADD_FAILURE() << "exited before writing its port: " << ReadFileOrEmpty(dir_ + "/stderr");
         return 0;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -132,8 +128,8 @@ TEST_F(CoordinatorMainTest, ServesWritesItsPortAndExitsCleanlyOnSigterm) {
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/state/coordinator.db"));
 
   ASSERT_EQ(kill(pid_, SIGTERM), 0);
-  EXPECT_EQ(Wait(), 0) << ReadFile(dir_ + "/stderr");
-  EXPECT_EQ(ReadFile(dir_ + "/stdout"),
+  EXPECT_EQ(Wait(), 0) << ReadFileOrEmpty(dir_ + "/stderr");
+  EXPECT_EQ(ReadFileOrEmpty(dir_ + "/stdout"),
             "clmae-coordinator listening on 127.0.0.1:" + std::to_string(port) + "\n");
 }
 
@@ -173,7 +169,7 @@ TEST_F(CoordinatorMainTest, BadCommandLinesExit2SayingWhatToDo) {
     SCOPED_TRACE(c.says);
     Spawn(c.args);
     EXPECT_EQ(Wait(), 2);
-    EXPECT_THAT(ReadFile(dir_ + "/stderr"), HasSubstr(c.says));
+    EXPECT_THAT(ReadFileOrEmpty(dir_ + "/stderr"), HasSubstr(c.says));
   }
 }
 

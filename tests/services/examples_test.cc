@@ -8,8 +8,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/job_spec_validator.h"
-#include "services/job_spec_yaml.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
 
 namespace clmae {
 namespace {

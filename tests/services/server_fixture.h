@@ -17,8 +17,8 @@
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "services/grpc_client.h"
-#include "services/job_spec_validator.h"
-#include "services/job_spec_yaml.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "services/server.h"
 
 namespace clmae {

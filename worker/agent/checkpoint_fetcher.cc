@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "services/checkpoint_download.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 #include "worker/agent/agent_log.h"
 
 namespace clmae {

@@ -14,12 +14,13 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "prometheus/registry.h"
-#include "services/metrics_server.h"
+#include "common/command_line.h"
+#include "common/exit_codes.h"
+#include "common/metrics_server.h"
 #include "worker/agent/agent_log.h"
 #include "worker/agent/agent_metrics.h"
 #include "worker/agent/worker_agent.h"
@@ -91,11 +92,7 @@ int main(int argc, char** argv) {
       "clmae-worker --coordinator HOST:PORT --token TOKEN [--gpus auto|none] [--cpu_slots N]\n"
       "The node agent: registers this node's GPUs (or CPU slots) with the coordinator and runs\n"
       "one clmae-train per assigned rank.");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
-  if (rest.size() > 1) {
-    std::fprintf(stderr, "clmae-worker: unexpected argument '%s' (see --help)\n", rest[1]);
-    return 2;
-  }
+  clmae::ParseCommandLineOrExit(argc, argv, "clmae-worker");
   clmae::WorkerAgentOptions options;
   options.coordinator.address =
       FlagOrEnv(absl::GetFlag(FLAGS_coordinator), "CLMAE_ADDRESS", "localhost:50051");
@@ -114,7 +111,7 @@ int main(int argc, char** argv) {
   const std::string gpus = absl::GetFlag(FLAGS_gpus);
   if (gpus != "auto" && gpus != "none") {
     std::fprintf(stderr, "clmae-worker: --gpus: '%s' is not auto or none\n", gpus.c_str());
-    return 2;
+    return clmae::kExitUsage;
   }
   options.discover_gpus = gpus == "auto";
   options.cpu_slots = absl::GetFlag(FLAGS_cpu_slots);
@@ -123,7 +120,7 @@ int main(int argc, char** argv) {
   if (options.trainer_path.empty()) {
     std::fprintf(stderr,
                  "clmae-worker: no clmae-train next to this program or on PATH; pass --trainer\n");
-    return 2;
+    return clmae::kExitUsage;
   }
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
@@ -136,7 +133,7 @@ int main(int argc, char** argv) {
       clmae::SignalCatcher::Install({SIGTERM, SIGINT});
   if (!signals.ok()) {
     std::fprintf(stderr, "clmae-worker: %s\n", signals.status().ToString().c_str());
-    return 1;
+    return clmae::kExitFailure;
   }
   // Metrics (docs/metrics.md). A port that cannot be bound costs the
   // metrics, not the node: the agent runs on without them.
@@ -160,7 +157,7 @@ int main(int argc, char** argv) {
       clmae::WorkerAgent::Create(std::move(options));
   if (!agent.ok()) {
     std::fprintf(stderr, "clmae-worker: %s\n", agent.status().ToString().c_str());
-    return agent.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    return absl::IsInvalidArgument(agent.status()) ? clmae::kExitUsage : clmae::kExitFailure;
   }
   for (;;) {
     pollfd pfd{(*signals)->fd(), POLLIN, 0};
@@ -174,5 +171,5 @@ int main(int argc, char** argv) {
   (*agent)->Shutdown();
   metrics_server.reset();  // no scrape after this
   agent->reset();
-  return 0;
+  return clmae::kExitOk;
 }

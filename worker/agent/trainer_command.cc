@@ -12,7 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "services/job_spec_yaml.h"
+#include "common/file_io.h"
+#include "common/job_spec/job_spec_yaml.h"
 
 namespace clmae {
 namespace {
@@ -119,25 +120,9 @@ absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& 
     return absl::PermissionDeniedError(
         absl::StrCat("cannot create ", paths.attempt_dir, ": ", ec.message()));
   }
-  // Ranks of one attempt on one node share the file: each writes its own
-  // temporary name and renames it over the final one.
-  const std::string tmp = absl::StrCat(paths.spec_path, ".tmp.", getpid(), ".", task.rank());
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << JobSpecToYaml(task.spec());
-    out.flush();
-    if (!out) {
-      std::filesystem::remove(tmp, ec);
-      return absl::InternalError(absl::StrCat("cannot write ", tmp));
-    }
-  }
-  if (std::rename(tmp.c_str(), paths.spec_path.c_str()) != 0) {
-    const int err = errno;
-    std::filesystem::remove(tmp, ec);
-    return absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", paths.spec_path, ": ", std::strerror(err)));
-  }
-  return absl::OkStatus();
+  // Ranks of one attempt on one node share the file: each writes a temporary
+  // file of its own and renames it over the final one.
+  return WriteFileAtomically(paths.spec_path, JobSpecToYaml(task.spec()));
 }
 
 std::string LogTail(const std::string& path, int max_lines, size_t max_bytes) {

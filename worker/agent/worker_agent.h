@@ -3,7 +3,7 @@
 // The node agent (clmae-worker): registers the node's capacity with the
 // coordinator, keeps the Attach stream up (reconnecting with backoff while
 // trainers keep running), starts and stops one clmae-train per assigned rank
-// and reports their starts and exits (ARCHITECTURE.md, "Processes").
+// and reports their starts and exits (docs/README.md, "Processes").
 
 #include <memory>
 #include <string>

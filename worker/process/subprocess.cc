@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/process/child_exec.h"
 #include "worker/process/exec_plan.h"
 

@@ -13,7 +13,8 @@
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
 #include "grpcpp/client_context.h"
-#include "services/sha256.h"
+#include "common/proto_enums.h"
+#include "common/sha256.h"
 
 namespace clmae {
 namespace {
@@ -40,24 +41,9 @@ bool Superseded(const absl::Status& status) {
          status.code() == absl::StatusCode::kNotFound;
 }
 
-std::string KindName(v1::CheckpointKind kind) {
-  switch (kind) {
-    case v1::CHECKPOINT_KIND_FULL:
-      return "full";
-    case v1::CHECKPOINT_KIND_WEIGHTS:
-      return "weights";
-    case v1::CHECKPOINT_KIND_ENCODER:
-      return "encoder";
-    case v1::CHECKPOINT_KIND_PREVIEW:
-      return "preview";
-    default:
-      return "unspecified";
-  }
-}
-
 // "step 120 (full, final": the start of every log line about one file.
 std::string Describe(const v1::CheckpointMetadata& m) {
-  return absl::StrCat("step ", m.step(), " (", KindName(m.kind()), m.final() ? ", final" : "");
+  return absl::StrCat("step ", m.step(), " (", CheckpointKindName(m.kind()), m.final() ? ", final" : "");
 }
 
 void Log(const std::string& line) {

@@ -12,7 +12,6 @@
 
 #include <poll.h>
 
-#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -22,14 +21,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "services/exit_codes.h"
-#include "services/job_spec_defaults.h"
-#include "services/job_spec_yaml.h"
-#include "services/metrics_server.h"
+#include "common/command_line.h"
+#include "common/exit_codes.h"
+#include "common/job_spec/job_spec_defaults.h"
+#include "common/job_spec/job_spec_yaml.h"
+#include "common/metrics_server.h"
 #include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/process/local_launcher.h"
@@ -74,20 +73,6 @@ ABSL_FLAG(int, collective_timeout, 0,
 
 namespace {
 
-// Accepts --output-dir as well as Abseil's --output_dir spelling.
-std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::string>& storage) {
-  storage.assign(argv, argv + argc);
-  std::vector<char*> out;
-  for (auto& arg : storage) {
-    if (arg.rfind("--", 0) == 0) {
-      const size_t end = std::min(arg.find('='), arg.size());
-      std::replace(arg.begin() + 2, arg.begin() + end, '-', '_');
-    }
-    out.push_back(arg.data());
-  }
-  return out;
-}
-
 std::string Env(const char* name) {
   const char* v = std::getenv(name);
   return v == nullptr ? std::string() : std::string(v);
@@ -128,8 +113,8 @@ class StopOnSignal {
   std::thread thread_;
 };
 
-int Fail(int code, const std::string& message) {
-  std::fprintf(stderr, "clmae-train: %s\n", message.c_str());
+int Fail(int code, absl::string_view message) {
+  std::fprintf(stderr, "clmae-train: %.*s\n", static_cast<int>(message.size()), message.data());
   return code;
 }
 
@@ -147,25 +132,195 @@ std::vector<std::string> RankCommandLine(const std::vector<std::string>& args) {
   return out;
 }
 
+// The spec with the command line's overrides, the rendezvous from the
+// environment, and the engine's options. Every error is the input's:
+// INVALID_ARGUMENT (exit kTrainerExitBadInput).
+struct RunConfig {
+  clmae::v1::JobSpec spec;
+  clmae::DistOptions dist;
+  clmae::TrainerOptions options;
+  absl::Duration upload_timeout;
+};
+
+absl::StatusOr<RunConfig> ConfigFromFlags(const std::string& config) {
+  RunConfig run;
+  absl::StatusOr<clmae::v1::JobSpec> spec = clmae::LoadJobSpecFile(config);
+  if (!spec.ok()) return absl::InvalidArgumentError(spec.status().message());
+  run.spec = *std::move(spec);
+  if (!absl::GetFlag(FLAGS_device).empty()) {
+    run.spec.mutable_train()->set_device(absl::GetFlag(FLAGS_device));
+  }
+  if (!absl::GetFlag(FLAGS_output_dir).empty()) {
+    run.spec.mutable_output()->set_dir(absl::GetFlag(FLAGS_output_dir));
+  }
+  if (!absl::GetFlag(FLAGS_init_from).empty()) {
+    run.spec.mutable_train()->set_init_from(absl::GetFlag(FLAGS_init_from));
+  }
+  if (absl::GetFlag(FLAGS_max_steps) >= 0) {
+    run.spec.mutable_train()->set_max_steps(absl::GetFlag(FLAGS_max_steps));
+  }
+  if (absl::Status s = clmae::ApplyDistEnvironment([](const char* n) { return std::getenv(n); },
+                                                   run.dist);
+      !s.ok()) {
+    return absl::InvalidArgumentError(s.message());
+  }
+  const int timeout_flag = absl::GetFlag(FLAGS_collective_timeout);
+  if (timeout_flag < 0) {
+    return absl::InvalidArgumentError("--collective_timeout must be positive (seconds)");
+  }
+  if (absl::GetFlag(FLAGS_upload_timeout) < 0) {
+    return absl::InvalidArgumentError("--upload_timeout must be 0 or more (seconds)");
+  }
+  run.upload_timeout = absl::Seconds(absl::GetFlag(FLAGS_upload_timeout));
+  const auto& train = run.spec.train();
+  run.dist.timeout = absl::Seconds(timeout_flag > 0                     ? timeout_flag
+                                   : train.has_collective_timeout_s() ? train.collective_timeout_s()
+                                   : clmae::job_spec_defaults::kCollectiveTimeoutS);
+  absl::StatusOr<clmae::TrainerOptions> options = clmae::TrainerOptionsFromSpec(run.spec);
+  if (!options.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(config, ": ", options.status().message()));
+  }
+  run.options = *std::move(options);
+  run.options.resume_from = absl::GetFlag(FLAGS_resume);
+  run.options.device = clmae::RankDevice(run.options.device, run.dist);
+  return run;
+}
+
+// Who hears about the run: the console (rank 0), the coordinator (every rank,
+// with --coordinator; rank 0 also uploads checkpoints), Prometheus (with
+// --metrics_port).
+struct Observers {
+  clmae::ConsoleReporter console;
+  clmae::ObserverFanout fanout;
+  std::unique_ptr<clmae::CoordinatorReporter> coordinator;
+  std::unique_ptr<clmae::CheckpointUploader> uploader;
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::unique_ptr<clmae::TrainerMetrics> metrics;
+  std::unique_ptr<clmae::MetricsServer> metrics_server;
+};
+
+// INVALID_ARGUMENT when --coordinator cannot be used.
+absl::Status AddCoordinator(const RunConfig& run, Observers& observers) {
+  if (absl::GetFlag(FLAGS_coordinator).empty()) return absl::OkStatus();
+  clmae::CoordinatorReporterOptions ro;
+  ro.client.address = absl::GetFlag(FLAGS_coordinator);
+  ro.client.token = Env("CLMAE_TOKEN");
+  ro.client.tls_ca_file = Env("CLMAE_TLS_CA");
+  ro.client.tls_cert_file = Env("CLMAE_TLS_CERT");
+  ro.client.tls_key_file = Env("CLMAE_TLS_KEY");
+  ro.job_id = absl::GetFlag(FLAGS_job_id);
+  ro.attempt = absl::GetFlag(FLAGS_attempt);
+  ro.rank = run.dist.rank;
+  ro.output_dir = run.options.output_dir;
+  auto created = clmae::CoordinatorReporter::Create(ro);
+  if (!created.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--coordinator: ", created.status().message()));
+  }
+  observers.coordinator = std::move(*created);
+  observers.fanout.Add(observers.coordinator.get());
+  if (run.dist.rank != 0) return absl::OkStatus();
+  // Every checkpoint and export goes to the coordinator's store, so a
+  // restarted attempt resumes from it on any node.
+  clmae::CheckpointUploaderOptions uo;
+  uo.client = ro.client;
+  uo.job_id = ro.job_id;
+  uo.attempt = ro.attempt;
+  uo.cache_dir = Env("CLMAE_CHECKPOINT_CACHE");
+  auto made = clmae::CheckpointUploader::Create(uo);
+  if (!made.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--coordinator: ", made.status().message()));
+  }
+  observers.uploader = std::move(*made);
+  observers.fanout.Add(observers.uploader.get());
+  return absl::OkStatus();
+}
+
+// Metrics (docs/metrics.md). A port that cannot be bound costs the metrics,
+// not the run.
+void AddMetrics(const RunConfig& run, Observers& observers) {
+  const int port = absl::GetFlag(FLAGS_metrics_port);
+  if (port < 0) return;
+  const std::string job = absl::GetFlag(FLAGS_job_id);
+  observers.metrics = std::make_unique<clmae::TrainerMetrics>(
+      *observers.registry, clmae::TrainerMetricsOptions{.job = job.empty() ? "standalone" : job,
+                                                        .rank = run.dist.rank,
+                                                        .world_size = run.dist.world_size,
+                                                        .device = run.options.device});
+  observers.fanout.Add(observers.metrics.get());
+  auto started = clmae::MetricsServer::Start(
+      {.listen_address = clmae::MetricsListenAddress(port), .threads = 1, .plain_http = true},
+      {observers.registry});
+  if (!started.ok()) {
+    std::fprintf(stderr, "clmae-train: warning: --metrics_port: %s; training without metrics\n",
+                 std::string(started.status().message()).c_str());
+    return;
+  }
+  observers.metrics_server = std::move(*started);
+  std::printf("rank %d: metrics on :%d\n", run.dist.rank, observers.metrics_server->port());
+  std::fflush(stdout);
+}
+
+// Trains, then makes sure the checkpoints and the result reach the
+// coordinator before the exit code tells the agent how the rank ended.
+int TrainAndReport(RunConfig& run, clmae::Collectives* collectives, Observers& observers) {
+  auto trainer = clmae::Trainer::Create(run.options, collectives,
+                                        observers.fanout.empty() ? nullptr : &observers.fanout);
+  if (!trainer.ok()) {
+    const bool bad_input =
+        absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
+    return Fail(bad_input ? clmae::kTrainerExitBadInput : clmae::kTrainerExitFailed,
+                trainer.status().message());
+  }
+  const absl::Status result = (*trainer)->Run();
+  if (!result.ok() && !absl::IsCancelled(result)) {
+    return Fail(clmae::kTrainerExitFailed, result.message());
+  }
+  // Stopped on request or finished: the stop checkpoint, or the final
+  // checkpoint and exports, are stored before the result makes the job
+  // move on; they stay on local disk if they could not be.
+  if (observers.uploader) {
+    if (absl::Status s = observers.uploader->Flush(run.upload_timeout); !s.ok()) {
+      std::fprintf(stderr, "clmae-train: warning: %s: %s\n",
+                   result.ok() ? "checkpoint uploads incomplete"
+                               : "the stop checkpoint was not uploaded",
+                   std::string(s.message()).c_str());
+    }
+  }
+  if (observers.coordinator) {
+    // The coordinator must hear the result before this rank's exit makes the
+    // job succeed; a coordinator out of reach does not undo the training
+    // (the outputs are on disk).
+    if (absl::Status s = observers.coordinator->Flush(); !s.ok() && result.ok()) {
+      std::fprintf(stderr, "clmae-train: could not report the end to the coordinator: %s\n",
+                   std::string(s.message()).c_str());
+    }
+  }
+  if (absl::IsCancelled(result)) {
+    std::fprintf(stderr, "clmae-train: %s\n", std::string(result.message()).c_str());
+    return clmae::kTrainerExitStopped;
+  }
+  if (run.dist.rank == 0) std::printf("done: %s\n", run.options.output_dir.c_str());
+  return clmae::kTrainerExitOk;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Trains a CL-MAE job on this machine.\n"
       "  clmae-train --config job.yaml [--resume auto] [--nproc N]");
-  std::vector<std::string> storage;
-  auto args = NormaliseFlagNames(argc, argv, storage);
-  auto rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
-  if (rest.size() > 1)
-    return Fail(2, absl::StrCat("unexpected argument '", rest[1], "'; see --help"));
+  clmae::ParseCommandLineOrExit(argc, argv, "clmae-train");
   const std::string config = absl::GetFlag(FLAGS_config);
-  if (config.empty()) return Fail(2, "--config is required (a YAML job spec; see examples/)");
-
+  if (config.empty()) {
+    return Fail(clmae::kTrainerExitBadInput, "--config is required (a YAML job spec; see examples/)");
+  }
   const int nproc = absl::GetFlag(FLAGS_nproc);
-  if (nproc < 0) return Fail(2, absl::StrCat("--nproc must be at least 1, got ", nproc));
+  if (nproc < 0) {
+    return Fail(clmae::kTrainerExitBadInput, absl::StrCat("--nproc must be at least 1, got ", nproc));
+  }
   if (nproc > 1) {
     if (std::getenv("RANK") != nullptr || std::getenv("WORLD_SIZE") != nullptr) {
-      return Fail(2,
+      return Fail(clmae::kTrainerExitBadInput,
                   "--nproc starts its own ranks; unset RANK/WORLD_SIZE (this process is "
                   "already a rank of a job)");
     }
@@ -183,144 +338,20 @@ int main(int argc, char** argv) {
   std::atomic<bool> stop_requested{false};
   StopOnSignal stop_on_signal(&stop_requested);
 
-  auto spec = clmae::LoadJobSpecFile(config);
-  if (!spec.ok()) return Fail(2, std::string(spec.status().message()));
-  if (!absl::GetFlag(FLAGS_device).empty())
-    spec->mutable_train()->set_device(absl::GetFlag(FLAGS_device));
-  if (!absl::GetFlag(FLAGS_output_dir).empty())
-    spec->mutable_output()->set_dir(absl::GetFlag(FLAGS_output_dir));
-  if (!absl::GetFlag(FLAGS_init_from).empty())
-    spec->mutable_train()->set_init_from(absl::GetFlag(FLAGS_init_from));
-  if (absl::GetFlag(FLAGS_max_steps) >= 0)
-    spec->mutable_train()->set_max_steps(absl::GetFlag(FLAGS_max_steps));
-
-  clmae::DistOptions dist;
-  if (auto s = clmae::ApplyDistEnvironment([](const char* n) { return std::getenv(n); }, dist);
-      !s.ok()) {
-    return Fail(2, std::string(s.message()));
-  }
-  const int timeout_flag = absl::GetFlag(FLAGS_collective_timeout);
-  if (timeout_flag < 0) return Fail(2, "--collective_timeout must be positive (seconds)");
-  if (absl::GetFlag(FLAGS_upload_timeout) < 0) {
-    return Fail(2, "--upload_timeout must be 0 or more (seconds)");
-  }
-  const absl::Duration upload_timeout = absl::Seconds(absl::GetFlag(FLAGS_upload_timeout));
-  const auto& train = spec->train();
-  dist.timeout = absl::Seconds(timeout_flag > 0 ? timeout_flag
-                               : train.has_collective_timeout_s()
-                                   ? train.collective_timeout_s()
-                                   : clmae::job_spec_defaults::kCollectiveTimeoutS);
-
-  auto options = clmae::TrainerOptionsFromSpec(*spec);
-  if (!options.ok()) return Fail(2, absl::StrCat(config, ": ", options.status().message()));
-  options->resume_from = absl::GetFlag(FLAGS_resume);
-  options->device = clmae::RankDevice(options->device, dist);
-
-  auto collectives = clmae::ConnectCollectives(dist, torch::Device(options->device));
+  absl::StatusOr<RunConfig> run = ConfigFromFlags(config);
+  if (!run.ok()) return Fail(clmae::kTrainerExitBadInput, run.status().message());
+  run->options.stop_requested = &stop_requested;
+  auto collectives = clmae::ConnectCollectives(run->dist, torch::Device(run->options.device));
   if (!collectives.ok()) {
-    return Fail(absl::IsInvalidArgument(collectives.status()) ? 2 : 1,
-                std::string(collectives.status().message()));
+    return Fail(absl::IsInvalidArgument(collectives.status()) ? clmae::kTrainerExitBadInput
+                                                              : clmae::kTrainerExitFailed,
+                collectives.status().message());
   }
-
-  // Rank 0 speaks for the job on the console; every rank reports its
-  // progress to the coordinator when there is one.
-  clmae::ConsoleReporter console;
-  clmae::ObserverFanout observers;
-  if (dist.rank == 0) observers.Add(&console);
-  std::unique_ptr<clmae::CoordinatorReporter> coordinator;
-  std::unique_ptr<clmae::CheckpointUploader> uploader;
-  if (!absl::GetFlag(FLAGS_coordinator).empty()) {
-    clmae::CoordinatorReporterOptions ro;
-    ro.client.address = absl::GetFlag(FLAGS_coordinator);
-    ro.client.token = Env("CLMAE_TOKEN");
-    ro.client.tls_ca_file = Env("CLMAE_TLS_CA");
-    ro.client.tls_cert_file = Env("CLMAE_TLS_CERT");
-    ro.client.tls_key_file = Env("CLMAE_TLS_KEY");
-    ro.job_id = absl::GetFlag(FLAGS_job_id);
-    ro.attempt = absl::GetFlag(FLAGS_attempt);
-    ro.rank = dist.rank;
-    ro.output_dir = options->output_dir;
-    auto created = clmae::CoordinatorReporter::Create(ro);
-    if (!created.ok()) return Fail(2, absl::StrCat("--coordinator: ", created.status().message()));
-    coordinator = std::move(*created);
-    observers.Add(coordinator.get());
-    if (dist.rank == 0) {
-      // Every checkpoint and export goes to the coordinator's store, so a
-      // restarted attempt resumes from it on any node.
-      clmae::CheckpointUploaderOptions uo;
-      uo.client = ro.client;
-      uo.job_id = ro.job_id;
-      uo.attempt = ro.attempt;
-      uo.cache_dir = Env("CLMAE_CHECKPOINT_CACHE");
-      auto made = clmae::CheckpointUploader::Create(uo);
-      if (!made.ok()) return Fail(2, absl::StrCat("--coordinator: ", made.status().message()));
-      uploader = std::move(*made);
-      observers.Add(uploader.get());
-    }
+  Observers observers;
+  if (run->dist.rank == 0) observers.fanout.Add(&observers.console);
+  if (absl::Status s = AddCoordinator(*run, observers); !s.ok()) {
+    return Fail(clmae::kTrainerExitBadInput, s.message());
   }
-  options->stop_requested = &stop_requested;
-  // Metrics (docs/metrics.md). A port that cannot be bound costs the
-  // metrics, not the run.
-  auto registry = std::make_shared<prometheus::Registry>();
-  std::unique_ptr<clmae::TrainerMetrics> metrics;
-  std::unique_ptr<clmae::MetricsServer> metrics_server;
-  if (const int port = absl::GetFlag(FLAGS_metrics_port); port >= 0) {
-    const std::string job = absl::GetFlag(FLAGS_job_id);
-    metrics = std::make_unique<clmae::TrainerMetrics>(
-        *registry, clmae::TrainerMetricsOptions{.job = job.empty() ? "standalone" : job,
-                                                .rank = dist.rank,
-                                                .world_size = dist.world_size,
-                                                .device = options->device});
-    observers.Add(metrics.get());
-    auto started = clmae::MetricsServer::Start(
-        {.listen_address = clmae::MetricsListenAddress(port), .threads = 1, .plain_http = true},
-        {registry});
-    if (started.ok()) {
-      metrics_server = std::move(*started);
-      std::printf("rank %d: metrics on :%d\n", dist.rank, metrics_server->port());
-      std::fflush(stdout);
-    } else {
-      std::fprintf(stderr, "clmae-train: warning: --metrics_port: %s; training without metrics\n",
-                   std::string(started.status().message()).c_str());
-    }
-  }
-  auto trainer = clmae::Trainer::Create(*options, collectives->get(),
-                                        observers.empty() ? nullptr : &observers);
-  if (!trainer.ok()) {
-    const bool bad_input =
-        absl::IsInvalidArgument(trainer.status()) || absl::IsNotFound(trainer.status());
-    return Fail(bad_input ? 2 : 1, std::string(trainer.status().message()));
-  }
-  absl::Status run = (*trainer)->Run();
-  if (absl::IsCancelled(run)) {
-    if (uploader) {
-      if (auto s = uploader->Flush(upload_timeout); !s.ok()) {
-        std::fprintf(stderr, "clmae-train: warning: the stop checkpoint was not uploaded: %s\n",
-                     std::string(s.message()).c_str());
-      }
-    }
-    if (coordinator) coordinator->Flush().IgnoreError();
-    std::fprintf(stderr, "clmae-train: %s\n", std::string(run.message()).c_str());
-    return clmae::kTrainerExitStopped;
-  }
-  if (!run.ok()) return Fail(1, std::string(run.message()));
-  if (uploader) {
-    // The final checkpoint and exports are stored before the result makes
-    // the job succeed; still on local disk if they could not be.
-    if (auto s = uploader->Flush(upload_timeout); !s.ok()) {
-      std::fprintf(stderr, "clmae-train: warning: checkpoint uploads incomplete: %s\n",
-                   std::string(s.message()).c_str());
-    }
-  }
-  if (coordinator) {
-    // The coordinator must hear the result before this rank's exit 0 makes
-    // the job succeed; a coordinator out of reach does not undo the
-    // training (the outputs are on disk).
-    if (auto s = coordinator->Flush(); !s.ok()) {
-      std::fprintf(stderr, "clmae-train: could not report the end to the coordinator: %s\n",
-                   std::string(s.message()).c_str());
-    }
-  }
-  if (dist.rank == 0) std::printf("done: %s\n", options->output_dir.c_str());
-  return 0;
+  AddMetrics(*run, observers);
+  return TrainAndReport(*run, collectives->get(), observers);
 }

@@ -5,7 +5,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
-#include "services/metrics_server.h"
+#include "common/metrics_server.h"
 #include "tests/services/promtool_check.h"
 
 namespace clmae {

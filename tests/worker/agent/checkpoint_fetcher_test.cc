@@ -12,7 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 

@@ -48,7 +48,7 @@ class ClmaeWorkerBinaryTest : public ::testing::Test {
                   "tok",
                   "--gpus",
                   "none",
-                  "--cpu_slots",
+                  "--cpu-slots",  // dashes and underscores alike
                   "3",
                   "--worker_id",
                   "bin-node",
@@ -106,6 +106,22 @@ class ClmaeWorkerBinaryTest : public ::testing::Test {
   FakeWorkerControl service_;
   std::unique_ptr<FakeServer> server_;
 };
+
+// The same command line rules as clmae-coordinator and clmae-train: an
+// unknown flag is a usage error (exit 2) that names it.
+TEST_F(ClmaeWorkerBinaryTest, AnUnknownFlagIsAUsageError) {
+  SpawnOptions spawn;
+  spawn.argv = {CLMAE_WORKER_BINARY, "--coordinator", server_->address(), "--no-such-flag", "1"};
+  spawn.output = LogFileOutput{dir_.File("usage.log")};
+  absl::StatusOr<std::unique_ptr<Subprocess>> worker = Subprocess::Spawn(spawn);
+  ASSERT_TRUE(worker.ok()) << worker.status();
+  std::optional<ExitStatus> exit = (*worker)->Wait(absl::Seconds(30));
+  ASSERT_TRUE(exit.has_value());
+  EXPECT_TRUE(exit->exited);
+  EXPECT_EQ(exit->code, 2);
+  EXPECT_THAT(ReadFileOrEmpty(dir_.File("usage.log")), HasSubstr("unknown flag --no_such_flag"));
+  EXPECT_TRUE(service_.messages().empty()) << "registered despite the bad command line";
+}
 
 TEST_F(ClmaeWorkerBinaryTest, FlagsBecomeTheRegistration) {
   std::unique_ptr<Subprocess> worker = StartWorker();

@@ -7,7 +7,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/job_spec_yaml.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "tests/worker/agent/agent_test_util.h"
 
 namespace clmae {

@@ -13,8 +13,8 @@
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/job_spec_yaml.h"
-#include "services/sha256.h"
+#include "common/job_spec/job_spec_yaml.h"
+#include "common/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 

@@ -3,7 +3,7 @@
 // A model small enough for unit tests on a CPU: 8x8 images, patch 2 (16
 // patches), width 16, one block everywhere.
 
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 
 namespace clmae::testutil {
 

@@ -9,7 +9,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/sha256.h"
+#include "common/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 #include "tests/worker/train/run_command.h"

@@ -43,6 +43,16 @@ TEST_F(ClmaeTrainCliTest, MissingConfigIsAUsageError) {
   EXPECT_NE(r.output.find("--config is required"), std::string::npos) << r.output;
 }
 
+// The same command line rules as clmae-coordinator and clmae-worker.
+TEST_F(ClmaeTrainCliTest, AnUnknownFlagIsAUsageErrorThatNamesIt) {
+  auto r = RunTrain("--config x.yaml --no-such-flag 1");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("unknown flag --no_such_flag"), std::string::npos) << r.output;
+  r = RunTrain("--max-steps=abc --config x.yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--max_steps=abc"), std::string::npos) << r.output;
+}
+
 TEST_F(ClmaeTrainCliTest, MissingSpecFileIsNamed) {
   auto r = RunTrain("--config " + (dir_ / "nope.yaml").string());
   EXPECT_EQ(r.exit_code, 2);

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include "tests/testing/files.h"
 #include "worker/engine/train/safetensors.h"
 #include "worker/process/local_launcher.h"
 #include "worker/process/subprocess.h"
@@ -26,17 +27,12 @@
 namespace clmae {
 namespace {
 
+using ::clmae::testing::ReadFileOrEmpty;
+
 namespace fs = std::filesystem;
 
 using Result = train_testing::CommandResult;
 using train_testing::RunCommand;
-
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // A tiny model on synthetic images: a few seconds per run on one core.
 std::string Spec(const std::string& extra,
@@ -122,7 +118,7 @@ TEST_F(DataParallelTest, PlainMaeTwoRanksEqualOneRankWithTwiceTheBatch) {
 
 // The masker's reconstruction term (a ratio of batch sums), its KL term
 // (summed over the batch) and the diversity term (pairs within a rank's
-// batch) are per-rank quantities by definition (METHOD.md §2), so only with
+// batch) are per-rank quantities by definition (docs/method.md §3), so only with
 // those off is the 2-rank objective the 1-rank one: λ_cl = 0, λ_kl = 0,
 // λ_div = 0 leaves the Gaussian term, a mean over images and patches. Both
 // networks and both phases' all-reduces are still exercised.
@@ -176,10 +172,10 @@ TEST_F(DataParallelTest, KilledRankMakesTheOtherFailWithTheCollectiveNamed) {
   }
   // Wait (at most a minute) until training is under way.
   const auto start = std::chrono::steady_clock::now();
-  while (ReadFile(dir_ / "rank0.log").find("step 3/") == std::string::npos) {
+  while (ReadFileOrEmpty((dir_ / "rank0.log").string()).find("step 3/") == std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60))
-        << ReadFile(dir_ / "rank0.log") << ReadFile(dir_ / "rank1.log");
-    ASSERT_FALSE(ranks[0]->TryWait().has_value()) << ReadFile(dir_ / "rank0.log");
+        << ReadFileOrEmpty((dir_ / "rank0.log").string()) << ReadFileOrEmpty((dir_ / "rank1.log").string());
+    ASSERT_FALSE(ranks[0]->TryWait().has_value()) << ReadFileOrEmpty((dir_ / "rank0.log").string());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ASSERT_TRUE(ranks[1]->Signal(SIGKILL).ok());
@@ -188,7 +184,7 @@ TEST_F(DataParallelTest, KilledRankMakesTheOtherFailWithTheCollectiveNamed) {
   auto status = ranks[0]->Wait(absl::Seconds(60));
   ASSERT_TRUE(status.has_value()) << "rank 0 still running a minute after rank 1 died";
   EXPECT_EQ(status->ShellCode(), 1) << status->ToString();
-  const std::string log = ReadFile(dir_ / "rank0.log");
+  const std::string log = ReadFileOrEmpty((dir_ / "rank0.log").string());
   EXPECT_NE(log.find("rank 0 of 2: "), std::string::npos) << log;
   EXPECT_TRUE(log.find("all-reduce") != std::string::npos ||
               log.find("barrier") != std::string::npos ||

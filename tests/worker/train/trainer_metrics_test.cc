@@ -10,8 +10,9 @@
 #include <gtest/gtest.h>
 
 #include "prometheus/registry.h"
-#include "services/metrics_server.h"
+#include "common/metrics_server.h"
 #include "tests/services/promtool_check.h"
+#include "tests/testing/tiny_trainer_options.h"
 
 namespace clmae {
 namespace {
@@ -46,36 +47,11 @@ class TrainerMetricsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
   std::string Scrape() { return ExpositionText({registry_}); }
 
-  // A small CL-MAE job on synthetic 16x16 images (as the engine's tests).
+  // The tiny job, stopped after 4 iterations, logging every other one.
   TrainerOptions Tiny() {
-    TrainerOptions o;
-    o.model.img_size = 16;
-    o.model.in_chans = 1;
-    o.model.patch_size = 4;
-    o.model.embed_dim = 16;
-    o.model.depth = 1;
-    o.model.num_heads = 2;
-    o.model.decoder_embed_dim = 8;
-    o.model.decoder_depth = 1;
-    o.model.decoder_num_heads = 2;
-    o.model.masker_depth = 1;
-    o.model.masker_num_heads = 2;
-    o.data.kind = DatasetOptions::Kind::kSynthetic;
-    o.data.synthetic_size = 40;
-    o.data.channels = 1;
-    o.data.synthetic_height = 16;
-    o.data.synthetic_width = 16;
-    o.transform.mean = {0.5};
-    o.transform.std = {0.25};
-    o.loader.batch_size = 8;
-    o.loader.num_workers = 1;
-    o.epochs = 1;
-    o.warmup_epochs = 1;
-    o.lr = 1e-3;
+    TrainerOptions o = ::clmae::testing::TinyTrainerOptions((dir_ / "out").string());
     o.max_steps = 4;
     o.log_every = 2;
-    o.output_dir = (dir_ / "out").string();
-    o.export_safetensors = false;
     return o;
   }
 

@@ -2,7 +2,7 @@
 
 #include <gtest/gtest.h>
 
-#include "services/job_spec_yaml.h"
+#include "common/job_spec/job_spec_yaml.h"
 
 namespace clmae {
 namespace {

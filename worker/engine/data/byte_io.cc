@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "worker/engine/util/codecs_config.h"  // CLMAE_HAVE_*: 0 or 1, from CMake
 
 #if CLMAE_HAVE_ZLIB
@@ -14,43 +15,12 @@
 #endif
 
 namespace clmae {
-namespace {
-
-struct FileCloser {
-  void operator()(std::FILE* f) const { std::fclose(f); }
-};
-using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
-
-}  // namespace
-
 absl::StatusOr<std::string> ReadFileBytes(const std::string& path) {
-  FilePtr f(std::fopen(path.c_str(), "rb"));
-  if (f == nullptr) {
-    const int err = errno;
-    const std::string reason = std::strerror(err);
-    if (err == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": ", reason));
-    return absl::DataLossError(absl::StrCat("cannot open ", path, ": ", reason));
-  }
-  std::string bytes;
-  char buffer[1 << 16];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), f.get())) > 0) bytes.append(buffer, n);
-  if (std::ferror(f.get())) {
-    return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", std::strerror(errno)));
+  absl::StatusOr<std::string> bytes = ReadFile(path);
+  if (!bytes.ok() && !absl::IsNotFound(bytes.status())) {
+    return absl::DataLossError(bytes.status().message());
   }
   return bytes;
-}
-
-absl::Status WriteFileBytes(const std::string& path, absl::string_view bytes) {
-  FilePtr f(std::fopen(path.c_str(), "wb"));
-  if (f == nullptr) {
-    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  }
-  if (std::fwrite(bytes.data(), 1, bytes.size(), f.get()) != bytes.size() ||
-      std::fflush(f.get()) != 0) {
-    return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
 }
 
 bool LooksGzipped(absl::string_view bytes) {

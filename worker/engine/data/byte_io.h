@@ -15,9 +15,6 @@ namespace clmae {
 // failures are DATA_LOSS naming the path and the system's reason.
 absl::StatusOr<std::string> ReadFileBytes(const std::string& path);
 
-// Writes `bytes` to `path`, replacing it. INTERNAL on failure, naming the path.
-absl::Status WriteFileBytes(const std::string& path, absl::string_view bytes);
-
 // Whether this build can read and write gzip (it was built with zlib).
 bool GzipAvailable();
 

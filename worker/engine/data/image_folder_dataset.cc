@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/image_codec.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

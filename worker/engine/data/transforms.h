@@ -1,6 +1,6 @@
 #pragma once
 
-// Image transforms: the pretraining augmentation of METHOD.md §4 and a
+// Image transforms: the pretraining augmentation of docs/method.md §5 and a
 // deterministic evaluation transform.
 
 #include <array>

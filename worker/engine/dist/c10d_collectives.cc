@@ -11,7 +11,7 @@
 #include "torch/csrc/distributed/c10d/TCPStore.hpp"
 #include "worker/engine/dist/bucketed_gradient_averager.h"
 #include "worker/engine/dist/c10d_backends.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

@@ -1,6 +1,6 @@
 #pragma once
 
-// The narrow set of collectives the trainer needs (CONVENTIONS.md,
+// The narrow set of collectives the trainer needs (docs/conventions.md,
 // "Distributed"); the backend is chosen at run time by device: c10d's
 // ProcessGroupNCCL on CUDA, ProcessGroupGloo on CPU (c10d_collectives.h).
 // World size 1 needs no network: LocalCollectives.

@@ -1,6 +1,6 @@
 #pragma once
 
-// The loss terms of METHOD.md §2. All take and return float32 tensors.
+// The loss terms of docs/method.md §3. All take and return float32 tensors.
 
 #include "torch/types.h"
 

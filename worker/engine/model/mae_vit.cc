@@ -49,7 +49,7 @@ MaeVitImpl::MaeVitImpl(const ModelConfig& c) : config_(c) {
       "decoder_norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({dd}).eps(kNormEps)));
   decoder_pred = register_module("decoder_pred", torch::nn::Linear(dd, c.patch_dim()));
 
-  // METHOD.md §1 initialisation.
+  // docs/method.md §2 initialisation.
   InitVitWeights(*this);
   torch::NoGradGuard no_grad;
   auto w = patch_embed->proj->weight;

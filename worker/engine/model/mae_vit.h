@@ -6,7 +6,7 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/modules/normalization.h>
 
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 
 namespace clmae {
 
@@ -29,8 +29,8 @@ struct EncoderOutput {
   torch::Tensor ids_restore;  // [N, L] int64
 };
 
-// The masked autoencoder backbone of METHOD.md §1 (He et al. 2022). Parameter
-// and buffer names are the reference's state-dict keys (METHOD.md §8); the
+// The masked autoencoder backbone of docs/method.md §2 (He et al. 2022). Parameter
+// and buffer names are the reference's state-dict keys (docs/method.md §8.2); the
 // position embeddings are buffers (fixed, not trained).
 //
 // The phases of a CL-MAE iteration compose its pieces (train_step.cc):

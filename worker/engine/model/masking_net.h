@@ -4,11 +4,11 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
 
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 
 namespace clmae {
 
-// The masking module of METHOD.md §1: a small Transformer over the encoder's
+// The masking module of docs/method.md §2: a small Transformer over the encoder's
 // position-embedded patch tokens with its own class token, whose head
 // (LayerNorm -> Linear D -> L -> sigmoid on the class token) scores every
 // patch; a high score means "keep".

@@ -4,7 +4,7 @@
 
 namespace clmae {
 
-// The fixed 2-D sine-cosine position embedding of MAE (METHOD.md §1), float32
+// The fixed 2-D sine-cosine position embedding of MAE (docs/method.md §2), float32
 // [1, (cls ? 1 : 0) + grid_h * grid_w, dim]. Token t = i * grid_w + j (row i,
 // column j); the first dim/2 channels encode the column j, the last dim/2 the
 // row i, each as [sin(pos * omega), cos(pos * omega)] with

@@ -10,7 +10,7 @@ namespace clmae {
 
 // Pre-norm Transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)).
 // Parameter names follow timm (norm1, attn.qkv, attn.proj, norm2, mlp.fc1,
-// mlp.fc2), so state dicts match the reference (METHOD.md §8).
+// mlp.fc2), so state dicts match the reference (docs/method.md §8.2).
 struct VitBlockImpl : torch::nn::Module {
   VitBlockImpl(int64_t dim, int64_t num_heads, int64_t mlp_ratio, double norm_eps);
   torch::Tensor forward(torch::Tensor x);

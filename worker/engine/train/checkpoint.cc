@@ -6,8 +6,8 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "worker/engine/util/atomic_file.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

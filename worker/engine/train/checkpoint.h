@@ -1,6 +1,6 @@
 #pragma once
 
-// The full training state (ARCHITECTURE.md, "Checkpoints"): both networks,
+// The full training state (docs/README.md, "Checkpoints"): both networks,
 // both optimizers, the position in training (step, epoch, batch of the epoch
 // = the sampler position), the seed (every random draw is derived from it
 // and the position, so it is the RNG state) and the job spec.

@@ -1,6 +1,6 @@
 #pragma once
 
-// The curriculum factor lambda_cl of METHOD.md §3.
+// The curriculum factor lambda_cl of docs/method.md §4.
 
 #include <cstdint>
 

@@ -7,7 +7,7 @@
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

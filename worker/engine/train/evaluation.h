@@ -1,6 +1,6 @@
 #pragma once
 
-// Representation quality of the frozen encoder (METHOD.md §7): k-nearest-
+// Representation quality of the frozen encoder (docs/method.md §8.1): k-nearest-
 // neighbour classification and a linear probe on the class token's feature.
 
 #include <cstdint>

@@ -1,7 +1,7 @@
 #pragma once
 
 // Learning rate: the scaling rule and the per-iteration warm-up + half-cycle
-// cosine of MAE / CL-MAE (METHOD.md §4).
+// cosine of MAE / CL-MAE (docs/method.md §5).
 
 #include <cstdint>
 

@@ -1,6 +1,6 @@
 #pragma once
 
-// AdamW for one network with the reference's parameter groups (METHOD.md §4).
+// AdamW for one network with the reference's parameter groups (docs/method.md §5).
 
 #include <memory>
 #include <string>

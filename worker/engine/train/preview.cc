@@ -6,8 +6,8 @@
 
 #include "worker/engine/data/image_codec.h"
 #include "worker/engine/train/train_step.h"
-#include "worker/engine/util/atomic_file.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/file_io.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

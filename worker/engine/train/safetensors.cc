@@ -7,9 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "worker/engine/util/atomic_file.h"
+#include "common/file_io.h"
 #include "worker/engine/util/json.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

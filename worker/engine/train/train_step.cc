@@ -11,7 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "worker/engine/train/autocast.h"
 #include "worker/engine/train/optim.h"
-#include "worker/engine/util/status_macros.h"
+#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

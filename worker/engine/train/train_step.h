@@ -1,6 +1,6 @@
 #pragma once
 
-// One CL-MAE iteration (METHOD.md §2): phase A updates the MAE with the masker
+// One CL-MAE iteration (docs/method.md §3): phase A updates the MAE with the masker
 // frozen, then phase B updates the masker with the MAE frozen. In plain-MAE
 // mode (no masker) phase A runs on random masks and phase B is skipped.
 

@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 #include "worker/engine/dist/replica_check.h"
 #include "worker/engine/train/checkpoint.h"
 #include "worker/engine/train/lr_schedule.h"
@@ -19,7 +20,6 @@
 #include "worker/engine/train/safetensors.h"
 #include "worker/engine/train/weights.h"
 #include "worker/engine/util/json.h"
-#include "worker/engine/util/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {
@@ -143,6 +143,25 @@ absl::StatusOr<torch::Tensor> FixedImages(const TrainerOptions& options, const D
   return torch::stack(imgs);
 }
 
+// What Run derives once from the options and the data: the iteration budget
+// and the schedules.
+struct RunPlan {
+  int64_t per_epoch = 0;  // iterations per epoch (this rank's batches)
+  int64_t limit = 0;      // the run ends after this many iterations
+  int world = 1;
+  int64_t effective_batch = 0;  // images per optimizer step, all ranks
+  LrScheduleOptions lr_options;
+  CurriculumSchedule curriculum;
+};
+
+// What Run carries from one iteration to the next.
+struct RunProgress {
+  double lr = 0;                   // set at every accumulation boundary
+  Clock::time_point window_start;  // start of the current log window
+  int64_t window_images = 0;       // all ranks, in the current log window
+  int64_t images_seen = 0;         // all ranks, since the start of the run
+};
+
 }  // namespace
 
 struct Trainer::State {
@@ -177,6 +196,35 @@ struct Trainer::State {
     return params;
   }
   TrainStateRefs refs() { return {mae, masker, mae_optimizer.get(), masker_optimizer.get()}; }
+
+  // Set-up (Create), in this order once `options`, `collectives` and
+  // `observer` are set.
+  absl::Status SelectDevice();
+  absl::Status OpenData();
+  absl::Status BuildNetworks();
+  absl::Status ResumeIfAsked();
+  absl::Status PrepareOutputs();
+
+  // The training loop (Run).
+  RunPlan PlanRun() const;
+  RunProgress StartRun(const RunPlan& plan);
+  double FractionalEpoch(int64_t per_epoch) const {
+    return position.epoch + static_cast<double>(position.batch_in_epoch) / per_epoch;
+  }
+  absl::StatusOr<StepReport> TrainIteration(const RunPlan& plan, RunProgress& progress);
+  absl::Status TrainingStopped(const absl::Status& cause) const;
+  void AdvancePosition(const RunPlan& plan);
+  absl::StatusOr<bool> AverageOverRanks(StepReport& report);
+  absl::Status PublishIteration(const RunPlan& plan, RunProgress& progress, StepReport& report);
+  absl::Status MeasureMaskOverlap(StepReport& report);
+  absl::Status WritePeriodicOutputs(const RunPlan& plan);
+  // Whether `position` is an accumulation boundary before the end of the
+  // run: a state that a checkpoint resumes exactly.
+  bool AtResumablePoint(const RunPlan& plan) const {
+    return position.step % options.step.accum_iter == 0 && position.step < plan.limit;
+  }
+  absl::Status StopOnRequest(const RunPlan& plan);
+
   absl::Status SaveCheckpoint(int64_t step);
   absl::Status WritePreviewAt(int64_t step);
   absl::Status Finish();
@@ -200,102 +248,134 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
   }
   s->collectives = collectives;
   s->observer = observer != nullptr ? observer : &s->null_observer;
-  ASSIGN_OR_RETURN(s->device, ParseDevice(options.device));
-  if (options.step.bf16 && !s->device.is_cuda()) {
+  RETURN_IF_ERROR(s->SelectDevice());
+  RETURN_IF_ERROR(s->OpenData());
+  RETURN_IF_ERROR(s->BuildNetworks());
+  RETURN_IF_ERROR(s->ResumeIfAsked());
+  s->step_runner =
+      std::make_unique<TwoPhaseStep>(s->mae, s->masker, s->mae_optimizer.get(),
+                                     s->masker_optimizer.get(), collectives, options.step);
+  RETURN_IF_ERROR(s->PrepareOutputs());
+  return std::unique_ptr<Trainer>(new Trainer(std::move(s)));
+}
+
+// Parses options.device into `device` (BF16 needs CUDA) and applies
+// options.threads to LibTorch.
+absl::Status Trainer::State::SelectDevice() {
+  ASSIGN_OR_RETURN(device, ParseDevice(options.device));
+  if (options.step.bf16 && !device.is_cuda()) {
     return absl::InvalidArgumentError("train.precision BF16 needs a CUDA device (train.device)");
   }
   if (options.threads > 0) torch::set_num_threads(options.threads);
+  return absl::OkStatus();
+}
 
-  ASSIGN_OR_RETURN(s->dataset, OpenLimited(options.data, options.data_limit));
-  if (s->dataset->channels() != options.model.in_chans) {
+// Opens `dataset` (checking its channels against the model) and builds
+// `loader` over this rank's share; INVALID_ARGUMENT when that share holds
+// less than one batch.
+absl::Status Trainer::State::OpenData() {
+  ASSIGN_OR_RETURN(dataset, OpenLimited(options.data, options.data_limit));
+  if (dataset->channels() != options.model.in_chans) {
     return absl::InvalidArgumentError(absl::StrCat("model.in_chans is ", options.model.in_chans,
-                                                   " but ", s->dataset->Describe(), " has ",
-                                                   s->dataset->channels(), "-channel images"));
+                                                   " but ", dataset->Describe(), " has ",
+                                                   dataset->channels(), "-channel images"));
   }
   DataLoaderOptions loader_options = options.loader;
   loader_options.seed = options.step.seed;
-  loader_options.pin_memory = s->device.is_cuda();
-  DistributedSampler sampler(s->dataset->size(), collectives->rank(), collectives->world_size(),
+  loader_options.pin_memory = device.is_cuda();
+  DistributedSampler sampler(dataset->size(), collectives->rank(), collectives->world_size(),
                              options.step.seed);
-  s->loader = std::make_unique<DataLoader>(s->dataset, sampler, options.transform, loader_options);
-  if (s->loader->batches_per_epoch() < 1) {
+  loader = std::make_unique<DataLoader>(dataset, sampler, options.transform, loader_options);
+  if (loader->batches_per_epoch() < 1) {
     return absl::InvalidArgumentError(absl::StrCat(
         "train.batch_size (", options.loader.batch_size, ") is larger than this rank's share (",
-        sampler.num_samples(), " images) of ", s->dataset->Describe()));
+        sampler.num_samples(), " images) of ", dataset->Describe()));
   }
+  return absl::OkStatus();
+}
 
-  RETURN_IF_ERROR(CatchAll("building the networks", [&]() -> absl::Status {
+// Builds the networks on `device` (seeded, optionally from
+// options.init_from), makes every rank's weights rank 0's, and creates the
+// optimizers. LibTorch exceptions become errors.
+absl::Status Trainer::State::BuildNetworks() {
+  return CatchAll("building the networks", [&]() -> absl::Status {
     torch::manual_seed(options.step.seed);  // identical initial weights on every rank
-    s->mae = MaeVit(options.model);
-    if (!options.plain_mae) s->masker = MaskingNet(options.model);
+    mae = MaeVit(options.model);
+    if (!options.plain_mae) masker = MaskingNet(options.model);
     if (!options.init_from.empty()) {
       ASSIGN_OR_RETURN(auto tensors, ReadSafetensors(options.init_from));
-      auto status = LoadWeights(tensors, s->mae, s->masker);
+      auto status = LoadWeights(tensors, mae, masker);
       if (!status.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat("train.init_from ", options.init_from, ": ", status.message()));
       }
     }
-    s->mae->to(s->device);
-    if (!s->masker.is_empty()) s->masker->to(s->device);
+    mae->to(device);
+    if (!masker.is_empty()) masker->to(device);
     // Replicas start equal: rank 0's weights win.
-    RETURN_IF_ERROR(s->collectives->Broadcast(s->AllParameters()));
-    s->mae_optimizer = MakeAdamW(*s->mae, options.optim);
-    if (!s->masker.is_empty()) s->masker_optimizer = MakeAdamW(*s->masker, options.optim);
+    RETURN_IF_ERROR(collectives->Broadcast(AllParameters()));
+    mae_optimizer = MakeAdamW(*mae, options.optim);
+    if (!masker.is_empty()) masker_optimizer = MakeAdamW(*masker, options.optim);
     return absl::OkStatus();
-  }));
+  });
+}
 
-  s->position.seed = options.step.seed;
-  s->position.world_size = collectives->world_size();
-  s->position.spec = options.spec_text;
+// Sets `position` to the start of training, or, when options.resume_from
+// names a checkpoint ("auto": the newest in output_dir), loads it: its seed
+// and world size must match the job's, and every rank must hold the same
+// weights afterwards.
+absl::Status Trainer::State::ResumeIfAsked() {
+  position.seed = options.step.seed;
+  position.world_size = collectives->world_size();
+  position.spec = options.spec_text;
   std::string resume = options.resume_from;
   if (resume == "auto") resume = FindLatestCheckpoint(options.output_dir);
-  if (!resume.empty()) {
-    ASSIGN_OR_RETURN(TrainPosition pos, LoadCheckpoint(resume, s->refs()));
-    if (pos.seed != options.step.seed) {
-      return absl::InvalidArgumentError(absl::StrCat("checkpoint ", resume,
-                                                     " was trained with seed ", pos.seed,
-                                                     ", the job has ", options.step.seed));
-    }
-    if (pos.world_size != collectives->world_size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint ", resume, " was written by ", pos.world_size,
-          " ranks; resuming needs the same world size, got ", collectives->world_size()));
-    }
-    pos.spec = options.spec_text;
-    s->position = pos;
-    s->last_checkpoint = resume;
-    // Every rank must have resumed from the same state.
-    RETURN_IF_ERROR(CheckReplicasIdentical(*collectives, s->AllParameters(),
-                                           absl::StrCat("after resuming from ", resume))
-                        .status());
-    s->observer->OnMessage(absl::StrCat("resumed from ", resume, " at step ", pos.step));
+  if (resume.empty()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(TrainPosition pos, LoadCheckpoint(resume, refs()));
+  if (pos.seed != options.step.seed) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint ", resume, " was trained with seed ",
+                                                   pos.seed, ", the job has ", options.step.seed));
   }
-  s->step_runner =
-      std::make_unique<TwoPhaseStep>(s->mae, s->masker, s->mae_optimizer.get(),
-                                     s->masker_optimizer.get(), collectives, options.step);
+  if (pos.world_size != collectives->world_size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "checkpoint ", resume, " was written by ", pos.world_size,
+        " ranks; resuming needs the same world size, got ", collectives->world_size()));
+  }
+  pos.spec = options.spec_text;
+  position = pos;
+  last_checkpoint = resume;
+  // Every rank must have resumed from the same state.
+  RETURN_IF_ERROR(CheckReplicasIdentical(*collectives, AllParameters(),
+                                         absl::StrCat("after resuming from ", resume))
+                      .status());
+  observer->OnMessage(absl::StrCat("resumed from ", resume, " at step ", pos.step));
+  return absl::OkStatus();
+}
 
-  if (s->is_rank0()) {
+// Rank 0: creates output_dir/checkpoints, opens metrics.jsonl for appending
+// and picks the preview images (PERMISSION_DENIED when the folder or the log
+// cannot be written). CL-MAE mode, every rank: picks the mask-overlap images.
+absl::Status Trainer::State::PrepareOutputs() {
+  if (is_rank0()) {
     std::error_code ec;
     fs::create_directories(fs::path(options.output_dir) / "checkpoints", ec);
     if (ec) {
       return absl::PermissionDeniedError(
           absl::StrCat("output.dir ", options.output_dir, ": ", ec.message()));
     }
-    s->jsonl.open(fs::path(options.output_dir) / "metrics.jsonl", std::ios::app);
-    if (!s->jsonl)
+    jsonl.open(fs::path(options.output_dir) / "metrics.jsonl", std::ios::app);
+    if (!jsonl)
       return absl::PermissionDeniedError(
           absl::StrCat("cannot write ", options.output_dir, "/metrics.jsonl"));
     if (options.preview_every > 0) {
-      ASSIGN_OR_RETURN(s->preview_images,
-                       FixedImages(options, *s->dataset, options.preview_images));
+      ASSIGN_OR_RETURN(preview_images, FixedImages(options, *dataset, options.preview_images));
     }
   }
-  if (!s->masker.is_empty()) {
-    ASSIGN_OR_RETURN(s->overlap_images, FixedImages(options, *s->dataset, kOverlapImages));
-    s->overlap_images = s->overlap_images.to(s->device);
+  if (!masker.is_empty()) {
+    ASSIGN_OR_RETURN(overlap_images, FixedImages(options, *dataset, kOverlapImages));
+    overlap_images = overlap_images.to(device);
   }
-  return std::unique_ptr<Trainer>(new Trainer(std::move(s)));
+  return absl::OkStatus();
 }
 
 absl::Status Trainer::State::SaveCheckpoint(int64_t step) {
@@ -391,11 +471,29 @@ absl::Status Trainer::State::Finish() {
 
 absl::Status Trainer::Run() {
   State& s = *state_;
-  const auto& o = s.options;
-  const int64_t per_epoch = s.loader->batches_per_epoch();
+  const RunPlan plan = s.PlanRun();
+  RunProgress progress = s.StartRun(plan);
+  while (s.position.step < plan.limit) {
+    ASSIGN_OR_RETURN(StepReport report, s.TrainIteration(plan, progress));
+    ASSIGN_OR_RETURN(const bool stop, s.AverageOverRanks(report));
+    RETURN_IF_ERROR(s.PublishIteration(plan, progress, report));
+    RETURN_IF_ERROR(s.WritePeriodicOutputs(plan));
+    // Stop on request at an accumulation boundary (a resumable state), after
+    // a checkpoint there.
+    if (stop && s.AtResumablePoint(plan)) return s.StopOnRequest(plan);
+  }
+  return s.Finish();
+}
+
+// The iteration budget (epochs, capped by max_steps), the learning-rate
+// schedule (peak from blr and the effective batch unless lr is set) and the
+// curriculum. No side effects.
+RunPlan Trainer::State::PlanRun() const {
+  const auto& o = options;
+  const int64_t per_epoch = loader->batches_per_epoch();
   const int64_t planned = per_epoch * o.epochs;
   const int64_t limit = o.max_steps > 0 ? std::min(planned, o.max_steps) : planned;
-  const int world = s.collectives->world_size();
+  const int world = collectives->world_size();
   const int64_t effective_batch =
       static_cast<int64_t>(o.loader.batch_size) * o.step.accum_iter * world;
   LrScheduleOptions lr_options;
@@ -403,130 +501,184 @@ absl::Status Trainer::Run() {
   lr_options.min_lr = o.min_lr;
   lr_options.warmup_epochs = o.warmup_epochs;
   lr_options.epochs = o.epochs;
-  CurriculumSchedule curriculum(o.curriculum, o.epochs, planned);
-  s.observer->OnStart(s.position.step, limit);
-  s.observer->OnMessage(absl::StrFormat(
+  return RunPlan{.per_epoch = per_epoch,
+                 .limit = limit,
+                 .world = world,
+                 .effective_batch = effective_batch,
+                 .lr_options = lr_options,
+                 .curriculum = CurriculumSchedule(o.curriculum, o.epochs, planned)};
+}
+
+// Announces the run to the observer (OnStart, a summary line), puts the
+// networks in training mode and the loader at `position`; returns the
+// progress counters, with the log window starting now.
+RunProgress Trainer::State::StartRun(const RunPlan& plan) {
+  observer->OnStart(position.step, plan.limit);
+  observer->OnMessage(absl::StrFormat(
       "%s on %s: %s, %d iterations/epoch, %d epochs, peak lr %.3g (effective batch %d)",
-      s.masker.is_empty() ? "plain MAE" : "CL-MAE", s.device.str(), s.dataset->Describe(),
-      per_epoch, o.epochs, lr_options.lr, effective_batch));
+      masker.is_empty() ? "plain MAE" : "CL-MAE", device.str(), dataset->Describe(), plan.per_epoch,
+      options.epochs, plan.lr_options.lr, plan.effective_batch));
 
-  s.mae->train();
-  if (!s.masker.is_empty()) s.masker->train();
-  s.loader->StartEpoch(s.position.epoch, s.position.batch_in_epoch);
-  double lr = LearningRateAt(
-      lr_options, s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
-  auto window_start = Clock::now();
-  int64_t window_images = 0;
-  int64_t images_seen = s.position.step * o.loader.batch_size * world;
+  mae->train();
+  if (!masker.is_empty()) masker->train();
+  loader->StartEpoch(position.epoch, position.batch_in_epoch);
+  RunProgress progress;
+  progress.lr = LearningRateAt(plan.lr_options, FractionalEpoch(plan.per_epoch));
+  progress.window_start = Clock::now();
+  progress.window_images = 0;
+  progress.images_seen = position.step * options.loader.batch_size * plan.world;
+  return progress;
+}
 
-  while (s.position.step < limit) {
-    const auto t0 = Clock::now();
-    ASSIGN_OR_RETURN(std::optional<Batch> batch, s.loader->Next());
-    if (!batch.has_value()) {
-      return absl::InternalError(absl::StrCat("the data loader ended epoch ", s.position.epoch,
-                                              " after ", s.position.batch_in_epoch, " of ",
-                                              per_epoch, " batches"));
-    }
-    auto imgs = batch->images.to(s.device, /*non_blocking=*/true);
-    const double data_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-
-    const int64_t step = s.position.step;
-    if (step % o.step.accum_iter == 0) {
-      lr = LearningRateAt(
-          lr_options,
-          s.position.epoch + static_cast<double>(s.position.batch_in_epoch) / per_epoch);
-      SetLearningRate(*s.mae_optimizer, lr);
-      if (s.masker_optimizer) SetLearningRate(*s.masker_optimizer, lr);
-    }
-    const bool apply = (step + 1) % o.step.accum_iter == 0 || step + 1 == limit;
-    const double lambda_cl = curriculum.Value(s.position.epoch, step);
-    auto stats = s.step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
-    if (!stats.ok()) {
-      return absl::Status(
-          stats.status().code(),
-          absl::StrCat("training stopped: ", stats.status().message(),
-                       s.last_checkpoint.empty()
-                           ? std::string("; no checkpoint was written")
-                           : absl::StrCat("; last good checkpoint: ", s.last_checkpoint)));
-    }
-    ++s.position.step;
-    if (++s.position.batch_in_epoch == per_epoch) {
-      ++s.position.epoch;
-      s.position.batch_in_epoch = 0;
-      if (s.position.step < limit) s.loader->StartEpoch(s.position.epoch, 0);
-    }
-    const int64_t images = batch->images.size(0) * world;
-    images_seen += images;
-    window_images += images;
-
-    StepReport report;
-    report.step = s.position.step;
-    report.total_steps = limit;
-    report.epoch = s.position.epoch;
-    report.epochs = o.epochs;
-    report.lambda_cl = lambda_cl;
-    report.lr = lr;
-    report.stats = *stats;
-    report.data_seconds = data_seconds;
-    report.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-    report.images_seen = images_seen;
-    // The stop request rides on the loss average every rank does anyway:
-    // when any rank was asked to stop, every rank sees it at the same step.
-    const bool asked_to_stop = o.stop_requested != nullptr && o.stop_requested->load();
-    std::vector<double> logged = {report.stats.loss_mae,     report.stats.masker_rec,
-                                  report.stats.masker_gauss, report.stats.masker_kl,
-                                  report.stats.masker_div,   report.stats.masker_total,
-                                  asked_to_stop ? 1.0 : 0.0};
-    RETURN_IF_ERROR(s.collectives->AverageScalars(logged));
-    const bool stop = logged[6] > 0;
-    report.stats.loss_mae = logged[0];
-    report.stats.masker_rec = logged[1];
-    report.stats.masker_gauss = logged[2];
-    report.stats.masker_kl = logged[3];
-    report.stats.masker_div = logged[4];
-    report.stats.masker_total = logged[5];
-    s.LogJson(report);
-    const bool log_step = report.step % o.log_every == 0 || report.step == limit;
-    if (log_step && s.overlap_images.defined()) {
-      try {
-        torch::Tensor kept = s.step_runner->KeptPatches(s.overlap_images);
-        if (s.last_kept.defined()) {
-          report.mask_overlap =
-              (kept & s.last_kept).sum().item<double>() / std::max<double>(1, kept.sum().item<double>());
-        }
-        s.last_kept = kept;
-      } catch (const std::exception& e) {
-        return absl::InternalError(absl::StrCat("mask overlap at step ", report.step, ": ", e.what()));
-      }
-    }
-    s.observer->OnIteration(report);
-    if (log_step) {
-      const double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
-      report.images_per_second = secs > 0 ? window_images / secs : 0;
-      window_start = Clock::now();
-      window_images = 0;
-      s.observer->OnStep(report);
-    }
-    const bool boundary = s.position.step % o.step.accum_iter == 0;
-    if (o.checkpoint_every > 0 && boundary && s.position.step % o.checkpoint_every == 0 &&
-        s.position.step < limit) {
-      RETURN_IF_ERROR(s.SaveCheckpoint(s.position.step));
-    }
-    if (o.preview_every > 0 && s.position.step % o.preview_every == 0 && s.position.step < limit) {
-      RETURN_IF_ERROR(s.WritePreviewAt(s.position.step));
-    }
-    // Stop on request at an accumulation boundary (a resumable state), after
-    // a checkpoint there.
-    if (stop && boundary && s.position.step < limit) {
-      if (!(o.checkpoint_every > 0 && s.position.step % o.checkpoint_every == 0)) {
-        RETURN_IF_ERROR(s.SaveCheckpoint(s.position.step));
-      }
-      return absl::CancelledError(absl::StrCat(
-          "stopped on request at step ", s.position.step, " of ", limit,
-          s.is_rank0() ? absl::StrCat("; checkpoint ", s.last_checkpoint) : std::string()));
-    }
+// One iteration on the next batch: sets the learning rate at an
+// accumulation boundary, runs the two-phase step and advances `position`
+// and the image counters of `progress`. The report holds this rank's losses
+// (not yet averaged over ranks). Errors: INTERNAL when the loader ends early,
+// a failed step's code (see TrainingStopped).
+absl::StatusOr<StepReport> Trainer::State::TrainIteration(const RunPlan& plan,
+                                                          RunProgress& progress) {
+  const auto t0 = Clock::now();
+  ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
+  if (!batch.has_value()) {
+    return absl::InternalError(absl::StrCat("the data loader ended epoch ", position.epoch,
+                                            " after ", position.batch_in_epoch, " of ",
+                                            plan.per_epoch, " batches"));
   }
-  return s.Finish();
+  auto imgs = batch->images.to(device, /*non_blocking=*/true);
+  const double data_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+  const int64_t step = position.step;
+  if (step % options.step.accum_iter == 0) {
+    progress.lr = LearningRateAt(plan.lr_options, FractionalEpoch(plan.per_epoch));
+    SetLearningRate(*mae_optimizer, progress.lr);
+    if (masker_optimizer) SetLearningRate(*masker_optimizer, progress.lr);
+  }
+  const bool apply = (step + 1) % options.step.accum_iter == 0 || step + 1 == plan.limit;
+  const double lambda_cl = plan.curriculum.Value(position.epoch, step);
+  auto stats = step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
+  if (!stats.ok()) return TrainingStopped(stats.status());
+  AdvancePosition(plan);
+  const int64_t images = batch->images.size(0) * plan.world;
+  progress.images_seen += images;
+  progress.window_images += images;
+
+  StepReport report;
+  report.step = position.step;
+  report.total_steps = plan.limit;
+  report.epoch = position.epoch;
+  report.epochs = options.epochs;
+  report.lambda_cl = lambda_cl;
+  report.lr = progress.lr;
+  report.stats = *stats;
+  report.data_seconds = data_seconds;
+  report.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  report.images_seen = progress.images_seen;
+  return report;
+}
+
+// A failed step's `cause` as Run returns it: the same code, the message
+// prefixed "training stopped: " and naming the last good checkpoint.
+absl::Status Trainer::State::TrainingStopped(const absl::Status& cause) const {
+  return absl::Status(
+      cause.code(), absl::StrCat("training stopped: ", cause.message(),
+                                 last_checkpoint.empty()
+                                     ? std::string("; no checkpoint was written")
+                                     : absl::StrCat("; last good checkpoint: ", last_checkpoint)));
+}
+
+// Counts one iteration done in `position`; after an epoch's last batch moves
+// to the next epoch and, unless the run ends there, starts it in the loader.
+void Trainer::State::AdvancePosition(const RunPlan& plan) {
+  ++position.step;
+  if (++position.batch_in_epoch == plan.per_epoch) {
+    ++position.epoch;
+    position.batch_in_epoch = 0;
+    if (position.step < plan.limit) loader->StartEpoch(position.epoch, 0);
+  }
+}
+
+// Replaces the losses in `report` by their average over all ranks. The stop
+// request rides on that average, which every rank does anyway: returns true
+// when any rank was asked to stop, on every rank at the same step.
+absl::StatusOr<bool> Trainer::State::AverageOverRanks(StepReport& report) {
+  const bool asked_to_stop = options.stop_requested != nullptr && options.stop_requested->load();
+  std::vector<double> logged = {report.stats.loss_mae,     report.stats.masker_rec,
+                                report.stats.masker_gauss, report.stats.masker_kl,
+                                report.stats.masker_div,   report.stats.masker_total,
+                                asked_to_stop ? 1.0 : 0.0};
+  RETURN_IF_ERROR(collectives->AverageScalars(logged));
+  const bool stop = logged[6] > 0;
+  report.stats.loss_mae = logged[0];
+  report.stats.masker_rec = logged[1];
+  report.stats.masker_gauss = logged[2];
+  report.stats.masker_kl = logged[3];
+  report.stats.masker_div = logged[4];
+  report.stats.masker_total = logged[5];
+  return stop;
+}
+
+// Appends `report` to metrics.jsonl, then hands it to the observer:
+// OnIteration every iteration; at logged iterations (every log_every and the
+// last) first the mask overlap is measured, and OnStep gets the images/s of
+// the log window, which then restarts.
+absl::Status Trainer::State::PublishIteration(const RunPlan& plan, RunProgress& progress,
+                                              StepReport& report) {
+  LogJson(report);
+  const bool log_step = report.step % options.log_every == 0 || report.step == plan.limit;
+  if (log_step) RETURN_IF_ERROR(MeasureMaskOverlap(report));
+  observer->OnIteration(report);
+  if (log_step) {
+    const double secs = std::chrono::duration<double>(Clock::now() - progress.window_start).count();
+    report.images_per_second = secs > 0 ? progress.window_images / secs : 0;
+    progress.window_start = Clock::now();
+    progress.window_images = 0;
+    observer->OnStep(report);
+  }
+  return absl::OkStatus();
+}
+
+// CL-MAE mode: sets report.mask_overlap (from the second call on) to the
+// share of the overlap images' kept patches also kept at the previous call,
+// and remembers this call's. INTERNAL when LibTorch throws.
+absl::Status Trainer::State::MeasureMaskOverlap(StepReport& report) {
+  if (!overlap_images.defined()) return absl::OkStatus();
+  try {
+    torch::Tensor kept = step_runner->KeptPatches(overlap_images);
+    if (last_kept.defined()) {
+      report.mask_overlap =
+          (kept & last_kept).sum().item<double>() / std::max<double>(1, kept.sum().item<double>());
+    }
+    last_kept = kept;
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("mask overlap at step ", report.step, ": ", e.what()));
+  }
+  return absl::OkStatus();
+}
+
+// After an iteration, before the end of the run: the checkpoint due every
+// checkpoint_every iterations (at accumulation boundaries only) and the
+// preview due every preview_every iterations.
+absl::Status Trainer::State::WritePeriodicOutputs(const RunPlan& plan) {
+  const auto& o = options;
+  if (o.checkpoint_every > 0 && AtResumablePoint(plan) && position.step % o.checkpoint_every == 0) {
+    RETURN_IF_ERROR(SaveCheckpoint(position.step));
+  }
+  if (o.preview_every > 0 && position.step % o.preview_every == 0 && position.step < plan.limit) {
+    RETURN_IF_ERROR(WritePreviewAt(position.step));
+  }
+  return absl::OkStatus();
+}
+
+// Ends the run on a stop request at a resumable point: writes a checkpoint
+// there unless WritePeriodicOutputs just did, then returns CANCELLED (naming
+// the checkpoint on rank 0), or the error of writing it.
+absl::Status Trainer::State::StopOnRequest(const RunPlan& plan) {
+  if (!(options.checkpoint_every > 0 && position.step % options.checkpoint_every == 0)) {
+    RETURN_IF_ERROR(SaveCheckpoint(position.step));
+  }
+  return absl::CancelledError(
+      absl::StrCat("stopped on request at step ", position.step, " of ", plan.limit,
+                   is_rank0() ? absl::StrCat("; checkpoint ", last_checkpoint) : std::string()));
 }
 
 const std::optional<EvalResult>& Trainer::eval_result() const { return state_->eval_result; }

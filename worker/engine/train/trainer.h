@@ -15,7 +15,7 @@
 #include "worker/engine/data/dataset.h"
 #include "worker/engine/data/transforms.h"
 #include "worker/engine/dist/collectives.h"
-#include "worker/engine/model/model_config.h"
+#include "common/model_config.h"
 #include "worker/engine/train/curriculum.h"
 #include "worker/engine/train/evaluation.h"
 #include "worker/engine/train/optim.h"

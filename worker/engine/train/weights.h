@@ -1,6 +1,6 @@
 #pragma once
 
-// Network weights under the reference's state-dict names (METHOD.md §8):
+// Network weights under the reference's state-dict names (docs/method.md §8.2):
 // export to, and initialisation from, safetensors.
 
 #include <string>

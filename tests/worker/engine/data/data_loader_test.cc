@@ -9,8 +9,9 @@
 #include "ATen/Parallel.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "common/file_io.h"
 #include "gtest/gtest.h"
-#include "tests/worker/engine/data/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/image_codec.h"
@@ -314,17 +315,17 @@ TEST_F(DataLoaderTest, PinMemoryIsHarmlessWithoutCuda) {
 // The real path: an image folder with one corrupt PNG.
 TEST(DataLoaderImageFolderTest, CorruptImageSkippedOrFatal) {
   if (!ImageCodecAvailable(ImageFormat::kPng)) GTEST_SKIP() << "built without libpng";
-  testing_util::TempDir root;
+  ::clmae::testing::TempDir root;
   for (int c = 0; c < 2; ++c) {
     ASSERT_TRUE(root.MakeDir(absl::StrCat("class", c)));
     for (int i = 0; i < 4; ++i) {
-      const std::string path = root.Join(absl::StrCat("class", c, "/", i, ".png"));
+      const std::string path = root.File(absl::StrCat("class", c, "/", i, ".png"));
       if (c == 1 && i == 2) {
-        ASSERT_TRUE(WriteFileBytes(path, "\x89PNG\r\n\x1a\n garbage").ok());
+        ASSERT_TRUE(WriteFileAtomically(path, "\x89PNG\r\n\x1a\n garbage").ok());
         continue;
       }
       torch::Tensor image = torch::full({3, 10, 14}, 40 * i + 100 * c, torch::kUInt8);
-      ASSERT_TRUE(WriteFileBytes(path, *EncodePng(image)).ok());
+      ASSERT_TRUE(WriteFileAtomically(path, *EncodePng(image)).ok());
     }
   }
   auto folder = ImageFolderDataset::Open(root.path(), 3);

@@ -7,8 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "common/file_io.h"
 #include "gtest/gtest.h"
-#include "tests/worker/engine/data/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/dataset.h"
@@ -43,7 +44,7 @@ class IdxDatasetTest : public ::testing::Test {
   void SetUp() override { ASSERT_FALSE(tmp_.path().empty()); }
 
   void Write(const std::string& name, const std::string& bytes) {
-    ASSERT_TRUE(WriteFileBytes(tmp_.Join(name), bytes).ok());
+    ASSERT_TRUE(WriteFileAtomically(tmp_.File(name), bytes).ok());
   }
   void WriteGz(const std::string& name, const std::string& bytes) {
     absl::StatusOr<std::string> gz = GzipBytes(bytes);
@@ -51,7 +52,7 @@ class IdxDatasetTest : public ::testing::Test {
     Write(name, *gz);
   }
 
-  testing_util::TempDir tmp_;
+  ::clmae::testing::TempDir tmp_;
   const std::string& dir() const { return tmp_.path(); }
 };
 
@@ -153,9 +154,9 @@ TEST_F(IdxDatasetTest, MissingFileIsNotFoundNamingThePath) {
   Write("train-images-idx3-ubyte", ImagesIdx(2, 2, 2));
   auto dataset = IdxDataset::Open(dir(), "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(dataset.status().message(), HasSubstr(tmp_.Join("train-labels-idx1-ubyte")));
+  EXPECT_THAT(dataset.status().message(), HasSubstr(tmp_.File("train-labels-idx1-ubyte")));
 
-  const std::string missing_dir = tmp_.Join("nowhere");
+  const std::string missing_dir = tmp_.File("nowhere");
   dataset = IdxDataset::Open(missing_dir, "train");
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(dataset.status().message(), HasSubstr(missing_dir));

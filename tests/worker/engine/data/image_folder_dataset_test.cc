@@ -6,8 +6,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
+#include "common/file_io.h"
 #include "gtest/gtest.h"
-#include "tests/worker/engine/data/temp_dir.h"
+#include "tests/testing/temp_dir.h"
 #include "torch/torch.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/dataset.h"
@@ -38,17 +39,17 @@ class ImageFolderDatasetTest : public ::testing::Test {
     absl::StatusOr<std::string> bytes =
         FormatFromExtension(name) == ImageFormat::kPng ? EncodePng(image) : EncodeJpeg(image, 95);
     ASSERT_TRUE(bytes.ok()) << bytes.status();
-    ASSERT_TRUE(WriteFileBytes(tmp_.Join(cls + "/" + name), *bytes).ok());
+    ASSERT_TRUE(WriteFileAtomically(tmp_.File(cls + "/" + name), *bytes).ok());
   }
   void PutBytes(const std::string& cls, const std::string& name, const std::string& bytes) {
     ASSERT_TRUE(tmp_.MakeDir(cls));
-    ASSERT_TRUE(WriteFileBytes(tmp_.Join(cls + "/" + name), bytes).ok());
+    ASSERT_TRUE(WriteFileAtomically(tmp_.File(cls + "/" + name), bytes).ok());
   }
   absl::StatusOr<std::unique_ptr<ImageFolderDataset>> Open(int channels) {
     return ImageFolderDataset::Open(tmp_.path(), channels);
   }
 
-  testing_util::TempDir tmp_;
+  ::clmae::testing::TempDir tmp_;
 };
 
 #define REQUIRE_CODEC(format) \
@@ -155,7 +156,7 @@ TEST_F(ImageFolderDatasetTest, DeletedFileIsDataLoss) {
   Put("a", "gone.png", Smooth(1, 4, 4, 0));
   auto dataset = Open(1);
   ASSERT_TRUE(dataset.ok());
-  ASSERT_EQ(std::remove(tmp_.Join("a/gone.png").c_str()), 0);
+  ASSERT_EQ(std::remove(tmp_.File("a/gone.png").c_str()), 0);
   absl::StatusOr<Example> ex = (*dataset)->Get(0);
   EXPECT_EQ(ex.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(ex.status().message(), HasSubstr("gone.png"));
@@ -171,7 +172,7 @@ TEST_F(ImageFolderDatasetTest, EmptyOrMissingFolders) {
   EXPECT_EQ(dataset.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(dataset.status().message(), HasSubstr("empty_class"));
 
-  const std::string missing = tmp_.Join("missing");
+  const std::string missing = tmp_.File("missing");
   DatasetOptions options;
   options.kind = DatasetOptions::Kind::kImageFolder;
   options.path = missing;

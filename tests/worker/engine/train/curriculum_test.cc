@@ -5,7 +5,7 @@
 namespace clmae {
 namespace {
 
-// The reference schedule at the points METHOD.md §3 lists for E = 200.
+// The reference schedule at the points docs/method.md §4 lists for E = 200.
 TEST(CurriculumTest, ReferencePerEpochLineAtE200) {
   CurriculumSchedule s({}, 200, 200 * 10);
   EXPECT_DOUBLE_EQ(s.Value(0, 0), 1.0);

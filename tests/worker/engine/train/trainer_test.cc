@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "tests/testing/tiny_trainer_options.h"
 #include "worker/engine/train/checkpoint.h"
 
 namespace clmae {
@@ -30,35 +31,11 @@ class TrainerTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // A small CL-MAE job on synthetic 16x16 images.
+  // The tiny job over 3 epochs, logging every iteration.
   TrainerOptions Options(const std::string& out) {
-    TrainerOptions o;
-    o.model.img_size = 16;
-    o.model.in_chans = 1;
-    o.model.patch_size = 4;
-    o.model.embed_dim = 16;
-    o.model.depth = 1;
-    o.model.num_heads = 2;
-    o.model.decoder_embed_dim = 8;
-    o.model.decoder_depth = 1;
-    o.model.decoder_num_heads = 2;
-    o.model.masker_depth = 1;
-    o.model.masker_num_heads = 2;
-    o.data.kind = DatasetOptions::Kind::kSynthetic;
-    o.data.synthetic_size = 40;
-    o.data.channels = 1;
-    o.data.synthetic_height = 16;
-    o.data.synthetic_width = 16;
-    o.transform.mean = {0.5};
-    o.transform.std = {0.25};
-    o.loader.batch_size = 8;
-    o.loader.num_workers = 1;
+    TrainerOptions o = ::clmae::testing::TinyTrainerOptions((dir_ / out).string());
     o.epochs = 3;
-    o.warmup_epochs = 1;
-    o.lr = 1e-3;
     o.log_every = 1;
-    o.output_dir = (dir_ / out).string();
-    o.export_safetensors = false;
     return o;
   }
 

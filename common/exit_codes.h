@@ -1,0 +1,23 @@
+#pragma once
+
+// Exit codes of the clmae executables (clmae-coordinator, clmae-worker,
+// clmae-train; clmaectl documents its own in `clmaectl help`), and the ones
+// of clmae-train that the agent and the coordinator act on.
+
+namespace clmae {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the work failed, or a start failed for a reason
+                                        // other than the command line
+inline constexpr int kExitUsage = 2;    // bad command line (unknown flag, bad value) or spec
+
+inline constexpr int kTrainerExitOk = kExitOk;
+inline constexpr int kTrainerExitFailed = kExitFailure;  // training failed
+inline constexpr int kTrainerExitBadInput = kExitUsage;  // bad command line or spec
+// Stopped on request (SIGTERM or SIGINT, e.g. a node drained or a pod
+// evicted) after every rank agreed on the step and rank 0 wrote and uploaded
+// a checkpoint there: the coordinator requeues the job as a preemption,
+// which does not count against resources.max_restarts. (EX_TEMPFAIL.)
+inline constexpr int kTrainerExitStopped = 75;
+
+}  // namespace clmae
