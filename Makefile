@@ -77,6 +77,13 @@ format: deps
 format-check: deps
 	git ls-files '*.cc' '*.h' | xargs clang-format --dry-run -Werror
 
+# Both container images built with podman (a local Debian base is
+# bootstrapped when no registry is reachable; CLMAE_BASE_IMAGE overrides it),
+# each started once with --help. Needs root. scripts/build-images.sh.
+.PHONY: images
+images:
+	scripts/build-images.sh
+
 # The clean-room check: a bare Debian 12 root (debootstrap) installs deps.lock
 # and configures every target, without a system CUDA toolkit. Needs root and
 # the network; a few minutes. CI runs it.

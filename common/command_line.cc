@@ -8,6 +8,7 @@
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
+#include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -81,6 +82,14 @@ absl::Status CheckFlags(const std::vector<char*>& args) {
 
 std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, absl::string_view program,
                                                 size_t max_positional) {
+  // --help lists the flags of this project's files. Abseil's default lists
+  // those of files named like the program, and no main.cc here is.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return !absl::StrContains(file, "absl/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   std::vector<std::string> storage;
   std::vector<char*> args = NormaliseFlagNames(argc, argv, storage);
   if (absl::Status flags = CheckFlags(args); !flags.ok()) {

@@ -5,6 +5,7 @@
 #   scripts/install-deps.sh            Debian packages + the Python venv
 #   scripts/install-deps.sh --python   only the Python venv (LibTorch)
 #   scripts/install-deps.sh --debian   only the Debian packages
+#   scripts/install-deps.sh --images   only the container tools (kind deb-images)
 #
 # The venv lives in $CLMAE_VENV (default: .venv in the repository root); CMake
 # finds LibTorch through torch.utils.cmake_prefix_path of that venv.
@@ -15,11 +16,13 @@ lock="$root/deps.lock"
 venv="${CLMAE_VENV:-$root/.venv}"
 want_deb=1
 want_py=1
+deb_kind=deb
 case "${1:-}" in
   --python) want_deb=0 ;;
   --debian) want_py=0 ;;
+  --images) want_py=0; deb_kind=deb-images ;;
   "") ;;
-  *) echo "usage: $0 [--python|--debian]" >&2; exit 2 ;;
+  *) echo "usage: $0 [--python|--debian|--images]" >&2; exit 2 ;;
 esac
 
 log() { printf '[install-deps] %s\n' "$*"; }
@@ -48,7 +51,7 @@ install_debian() {
   local pending=() name ver have
   declare -A tested=()
   while read -r kind name ver; do
-    [[ $kind == deb ]] || continue
+    [[ $kind == "$deb_kind" ]] || continue
     tested[$name]=$ver
     have=$(dpkg-query -W -f='${db:Status-Abbrev}|${Version}' "$name" 2>/dev/null || true)
     if [[ $have == "ii "* && -z $(unsuitable "$name" "${have#*|}" "$ver") ]]; then
