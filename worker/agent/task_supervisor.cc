@@ -217,6 +217,15 @@ void TaskSupervisor::Fetched(const v1::TaskAssignment& assignment,
   const bool cancelled = it->second.cancelled;
   fetching_.erase(it);
   if (cancelled) return;  // reported when it was cancelled
+  if (IsCheckpointRefused(path.status())) {
+    // The coordinator has quarantined it; the next attempt resumes from
+    // another one, without spending a restart.
+    return NotStarted(task,
+                      absl::StrCat("checkpoint ", assignment.resume_checkpoint(),
+                                   " is corrupt on the coordinator and cannot be resumed from: ",
+                                   path.status().message()),
+                      kTaskExitCheckpointCorrupt);
+  }
   if (!path.ok()) {
     return NotStarted(task, absl::StrCat("cannot fetch checkpoint ", assignment.resume_checkpoint(),
                                          ": ", path.status().message()));

@@ -60,7 +60,10 @@ class TaskSupervisor {
   // thread of the task's own, so other tasks are not held up), spawns the
   // trainer and reports RUNNING; a rank that cannot start is reported
   // EXITED with exit code 127 and the reason as its message ("cannot fetch
-  // checkpoint <id>: ..." when the checkpoint could not be had).
+  // checkpoint <id>: ..." when the checkpoint could not be had), or with
+  // kTaskExitCheckpointCorrupt (65, "checkpoint <id> is corrupt on the
+  // coordinator ...") when the coordinator refused the checkpoint
+  // (IsCheckpointRefused: it failed verification there, or is quarantined).
   // Rank 0 hosts the rendezvous at master_port: when that port cannot be
   // bound on this node (TcpPortBindable: another process listens there),
   // the trainer is not started and the rank is reported EXITED with

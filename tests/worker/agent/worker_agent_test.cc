@@ -332,6 +332,57 @@ TEST_F(WorkerAgentTest, ShutdownCancelsAFetchAndReportsTheTaskUnstarted) {
   service_.HoldFetches(false);
 }
 
+TEST_F(WorkerAgentTest, ACheckpointThatFailedVerificationOnTheCoordinatorEndsTheTaskWith65) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const v1::CoordinatorMessage assign =
+      ResumeAssignment(service_, "ck-12", std::string(3000, 'q'), master_port_);
+  service_.FailFetches("ck-12",
+                       grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                    "checkpoint ck-12 failed verification on the coordinator: "
+                                    "its bytes have another SHA-256; it has been quarantined"),
+                       2000);
+  ASSERT_TRUE(service_.Send(assign));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), kTaskExitCheckpointCorrupt);
+  EXPECT_THAT(exited->message(), HasSubstr("checkpoint ck-12 is corrupt on the coordinator"));
+  EXPECT_THAT(exited->message(), HasSubstr("it has been quarantined"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
+  EXPECT_EQ(service_.fetches().size(), 1u);
+}
+
+TEST_F(WorkerAgentTest, AQuarantinedCheckpointEndsTheTaskWith65) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const v1::CoordinatorMessage assign =
+      ResumeAssignment(service_, "ck-13", std::string(3000, 'r'), master_port_);
+  service_.FailFetches("ck-13",
+                       grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "checkpoint ck-13 of job \"job-1\" was quarantined at ..."),
+                       -1);
+  ASSERT_TRUE(service_.Send(assign));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), kTaskExitCheckpointCorrupt);
+  EXPECT_THAT(exited->message(), HasSubstr("checkpoint ck-13"));
+  EXPECT_THAT(exited->message(), HasSubstr("quarantined"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "");
+}
+
+TEST_F(WorkerAgentTest, ACheckpointDamagedOnTheWayOnceIsFetchedAgainAndResumedFrom) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const std::string bytes(3000, 's');
+  service_.DamageFetches(1);
+  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-14", bytes, master_port_)));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0) << exited->message();
+  EXPECT_THAT(ReadFileOrEmpty(dir_.File("args-0")), HasSubstr("--resume "));
+  EXPECT_EQ(service_.fetches().size(), 2u);
+}
+
 TEST_F(WorkerAgentTest, CrashingTrainerIsReportedAndTheAgentCarriesOn) {
   UseTrainer("if [ \"$RANK\" = 0 ]; then kill -SEGV $$; fi\nexit 0");
   StartAgent();
