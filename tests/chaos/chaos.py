@@ -68,6 +68,13 @@ def finish(ctx, r):
         running_after_end = left if all_final else {}
     finally:
         c.stop()
+    # Why each attempt ended, from the job store (the coordinator is down now).
+    failures = c.attempt_failures()
+    with open(os.path.join(ctx.folder, "events.txt"), "w") as f:
+        for row in c.events():
+            f.write(" | ".join(str(x) for x in row) + "\n")
+    for job_id, attempt, message in failures:
+        r.notes.append(f"{job_id} attempt {attempt} ended: {one_line(message)}")
     time.sleep(1)
     after_stop = c.reap_orphans()
     orphans = {**running_after_end, **after_stop}
@@ -75,6 +82,14 @@ def finish(ctx, r):
         "" if not orphans else ": " + "; ".join(
             f"pid {pid} {' '.join(a for a in argv if '/' in a and a.endswith('.yaml'))}"
             for pid, argv in list(orphans.items())[:4])))
+
+
+def one_line(message, width=300):
+    """A message's first line, and its last (the rank log's last line, where
+    the coordinator appends one), each cut to `width`."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()] or [""]
+    cut = [line if len(line) <= width else line[:width - 1] + "…" for line in lines]
+    return cut[0] + (f" … {cut[-1]}" if len(cut) > 1 else "")
 
 
 def run_one(build, work, name, title, fn, seed, keep):
@@ -196,6 +211,8 @@ def main(argv):
               f"{r.action} | detection {r.detection} | {r.outcome}", flush=True)
         for text in r.unmet():
             print(f"chaos:   - {text}", flush=True)
+        for note in r.notes:
+            print(f"chaos:   note: {note}", flush=True)
     elapsed = time.monotonic() - start
 
     met = sum(r.met for r in results)

@@ -19,6 +19,7 @@ import random
 import re
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -35,7 +36,7 @@ CHECKPOINT_EVERY = 5
 # lands mid-job.
 MODEL = ("{preset: tiny, img_size: 32, embed_dim: 64, depth: 2, num_heads: 2,\n"
          "        decoder_embed_dim: 16, decoder_depth: 1, decoder_num_heads: 2, masker_depth: 1}")
-STEPS = 60
+STEPS = 80
 WORKERS = ("agent-a", "agent-b")
 
 # The coordinator timings of the suite; a flag the binary does not know is
@@ -48,6 +49,7 @@ SUCCEEDED = "JOB_STATE_SUCCEEDED"
 FAILED = "JOB_STATE_FAILED"
 CANCELLED = "JOB_STATE_CANCELLED"
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED)
+STATE_RESTARTING, STATE_FAILED = 4, 6  # clmae.v1.JobState numbers, as the job store keeps them
 
 
 def short_state(state):
@@ -294,6 +296,31 @@ class Cluster:
             if sha256 in files:
                 return os.path.join(dirpath, sha256)
         return None
+
+    def events(self, job_id=None):
+        """[(job id, attempt, to_state, message)] of the job store's event
+        table, read directly (read-only) for diagnostics: why each attempt
+        ended. Empty when the store cannot be read (its schema is the
+        coordinator's own)."""
+        path = os.path.join(self.state_dir, "coordinator.db")
+        if not os.path.exists(path):
+            return []
+        try:
+            con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = con.execute("SELECT job_id, attempt, to_state, message FROM events "
+                                   "ORDER BY seq").fetchall()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            return []
+        return [row for row in rows if job_id is None or row[0] == job_id]
+
+    def attempt_failures(self, job_id=None):
+        """[(job id, attempt, message)] of the events that ended an attempt
+        (to RESTARTING) or the job (to FAILED)."""
+        return [(j, a, m) for j, a, state, m in self.events(job_id)
+                if state in (STATE_RESTARTING, STATE_FAILED)]
 
     # processes
 

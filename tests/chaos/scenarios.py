@@ -209,6 +209,14 @@ def coordinator_kill_at(ctx, r, job_id, down):
                    else "no progress after the restart")
     job = c.wait(job_id, terminal, 150)
     judge(ctx, r, job_id, job, cause=r"coordinator", waited=150)
+    if job and attempt_of(job) > 1:
+        # Not part of the goal, but worth knowing: the crash cost an attempt.
+        first = c.rank_logs(job_id, 0).get(1)
+        reached = steps_logged(first) if first else 0
+        r.notes.append(f"the coordinator's restart cost the job a restart (attempt "
+                       f"{attempt_of(job)}); attempt 1 had reached step {reached}/{STEPS}"
+                       + (" (all of it: it finished while the coordinator was away)"
+                          if reached >= STEPS else ""))
     return before
 
 
@@ -224,7 +232,7 @@ def coordinator_kill(ctx, r):
 
 def coordinator_kill_random(ctx, r):
     rng = random.Random(ctx.seed)
-    delay, down = rng.uniform(0.5, 11.0), rng.uniform(0.5, 3.0)  # the job runs ~15 s
+    delay, down = rng.uniform(0.5, 10.0), rng.uniform(0.5, 3.0)  # the job runs ~12 s
     c = ctx.cluster()
     job_id = c.submit("coordinator-kill-random")
     time.sleep(delay)
@@ -251,8 +259,9 @@ def rank_stopped(ctx, r):
     job = c.wait(job_id, terminal, 120)
     r.detection = detection(ctx, job_id, t, 1)
     messages = c.monitor.failure_messages(job_id)
-    if job and job.get("failure_message") and job["failure_message"] not in messages:
-        messages.append(job["failure_message"])
+    for m in [m for _, _, m in c.attempt_failures(job_id)] + [(job or {}).get("failure_message")]:
+        if m and m not in messages:
+            messages.append(m)
     naming = [m for m in messages if re.search(r"\brank 1\b", m) and worker in m]
     r.check(naming, f"a failure message names rank 1 and {worker} (seen: {messages or 'none'})")
     judge(ctx, r, job_id, job, cause=rf"rank 1\b.*{worker}|{worker}.*rank 1\b")
