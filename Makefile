@@ -61,6 +61,18 @@ bench-metrics: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-metrics
 	$(BUILD_DIR)/bench/clmae-bench-metrics
 
+# The chaos suite (docs/reliability.md): kill -9 of trainers, agents and the
+# coordinator, a stopped rank, damaged checkpoints, a busy rendezvous port, a
+# drain across a restart, a full disk and submissions during a crash, each
+# against a real coordinator and two CPU agents; prints a table and fails if a
+# goal is not met (about 5-10 minutes). Not part of `make test`, and it does
+# not build: it runs the binaries already in BUILD_DIR.
+# CHAOS_FLAGS: --seed N, --only NAME,... (--list), --keep, --work DIR.
+CHAOS_FLAGS ?=
+.PHONY: chaos
+chaos:
+	/usr/bin/python3 tests/chaos/chaos.py $(BUILD_DIR) $(CHAOS_FLAGS)
+
 # ASan + UBSan build and tests in build-sanitize/.
 sanitize:
 	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON"

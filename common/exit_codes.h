@@ -19,5 +19,13 @@ inline constexpr int kTrainerExitBadInput = kExitUsage;  // bad command line or 
 // a checkpoint there: the coordinator requeues the job as a preemption,
 // which does not count against resources.max_restarts. (EX_TEMPFAIL.)
 inline constexpr int kTrainerExitStopped = 75;
+// The rank could not start for a reason of its node, not of the job; the
+// coordinator requeues the job elsewhere without spending a restart:
+// - the rendezvous port rank 0 was given is taken on its node (EX_UNAVAILABLE);
+inline constexpr int kTaskExitRendezvousBusy = 69;
+// - the checkpoint it was to resume from failed verification (EX_DATAERR);
+//   the coordinator has quarantined it, and the next attempt resumes from the
+//   newest one that verifies.
+inline constexpr int kTaskExitCheckpointCorrupt = 65;
 
 }  // namespace clmae

@@ -21,6 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The block a reader hashes a prefix it does not send in.
+constexpr int64_t kHashBlockBytes = int64_t{1} << 20;
+
 absl::Status MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return ErrnoStatus(errno, "mkdir", path);
   struct stat st;
@@ -121,23 +124,67 @@ absl::Status TempBlob::Sync() {
 
 BlobReader::~BlobReader() { close(fd_); }
 
-absl::StatusOr<std::string> BlobReader::Read(size_t max_bytes) {
-  const size_t want = static_cast<size_t>(std::min<int64_t>(end_ - position_, max_bytes));
-  std::string out(want, '\0');
+absl::Status BlobReader::ReadAt(std::string& out, int64_t at) const {
   size_t got = 0;
-  while (got < want) {
-    const ssize_t n = pread(fd_, out.data() + got, want - got, position_ + got);
+  while (got < out.size()) {
+    const ssize_t n = pread(fd_, out.data() + got, out.size() - got, at + got);
     if (n < 0) {
       if (errno == EINTR) continue;
       return absl::InternalError(absl::StrCat("checkpoint read: ", std::strerror(errno)));
     }
     if (n == 0) {
       return absl::DataLossError(
-          absl::StrCat("checkpoint read: the file ends at byte ", position_ + got, " of ", end_));
+          absl::StrCat("the file ends at byte ", at + static_cast<int64_t>(got), " of ", end_));
     }
     got += static_cast<size_t>(n);
   }
-  position_ += static_cast<int64_t>(got);
+  return absl::OkStatus();
+}
+
+absl::Status BlobReader::HashPrefix() {
+  std::string block;
+  while (hashed_ < position_) {
+    block.resize(static_cast<size_t>(std::min(position_ - hashed_, kHashBlockBytes)));
+    if (absl::Status read = ReadAt(block, hashed_); !read.ok()) return read;
+    hash_.Update(block);
+    hashed_ += static_cast<int64_t>(block.size());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status BlobReader::Verify() {
+  struct stat st;
+  if (fstat(fd_, &st) != 0) return ErrnoStatus(errno, "fstat", absl::StrCat("blob ", sha256_));
+  if (st.st_size != end_) {
+    return absl::DataLossError(
+        absl::StrCat("the file holds ", st.st_size, " bytes, the record says ", end_));
+  }
+  const std::string digest = hash_.HexDigest();
+  if (digest != sha256_) {
+    return absl::DataLossError(
+        absl::StrCat("its bytes have SHA-256 ", digest, ", the record says ", sha256_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> BlobReader::Read(size_t max_bytes) {
+  if (!failure_.ok()) return failure_;
+  absl::Status status = HashPrefix();
+  std::string out(static_cast<size_t>(std::min<int64_t>(end_ - position_, max_bytes)), '\0');
+  if (status.ok()) status = ReadAt(out, position_);
+  if (status.ok()) {
+    hash_.Update(out);
+    position_ += static_cast<int64_t>(out.size());
+    hashed_ = position_;
+    if (position_ == end_ && !verified_) {
+      status = Verify();
+      verified_ = true;
+    }
+  }
+  if (!status.ok()) {
+    failure_ = status;
+    return failure_;
+  }
   return out;
 }
 
@@ -198,13 +245,12 @@ absl::Status BlobStore::Install(TempBlob& temp, const std::string& sha256) {
     if (absl::Status s = SyncDirectory(dir_ + "/blobs"); !s.ok()) return s;
   }
   const std::string path = BlobPath(sha256);
-  if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size == temp.size()) {
-    temp.Remove();  // the same bytes are already stored and durable
-    return absl::OkStatus();
-  }
+  // Replaced rather than reused: the bytes on disk may no longer be the ones
+  // their name promises, the temp file's were hashed just now.
+  const int64_t replaced = stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
   if (rename(temp.path_.c_str(), path.c_str()) != 0) return ErrnoStatus(errno, "rename to", path);
   temp.path_.clear();
-  stored_bytes_ += temp.size();
+  stored_bytes_ += temp.size() - replaced;
   return SyncDirectory(prefix_dir);
 }
 
@@ -232,7 +278,7 @@ absl::StatusOr<std::unique_ptr<BlobReader>> BlobStore::OpenReader(const std::str
     }
     return ErrnoStatus(errno, "open", BlobPath(sha256));
   }
-  return std::unique_ptr<BlobReader>(new BlobReader(fd, offset, size));
+  return std::unique_ptr<BlobReader>(new BlobReader(fd, sha256, offset, size));
 }
 
 absl::Status BlobStore::Sweep(const std::set<std::string>& referenced) {

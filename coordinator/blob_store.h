@@ -13,6 +13,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -89,23 +90,45 @@ class TempBlob {
   absl::Status status_;
 };
 
-// Streams a blob from an open descriptor: the bytes stay readable after the
-// blob is unlinked (POSIX). Not thread-safe.
+// Streams [offset, size) of a blob from an open descriptor (the bytes stay
+// readable after the blob is unlinked, POSIX) and verifies the whole blob on
+// the way: every byte from 0 is hashed, the prefix [0, offset) by the first
+// Read (a block at a time, not returned), and the Read that reaches `size`
+// checks, before it returns its bytes, that the file holds exactly `size`
+// bytes and that they hash to the blob's name. Memory stays at one block.
+// Not thread-safe.
 class BlobReader {
  public:
   ~BlobReader();
   BlobReader(const BlobReader&) = delete;
   BlobReader& operator=(const BlobReader&) = delete;
-  // Up to `max_bytes` from the current position, never past `end`; empty at
-  // the end. INTERNAL on read errors, DATA_LOSS when the file ends early.
+  // Up to `max_bytes` from the current position, never past `size`; empty
+  // at the end. DATA_LOSS when the blob fails verification: the file ends
+  // early, holds more than `size` bytes, or its bytes have another SHA-256
+  // (the message says which); INTERNAL on read errors. Both are sticky:
+  // every later Read answers the same.
   absl::StatusOr<std::string> Read(size_t max_bytes);
 
  private:
   friend class BlobStore;
-  BlobReader(int fd, int64_t position, int64_t end) : fd_(fd), position_(position), end_(end) {}
+  BlobReader(int fd, std::string sha256, int64_t position, int64_t end)
+      : fd_(fd), sha256_(std::move(sha256)), position_(position), end_(end) {}
+  // Reads exactly out.size() bytes at `at`. DATA_LOSS at an early end of file.
+  absl::Status ReadAt(std::string& out, int64_t at) const;
+  // Hashes [hashed_, position_): the prefix a reader that starts at an
+  // offset does not send.
+  absl::Status HashPrefix();
+  // Compares the file's size and the digest of all its bytes with the record.
+  absl::Status Verify();
+
   int fd_;
+  const std::string sha256_;  // what the bytes must hash to (the blob's name)
   int64_t position_;
-  int64_t end_;
+  const int64_t end_;
+  int64_t hashed_ = 0;  // bytes [0, hashed_) went into hash_
+  Sha256 hash_;
+  bool verified_ = false;
+  absl::Status failure_;  // the first error; sticky
 };
 
 // The blobs/ and tmp/ folders under one directory. Install and Remove must be
@@ -127,14 +150,18 @@ class BlobStore {
                                                     int64_t min_free_bytes) const;
 
   // Moves a synced temp file whose bytes hash to `sha256` into blobs/ and
-  // fsyncs the folders. An existing blob of that digest and size is reused
-  // (the temp file is removed). Afterwards `temp` holds nothing to remove.
+  // fsyncs the folders. An existing blob of that digest is replaced: the new
+  // bytes were just verified, the old ones may have rotted on disk (a blob
+  // that failed verification is quarantined, and a fresh upload of the same
+  // bytes repairs it). Readers of the old file keep reading it. Afterwards
+  // `temp` holds nothing to remove.
   absl::Status Install(TempBlob& temp, const std::string& sha256);
 
   // Unlinks the blob (absent is fine). Readers keep their open files.
   absl::Status Remove(const std::string& sha256);
 
-  // Opens the blob to read [offset, size). NOT_FOUND when it is missing.
+  // Opens the blob to read [offset, size), verifying it against its name
+  // and `size` (BlobReader). NOT_FOUND when it is missing.
   absl::StatusOr<std::unique_ptr<BlobReader>> OpenReader(const std::string& sha256, int64_t offset,
                                                          int64_t size) const;
 

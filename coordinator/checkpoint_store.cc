@@ -1,5 +1,6 @@
 #include "coordinator/checkpoint_store.h"
 
+#include <cstdio>
 #include <random>
 #include <set>
 #include <utility>
@@ -7,8 +8,10 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "coordinator/proto_time.h"
+#include "absl/time/clock.h"
+#include "common/proto_enums.h"
 #include "common/status_macros.h"
+#include "coordinator/proto_time.h"
 
 namespace clmae {
 namespace {
@@ -42,6 +45,12 @@ CREATE TABLE checkpoints (
   UNIQUE (job_id, kind, step)
 );
 CREATE INDEX checkpoints_by_sha256 ON checkpoints (sha256);
+)sql",
+    // v2: a checkpoint whose blob failed verification is quarantined: when
+    // (microseconds since the epoch) and why; NULL for a healthy one.
+    R"sql(
+ALTER TABLE checkpoints ADD COLUMN quarantined_us INTEGER;
+ALTER TABLE checkpoints ADD COLUMN quarantine_reason TEXT;
 )sql",
 };
 static_assert(std::size(kMigrations) == CheckpointStore::kSchemaVersion);
@@ -87,6 +96,31 @@ absl::Status NotFound(const std::string& job_id, absl::string_view what) {
   return absl::NotFoundError(absl::StrCat("job ", Quote(job_id), " has no ", what));
 }
 
+// The record in the current row of a statement selecting kColumns.
+absl::StatusOr<v1::Checkpoint> CheckpointOf(const SqliteStatement& row) {
+  v1::Checkpoint checkpoint;
+  checkpoint.set_id(row.ColumnText(0));
+  if (!checkpoint.mutable_metadata()->ParseFromString(row.ColumnBlob(1))) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint index: unreadable metadata of ", checkpoint.id()));
+  }
+  *checkpoint.mutable_create_time() = ToProtoTime(absl::FromUnixMicros(row.ColumnInt(2)));
+  return checkpoint;
+}
+
+// FAILED_PRECONDITION naming the quarantine of checkpoint `id` when columns
+// `first` and `first + 1` of `row` (quarantined_us, quarantine_reason) mark
+// one; OK otherwise.
+absl::Status NotQuarantined(const std::string& job_id, const std::string& id,
+                            const SqliteStatement& row, int first) {
+  if (row.ColumnIsNull(first)) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "checkpoint ", id, " of job ", Quote(job_id), " was quarantined at ",
+      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(row.ColumnInt(first)),
+                       absl::UTCTimeZone()),
+      " (", row.ColumnText(first + 1), "); it is not offered any more"));
+}
+
 // The condition on kind: any kind for UNSPECIFIED.
 std::string KindIs(v1::CheckpointKind kind) {
   return kind == v1::CHECKPOINT_KIND_UNSPECIFIED ? "1" : absl::StrCat("kind = ", int64_t{kind});
@@ -119,8 +153,8 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
           "checkpoint upload: the SHA-256 was already given in the metadata");
     }
     if (!IsSha256Hex(hex)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "checkpoint upload: sha256 ", Quote(hex), " is not 64 lowercase hex digits"));
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint upload: sha256 ", Quote(hex),
+                                                     " is not 64 lowercase hex digits"));
     }
     metadata_.set_sha256(hex);
     return absl::OkStatus();
@@ -135,18 +169,40 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
   std::unique_ptr<TempBlob> temp_;  // limited to metadata_.size_bytes()
 };
 
-namespace {
-
-class ReaderImpl : public CheckpointStore::Reader {
+class CheckpointStore::ReaderImpl : public CheckpointStore::Reader {
  public:
-  explicit ReaderImpl(std::unique_ptr<BlobReader> blob) : blob_(std::move(blob)) {}
-  absl::StatusOr<std::string> Read(size_t max_bytes) override { return blob_->Read(max_bytes); }
+  ReaderImpl(std::unique_ptr<BlobReader> blob, std::shared_ptr<Anchor> anchor, std::string job_id,
+             std::string id)
+      : blob_(std::move(blob)),
+        anchor_(std::move(anchor)),
+        job_id_(std::move(job_id)),
+        id_(std::move(id)) {}
+
+  absl::StatusOr<std::string> Read(size_t max_bytes) override {
+    if (!failure_.ok()) return failure_;
+    absl::StatusOr<std::string> chunk = blob_->Read(max_bytes);
+    if (chunk.ok() || !absl::IsDataLoss(chunk.status())) return chunk;
+    // The blob failed verification (BlobReader answers DATA_LOSS for nothing else).
+    const absl::string_view reason = chunk.status().message();
+    absl::Status quarantined = absl::FailedPreconditionError("the store has closed");
+    {
+      absl::MutexLock lock(&anchor_->mu);
+      if (anchor_->store != nullptr) quarantined = anchor_->store->Quarantine(job_id_, id_, reason);
+    }
+    failure_ = absl::DataLossError(absl::StrCat(
+        "checkpoint ", id_, " failed verification on the coordinator: ", reason,
+        quarantined.ok() ? "; it has been quarantined"
+                         : absl::StrCat("; quarantining it failed: ", quarantined.ToString())));
+    return failure_;
+  }
 
  private:
   std::unique_ptr<BlobReader> blob_;
+  const std::shared_ptr<Anchor> anchor_;
+  const std::string job_id_;
+  const std::string id_;
+  absl::Status failure_;
 };
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
     const CheckpointStoreOptions& options) {
@@ -163,6 +219,11 @@ absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
 }
 
 CheckpointStore::~CheckpointStore() {
+  {
+    // After this, no reader reaches the store; one quarantining now is done.
+    absl::MutexLock lock(&anchor_->mu);
+    anchor_->store = nullptr;
+  }
   absl::MutexLock lock(&mu_);
   db_.reset();
 }
@@ -286,17 +347,24 @@ absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoi
       .BindBlob(9, m.SerializeAsString());
   RETURN_IF_ERROR(insert->Run());
 
-  ASSIGN_OR_RETURN(auto all, db_->Prepare("SELECT id, step, final FROM checkpoints "
+  ASSIGN_OR_RETURN(auto all, db_->Prepare("SELECT id, step, final, quarantined_us FROM checkpoints "
                                           "WHERE job_id = ? AND kind = ? ORDER BY step DESC"));
   all->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()});
   std::vector<std::string> doomed;
-  for (int newest = 0;; ++newest) {
+  // Quarantined records are no copies: they take no place among the newest
+  // K and stay only while fewer than K healthy ones are newer.
+  int newer_healthy = 0;
+  while (true) {
     ASSIGN_OR_RETURN(bool row, all->Step());
     if (!row) break;
     const int64_t step = all->ColumnInt(1);
-    const bool keep = newest < policy.keep_last ||
-                      (policy.keep_every > 0 && step % policy.keep_every == 0) ||
-                      all->ColumnInt(2) != 0 || all->ColumnText(0) == checkpoint.id();
+    const bool in_window = newer_healthy < policy.keep_last;
+    bool keep = in_window;
+    if (all->ColumnIsNull(3)) {
+      keep = in_window || (policy.keep_every > 0 && step % policy.keep_every == 0) ||
+             all->ColumnInt(2) != 0 || all->ColumnText(0) == checkpoint.id();
+      ++newer_healthy;
+    }
     if (!keep) doomed.push_back(all->ColumnText(0));
   }
   all.reset();
@@ -326,13 +394,7 @@ absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::ReadCheckpoints(
   while (true) {
     ASSIGN_OR_RETURN(bool row, stmt.Step());
     if (!row) break;
-    v1::Checkpoint& checkpoint = out.emplace_back();
-    checkpoint.set_id(stmt.ColumnText(0));
-    if (!checkpoint.mutable_metadata()->ParseFromString(stmt.ColumnBlob(1))) {
-      return absl::DataLossError(
-          absl::StrCat("checkpoint index: unreadable metadata of ", checkpoint.id()));
-    }
-    *checkpoint.mutable_create_time() = ToProtoTime(absl::FromUnixMicros(stmt.ColumnInt(2)));
+    ASSIGN_OR_RETURN(out.emplace_back(), CheckpointOf(stmt));
   }
   return out;
 }
@@ -341,7 +403,8 @@ absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::Select(
     const std::string& job_id, absl::string_view where, const std::vector<int64_t>& ints,
     absl::string_view order) const {
   ASSIGN_OR_RETURN(auto stmt, db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                                        " FROM checkpoints WHERE job_id = ? AND ",
+                                                        " FROM checkpoints WHERE job_id = ? AND "
+                                                        "quarantined_us IS NULL AND ",
                                                         where, " ORDER BY ", order)));
   stmt->Bind(1, job_id);
   for (size_t i = 0; i < ints.size(); ++i) stmt->Bind(static_cast<int>(i) + 2, ints[i]);
@@ -360,11 +423,13 @@ absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& job_id,
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(auto stmt,
                    db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                             " FROM checkpoints WHERE job_id = ? AND id = ?")));
+                                             ", quarantined_us, quarantine_reason FROM checkpoints "
+                                             "WHERE job_id = ? AND id = ?")));
   stmt->Bind(1, job_id).Bind(2, id);
-  ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> found, ReadCheckpoints(*stmt));
-  if (found.empty()) return NotFound(job_id, absl::StrCat("checkpoint ", id));
-  return std::move(found.front());
+  ASSIGN_OR_RETURN(bool row, stmt->Step());
+  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", id));
+  RETURN_IF_ERROR(NotQuarantined(job_id, id, *stmt, 3));
+  return CheckpointOf(*stmt);
 }
 
 absl::StatusOr<v1::Checkpoint> CheckpointStore::Latest(const std::string& job_id,
@@ -398,11 +463,13 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenRe
   // Under the lock, a commit cannot unlink the blob between the lookup and
   // the open; once open, the file outlives any later unlink.
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT sha256, size_bytes FROM checkpoints "
-                                           "WHERE job_id = ? AND id = ?"));
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_->Prepare("SELECT sha256, size_bytes, quarantined_us, quarantine_reason "
+                                "FROM checkpoints WHERE job_id = ? AND id = ?"));
   stmt->Bind(1, job_id).Bind(2, checkpoint.id());
   ASSIGN_OR_RETURN(bool row, stmt->Step());
   if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", checkpoint.id(), " any more"));
+  RETURN_IF_ERROR(NotQuarantined(job_id, checkpoint.id(), *stmt, 2));
   const std::string digest = stmt->ColumnText(0);
   const int64_t size = stmt->ColumnInt(1);
   if (offset < 0 || offset > size) {
@@ -416,7 +483,77 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenRe
                      " is recorded but its file is missing: ", blob.status().message()));
   }
   if (!blob.ok()) return blob.status();
-  return std::unique_ptr<Reader>(new ReaderImpl(std::move(*blob)));
+  return std::unique_ptr<Reader>(
+      new ReaderImpl(std::move(*blob), anchor_, job_id, checkpoint.id()));
+}
+
+absl::Status CheckpointStore::Quarantine(const std::string& job_id, const std::string& id,
+                                         absl::string_view reason) {
+  RETURN_IF_ERROR(CheckId(id));
+  const absl::Time now = options_.clock ? options_.clock() : absl::Now();
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto find,
+                   db_->Prepare("SELECT sha256 FROM checkpoints WHERE job_id = ? AND id = ?"));
+  find->Bind(1, job_id).Bind(2, id);
+  ASSIGN_OR_RETURN(bool row, find->Step());
+  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", id));
+  const std::string digest = find->ColumnText(0);
+  find.reset();
+  std::vector<std::string> lines;
+  RETURN_IF_ERROR(db_->Begin());
+  SqliteTransaction txn(db_.get());
+  RETURN_IF_ERROR(QuarantineInTransaction(id, digest, reason, now, lines));
+  RETURN_IF_ERROR(txn.Commit());
+  quarantined_total_ += static_cast<int64_t>(lines.size());
+  for (const std::string& line : lines) Log(line);
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointStore::QuarantineInTransaction(const std::string& id,
+                                                      const std::string& digest,
+                                                      absl::string_view reason, absl::Time now,
+                                                      std::vector<std::string>& lines) {
+  // Every record of the blob: they all read the same bytes.
+  ASSIGN_OR_RETURN(auto healthy,
+                   db_->Prepare("SELECT id, job_id, step, kind FROM checkpoints WHERE sha256 = ? "
+                                "AND quarantined_us IS NULL ORDER BY id = ? DESC, job_id, step"));
+  healthy->Bind(1, digest).Bind(2, id);
+  struct Marked {
+    std::string id, job_id;
+    int64_t step;
+    v1::CheckpointKind kind;
+  };
+  std::vector<Marked> marked;
+  while (true) {
+    ASSIGN_OR_RETURN(bool row, healthy->Step());
+    if (!row) break;
+    marked.push_back({healthy->ColumnText(0), healthy->ColumnText(1), healthy->ColumnInt(2),
+                      static_cast<v1::CheckpointKind>(healthy->ColumnInt(3))});
+  }
+  healthy.reset();
+  ASSIGN_OR_RETURN(auto mark, db_->Prepare("UPDATE checkpoints SET quarantined_us = ?, "
+                                           "quarantine_reason = ? WHERE id = ?"));
+  for (const Marked& m : marked) {
+    const std::string why = m.id == id
+                                ? std::string(reason)
+                                : absl::StrCat(reason, " (the same file as checkpoint ", id, ")");
+    mark->Bind(1, absl::ToUnixMicros(now)).Bind(2, why).Bind(3, m.id);
+    RETURN_IF_ERROR(mark->Run());
+    lines.push_back(absl::StrCat("checkpoint ", m.id, " of job ", m.job_id, " (step ", m.step, ", ",
+                                 CheckpointKindName(m.kind), ") quarantined: ", why));
+  }
+  return absl::OkStatus();
+}
+
+void CheckpointStore::Log(absl::string_view line) const {
+  if (options_.log) {
+    options_.log(line);
+    return;
+  }
+  const std::string text =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+                   " clmae-coordinator: ", line, "\n");
+  std::fputs(text.c_str(), stderr);
 }
 
 int64_t CheckpointStore::stored_bytes() const { return blobs_->stored_bytes(); }

@@ -11,8 +11,19 @@
 // leaves at worst an unreferenced blob or a stale temp file, and Open sweeps
 // both. No part of a request ever becomes a path: blob paths come only from
 // the SHA-256 this store computed over the bytes it wrote.
+//
+// Verification and quarantine: a Reader hashes every byte of the blob and
+// compares size and SHA-256 with the record before its last bytes go out. A
+// checkpoint that fails is quarantined (every record of that blob is marked
+// in the index, with the time and the reason): it is no longer listed, nor
+// chosen as the latest or at a step, nor resumed from, and asking for it by
+// id answers FAILED_PRECONDITION. Its record and blob stay for inspection
+// until retention retires them; quarantined records never count as kept
+// copies.
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,10 +48,19 @@ struct CheckpointStoreOptions {
   // simulates a full disk.
   std::shared_ptr<StorageIo> io = nullptr;
   absl::Duration busy_timeout = absl::Seconds(5);  // wait for another connection's lock
+  // When a quarantine happens; nullptr = absl::Now.
+  std::function<absl::Time()> clock = nullptr;
+  // Receives one line per quarantined checkpoint; nullptr = a timestamped
+  // line on stderr. Called with the store's lock held: it must not call the
+  // store.
+  std::function<void(absl::string_view)> log = nullptr;
 };
 
 // Which checkpoints of one job and kind survive a commit. The checkpoint
 // just committed and every final one (metadata.final) are always kept.
+// Quarantined checkpoints are not copies: they count toward neither
+// keep_last nor keep_every, are never kept as final, and are retired once
+// keep_last healthy ones are newer (at once when keep_last is 0).
 struct RetentionPolicy {
   int keep_last = 3;   // newest K of the job+kind, by step (>= 0)
   int keep_every = 0;  // also keep steps that are multiples of this (0 = none, >= 0)
@@ -57,7 +77,7 @@ bool IsCheckpointId(absl::string_view id);
 class CheckpointStore {
  public:
   // The index schema version this build writes.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Creates the folders, opens/migrates the index, removes every temp file
   // left in tmp/ and every blob that no record references. INVALID_ARGUMENT
@@ -106,44 +126,78 @@ class CheckpointStore {
                                         const RetentionPolicy& policy, absl::Time now);
 
   // Committed checkpoints of a job (kind UNSPECIFIED = all), by step then
-  // kind, oldest first. Empty for an unknown job.
+  // kind, oldest first, without the quarantined ones. Empty for an unknown
+  // job.
   absl::StatusOr<std::vector<v1::Checkpoint>> List(const std::string& job_id,
                                                    v1::CheckpointKind kind) const;
   // INVALID_ARGUMENT when !IsCheckpointId(id) (the message quotes at most a
-  // short, escaped prefix of it); NOT_FOUND when the job has no such record.
+  // short, escaped prefix of it); NOT_FOUND when the job has no such record;
+  // FAILED_PRECONDITION, naming the quarantine and its reason, when the
+  // checkpoint is quarantined.
   absl::StatusOr<v1::Checkpoint> Get(const std::string& job_id, const std::string& id) const;
   // The newest (highest step) of the kind (UNSPECIFIED = any kind; then the
-  // highest kind at that step); NOT_FOUND when none.
+  // highest kind at that step) that is not quarantined; NOT_FOUND when none.
   absl::StatusOr<v1::Checkpoint> Latest(const std::string& job_id, v1::CheckpointKind kind) const;
-  // The one at exactly `step` (UNSPECIFIED = any kind, the lowest); NOT_FOUND
-  // when none.
+  // The one at exactly `step` (UNSPECIFIED = any kind, the lowest) that is
+  // not quarantined; NOT_FOUND when none.
   absl::StatusOr<v1::Checkpoint> AtStep(const std::string& job_id, int64_t step,
                                         v1::CheckpointKind kind) const;
 
-  // Reads a committed checkpoint's blob from an offset. The open file stays
-  // readable even if retention deletes the record meanwhile (POSIX unlink).
+  // Reads a committed checkpoint's blob from an offset, verifying all of it
+  // (BlobReader: the bytes before the offset are hashed, not returned). The
+  // open file stays readable even if retention deletes the record meanwhile
+  // (POSIX unlink).
   class Reader {
    public:
     virtual ~Reader() = default;
-    // Up to max_bytes; empty at the end. INTERNAL on read errors.
+    // Up to max_bytes; empty at the end. INTERNAL on read errors. DATA_LOSS
+    // ("checkpoint ck-... failed verification on the coordinator: ...; it
+    // has been quarantined") instead of the last bytes when the blob's size
+    // or SHA-256 differ from the record: the checkpoint is quarantined
+    // (Quarantine) before the error is returned. Errors are sticky.
     virtual absl::StatusOr<std::string> Read(size_t max_bytes) = 0;
   };
   // The blob is found through the index record of (job, id), never through
   // the digest in `checkpoint`. INVALID_ARGUMENT for a bad id or when
   // offset < 0 or > size; NOT_FOUND when the record is gone (retention);
-  // DATA_LOSS when the record is there but its blob is not.
+  // FAILED_PRECONDITION when it is quarantined; DATA_LOSS when the record is
+  // there but its blob is not.
   absl::StatusOr<std::unique_ptr<Reader>> OpenReader(const v1::Checkpoint& checkpoint,
                                                      int64_t offset) const;
 
+  // Quarantines checkpoint `id` of `job_id` with `reason`, and with it every
+  // other record of the same blob (the same bytes): each is marked at
+  // options.clock(), drops out of List/Latest/AtStep, answers Get and
+  // OpenReader with FAILED_PRECONDITION, and is logged as one line
+  // "checkpoint <id> of job <job> (step N, kind) quarantined: <reason>".
+  // Records quarantined before keep their first time and reason and are not
+  // counted again. INVALID_ARGUMENT for a bad id; NOT_FOUND when the job has
+  // no such record. Thread-safe.
+  absl::Status Quarantine(const std::string& job_id, const std::string& id,
+                          absl::string_view reason);
+
   // Bytes of blobs on disk (for metrics and tests).
   int64_t stored_bytes() const;
+  // Checkpoints quarantined by this store since it was opened (for a
+  // counter metric).
+  int64_t quarantined_total() const { return quarantined_total_.load(); }
 
  private:
   class UploadImpl;
+  class ReaderImpl;
+  // Lets readers, which may outlive the store, quarantine through it while
+  // it exists.
+  struct Anchor {
+    absl::Mutex mu;
+    CheckpointStore* store ABSL_GUARDED_BY(mu) = nullptr;
+  };
 
   CheckpointStore(CheckpointStoreOptions options, std::unique_ptr<SqliteDb> db,
                   std::unique_ptr<BlobStore> blobs)
-      : options_(std::move(options)), db_(std::move(db)), blobs_(std::move(blobs)) {}
+      : options_(std::move(options)), db_(std::move(db)), blobs_(std::move(blobs)) {
+    absl::MutexLock lock(&anchor_->mu);
+    anchor_->store = this;
+  }
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SweepOrphans() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The rows of a bound statement selecting kColumns (id, metadata,
@@ -165,12 +219,22 @@ class CheckpointStore {
   // Unlinks each blob of `digests` that no record references any more.
   void RemoveUnreferenced(const std::vector<std::string>& digests)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Marks the records of `digest` that are not quarantined yet (`id` with
+  // `reason`, the others with a note that they share its file) at `now`;
+  // appends a log line for each to `lines`.
+  absl::Status QuarantineInTransaction(const std::string& id, const std::string& digest,
+                                       absl::string_view reason, absl::Time now,
+                                       std::vector<std::string>& lines)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Log(absl::string_view line) const;
   std::string NewId();
 
   const CheckpointStoreOptions options_;
   mutable absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<BlobStore> blobs_;  // Install/Remove only under mu_
+  const std::shared_ptr<Anchor> anchor_ = std::make_shared<Anchor>();
+  std::atomic<int64_t> quarantined_total_{0};
 };
 
 }  // namespace clmae

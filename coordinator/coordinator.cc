@@ -35,9 +35,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
         "interval");
   }
   if (!options.clock) options.clock = [] { return absl::Now(); };
+  if (options.recovery_grace <= absl::ZeroDuration()) {
+    options.recovery_grace = options.lease + absl::Seconds(30);
+  }
+  if (options.restart_backoff_min < absl::ZeroDuration() ||
+      options.restart_backoff_max < options.restart_backoff_min) {
+    return absl::InvalidArgumentError(
+        "the restart back-off must be 0 or more and its maximum at least its minimum");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
                    JobStore::Open(JobStoreOptions{.path = options.store_path}));
   ASSIGN_OR_RETURN(std::vector<v1::Job> active, store->LoadActive());
+  using DrainedWorkers = std::map<std::string, bool>;
+  ASSIGN_OR_RETURN(DrainedWorkers drained, store->LoadDrained());
   std::unique_ptr<CheckpointStore> checkpoints;
   if (!options.checkpoint_dir.empty()) {
     ASSIGN_OR_RETURN(checkpoints, CheckpointStore::Open(CheckpointStoreOptions{
@@ -51,6 +61,14 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   absl::MutexLock lock(&c.mu_);
   const absl::Time now = c.options_.clock();
   c.recovering_until_ = active.empty() ? now : now + c.options_.lease;
+  c.drained_ = std::move(drained);
+  // Ranks of placed jobs have until then to be listed by their re-attaching
+  // agents: an agent backing off its reconnections is not a lost one.
+  const absl::Time confirm_by = now + c.options_.recovery_grace;
+  if (!active.empty()) {
+    c.Log(absl::StrCat("recovered ", active.size(), " active jobs; their agents have ",
+                       absl::FormatDuration(c.options_.recovery_grace), " to re-attach"));
+  }
   for (v1::Job& job : active) {
     ASSIGN_OR_RETURN(JobResources resources, ResolveJobResources(job.spec()));
     if (c.checkpoints_ != nullptr) {
@@ -66,6 +84,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     a.order = c.next_order_++;
     a.running_since = now;
     a.job = std::move(job);
+    if (a.job.placement().master_port() > 0) a.recent_ports.push_back(a.job.placement().master_port());
     c.IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
     if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
       // Every rank is unknown until its agent re-attaches and lists it.
@@ -73,8 +92,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
       for (RankState& rank : a.ranks) {
         rank.phase = a.job.state() == v1::JOB_STATE_RUNNING ? RankState::Phase::kRunning
                                                             : RankState::Phase::kAssigned;
-        rank.confirm_by = c.recovering_until_;
+        rank.confirm_by = confirm_by;
         rank.advanced_at = now;
+        rank.heard_at = now;
       }
     }
   }
@@ -216,8 +236,7 @@ absl::Status Coordinator::AgentLeaving(const std::string& worker_id, const std::
       if (r.worker_id() == worker_id) active.stop_requested = true;
     }
   }
-  std::fprintf(stderr, "clmae-coordinator: worker %s is leaving%s%s\n", worker_id.c_str(),
-               reason.empty() ? "" : ": ", reason.c_str());
+  Log(absl::StrCat("worker ", worker_id, " is leaving", reason.empty() ? "" : ": ", reason));
   return absl::OkStatus();
 }
 
@@ -227,6 +246,19 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
   {
     absl::MutexLock lock(&mu_);
     status = registry_.SetDraining(worker_id, draining);
+    // The drain outlasts a restart of this coordinator; it is recorded
+    // before it takes effect.
+    if (status.ok()) status = store_->SetDrained(worker_id, draining, move_jobs, options_.clock());
+    if (status.ok()) {
+      if (draining) {
+        drained_[worker_id] = move_jobs;
+      } else {
+        drained_.erase(worker_id);
+      }
+      Log(absl::StrCat("worker ", worker_id,
+                       draining ? (move_jobs ? " drained: its jobs move" : " cordoned")
+                                : " undrained"));
+    }
     if (status.ok() && !draining) status = Schedule(options_.clock());
     if (status.ok() && draining && move_jobs) {
       // Move every job with a rank here: all its ranks stop at one step
@@ -249,6 +281,17 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
   }
   outbox_.Flush();
   return status;
+}
+
+void Coordinator::Log(absl::string_view message) const {
+  if (options_.log) {
+    options_.log(message);
+    return;
+  }
+  const std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+                   " clmae-coordinator: ", message, "\n");
+  std::fputs(line.c_str(), stderr);
 }
 
 void Coordinator::Publish(const v1::JobUpdate& update) {

@@ -24,6 +24,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -59,6 +60,23 @@ struct CoordinatorOptions {
   absl::Duration preempt_grace = absl::Minutes(5);
   int master_port_min = 29500;                      // MASTER_PORT range
   int master_port_max = 29999;
+  // After a failed attempt the next one is not placed before this long,
+  // doubling with every restart up to restart_backoff_max (preemptions do
+  // not wait). Zero: at once.
+  absl::Duration restart_backoff_min = absl::Seconds(5);
+  absl::Duration restart_backoff_max = absl::Minutes(5);
+  // After opening on a store with placed jobs, how long their ranks have to
+  // be listed by their re-attaching agents before they count as lost: at
+  // least the lease plus the agents' longest reconnection back-off. Zero:
+  // the lease plus 30 s (the agents' default --reconnect_backoff_max).
+  absl::Duration recovery_grace = absl::ZeroDuration();
+  // A rendezvous port found taken on a worker is not handed out there again
+  // for this long.
+  absl::Duration busy_port_hold = absl::Minutes(10);
+  // Where the coordinator tells operators what it did: every job transition,
+  // lost, leaving and (re)attaching worker, drain; one line each, no newline.
+  // Unset: stderr, with a UTC timestamp.
+  std::function<void(absl::string_view)> log;
   // Full spec validation, run on Submit before anything is stored (the gRPC
   // edge passes ValidateJobSpec; the domain cannot depend on services/).
   std::function<absl::Status(const v1::JobSpec&)> validate_spec;
@@ -180,6 +198,10 @@ class Coordinator {
     bool reported = false;  // any progress report yet
     int64_t step = -1;
     absl::Time advanced_at;  // when `step` last grew (or the rank started)
+    // When its last progress report came. A rank blocked in a collective
+    // behind a hung peer keeps reporting the same step; the hung one (stopped,
+    // deadlocked) goes silent. The silent one is named as hung.
+    absl::Time heard_at;
   };
   struct ActiveJob {
     v1::Job job;
@@ -193,6 +215,23 @@ class Coordinator {
     // The current attempt ended as a preemption (RESTARTING): requeued
     // without counting a restart.
     bool preempted = false;
+    // The current attempt could not start for its node's reason (RESTARTING):
+    // requeued without counting a restart, as a node requeue.
+    bool node_problem = false;
+    // The rendezvous ports of the job's latest attempts, newest last; the
+    // next attempt gets another one.
+    std::vector<int> recent_ports;
+    // The previous attempt, failed for a rank that did not report in time,
+    // while nothing newer has started (the job is PENDING): its ranks may
+    // still be running. Their agents' reports are accepted, and when every
+    // rank has exited 0 the job succeeded after all. Cleared when the next
+    // attempt is placed, and its ranks still running are stopped then.
+    struct Superseded {
+      int attempt = 0;
+      v1::Placement placement;
+      std::vector<RankState> ranks;
+    };
+    std::optional<Superseded> superseded;
   };
 
   // A PENDING job's place in its device kind's queue, in GangScheduler's
@@ -227,6 +266,24 @@ class Coordinator {
   // then PENDING at attempt + 1 without using a restart.
   absl::Status PreemptAttempt(ActiveJob& active, const std::string& reason, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A rank could not start for a reason of its node (exit
+  // kTaskExitRendezvousBusy or kTaskExitCheckpointCorrupt): RESTARTING, then
+  // PENDING at attempt + 1 without using a restart.
+  absl::Status RequeueForNode(ActiveJob& active, const std::string& reason, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The superseded attempt's ranks have all exited 0: SUCCEEDED.
+  absl::Status MaybeSucceedLate(ActiveJob& active, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The superseded attempt of the job `task` belongs to, when `task` is one
+  // of its ranks placed on `worker_id`; else null.
+  ActiveJob* SupersededAttempt(const TaskKey& task, const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Why a rank's failure failed the attempt, naming the first cause this
+  // coordinator knows of: a worker of the attempt that disconnected before
+  // the rank exited is named first.
+  std::string FailureReason(const ActiveJob& active, int rank, const std::string& worker_id,
+                            const v1::TaskStatus& status) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Log(absl::string_view message) const;
   absl::Status MaybeFinishRestart(ActiveJob& active, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MaybeAdvance(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -270,6 +327,9 @@ class Coordinator {
   WatchId next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t next_order_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Time recovering_until_ ABSL_GUARDED_BY(mu_);  // no scheduling before
+  // Operators' drains from the store, applied when the worker registers:
+  // worker id -> move_jobs.
+  std::map<std::string, bool> drained_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, absl::Time> last_checkpoint_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -37,6 +37,11 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
     // Forgets what the worker held; what it still runs is re-added below.
     RETURN_IF_ERROR(registry_.Register(registration, now));
     sinks_[worker_id] = sink;
+    const auto drain = drained_.find(worker_id);
+    if (drain != drained_.end()) registry_.SetDraining(worker_id, true).IgnoreError();
+    Log(absl::StrCat("worker ", worker_id, " attached (", registration.running_tasks_size(),
+                     " running ranks", drain != drained_.end() ? "; drained by an operator" : "",
+                     ")"));
     v1::CoordinatorMessage registered;
     *registered.mutable_registered()->mutable_lease() = ToProtoDuration(options_.lease);
     *registered.mutable_registered()->mutable_heartbeat_interval() =
@@ -61,6 +66,20 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
       if (adopted) {
         RankState& rank = active->ranks[task.rank];
         if (rank.phase == RankState::Phase::kAssigned) rank.advanced_at = now;
+        rank.heard_at = std::max(rank.heard_at, now);
+        rank.phase = RankState::Phase::kRunning;
+        rank.confirmed = true;
+        // A drain that moves jobs was under way: the ranks' exits on its
+        // SIGTERM still count as a preemption.
+        if (drain != drained_.end() && drain->second) active->stop_requested = true;
+        continue;
+      }
+      // A rank of the superseded attempt, late but alive: it may still
+      // finish while nothing newer runs. Its device stays busy meanwhile.
+      if (ActiveJob* late = SupersededAttempt(task, worker_id);
+          late != nullptr && late->job.state() == v1::JOB_STATE_PENDING &&
+          registry_.Occupy(task, worker_id, t.device_kind(), t.device_index()).ok()) {
+        RankState& rank = late->superseded->ranks[task.rank];
         rank.phase = RankState::Phase::kRunning;
         rank.confirmed = true;
         continue;
@@ -105,7 +124,28 @@ void Coordinator::AgentDetached(const std::string& worker_id, const AgentSink* s
   absl::MutexLock lock(&mu_);
   auto it = sinks_.find(worker_id);
   // A stale stream closing after its replacement attached changes nothing.
-  if (it != sinks_.end() && it->second.get() == sink) sinks_.erase(it);
+  if (it != sinks_.end() && it->second.get() == sink) {
+    sinks_.erase(it);
+    Log(absl::StrCat("worker ", worker_id,
+                     "'s stream closed; it keeps its ranks until its lease runs out"));
+  }
+}
+
+std::string Coordinator::FailureReason(const ActiveJob& active, int rank,
+                                       const std::string& worker_id,
+                                       const v1::TaskStatus& status) const {
+  const std::string exit = ExitReason(rank, worker_id, status);
+  // A peer's collective fails when another rank's node goes away: the node
+  // that went first is the cause.
+  const v1::Placement& p = active.job.placement();
+  for (int r = 0; r < p.ranks_size() && r < static_cast<int>(active.ranks.size()); ++r) {
+    const std::string& other = p.ranks(r).worker_id();
+    if (other == worker_id || active.ranks[r].phase == RankState::Phase::kExited) continue;
+    if (!sinks_.contains(other)) {
+      return absl::StrCat("worker ", other, " (rank ", r, ") disconnected; then ", exit);
+    }
+  }
+  return exit;
 }
 
 absl::Status Coordinator::Heartbeat(const std::string& worker_id) {
@@ -142,14 +182,30 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         const bool stopped = status.exit_code() == kTrainerExitStopped ||
                              (active->stop_requested &&
                               (status.signal() == SIGTERM || status.signal() == SIGKILL));
+        const bool node_problem = status.signal() == 0 &&
+                                  (status.exit_code() == kTaskExitRendezvousBusy ||
+                                   status.exit_code() == kTaskExitCheckpointCorrupt);
+        if (status.signal() == 0 && status.exit_code() == kTaskExitRendezvousBusy) {
+          registry_.HoldPort(worker_id, active->job.placement().master_port(),
+                             now + options_.busy_port_hold);
+        }
         if (first_exit && stopped && IsPlaced(active->job.state())) {
           result.Update(PreemptAttempt(*active, ExitReason(task.rank, worker_id, status), now));
+        } else if (first_exit && node_problem && IsPlaced(active->job.state())) {
+          result.Update(RequeueForNode(*active, ExitReason(task.rank, worker_id, status), now));
         } else if (first_exit && failed && IsPlaced(active->job.state())) {
-          result.Update(FailAttempt(*active, ExitReason(task.rank, worker_id, status), now));
+          result.Update(
+              FailAttempt(*active, FailureReason(*active, task.rank, worker_id, status), now));
         } else {
           result.Update(MaybeAdvance(*active, now));
         }
         result.Update(MaybeFinishRestart(*active, now));
+      } else if (ActiveJob* late = SupersededAttempt(task, worker_id); late != nullptr) {
+        RankState& rank = late->superseded->ranks[task.rank];
+        rank.phase = RankState::Phase::kExited;
+        rank.exit_code = status.exit_code();
+        rank.signal = status.signal();
+        result.Update(MaybeSucceedLate(*late, now));
       }
       result.Update(Schedule(now));  // its device is free again
     } else if (active != nullptr && IsPlaced(active->job.state())) {
@@ -160,6 +216,8 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
       }
       rank.confirmed = true;
       result.Update(MaybeAdvance(*active, now));
+    } else if (SupersededAttempt(task, worker_id) != nullptr) {
+      // Late, but running: left alone until a newer attempt starts.
     } else {
       SendCancel(worker_id, task, absl::StrCat(TaskName(task), " is not a current task"),
                  options_.cancel_grace);
@@ -182,6 +240,17 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
           "job ", job.id(), " is ", JobStateName(job.state()), "; the trainer should stop"));
     }
     ActiveJob& active = it->second;
+    // The superseded attempt, failed for a rank that was only late, may
+    // still report while nothing newer runs: its result counts if its ranks
+    // all finish.
+    if (active.superseded.has_value() && request.attempt() == active.superseded->attempt &&
+        active.job.state() == v1::JOB_STATE_PENDING) {
+      if (request.has_result()) {
+        *active.job.mutable_result() = request.result();
+        status = store_->Update(active.job);
+      }
+      return status;
+    }
     if (request.attempt() != active.job.attempt() || !IsPlaced(active.job.state())) {
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", active.job.id(), " attempt ", request.attempt(), " is no longer running (job is ",
@@ -199,6 +268,7 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
       rank.advanced_at = now;
     }
     rank.reported = true;
+    rank.heard_at = now;
     if (request.rank() == 0) {
       *active.job.mutable_progress() = request.progress();
       *active.job.mutable_progress()->mutable_update_time() = ToProtoTime(now);

@@ -1,6 +1,7 @@
 // The Coordinator's checkpoint calls: uploads are checked against the job's
 // current attempt, committed under the job's retention, and the newest full
-// checkpoint is what a restarted attempt resumes from.
+// checkpoint that is not quarantined is what a restarted attempt resumes
+// from.
 
 #include <algorithm>
 #include <string>
@@ -25,9 +26,10 @@ absl::Status NoStore() {
 
 absl::Status CheckKind(v1::CheckpointKind kind) {
   if (v1::CheckpointKind_IsValid(kind)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "kind: ", static_cast<int>(kind), " is not a checkpoint kind (FULL, WEIGHTS, ENCODER, "
-      "PREVIEW, or UNSPECIFIED for every kind)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("kind: ", static_cast<int>(kind),
+                   " is not a checkpoint kind (FULL, WEIGHTS, ENCODER, "
+                   "PREVIEW, or UNSPECIFIED for every kind)"));
 }
 
 RetentionPolicy RetentionOf(const v1::JobSpec& spec) {
@@ -50,9 +52,9 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheck
     if (it == jobs_.end()) {
       // Not active: unknown, or already ended.
       if (absl::StatusOr<v1::Job> job = store_->Get(metadata.job_id()); job.ok()) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("job ", metadata.job_id(), " has ended (",
-                         v1::JobState_Name(job->state()), "); its checkpoints are closed"));
+        return absl::FailedPreconditionError(absl::StrCat("job ", metadata.job_id(), " has ended (",
+                                                          v1::JobState_Name(job->state()),
+                                                          "); its checkpoints are closed"));
       } else {
         return job.status();
       }
@@ -73,9 +75,9 @@ absl::StatusOr<v1::Checkpoint> Coordinator::CommitCheckpointUpload(
   if (checkpoints_ == nullptr) return NoStore();
   const std::string job_id = upload->metadata().job_id();
   ASSIGN_OR_RETURN(const v1::Job job, Get(job_id));
-  ASSIGN_OR_RETURN(v1::Checkpoint checkpoint,
-                   checkpoints_->Commit(std::move(upload), RetentionOf(job.spec()),
-                                        options_.clock()));
+  ASSIGN_OR_RETURN(
+      v1::Checkpoint checkpoint,
+      checkpoints_->Commit(std::move(upload), RetentionOf(job.spec()), options_.clock()));
   absl::MutexLock lock(&mu_);
   last_checkpoint_[job_id] = FromProtoTime(checkpoint.create_time());
   return checkpoint;
@@ -94,9 +96,8 @@ absl::StatusOr<v1::Checkpoint> Coordinator::FindCheckpoint(
   if (checkpoints_ == nullptr) return NoStore();
   RETURN_IF_ERROR(CheckKind(request.kind()));
   RETURN_IF_ERROR(Get(request.job_id()).status());
-  const v1::CheckpointKind kind = request.kind() == v1::CHECKPOINT_KIND_UNSPECIFIED
-                                      ? v1::CHECKPOINT_KIND_FULL
-                                      : request.kind();
+  const v1::CheckpointKind kind =
+      request.kind() == v1::CHECKPOINT_KIND_UNSPECIFIED ? v1::CHECKPOINT_KIND_FULL : request.kind();
   switch (request.selector_case()) {
     case v1::DownloadCheckpointRequest::kId:
       return checkpoints_->Get(request.job_id(), request.id());
@@ -122,9 +123,11 @@ absl::flat_hash_map<std::string, absl::Time> Coordinator::LastCheckpointTimes() 
 
 std::optional<v1::Checkpoint> Coordinator::ResumeCheckpoint(const ActiveJob& active) const {
   if (checkpoints_ == nullptr) return std::nullopt;
+  // Latest passes over quarantined checkpoints: after the newest failed
+  // verification, the attempt resumes from the one before it.
   absl::StatusOr<v1::Checkpoint> latest =
       checkpoints_->Latest(active.job.id(), v1::CHECKPOINT_KIND_FULL);
-  if (!latest.ok()) return std::nullopt;  // none yet (NOT_FOUND)
+  if (!latest.ok()) return std::nullopt;  // none yet, or all quarantined (NOT_FOUND)
   return *std::move(latest);
 }
 

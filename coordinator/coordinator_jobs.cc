@@ -17,6 +17,19 @@ namespace {
 
 // Starts the failure message of an attempt that ended as a preemption.
 constexpr char kPreemptedPrefix[] = "preempted: ";
+// Starts the failure message of an attempt that could not start for a
+// reason of its node.
+constexpr char kNodeProblemPrefix[] = "requeued for a node problem: ";
+// How many rendezvous ports of a job's latest attempts the next one avoids.
+constexpr size_t kRecentPorts = 3;
+
+// min * 2^(n - 1), at most max; zero for n < 1.
+absl::Duration Backoff(absl::Duration min, absl::Duration max, int n) {
+  if (n < 1 || min <= absl::ZeroDuration()) return absl::ZeroDuration();
+  absl::Duration delay = min;
+  for (int i = 1; i < n && delay < max; ++i) delay *= 2;
+  return std::min(delay, max);
+}
 
 }  // namespace
 
@@ -30,6 +43,8 @@ absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
   ASSIGN_OR_RETURN(v1::JobEvent event, store_->Transition(next, active.job.state(), message, now));
   const v1::JobState from = active.job.state();
+  Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from),
+                   " -> ", JobStateName(next.state()), ": ", message));
   active.job = std::move(next);
   IndexPending(active, from, active.job.state());
   if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
@@ -61,7 +76,7 @@ absl::Status Coordinator::Schedule(absl::Time now) {
                   [](const auto& kind) { return kind.second.empty(); })) {
     return absl::OkStatus();
   }
-  std::vector<NodeCapacity> nodes = registry_.Capacity();
+  std::vector<NodeCapacity> nodes = registry_.Capacity(now);
   // Only workers with a live stream can be told about an assignment.
   std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
   if (nodes.empty()) return absl::OkStatus();
@@ -72,12 +87,17 @@ absl::Status Coordinator::Schedule(absl::Time now) {
   for (const auto& [kind, queue] : pending_) {
     for (const PendingKey& key : queue) {
       const ActiveJob& active = jobs_.at(key.job_id);
+      // Backing off after a failure: not eligible yet, and not in the way of
+      // the jobs behind it.
+      if (active.job.has_not_before() && FromProtoTime(active.job.not_before()) > now) continue;
       const PendingJob job{.job_id = key.job_id,
                            .priority = key.priority,
                            .submit_time = key.submit_time,
                            .order = key.order,
                            .world_size = active.resources.world_size,
-                           .device_kind = kind};
+                           .device_kind = kind,
+                           .attempt = active.job.attempt(),
+                           .avoid_ports = active.recent_ports};
       GangPlacement placement;
       if (!scheduler_.PlaceOne(job, nodes, placement)) break;
       placements.push_back(std::move(placement));
@@ -104,8 +124,29 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
   RETURN_IF_ERROR(
       Commit(active, next, absl::StrCat("placed on ", absl::StrJoin(parts, ", ")), now));
   active.ranks.assign(placement.placement.ranks_size(), RankState{});
-  for (RankState& rank : active.ranks) rank.confirm_by = now + options_.lease;
+  for (RankState& rank : active.ranks) {
+    rank.confirm_by = now + options_.lease;
+    rank.heard_at = now;
+  }
+  active.recent_ports.push_back(placement.placement.master_port());
+  if (active.recent_ports.size() > kRecentPorts) {
+    active.recent_ports.erase(active.recent_ports.begin());
+  }
 
+  // A newer attempt starts: the superseded one's ranks still running stop.
+  if (active.superseded.has_value()) {
+    const ActiveJob::Superseded& late = *active.superseded;
+    for (int r = 0; r < late.placement.ranks_size(); ++r) {
+      if (r < static_cast<int>(late.ranks.size()) &&
+          late.ranks[r].phase == RankState::Phase::kExited) {
+        continue;
+      }
+      SendCancel(late.placement.ranks(r).worker_id(), TaskKey{active.job.id(), late.attempt, r},
+                 absl::StrCat("attempt ", active.job.attempt(), " has started"),
+                 options_.cancel_grace);
+    }
+    active.superseded.reset();
+  }
   const v1::Placement& p = active.job.placement();
   const std::optional<v1::Checkpoint> resume = ResumeCheckpoint(active);  // one for every rank
   std::vector<std::pair<std::string, v1::CoordinatorMessage>> assigns;
@@ -177,31 +218,109 @@ absl::Status Coordinator::PreemptAttempt(ActiveJob& active, const std::string& r
   return MaybeFinishRestart(active, now);
 }
 
+absl::Status Coordinator::RequeueForNode(ActiveJob& active, const std::string& reason,
+                                         absl::Time now) {
+  if (!IsPlaced(active.job.state())) return absl::OkStatus();
+  v1::Job next = active.job;
+  next.set_state(v1::JOB_STATE_RESTARTING);
+  next.set_failure_message(absl::StrCat(kNodeProblemPrefix, reason));
+  RETURN_IF_ERROR(Commit(
+      active, next,
+      absl::StrCat(kNodeProblemPrefix, reason, "; requeued without counting a restart"), now));
+  active.node_problem = true;
+  CancelRanks(active, reason, options_.cancel_grace);
+  return MaybeFinishRestart(active, now);
+}
+
+absl::Status Coordinator::MaybeSucceedLate(ActiveJob& active, absl::Time now) {
+  if (active.job.state() != v1::JOB_STATE_PENDING || !active.superseded.has_value()) {
+    return absl::OkStatus();
+  }
+  for (const RankState& rank : active.superseded->ranks) {
+    if (rank.phase != RankState::Phase::kExited || rank.exit_code != 0 || rank.signal != 0 ||
+        rank.lost) {
+      return absl::OkStatus();
+    }
+  }
+  v1::Job next = active.job;
+  next.set_state(v1::JOB_STATE_SUCCEEDED);
+  next.set_attempt(active.superseded->attempt);
+  *next.mutable_placement() = active.superseded->placement;
+  next.clear_not_before();
+  const std::string why = next.failure_message();
+  next.clear_failure_message();
+  active.superseded.reset();
+  return Commit(active, next,
+                absl::StrCat("every rank of attempt ", next.attempt(),
+                             " exited with code 0 after all (it had been failed: ", why, ")"),
+                now);
+}
+
+Coordinator::ActiveJob* Coordinator::SupersededAttempt(const TaskKey& task,
+                                                       const std::string& worker_id) {
+  auto it = jobs_.find(task.job_id);
+  if (it == jobs_.end() || !it->second.superseded.has_value()) return nullptr;
+  const ActiveJob::Superseded& late = *it->second.superseded;
+  if (task.attempt != late.attempt || task.rank < 0 ||
+      task.rank >= late.placement.ranks_size() ||
+      task.rank >= static_cast<int>(late.ranks.size()) ||
+      late.placement.ranks(task.rank).worker_id() != worker_id) {
+    return nullptr;
+  }
+  return &it->second;
+}
+
 absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) {
   if (active.job.state() != v1::JOB_STATE_RESTARTING || now < recovering_until_ ||
       registry_.AttemptHoldsDevices(active.job.id(), active.job.attempt())) {
     return absl::OkStatus();
   }
-  // After a coordinator restart the flag is gone; the committed failure
-  // message still says whether the attempt was preempted.
+  // After a coordinator restart the flags are gone; the committed failure
+  // message still says how the attempt ended.
   const bool preempted =
       active.preempted || absl::StartsWith(active.job.failure_message(), kPreemptedPrefix);
+  const bool node_problem =
+      active.node_problem || absl::StartsWith(active.job.failure_message(), kNodeProblemPrefix);
   v1::Job next = active.job;
   next.set_state(v1::JOB_STATE_PENDING);
   next.set_attempt(active.job.attempt() + 1);
+  absl::Duration wait = absl::ZeroDuration();
+  std::string why = "";
   if (preempted) {
     next.set_preemptions(active.job.preemptions() + 1);
+    why = " (preemption)";
+  } else if (node_problem) {
+    next.set_node_requeues(active.job.node_requeues() + 1);
+    wait = Backoff(options_.restart_backoff_min, options_.restart_backoff_max,
+                   next.node_requeues());
+    why = " (node problem; no restart counted)";
   } else {
     next.set_restarts(active.job.restarts() + 1);
+    wait = Backoff(options_.restart_backoff_min, options_.restart_backoff_max, next.restarts());
+  }
+  if (wait > absl::ZeroDuration()) {
+    *next.mutable_not_before() = ToProtoTime(now + wait);
+    absl::StrAppend(&why, "; not placed for ", absl::FormatDuration(wait));
+  } else {
+    next.clear_not_before();
   }
   next.clear_placement();
+  // A rank that did not report in time may only have been late: until the
+  // next attempt starts, its agent may still report it finishing.
+  const bool late = !preempted && !node_problem &&
+                    std::any_of(active.ranks.begin(), active.ranks.end(),
+                                [](const RankState& r) {
+                                  return r.phase != RankState::Phase::kExited && !r.lost;
+                                });
+  std::optional<ActiveJob::Superseded> superseded;
+  if (late) superseded = ActiveJob::Superseded{active.job.attempt(), active.job.placement(), active.ranks};
   RETURN_IF_ERROR(Commit(
-      active, next,
-      absl::StrCat("every rank stopped; requeued as attempt ", next.attempt(),
-                   preempted ? " (preemption)" : ""),
+      active, next, absl::StrCat("every rank stopped; requeued as attempt ", next.attempt(), why),
       now));
+  active.superseded = std::move(superseded);
   active.ranks.clear();
   active.preempted = false;
+  active.node_problem = false;
   active.stop_requested = false;
   return absl::OkStatus();
 }
@@ -274,17 +393,30 @@ absl::Status Coordinator::CheckRanks(ActiveJob& active, absl::Time now) {
     return absl::OkStatus();
   }
   bool any_reported = false;
+  bool stalled = false;
+  // Ranks waiting in a collective behind a hung peer stall too, but keep
+  // reporting; the hung rank is the one silent longest (then the one
+  // furthest behind).
+  size_t hung = active.ranks.size();
   for (size_t r = 0; r < active.ranks.size(); ++r) {
     const RankState& rank = active.ranks[r];
     if (rank.phase != RankState::Phase::kRunning || !rank.reported) continue;
     any_reported = true;
-    if (now - rank.advanced_at > options_.hang_timeout) {
-      return FailAttempt(active,
-                         absl::StrCat("rank ", r, " on worker ", p.ranks(r).worker_id(),
-                                      " is hung: step ", rank.step, " has not advanced for ",
-                                      absl::FormatDuration(now - rank.advanced_at)),
-                         now);
+    stalled |= now - rank.advanced_at > options_.hang_timeout;
+    if (hung == active.ranks.size() || rank.heard_at < active.ranks[hung].heard_at ||
+        (rank.heard_at == active.ranks[hung].heard_at && rank.step < active.ranks[hung].step)) {
+      hung = r;
     }
+  }
+  if (stalled) {
+    const RankState& rank = active.ranks[hung];
+    return FailAttempt(active,
+                       absl::StrCat("rank ", hung, " on worker ", p.ranks(hung).worker_id(),
+                                    " is hung: step ", rank.step, " has not advanced for ",
+                                    absl::FormatDuration(now - rank.advanced_at),
+                                    " and its last report came ",
+                                    absl::FormatDuration(now - rank.heard_at), " ago"),
+                       now);
   }
   if (!any_reported && now - active.running_since > options_.hang_timeout) {
     return FailAttempt(active,
@@ -298,6 +430,7 @@ absl::Status Coordinator::CheckRanks(ActiveJob& active, absl::Time now) {
 absl::Status Coordinator::WorkerLost(const std::string& worker_id, const std::string& why,
                                      absl::Time now) {
   sinks_.erase(worker_id);
+  Log(absl::StrCat("worker ", worker_id, " lost: ", why));
   absl::Status first;
   for (const TaskKey& task : registry_.ReleaseWorker(worker_id)) {
     auto it = jobs_.find(task.job_id);

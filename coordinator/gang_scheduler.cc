@@ -1,10 +1,24 @@
 #include "coordinator/gang_scheduler.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <set>
 
 namespace clmae {
 namespace {
+
+// FNV-1a of the job id and attempt: stable across runs and builds (unlike
+// absl::Hash, which is seeded per process), so a placement can be replayed.
+uint64_t PortSeed(const std::string& job_id, int attempt) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](unsigned char byte) {
+    h ^= byte;
+    h *= 1099511628211ull;
+  };
+  for (char c : job_id) mix(static_cast<unsigned char>(c));
+  for (int i = 0; i < 4; ++i) mix(static_cast<unsigned char>(attempt >> (8 * i)));
+  return h;
+}
 
 std::vector<int>& FreeOf(NodeCapacity& node, const std::string& kind) {
   return kind == kDeviceCuda ? node.free_cuda : node.free_cpu;
@@ -48,15 +62,8 @@ bool GangScheduler::PlaceOne(const PendingJob& job, std::vector<NodeCapacity>& n
   }
   // MASTER_PORT on rank 0's node.
   NodeCapacity& master = nodes[chosen.front()];
-  const std::set<int> used(master.used_ports.begin(), master.used_ports.end());
-  int port = -1;
-  for (int p = options_.master_port_min; p <= options_.master_port_max; ++p) {
-    if (!used.contains(p)) {
-      port = p;
-      break;
-    }
-  }
-  if (port < 0) return false;  // every port of the range runs a rank 0 there
+  const int port = ChoosePort(job, master);
+  if (port < 0) return false;  // every port of the range is in use there
 
   out = GangPlacement{};
   out.job_id = job.job_id;
@@ -77,6 +84,22 @@ bool GangScheduler::PlaceOne(const PendingJob& job, std::vector<NodeCapacity>& n
     free.erase(free.begin(), free.begin() + static_cast<std::ptrdiff_t>(taken));
   }
   return true;
+}
+
+int GangScheduler::ChoosePort(const PendingJob& job, const NodeCapacity& node) const {
+  const std::set<int> used(node.used_ports.begin(), node.used_ports.end());
+  const std::set<int> avoid(job.avoid_ports.begin(), job.avoid_ports.end());
+  const int size = options_.master_port_max - options_.master_port_min + 1;
+  const int start =
+      static_cast<int>(PortSeed(job.job_id, job.attempt) % static_cast<uint64_t>(size));
+  int fallback = -1;  // a free port the job used recently
+  for (int i = 0; i < size; ++i) {
+    const int port = options_.master_port_min + (start + i) % size;
+    if (used.contains(port)) continue;
+    if (!avoid.contains(port)) return port;
+    if (fallback < 0) fallback = port;
+  }
+  return fallback;
 }
 
 std::vector<GangPlacement> GangScheduler::Schedule(std::vector<PendingJob> pending,

@@ -27,6 +27,10 @@ struct PendingJob {
   int64_t order = 0;  // submission order; breaks ties of equal submit times
   int world_size = 1;
   std::string device_kind = kDeviceCpu;  // "cpu" or "cuda"
+  int attempt = 1;
+  // Rendezvous ports of the job's latest attempts: the next gets another one,
+  // so a port something else took meanwhile is not tried again and again.
+  std::vector<int> avoid_ports;
 };
 
 struct GangPlacement {
@@ -53,11 +57,17 @@ class GangScheduler {
   // leaves `nodes` unchanged. Node choice: the fullest single node that fits
   // all ranks (best fit keeps large holes for large jobs); else nodes by free
   // capacity descending (ties by worker id) until the ranks fit, which uses
-  // the fewest nodes. Ranks fill nodes in that order, lowest device first;
-  // rank 0's node gets the lowest port in range it does not use yet.
+  // the fewest nodes. Ranks fill nodes in that order, lowest device first.
+  // Rank 0's node gets a port of the range it does not use or hold, and not
+  // one of the job's `avoid_ports` while another is free: the search starts
+  // at a point derived from the job id and attempt, so attempts (and
+  // coordinators sharing nodes) spread over the range.
   bool PlaceOne(const PendingJob& job, std::vector<NodeCapacity>& nodes, GangPlacement& out) const;
 
  private:
+  // The rendezvous port for `job` on rank 0's `node`; -1 when none is free.
+  int ChoosePort(const PendingJob& job, const NodeCapacity& node) const;
+
   SchedulerOptions options_;
 };
 

@@ -9,7 +9,9 @@ bool IsLegalTransition(v1::JobState from, v1::JobState to) {
   if (to == v1::JOB_STATE_CANCELLED) return true;
   switch (from) {
     case v1::JOB_STATE_PENDING:
-      return to == v1::JOB_STATE_SCHEDULED;
+      // SUCCEEDED: the previous attempt was failed for a rank that was only
+      // late, and every rank of it then exited 0 before another was placed.
+      return to == v1::JOB_STATE_SCHEDULED || to == v1::JOB_STATE_SUCCEEDED;
     case v1::JOB_STATE_SCHEDULED:
       // A gang whose ranks all exit before every RUNNING report arrived still
       // goes through RUNNING (two events), so SCHEDULED -> SUCCEEDED is absent.

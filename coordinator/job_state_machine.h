@@ -6,6 +6,7 @@
 //   PENDING -> SCHEDULED -> RUNNING -> SUCCEEDED
 //   SCHEDULED | RUNNING -> RESTARTING -> PENDING   (attempt + 1)
 //   SCHEDULED | RUNNING | RESTARTING -> FAILED     (no restarts left)
+//   PENDING -> SUCCEEDED   (the previous attempt, failed for a late rank, finished after all)
 //   any non-terminal -> CANCELLED
 
 #include <string>

@@ -15,6 +15,7 @@
 #include "coordinator/proto_time.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace clmae {
 namespace {
@@ -240,7 +241,7 @@ absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
   absl::MutexLock lock(&mu_);
   get_job_->Bind(1, id);
   ASSIGN_OR_RETURN(std::vector<v1::Job> jobs, ReadJobs(*get_job_));
-  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job with id '", id, "'"));
+  if (jobs.empty()) return absl::NotFoundError(absl::StrCat("no job with id '", Clip(id), "'"));
   return jobs.front();
 }
 
@@ -264,7 +265,7 @@ absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState 
       static_cast<v1::JobState>(found.ok() && *found ? get_state_->ColumnInt(0) : 0);
   get_state_->Reset();
   if (!found.ok()) return found.status();
-  if (!*found) return absl::NotFoundError(absl::StrCat("no job with id '", job.id(), "'"));
+  if (!*found) return absl::NotFoundError(absl::StrCat("no job with id '", Clip(job.id()), "'"));
   if (stored != from) {
     return absl::FailedPreconditionError(
         absl::StrCat("job ", job.id(), " is ", JobStateName(stored), ", not ", JobStateName(from)));
@@ -368,6 +369,37 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Events(absl::string_view job
     event.set_message(stmt->ColumnText(5));
   }
   return events;
+}
+
+absl::Status JobStore::SetDrained(absl::string_view worker_id, bool draining, bool move_jobs,
+                                  absl::Time now) {
+  const std::function<absl::Status()> body = [&]() -> absl::Status {
+    mu_.AssertHeld();
+    if (!draining) {
+      ASSIGN_OR_RETURN(auto stmt, db_->Prepare("DELETE FROM drained_workers WHERE worker_id = ?"));
+      stmt->Bind(1, worker_id);
+      return stmt->Run();
+    }
+    ASSIGN_OR_RETURN(auto stmt, db_->Prepare("INSERT OR REPLACE INTO drained_workers "
+                                             "(worker_id, move_jobs, time_us) VALUES (?, ?, ?)"));
+    stmt->Bind(1, worker_id)
+        .Bind(2, int64_t{move_jobs ? 1 : 0})
+        .Bind(3, absl::ToUnixMicros(now));
+    return stmt->Run();
+  };
+  return Write(body);
+}
+
+absl::StatusOr<std::map<std::string, bool>> JobStore::LoadDrained() {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT worker_id, move_jobs FROM drained_workers"));
+  std::map<std::string, bool> drained;
+  for (;;) {
+    ASSIGN_OR_RETURN(bool row, stmt->Step());
+    if (!row) break;
+    drained[stmt->ColumnText(0)] = stmt->ColumnInt(1) != 0;
+  }
+  return drained;
 }
 
 absl::StatusOr<std::vector<v1::Job>> JobStore::ReadJobs(SqliteStatement& stmt) {

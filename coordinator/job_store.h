@@ -57,7 +57,7 @@ struct JobPage {
 class JobStore {
  public:
   // The schema version this build writes. Migrations run in order on Open.
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
   // Opens or creates the store and brings its schema up to kSchemaVersion.
   // UNAVAILABLE when the file cannot be opened in WAL mode;
@@ -93,6 +93,13 @@ class JobStore {
 
   // The job's events, oldest first.
   absl::StatusOr<std::vector<v1::JobEvent>> Events(absl::string_view job_id);
+
+  // An operator's drain of a worker, kept across coordinator restarts:
+  // `draining` true records it (replacing an earlier one), false forgets it.
+  absl::Status SetDrained(absl::string_view worker_id, bool draining, bool move_jobs,
+                          absl::Time now);
+  // Every recorded drain: worker id -> move_jobs.
+  absl::StatusOr<std::map<std::string, bool>> LoadDrained();
 
  private:
   // One queued write: `body` runs under mu_ inside the batch's transaction.

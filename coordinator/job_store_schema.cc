@@ -41,6 +41,14 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_job ON events (job_id, seq);
 )sql",
+      // v2: the operators' drains, which outlast a coordinator restart.
+      R"sql(
+CREATE TABLE drained_workers (
+  worker_id TEXT PRIMARY KEY,
+  move_jobs INTEGER NOT NULL,       -- 0: a cordon (no new ranks only)
+  time_us INTEGER NOT NULL
+);
+)sql",
   };
   return kMigrations;
 }

@@ -1,5 +1,7 @@
 #include "coordinator/sqlite_db.h"
 
+#include <cerrno>
+
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
@@ -7,10 +9,21 @@
 namespace clmae {
 namespace {
 
+// A full disk or quota (SQLITE_FULL, or an I/O error whose errno says so)
+// is RESOURCE_EXHAUSTED, so callers and clients can tell it from a bug; a
+// busy database is UNAVAILABLE (retry); the rest INTERNAL.
 absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
-  return absl::InternalError(absl::StrCat("sqlite: ", what, ": ",
-                                          db != nullptr ? sqlite3_errmsg(db) : "", " (",
-                                          sqlite3_errstr(code), ")"));
+  const std::string message = absl::StrCat("sqlite: ", what, ": ",
+                                           db != nullptr ? sqlite3_errmsg(db) : "", " (",
+                                           sqlite3_errstr(code), ")");
+  const int primary = code & 0xff;
+  const int system_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
+  if (primary == SQLITE_FULL ||
+      (primary == SQLITE_IOERR && (system_errno == ENOSPC || system_errno == EDQUOT))) {
+    return absl::ResourceExhaustedError(absl::StrCat(message, "; the disk is full"));
+  }
+  if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED) return absl::UnavailableError(message);
+  return absl::InternalError(message);
 }
 
 }  // namespace

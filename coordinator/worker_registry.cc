@@ -3,6 +3,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/text.h"
 #include "coordinator/proto_time.h"
 
 namespace clmae {
@@ -48,7 +49,7 @@ absl::Status WorkerRegistry::Register(const v1::Register& registration, absl::Ti
 absl::Status WorkerRegistry::Heartbeat(const std::string& worker_id, absl::Time now) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' is not registered"));
+    return absl::NotFoundError(absl::StrCat("worker '", Clip(worker_id), "' is not registered"));
   }
   if (it->second.state == v1::WORKER_STATE_LOST) {
     return absl::FailedPreconditionError(
@@ -62,7 +63,7 @@ absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool drai
                                          bool sticky) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
-    return absl::NotFoundError(absl::StrCat("worker '", worker_id, "' is not registered"));
+    return absl::NotFoundError(absl::StrCat("worker '", Clip(worker_id), "' is not registered"));
   }
   if (it->second.state == v1::WORKER_STATE_LOST) {
     return absl::FailedPreconditionError(absl::StrCat("worker '", worker_id, "' is lost"));
@@ -180,7 +181,14 @@ std::optional<std::string> WorkerRegistry::Address(const std::string& worker_id)
   return it->second.registration.address();
 }
 
-std::vector<NodeCapacity> WorkerRegistry::Capacity() const {
+void WorkerRegistry::HoldPort(const std::string& worker_id, int port, absl::Time until) {
+  auto it = workers_.find(worker_id);
+  if (it == workers_.end() || port <= 0) return;
+  absl::Time& held = it->second.held_ports[port];
+  held = std::max(held, until);
+}
+
+std::vector<NodeCapacity> WorkerRegistry::Capacity(absl::Time now) const {
   std::vector<NodeCapacity> nodes;
   for (const auto& [id, record] : workers_) {
     if (record.state != v1::WORKER_STATE_READY) continue;
@@ -201,6 +209,9 @@ std::vector<NodeCapacity> WorkerRegistry::Capacity() const {
       if (!record.cpu.contains(slot)) node.free_cpu.push_back(slot);
     }
     for (const auto& [port, task] : record.ports) node.used_ports.push_back(port);
+    for (const auto& [port, until] : record.held_ports) {
+      if (until > now) node.used_ports.push_back(port);
+    }
   }
   return nodes;
 }

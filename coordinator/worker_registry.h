@@ -103,7 +103,13 @@ class WorkerRegistry {
 
   // Free capacity of READY workers that have a free CUDA device or CPU slot
   // (a full worker can take no rank), by worker id.
-  std::vector<NodeCapacity> Capacity() const;
+  // Ports held (HoldPort) until after `now` count as used.
+  std::vector<NodeCapacity> Capacity(absl::Time now = absl::InfinitePast()) const;
+
+  // Something other than a rank of ours holds `port` on the worker (a rank 0
+  // could not bind it): it is not handed out there before `until`. Kept
+  // across the worker registering again; ignored for an unknown worker.
+  void HoldPort(const std::string& worker_id, int port, absl::Time until);
 
   // Every worker as the ListWorkers RPC shows it, by id.
   std::vector<v1::Worker> List() const;
@@ -119,6 +125,7 @@ class WorkerRegistry {
     std::map<int, TaskKey> cuda;  // device index -> task
     std::map<int, TaskKey> cpu;   // slot index -> task
     std::map<int, TaskKey> ports;
+    std::map<int, absl::Time> held_ports;  // port -> until
   };
   v1::Worker ToProto(const Record& record) const;
 

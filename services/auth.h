@@ -3,7 +3,8 @@
 // Bearer-token authorization for the coordinator's RPCs (docs/README.md,
 // "Security"). A token carries one role: `client` (the Coordinator service:
 // submit, watch, cancel...) or `worker` (the WorkerControl service: agents
-// and trainers). Health and reflection need no token.
+// and trainers). Health needs no token; reflection neither, which is why it
+// is off unless --reflection turns it on.
 //
 // Each handler calls Authorizer::Authorize first, before touching its
 // request; tokens arrive as per-call metadata `authorization: Bearer <t>`.

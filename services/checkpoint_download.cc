@@ -15,11 +15,11 @@
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_io.h"
 #include "common/file_writeback.h"
 #include "common/sha256.h"
-#include "services/status_mapping.h"
-#include "common/file_io.h"
 #include "common/status_macros.h"
+#include "services/status_mapping.h"
 
 namespace clmae {
 namespace {
@@ -47,8 +47,8 @@ std::optional<PartIdentity> ReadSidecar(const std::string& path) {
 }
 
 absl::Status WriteSidecar(const std::string& path, const PartIdentity& identity) {
-  return WriteFileAtomically(path,
-                             absl::StrCat(identity.id, "\n", identity.sha256, "\n", identity.size, "\n"));
+  return WriteFileAtomically(
+      path, absl::StrCat(identity.id, "\n", identity.sha256, "\n", identity.size, "\n"));
 }
 
 PartIdentity IdentityOf(const v1::Checkpoint& checkpoint) {
@@ -170,7 +170,8 @@ class Download {
     }
     if (::fsync(fd_.get()) != 0) return ErrnoStatus(errno, "cannot fsync", part_);
     fd_.Reset();
-    if (::rename(part_.c_str(), path_.c_str()) != 0) return ErrnoStatus(errno, "cannot rename to", path_);
+    if (::rename(part_.c_str(), path_.c_str()) != 0)
+      return ErrnoStatus(errno, "cannot rename to", path_);
     ::unlink(sidecar_.c_str());
     // Best effort: the rename is already visible; this makes it durable.
     SyncDirectory(DirectoryOf(path_)).IgnoreError();
@@ -178,6 +179,14 @@ class Download {
   }
 
   int64_t offset() const { return offset_; }
+
+  // After a failure: a .part without bytes (none came, or they were another
+  // checkpoint's) is no download to resume; it goes with its sidecar.
+  void DiscardIfEmpty() {
+    if (fd_.get() < 0) return;
+    absl::StatusOr<int64_t> size = FileSize(fd_.get(), part_);
+    if (size.ok() && *size == 0) Discard();
+  }
 
  private:
   // Cuts the .part to `offset` bytes and rehashes them.
@@ -286,7 +295,7 @@ class Download {
   UniqueFd fd_;
   std::optional<PartIdentity> known_;  // whose bytes the .part holds
   std::optional<v1::Checkpoint> record_;
-  Sha256 hasher_;       // over the .part's first offset_ bytes
+  Sha256 hasher_;  // over the .part's first offset_ bytes
   WritebackKicker writeback_;
   int64_t offset_ = 0;  // bytes in the .part
 };
@@ -297,11 +306,11 @@ std::string DownloadPartPath(const std::string& path) { return path + ".part"; }
 
 std::string DownloadSidecarPath(const std::string& path) { return path + ".part.meta"; }
 
-absl::StatusOr<v1::Checkpoint> DownloadCheckpointToFile(const OpenDownloadStream& open,
-                                                        const std::string& path,
-                                                        const DownloadOptions& options) {
-  if (path.empty()) return absl::InvalidArgumentError("the download's destination path is empty");
-  Download download(path, options);
+namespace {
+
+// The tries of one download, until it is verified or fails.
+absl::StatusOr<v1::Checkpoint> RunTries(Download& download, const OpenDownloadStream& open,
+                                        const DownloadOptions& options) {
   RETURN_IF_ERROR(download.Start());
   const int attempts = std::max(1, options.attempts);
   int failures = 0;
@@ -327,6 +336,18 @@ absl::StatusOr<v1::Checkpoint> DownloadCheckpointToFile(const OpenDownloadStream
     std::this_thread::sleep_for(absl::ToChronoMicroseconds(backoff));
     backoff = std::min(backoff * 2, options.max_backoff);
   }
+}
+
+}  // namespace
+
+absl::StatusOr<v1::Checkpoint> DownloadCheckpointToFile(const OpenDownloadStream& open,
+                                                        const std::string& path,
+                                                        const DownloadOptions& options) {
+  if (path.empty()) return absl::InvalidArgumentError("the download's destination path is empty");
+  Download download(path, options);
+  absl::StatusOr<v1::Checkpoint> result = RunTries(download, open, options);
+  if (!result.ok()) download.DiscardIfEmpty();
+  return result;
 }
 
 }  // namespace clmae

@@ -72,8 +72,10 @@ std::string DownloadSidecarPath(const std::string& path);
 // > 1 MiB or more bytes than the size is DATA_LOSS. Server errors keep their
 // codes (after the tries, for the retryable ones); a stream that keeps ending
 // early is DATA_LOSS. Local file errors carry the errno's code with the path
-// in the message. Memory stays flat in the checkpoint's size. Not safe to
-// run twice at once on the same `path`; otherwise thread-compatible.
+// in the message. A failed download whose .part holds no bytes removes it
+// and its sidecar (nothing to resume); one that holds some keeps both, for
+// the next call to resume. Memory stays flat in the checkpoint's size. Not
+// safe to run twice at once on the same `path`; otherwise thread-compatible.
 absl::StatusOr<v1::Checkpoint> DownloadCheckpointToFile(const OpenDownloadStream& open,
                                                         const std::string& path,
                                                         const DownloadOptions& options);

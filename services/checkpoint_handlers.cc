@@ -8,6 +8,12 @@
 // is written before the next one is read, and read before the previous one
 // was sent, so memory stays at about one chunk per stream whatever the
 // checkpoint's size (gRPC's flow control holds the sender back meanwhile).
+//
+// A download verifies what it sends: the store's reader hashes the whole
+// blob (the part before the offset too) and, instead of the last chunk,
+// answers DATA_LOSS when size or SHA-256 differ from the record, after
+// quarantining the checkpoint; the stream then ends with that status, never
+// OK.
 
 #include <cstdio>
 #include <memory>
@@ -15,11 +21,11 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "services/coordinator_service.h"
 #include "services/status_mapping.h"
 #include "services/unary_call.h"
 #include "services/worker_control_service.h"
-#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -83,8 +89,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
     }
     if (in_.data().size() > kMaxChunkBytes) {
       return absl::InvalidArgumentError(absl::StrCat("a chunk of ", in_.data().size(),
-                                                     " bytes is over the limit of ",
-                                                     kMaxChunkBytes, " (1 MiB)"));
+                                                     " bytes is over the limit of ", kMaxChunkBytes,
+                                                     " (1 MiB)"));
     }
     return upload_->Append(in_.data());
   }
@@ -166,8 +172,9 @@ grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerControlService::Uplo
 
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::FetchCheckpoint(
     grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) {
-  return new DownloadReactor(coordinator_, *authorizer_, Role::kWorker, context,
-                             request->offset(), [&] {
+  return new DownloadReactor(coordinator_, *authorizer_, Role::kWorker, context, request->offset(),
+                             [&]() -> absl::StatusOr<v1::Checkpoint> {
+                               RETURN_IF_ERROR(RequireJobId(request->job_id()));
                                v1::DownloadCheckpointRequest find;
                                find.set_job_id(request->job_id());
                                find.set_id(request->id());
@@ -179,6 +186,7 @@ grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
     grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
   return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+    RETURN_IF_ERROR(RequireJobId(request->job_id()));
     ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints,
                      coordinator_->ListCheckpoints(request->job_id(), request->kind()));
     for (v1::Checkpoint& c : checkpoints) *response->add_checkpoints() = std::move(c);
@@ -188,9 +196,11 @@ grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
 
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* CoordinatorService::DownloadCheckpoint(
     grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
-  return new DownloadReactor(coordinator_, *authorizer_, Role::kClient, context,
-                             request->offset(),
-                             [&] { return coordinator_->FindCheckpoint(*request); });
+  return new DownloadReactor(coordinator_, *authorizer_, Role::kClient, context, request->offset(),
+                             [&]() -> absl::StatusOr<v1::Checkpoint> {
+                               RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                               return coordinator_->FindCheckpoint(*request);
+                             });
 }
 
 }  // namespace clmae

@@ -60,6 +60,15 @@ ABSL_FLAG(absl::Duration, hang_timeout, absl::Minutes(10),
           "a running rank whose step has not advanced this long is hung (0 turns the check off)");
 ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
           "agents wait this long between SIGTERM and SIGKILL when stopping a rank");
+ABSL_FLAG(absl::Duration, restart_backoff_min, absl::Seconds(5),
+          "after a failed attempt, the next is not placed before this long; doubles with every "
+          "restart of the job (0: at once)");
+ABSL_FLAG(absl::Duration, restart_backoff_max, absl::Minutes(5),
+          "the longest wait between a failed attempt and the next");
+ABSL_FLAG(absl::Duration, recovery_grace, absl::ZeroDuration(),
+          "after a restart, how long agents have to re-attach and list their ranks before those "
+          "count as lost; at least --lease plus the agents' --reconnect_backoff_max (0: --lease "
+          "+ 30s)");
 ABSL_FLAG(std::string, master_port_range, "29500-29999",
           "MIN-MAX ports handed to jobs for their rendezvous (MASTER_PORT) on rank 0's node");
 ABSL_FLAG(std::string, port_file, "",
@@ -71,6 +80,9 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9400",
           "metrics off");
 ABSL_FLAG(std::string, metrics_port_file, "",
           "once serving metrics, write their bound port (one line) to this file, atomically");
+ABSL_FLAG(bool, reflection, false,
+          "serve gRPC server reflection (grpcurl lists and describes the services with it); it "
+          "answers without a token, so keep it off where the port is reachable by others");
 ABSL_FLAG(int, max_message_bytes, clmae::kDefaultMaxMessageBytes,
           "largest gRPC message accepted or sent");
 ABSL_FLAG(int64_t, max_checkpoint_mb, 64 * 1024,
@@ -83,9 +95,13 @@ namespace {
 
 constexpr absl::Duration kTickPeriod = absl::Milliseconds(200);
 
+// One line on stderr, with a UTC timestamp, so an operator can line an
+// incident up with other logs.
 void Say(absl::string_view message) {
-  std::fprintf(stderr, "clmae-coordinator: %.*s\n", static_cast<int>(message.size()),
-               message.data());
+  const std::string line =
+      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(), absl::UTCTimeZone()),
+                   " clmae-coordinator: ", message, "\n");
+  std::fputs(line.c_str(), stderr);
 }
 
 // The tokens from --tokens_file and the environment; warnings go to stderr.
@@ -159,6 +175,7 @@ absl::StatusOr<clmae::ServerOptions> ServerOptionsFromFlags() {
   server_options.tokens = *std::move(tokens);
   server_options.insecure_no_auth = absl::GetFlag(FLAGS_insecure_no_auth);
   server_options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  server_options.reflection = absl::GetFlag(FLAGS_reflection);
   if (absl::StatusOr<clmae::Authorizer> auth =
           clmae::Authorizer::Create(server_options.tokens, server_options.insecure_no_auth);
       !auth.ok()) {
@@ -180,8 +197,19 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
       clmae::ParsePortRange(absl::GetFlag(FLAGS_master_port_range), "master_port_range");
   if (!ports.ok()) return ports.status();
   if (absl::GetFlag(FLAGS_hang_timeout) < absl::ZeroDuration() ||
-      absl::GetFlag(FLAGS_cancel_grace) < absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--hang_timeout and --cancel_grace cannot be negative");
+      absl::GetFlag(FLAGS_cancel_grace) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_recovery_grace) < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "--hang_timeout, --cancel_grace and --recovery_grace cannot be negative");
+  }
+  if (absl::GetFlag(FLAGS_restart_backoff_min) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_restart_backoff_max) < absl::GetFlag(FLAGS_restart_backoff_min)) {
+    return absl::InvalidArgumentError(
+        "--restart_backoff_min must be 0 or more and --restart_backoff_max at least as long");
+  }
+  if (absl::GetFlag(FLAGS_recovery_grace) > absl::ZeroDuration() &&
+      absl::GetFlag(FLAGS_recovery_grace) < absl::GetFlag(FLAGS_lease)) {
+    return absl::InvalidArgumentError("--recovery_grace must be at least --lease");
   }
   constexpr int64_t kMaxMiB = int64_t{1} << 40;  // so that MiB << 20 fits in an int64
   const int64_t max_checkpoint_mb = absl::GetFlag(FLAGS_max_checkpoint_mb);
@@ -207,6 +235,10 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
+  options.restart_backoff_min = absl::GetFlag(FLAGS_restart_backoff_min);
+  options.restart_backoff_max = absl::GetFlag(FLAGS_restart_backoff_max);
+  options.recovery_grace = absl::GetFlag(FLAGS_recovery_grace);
+  options.log = Say;
   options.master_port_min = ports->first;
   options.master_port_max = ports->second;
   options.validate_spec = clmae::ValidateJobSpec;

@@ -4,22 +4,23 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "coordinator/job_state_machine.h"
 #include "common/job_spec/job_spec_validator.h"
+#include "common/status_macros.h"
+#include "coordinator/job_state_machine.h"
 #include "services/status_mapping.h"
 #include "services/stream_writer.h"
 #include "services/unary_call.h"
-#include "common/status_macros.h"
 
 namespace clmae {
-namespace {
-
-constexpr int kDefaultPageSize = 100;
 
 absl::Status RequireJobId(const std::string& job_id) {
   if (job_id.empty()) return absl::InvalidArgumentError("job_id: required; give a job id");
   return absl::OkStatus();
 }
+
+namespace {
+
+constexpr int kDefaultPageSize = 100;
 
 // One WatchJob stream. Updates arrive on the coordinator's flushing thread
 // and go to the StreamWriter; the watch is removed in OnDone, once nothing

@@ -4,11 +4,18 @@
 // callback API to the domain's Coordinator (proto in, absl::Status out,
 // mapped by status_mapping.h). Every RPC needs a client token.
 
+#include <string>
+
+#include "absl/status/status.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "coordinator/coordinator.h"
 #include "services/auth.h"
 
 namespace clmae {
+
+// INVALID_ARGUMENT "job_id: required; ..." for an empty job id, else OK: the
+// one check of every RPC that names a job (both services).
+absl::Status RequireJobId(const std::string& job_id);
 
 class CoordinatorService final : public v1::Coordinator::CallbackService {
  public:

@@ -33,6 +33,10 @@ struct ServerOptions {
   // and without this, Start fails.
   bool insecure_no_auth = false;
   int max_message_bytes = kDefaultMaxMessageBytes;
+  // Serve gRPC server reflection (what grpcurl lists services with). It
+  // answers without a token, so it is off unless asked for. gRPC registers
+  // it for every server the process builds afterwards.
+  bool reflection = false;
   // Makes the server interceptors (e.g. CoordinatorMetrics' RPC timer);
   // called once by Start. Unset: none.
   std::function<std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>

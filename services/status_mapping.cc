@@ -2,11 +2,19 @@
 
 #include <string>
 
+#include "common/text.h"
+
 namespace clmae {
 namespace {
 
 // Both enums list the canonical codes 0..16 with the same values.
 constexpr int kLastCanonicalCode = 16;  // UNAUTHENTICATED
+
+// The longest status message sent: gRPC carries it in a trailer, and one
+// past the peer's metadata limit (8 KiB by default) fails the whole call
+// ("metadata too large") instead of delivering the code. Messages echo
+// input only clipped (common/text.h); this is the safety net.
+constexpr size_t kMaxMessageBytes = 2048;
 
 }  // namespace
 
@@ -16,7 +24,7 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   const grpc::StatusCode grpc_code = code > 0 && code <= kLastCanonicalCode
                                          ? static_cast<grpc::StatusCode>(code)
                                          : grpc::StatusCode::UNKNOWN;
-  return grpc::Status(grpc_code, std::string(status.message()));
+  return grpc::Status(grpc_code, Clip(status.message(), kMaxMessageBytes));
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

@@ -9,6 +9,7 @@
 #include "common/job_spec/job_spec_sections.h"
 #include "common/job_spec/spec_checks.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 
 namespace clmae {
 namespace {
@@ -31,7 +32,7 @@ constexpr int kMaxNameLength = 63;
 constexpr int kMaxLabels = 64;
 constexpr int kMaxLabelValueLength = 256;
 
-std::string Quoted(absl::string_view text) { return absl::StrCat("'", text, "'"); }
+std::string Quoted(absl::string_view text) { return absl::StrCat("'", Clip(text), "'"); }
 
 bool IsLowerAlnum(char c) { return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'z'); }
 

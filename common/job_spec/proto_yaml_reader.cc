@@ -25,6 +25,7 @@
 #include "common/job_spec/proto_yaml.h"
 #include "common/job_spec/yaml_scalar.h"
 #include "common/status_macros.h"
+#include "common/text.h"
 #include "yaml-cpp/yaml.h"
 
 namespace clmae {
@@ -59,7 +60,7 @@ std::string KindName(const YAML::Node& node) {
     case YAML::NodeType::Sequence:
       return "a sequence";
     case YAML::NodeType::Scalar:
-      return absl::StrCat("'", node.Scalar(), "'");
+      return absl::StrCat("'", Clip(node.Scalar()), "'");
     default:
       return "nothing";
   }
@@ -279,7 +280,7 @@ absl::Status Integer(const YAML::Node& node, const std::string& path, std::strin
     const bool number = parsed || ParseYamlInt64(node.Scalar()).has_value();
     return Error(
         node, path,
-        absl::StrCat("expected ", number ? range : "an integer", ", got '", node.Scalar(), "'"));
+        absl::StrCat("expected ", number ? range : "an integer", ", got '", Clip(node.Scalar()), "'"));
   }
   return absl::OkStatus();
 }
@@ -305,7 +306,7 @@ absl::Status Converter::Scalar(const YAML::Node& node, const FieldDescriptor& fi
     case FieldDescriptor::CPPTYPE_DOUBLE:
     case FieldDescriptor::CPPTYPE_FLOAT: {
       const auto value = IsQuoted(node) ? std::nullopt : ParseYamlDouble(text);
-      if (!value) return Error(node, path, absl::StrCat("expected a number, got '", text, "'"));
+      if (!value) return Error(node, path, absl::StrCat("expected a number, got '", Clip(text), "'"));
       if (std::isnan(*value)) {
         *json = "\"NaN\"";
       } else if (std::isinf(*value)) {
@@ -318,7 +319,7 @@ absl::Status Converter::Scalar(const YAML::Node& node, const FieldDescriptor& fi
     case FieldDescriptor::CPPTYPE_BOOL: {
       const auto value = IsQuoted(node) ? std::nullopt : ParseYamlBool(text);
       if (!value) {
-        return Error(node, path, absl::StrCat("expected true or false, got '", text, "'"));
+        return Error(node, path, absl::StrCat("expected true or false, got '", Clip(text), "'"));
       }
       *json = *value ? "true" : "false";
       return absl::OkStatus();
@@ -328,7 +329,7 @@ absl::Status Converter::Scalar(const YAML::Node& node, const FieldDescriptor& fi
       const std::string name = absl::StrReplaceAll(absl::AsciiStrToUpper(text), {{"-", "_"}});
       if (type.FindValueByName(name) == nullptr) {
         return Error(node, path,
-                     absl::StrCat("unknown value '", text, "'; allowed: ", EnumNames(type)));
+                     absl::StrCat("unknown value '", Clip(text), "'; allowed: ", EnumNames(type)));
       }
       *json = JsonString(name);
       return absl::OkStatus();

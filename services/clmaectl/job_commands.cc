@@ -50,7 +50,17 @@ void PrintJobDetails(const v1::Job& job, absl::Time now, std::ostream& out) {
                             job.preemptions() > 0
                                 ? absl::StrCat(", ", job.preemptions(), " preemptions")
                                 : std::string(),
+                            job.node_requeues() > 0
+                                ? absl::StrCat(", ", job.node_requeues(), " node requeues")
+                                : std::string(),
                             ")"));
+  if (std::optional<absl::Time> not_before = FromProtoTime(job.not_before());
+      not_before.has_value() && *not_before > now && job.state() == v1::JOB_STATE_PENDING) {
+    add("Next attempt",
+        absl::StrCat("not before ",
+                     absl::FormatTime("%Y-%m-%d %H:%M:%S UTC", *not_before, absl::UTCTimeZone()),
+                     " (in ", FormatAge(*not_before - now), "; backing off after a failure)"));
+  }
   add("Request ID", job.request_id());
   add("Submitted", TimeAndAge(job.submit_time(), now));
   add("Started", TimeAndAge(job.start_time(), now));

@@ -6,9 +6,9 @@
 #include <fstream>
 #include <set>
 
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 
 namespace clmae {
 namespace {
@@ -127,6 +127,75 @@ TEST_F(BlobStoreTest, ReaderReadsARangeAndReportsAShortFile) {
   EXPECT_EQ((*longer)->Read(100).status().code(), absl::StatusCode::kDataLoss);
   EXPECT_EQ(store_->OpenReader(Sha256Hex("missing"), 0, 1).status().code(),
             absl::StatusCode::kNotFound);
+}
+
+// Overwrites the byte at `at` of the blob of `digest` on disk.
+void FlipByte(const std::string& store_dir, const std::string& digest, int64_t at) {
+  const std::string path = store_dir + "/blobs/" + digest.substr(0, 2) + "/" + digest;
+  std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+  ASSERT_TRUE(file.is_open()) << path;
+  file.seekg(at);
+  const char c = static_cast<char>(file.get());
+  file.seekp(at);
+  file.put(static_cast<char>(c ^ 0x01));
+}
+
+TEST_F(BlobStoreTest, ReaderWithholdsTheLastBytesOfABlobWhoseDigestDiffers) {
+  ASSERT_TRUE(Store("0123456789").ok());
+  const std::string digest = Sha256Hex("0123456789");
+  ASSERT_NO_FATAL_FAILURE(FlipByte(dir_ + "/store", digest, 5));
+  auto reader = store_->OpenReader(digest, 0, 10);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(*(*reader)->Read(4), "0123");
+  const absl::StatusOr<std::string> last = (*reader)->Read(100);
+  EXPECT_EQ(last.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(last.status().message(), HasSubstr("SHA-256"));
+  EXPECT_THAT(last.status().message(), HasSubstr(digest));
+  EXPECT_EQ((*reader)->Read(100).status().code(), absl::StatusCode::kDataLoss) << "sticky";
+}
+
+TEST_F(BlobStoreTest, ReaderFromAnOffsetVerifiesTheBytesBeforeIt) {
+  ASSERT_TRUE(Store("0123456789").ok());
+  const std::string digest = Sha256Hex("0123456789");
+  // Healthy: the offset changes nothing but what is returned.
+  auto healthy = store_->OpenReader(digest, 6, 10);
+  ASSERT_TRUE(healthy.ok());
+  EXPECT_EQ(*(*healthy)->Read(100), "6789");
+  EXPECT_EQ(*(*healthy)->Read(100), "");
+  // Damage before the offset is found though those bytes are never sent.
+  ASSERT_NO_FATAL_FAILURE(FlipByte(dir_ + "/store", digest, 1));
+  auto reader = store_->OpenReader(digest, 6, 10);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(*(*reader)->Read(2), "67");
+  EXPECT_EQ((*reader)->Read(2).status().code(), absl::StatusCode::kDataLoss);
+  // An offset at the very end still checks the whole file.
+  auto at_end = store_->OpenReader(digest, 10, 10);
+  ASSERT_TRUE(at_end.ok());
+  EXPECT_EQ((*at_end)->Read(100).status().code(), absl::StatusCode::kDataLoss);
+}
+
+TEST_F(BlobStoreTest, ReaderReportsAFileLongerThanTheRecord) {
+  ASSERT_TRUE(Store("0123456789").ok());
+  const std::string digest = Sha256Hex("0123456789");
+  std::ofstream(dir_ + "/store/blobs/" + digest.substr(0, 2) + "/" + digest, std::ios::app)
+      << "tail";
+  auto reader = store_->OpenReader(digest, 0, 10);
+  ASSERT_TRUE(reader.ok());
+  const absl::StatusOr<std::string> all = (*reader)->Read(100);
+  EXPECT_EQ(all.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(all.status().message(), HasSubstr("holds 14 bytes, the record says 10"));
+}
+
+TEST_F(BlobStoreTest, InstallReplacesABlobWhoseBytesRotted) {
+  ASSERT_TRUE(Store("hello").ok());
+  const std::string digest = Sha256Hex("hello");
+  ASSERT_NO_FATAL_FAILURE(FlipByte(dir_ + "/store", digest, 0));
+  ASSERT_TRUE(Store("hello").ok());
+  auto reader = store_->OpenReader(digest, 0, 5);
+  ASSERT_TRUE(reader.ok());
+  EXPECT_EQ(*(*reader)->Read(100), "hello");
+  EXPECT_THAT(Files("tmp"), IsEmpty());
+  EXPECT_EQ(store_->stored_bytes(), 5);
 }
 
 }  // namespace

@@ -15,9 +15,11 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/sha256.h"
+#include "coordinator/sqlite_db.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 
 namespace clmae {
 namespace {
@@ -51,6 +53,11 @@ class CheckpointStoreTest : public ::testing::Test {
     dir_ = tmpl;
     options_.dir = dir_ + "/checkpoints";
     options_.io = io_;
+    options_.clock = [this] { return t0_ + absl::Hours(1); };
+    options_.log = [this](absl::string_view line) {
+      absl::MutexLock lock(&log_mu_);
+      log_.emplace_back(line);
+    };
     store_ = OpenStore();
     ASSERT_NE(store_, nullptr);
   }
@@ -130,6 +137,35 @@ class CheckpointStoreTest : public ::testing::Test {
     }
     return steps;
   }
+  // Overwrites the byte at `at` of the checkpoint's blob on disk.
+  void FlipByte(const v1::Checkpoint& checkpoint, int64_t at) {
+    const std::string& digest = checkpoint.metadata().sha256();
+    const std::string path = options_.dir + "/blobs/" + digest.substr(0, 2) + "/" + digest;
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(file.is_open()) << path;
+    file.seekg(at);
+    const char c = static_cast<char>(file.get());
+    file.seekp(at);
+    file.put(static_cast<char>(c ^ 0x01));
+  }
+  // Reads until the end or an error: the bytes returned, and the error.
+  std::pair<std::string, absl::Status> ReadUntilError(const v1::Checkpoint& checkpoint,
+                                                      int64_t offset = 0) {
+    auto reader = store_->OpenReader(checkpoint, offset);
+    if (!reader.ok()) return {"", reader.status()};
+    std::string out;
+    while (true) {
+      absl::StatusOr<std::string> chunk = (*reader)->Read(1 << 20);
+      if (!chunk.ok()) return {out, chunk.status()};
+      if (chunk->empty()) return {out, absl::OkStatus()};
+      out += *chunk;
+    }
+  }
+  std::vector<std::string> LogLines() {
+    absl::MutexLock lock(&log_mu_);
+    return log_;
+  }
+
   // Every outcome of a failed upload: nothing recorded, nothing left on disk.
   void ExpectNothingStored(const std::string& job) {
     EXPECT_THAT(Steps(job, v1::CHECKPOINT_KIND_UNSPECIFIED), IsEmpty());
@@ -143,6 +179,8 @@ class CheckpointStoreTest : public ::testing::Test {
   CheckpointStoreOptions options_;
   std::unique_ptr<CheckpointStore> store_;
   const absl::Time t0_ = absl::FromUnixSeconds(1700000000);
+  absl::Mutex log_mu_;
+  std::vector<std::string> log_ ABSL_GUARDED_BY(log_mu_);
 };
 
 TEST_F(CheckpointStoreTest, BytesReadBackEqualBytesUploaded) {
@@ -480,6 +518,190 @@ TEST_F(CheckpointStoreTest, IdenticalBytesShareOneBlob) {
   ASSERT_TRUE(Put("job-b", 1, bytes).ok());
   EXPECT_THAT(Files("blobs"), SizeIs(1));
   EXPECT_EQ(store_->stored_bytes(), 4096);
+}
+
+TEST_F(CheckpointStoreTest, ABlobThatFailsVerificationIsQuarantinedAndNoLongerOffered) {
+  const std::string older = RandomBytes(5000, 20);
+  const std::string newer = RandomBytes((2 << 20) + 300, 21);
+  auto ten = Put("job-a", 10, older);
+  auto twenty = Put("job-a", 20, newer);
+  ASSERT_TRUE(ten.ok() && twenty.ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(*twenty, (1 << 20) + 5));
+
+  const auto [bytes, status] = ReadUntilError(*twenty);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(),
+              HasSubstr(absl::StrCat("checkpoint ", twenty->id(),
+                                     " failed verification on the coordinator: ")));
+  EXPECT_THAT(status.message(), HasSubstr(twenty->metadata().sha256()));
+  EXPECT_THAT(status.message(), HasSubstr("; it has been quarantined"));
+  EXPECT_LT(bytes.size(), newer.size()) << "the last bytes are withheld";
+  EXPECT_EQ(store_->quarantined_total(), 1);
+  const std::vector<std::string> lines = LogLines();
+  ASSERT_THAT(lines, SizeIs(1));
+  EXPECT_THAT(lines[0],
+              ::testing::StartsWith(absl::StrCat("checkpoint ", twenty->id(),
+                                                 " of job job-a (step 20, full) "
+                                                 "quarantined: its bytes have SHA-256 ")));
+
+  // Not listed, not the latest, not at its step; asked for by id, the
+  // answer names the quarantine.
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_UNSPECIFIED), ElementsAre(10));
+  auto latest = store_->Latest("job-a", v1::CHECKPOINT_KIND_FULL);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->id(), ten->id());
+  EXPECT_EQ(store_->AtStep("job-a", 20, v1::CHECKPOINT_KIND_FULL).status().code(),
+            absl::StatusCode::kNotFound);
+  const absl::Status by_id = store_->Get("job-a", twenty->id()).status();
+  EXPECT_EQ(by_id.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(by_id.message(), HasSubstr("quarantined at 2023-11-14T23:13:20Z"));
+  EXPECT_THAT(by_id.message(), HasSubstr("its bytes have SHA-256"));
+  EXPECT_EQ(store_->OpenReader(*twenty, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadAll(*ten), older);
+
+  // Durable: a reopened store still passes over it.
+  store_.reset();
+  store_ = OpenStore();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), ElementsAre(10));
+  EXPECT_EQ(store_->Get("job-a", twenty->id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CheckpointStoreTest, AReaderFromAnOffsetVerifiesTheBytesItDoesNotSend) {
+  const std::string bytes = RandomBytes((3 << 20) + 11, 22);
+  auto checkpoint = Put("job-a", 10, bytes);
+  ASSERT_TRUE(checkpoint.ok());
+  EXPECT_EQ(ReadAll(*checkpoint, 2 << 20), bytes.substr(2 << 20));
+  ASSERT_NO_FATAL_FAILURE(FlipByte(*checkpoint, 7));  // before the offset
+  const auto [sent, status] = ReadUntilError(*checkpoint, 2 << 20);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("quarantined"));
+  EXPECT_EQ(sent, bytes.substr(2 << 20, sent.size()));
+  EXPECT_LT(sent.size(), bytes.size() - (2 << 20));
+  EXPECT_EQ(store_->quarantined_total(), 1);
+}
+
+TEST_F(CheckpointStoreTest, ATruncatedBlobIsQuarantinedToo) {
+  const std::string bytes = RandomBytes(40000, 23);
+  auto checkpoint = Put("job-a", 10, bytes);
+  ASSERT_TRUE(checkpoint.ok());
+  const std::string& digest = checkpoint->metadata().sha256();
+  fs::resize_file(options_.dir + "/blobs/" + digest.substr(0, 2) + "/" + digest, 30000);
+  const auto [sent, status] = ReadUntilError(*checkpoint);
+  EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(status.message(), HasSubstr("ends at byte 30000 of 40000"));
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), IsEmpty());
+  EXPECT_EQ(store_->Latest("job-a", v1::CHECKPOINT_KIND_FULL).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+TEST_F(CheckpointStoreTest, EveryRecordOfTheBadBlobIsQuarantinedOnce) {
+  const std::string bytes = RandomBytes(4096, 24);
+  auto a = Put("job-a", 1, bytes);
+  auto b = Put("job-b", 7, bytes);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(*a, 100));
+  EXPECT_EQ(ReadUntilError(*a).second.code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(store_->quarantined_total(), 2);
+  const absl::Status other = store_->Get("job-b", b->id()).status();
+  EXPECT_EQ(other.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(other.message(), HasSubstr(absl::StrCat("the same file as checkpoint ", a->id())));
+  const std::vector<std::string> lines = LogLines();
+  ASSERT_THAT(lines, SizeIs(2));
+  EXPECT_THAT(lines[1], HasSubstr(absl::StrCat("checkpoint ", b->id(), " of job job-b (step 7")));
+  // Quarantining again changes nothing and counts nothing.
+  ASSERT_TRUE(store_->Quarantine("job-b", b->id(), "again").ok());
+  EXPECT_EQ(store_->quarantined_total(), 2);
+  EXPECT_THAT(store_->Get("job-b", b->id()).status().message(), Not(HasSubstr("again")));
+  EXPECT_EQ(store_->Quarantine("job-b", "ck-aaaaaaaaaaaaaaaaaaaa", "x").code(),
+            absl::StatusCode::kNotFound);
+  EXPECT_EQ(store_->Quarantine("job-b", "../x", "x").code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(CheckpointStoreTest, AFreshUploadOfTheSameStepAndBytesReplacesTheQuarantinedOne) {
+  const std::string bytes = RandomBytes(20000, 25);
+  auto first = Put("job-a", 10, bytes);
+  ASSERT_TRUE(first.ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(*first, 0));
+  ASSERT_EQ(ReadUntilError(*first).second.code(), absl::StatusCode::kDataLoss);
+  // A resumed run reaches step 10 again with the same bytes (deterministic
+  // training): the new record is offered and its blob reads back whole.
+  auto again = Put("job-a", 10, bytes);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), ElementsAre(10));
+  const auto [read, status] = ReadUntilError(*again);
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(read, bytes);
+}
+
+TEST_F(CheckpointStoreTest, RetentionDoesNotCountQuarantinedCheckpoints) {
+  const RetentionPolicy policy{.keep_last = 2};
+  std::map<int64_t, v1::Checkpoint> put;
+  for (int64_t step : {10, 20, 30}) {
+    auto c = Put("job-a", step, RandomBytes(1000 + step, step), policy);
+    ASSERT_TRUE(c.ok());
+    put[step] = *c;
+  }
+  // 10 went with the commit of 30; 30 turns out bad.
+  ASSERT_TRUE(store_->Quarantine("job-a", put[30].id(), "test").ok());
+  ASSERT_TRUE(Put("job-a", 40, RandomBytes(1040, 40), policy).ok());
+  // Two healthy ones are kept (40, 20); 30 stays, newer than the second.
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), ElementsAre(20, 40));
+  EXPECT_EQ(store_->Get("job-a", put[30].id()).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Once two healthy ones are newer, the quarantined record and its blob go.
+  ASSERT_TRUE(Put("job-a", 50, RandomBytes(1050, 50), policy).ok());
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), ElementsAre(40, 50));
+  EXPECT_EQ(store_->Get("job-a", put[30].id()).status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(Files("blobs"), SizeIs(2));
+  EXPECT_EQ(store_->stored_bytes(), 1040 + 1050);
+}
+
+TEST_F(CheckpointStoreTest, AFinalCheckpointThatIsQuarantinedIsNotKeptForever) {
+  const RetentionPolicy policy{.keep_last = 1};
+  auto final = Put("job-a", 10, "final bytes", policy, /*final=*/true);
+  ASSERT_TRUE(final.ok());
+  ASSERT_TRUE(store_->Quarantine("job-a", final->id(), "test").ok());
+  ASSERT_TRUE(Put("job-a", 20, "newer", policy).ok());
+  EXPECT_EQ(store_->Get("job-a", final->id()).status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(CheckpointStoreTest, AReaderThatOutlivesItsStoreStillRefusesBadBytes) {
+  const std::string bytes = RandomBytes(10000, 26);
+  auto checkpoint = Put("job-a", 10, bytes);
+  ASSERT_TRUE(checkpoint.ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(*checkpoint, 9));
+  auto reader = store_->OpenReader(*checkpoint, 0);
+  ASSERT_TRUE(reader.ok());
+  store_.reset();
+  const absl::StatusOr<std::string> read = (*reader)->Read(1 << 20);
+  EXPECT_EQ(read.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(read.status().message(), HasSubstr("quarantining it failed"));
+}
+
+TEST_F(CheckpointStoreTest, AVersion1IndexIsMigratedAndKeepsItsCheckpoints) {
+  const std::string bytes = RandomBytes(3000, 27);
+  auto checkpoint = Put("job-a", 10, bytes);
+  ASSERT_TRUE(checkpoint.ok());
+  store_.reset();
+  {
+    // What a build of schema version 1 left behind.
+    auto db = SqliteDb::Open(options_.dir + "/index.db", absl::Seconds(5));
+    ASSERT_TRUE(db.ok()) << db.status();
+    ASSERT_TRUE((*db)
+                    ->Exec("ALTER TABLE checkpoints DROP COLUMN quarantine_reason;"
+                           "ALTER TABLE checkpoints DROP COLUMN quarantined_us;"
+                           "DELETE FROM schema_migrations WHERE version = 2;"
+                           "PRAGMA user_version = 1;")
+                    .ok());
+  }
+  store_ = OpenStore();
+  ASSERT_NE(store_, nullptr);
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), ElementsAre(10));
+  EXPECT_EQ(ReadAll(*checkpoint), bytes);
+  ASSERT_TRUE(store_->Quarantine("job-a", checkpoint->id(), "test").ok());
+  EXPECT_THAT(Steps("job-a", v1::CHECKPOINT_KIND_FULL), IsEmpty());
 }
 
 }  // namespace

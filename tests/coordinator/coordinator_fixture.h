@@ -75,7 +75,18 @@ class CoordinatorFixture : public ::testing::Test {
     options.master_port_min = 29500;
     options.master_port_max = 29510;
     options.clock = [this] { return now_; };
+    // Tests of the back-off set it; elsewhere a requeued job is placed at once.
+    options.restart_backoff_min = absl::ZeroDuration();
+    options.log = [this](absl::string_view line) {
+      absl::MutexLock lock(&log_mu_);
+      log_.emplace_back(line);
+    };
     return options;
+  }
+  // What the coordinator logged so far.
+  std::vector<std::string> Logged() {
+    absl::MutexLock lock(&log_mu_);
+    return log_;
   }
   // Drops the coordinator (as a crash would: the store is all that is left)
   // and opens a new one on the same store.
@@ -166,6 +177,8 @@ class CoordinatorFixture : public ::testing::Test {
     }
   }
 
+  absl::Mutex log_mu_;
+  std::vector<std::string> log_ ABSL_GUARDED_BY(log_mu_);
   std::string dir_;
   absl::Time now_ = absl::FromUnixSeconds(1700000000);
   std::unique_ptr<Coordinator> coordinator_;

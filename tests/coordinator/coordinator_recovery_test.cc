@@ -44,8 +44,10 @@ TEST_F(CoordinatorRecoveryTest, ReconcilesWithReattachingAgentsAfterARestart) {
   EXPECT_EQ(State(queued), v1::JOB_STATE_PENDING);
   EXPECT_EQ(coordinator_->ListWorkers()[0].free_cpu_slots(), 0);
 
-  Pass(absl::Seconds(8), {"a"});
-  EXPECT_EQ(State(lost), v1::JOB_STATE_RUNNING);  // b may still come back
+  // b may still come back: agents get the lease plus their reconnection
+  // back-off (the recovery grace, 40 s here) to re-attach.
+  Pass(absl::Seconds(38), {"a"});
+  EXPECT_EQ(State(lost), v1::JOB_STATE_RUNNING);
   Pass(absl::Seconds(4), {"a"});
   v1::Job job = Get(lost);  // b never did: its rank is lost, the job requeued
   EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING);

@@ -1,5 +1,7 @@
 #include "coordinator/gang_scheduler.h"
 
+#include <set>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -55,7 +57,8 @@ TEST_F(GangSchedulerTest, PrefersTheFullestSingleNodeThatFits) {
   ASSERT_EQ(placements.size(), 1u);
   EXPECT_THAT(Workers(placements[0]), ElementsAre("b", "b", "b"));
   EXPECT_EQ(placements[0].placement.master_addr(), "b.cluster");
-  EXPECT_EQ(placements[0].placement.master_port(), 29500);
+  EXPECT_GE(placements[0].placement.master_port(), 29500);
+  EXPECT_LE(placements[0].placement.master_port(), 29502);
   EXPECT_EQ(placements[0].placement.ranks(2).device_index(), 2);
   EXPECT_EQ(placements[0].placement.ranks(2).rank(), 2);
 }
@@ -97,14 +100,43 @@ TEST_F(GangSchedulerTest, MasterPortsAreUniquePerNodeAndBounded) {
       scheduler_.Schedule({Job("a", 1), Job("b", 1), Job("c", 1), Job("d", 1)}, {Node("n", 8)});
   // Range 29500..29502: three jobs get distinct ports; the fourth waits.
   ASSERT_THAT(Ids(placements), ElementsAre("a", "b", "c"));
-  EXPECT_EQ(placements[0].placement.master_port(), 29500);
-  EXPECT_EQ(placements[1].placement.master_port(), 29501);
-  EXPECT_EQ(placements[2].placement.master_port(), 29502);
+  std::set<int> ports;
+  for (const GangPlacement& p : placements) ports.insert(p.placement.master_port());
+  EXPECT_THAT(ports, ElementsAre(29500, 29501, 29502));
   NodeCapacity busy = Node("n", 8);
-  busy.used_ports = {29500};
+  busy.used_ports = {29500, 29502};
   placements = scheduler_.Schedule({Job("e", 1)}, {busy});
   ASSERT_EQ(placements.size(), 1u);
   EXPECT_EQ(placements[0].placement.master_port(), 29501);
+}
+
+TEST_F(GangSchedulerTest, AJobAvoidsItsRecentPortsWhileOthersAreFree) {
+  PendingJob job = Job("j", 1);
+  job.avoid_ports = {29500, 29501};
+  auto placements = scheduler_.Schedule({job}, {Node("n", 8)});
+  ASSERT_EQ(placements.size(), 1u);
+  EXPECT_EQ(placements[0].placement.master_port(), 29502);
+  // With every other port taken, a recent one is better than waiting.
+  NodeCapacity busy = Node("n", 8);
+  busy.used_ports = {29502};
+  placements = scheduler_.Schedule({job}, {busy});
+  ASSERT_EQ(placements.size(), 1u);
+  EXPECT_NE(placements[0].placement.master_port(), 29502);
+}
+
+TEST_F(GangSchedulerTest, AttemptsOfAJobStartTheirSearchAtDifferentPorts) {
+  // The search start is derived from the job id and attempt, so attempts
+  // (and coordinators sharing nodes) spread over the range.
+  GangScheduler wide{SchedulerOptions{.master_port_min = 20000, .master_port_max = 29999}};
+  std::set<int> ports;
+  for (int attempt = 1; attempt <= 5; ++attempt) {
+    PendingJob job = Job("job-xyz", 1);
+    job.attempt = attempt;
+    auto placements = wide.Schedule({job}, {Node("n", 8)});
+    ASSERT_EQ(placements.size(), 1u);
+    ports.insert(placements[0].placement.master_port());
+  }
+  EXPECT_EQ(ports.size(), 5u);
 }
 
 }  // namespace

@@ -24,6 +24,8 @@ class JobStateMachineTest : public ::testing::Test {
   const std::set<std::pair<v1::JobState, v1::JobState>> legal_ = {
       {v1::JOB_STATE_PENDING, v1::JOB_STATE_SCHEDULED},
       {v1::JOB_STATE_PENDING, v1::JOB_STATE_CANCELLED},
+      // The previous attempt, failed for a late rank, finished after all.
+      {v1::JOB_STATE_PENDING, v1::JOB_STATE_SUCCEEDED},
       {v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RUNNING},
       {v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_RESTARTING},
       {v1::JOB_STATE_SCHEDULED, v1::JOB_STATE_FAILED},

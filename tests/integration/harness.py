@@ -1,6 +1,7 @@
 """What the multi-process integration tests share: failures, logging, free
-loopback ports and a main() that runs a test in a temporary folder (kept on
-failure when CLMAE_KEEP_TEST_FILES is set)."""
+loopback ports, finding processes by their command line and a main() that
+runs a test in a temporary folder (kept on failure when CLMAE_KEEP_TEST_FILES
+is set)."""
 
 import os
 import shutil
@@ -29,6 +30,23 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def processes(executable, match=lambda argv: True):
+    """pid -> argv of the running processes whose argv[0] ends with
+    `executable` and whose argv (a list of str) satisfies `match`."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv and argv[0].endswith(executable) and match(argv):
+            out[int(pid)] = argv
+    return out
 
 
 def run_in_temp_dir(name, run, *args):

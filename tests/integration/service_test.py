@@ -21,7 +21,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import TestFailure, check, free_port, logger, run_in_temp_dir  # noqa: E402,F401
+from harness import TestFailure, check, free_port, logger, processes, run_in_temp_dir  # noqa: E402,F401
 
 CLIENT_TOKEN = "client-token-for-the-service-test"
 WORKER_TOKEN = "worker-token-for-the-service-test"
@@ -31,9 +31,13 @@ log = logger("service_test")
 
 
 class Service:
-    """A coordinator on a fixed port and two agents, all under `work`."""
+    """A coordinator on a fixed port and two agents, all under `work`.
 
-    def __init__(self, build, work):
+    `coordinator_args` are appended to the coordinator's command line at
+    every (re)start, after the defaults (a flag given twice takes the later
+    value); `agent_args` likewise to every agent's."""
+
+    def __init__(self, build, work, coordinator_args=(), agent_args=()):
         self.build = build
         self.work = work
         self.port = free_port()
@@ -41,6 +45,8 @@ class Service:
         self.coordinator = None
         self.agents = {}
         self.logs = []
+        self.coordinator_args = list(coordinator_args)
+        self.agent_args = list(agent_args)
 
     def _spawn(self, name, argv, env, cwd=None):
         path = os.path.join(self.work, f"{name}.log")
@@ -55,7 +61,8 @@ class Service:
             [os.path.join(self.build, "services/clmae-coordinator"), "--listen", self.address,
              "--data_dir", os.path.join(self.work, "state"), "--heartbeat_interval", "1s",
              "--lease", "8s", "--hang_timeout", "2m", "--cancel_grace", "5s",
-             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0"],
+             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0",
+             *self.coordinator_args],
             {"CLMAE_CLIENT_TOKEN": CLIENT_TOKEN, "CLMAE_WORKER_TOKEN": WORKER_TOKEN})
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -67,7 +74,8 @@ class Service:
 
     def start_agent(self, name, own_folder=False, cancel_grace="5s"):
         """With `own_folder`, the agent runs in (and its trainers write their
-        relative outputs under) a folder of its own, as on separate machines."""
+        relative outputs under) a folder of its own, as on separate machines.
+        Starting a name again (after its agent died) reuses its folder and log."""
         folder = os.path.join(self.work, name)
         os.makedirs(folder, exist_ok=True)
         self.agents[name] = self._spawn(
@@ -78,13 +86,14 @@ class Service:
              "--work_dir", os.path.join(folder, "work") if own_folder else folder,
              "--cancel_grace", cancel_grace, "--reconnect_backoff_max", "1s",
              "--metrics_port", "0", "--trainer_metrics_port_base", "-1",
-             "--trainer", os.path.join(self.build, "worker/train/clmae-train")],
+             "--trainer", os.path.join(self.build, "worker/train/clmae-train"),
+             *self.agent_args],
             {"CLMAE_TOKEN": WORKER_TOKEN}, cwd=folder if own_folder else None)
 
-    def ctl(self, *args, check_exit=True):
+    def ctl(self, *args, check_exit=True, timeout=120):
         r = subprocess.run([os.path.join(self.build, "services/clmaectl/clmaectl"), *args],
                            env=dict(os.environ, CLMAE_ADDRESS=self.address, CLMAE_TOKEN=CLIENT_TOKEN),
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=timeout)
         if check_exit:
             check(r.returncode == 0, f"clmaectl {' '.join(args)} exited {r.returncode}:\n"
                                      f"{r.stdout}{r.stderr}")
@@ -143,33 +152,29 @@ class Service:
 
 def trainer_pids(job_id):
     """pid -> argv of the clmae-train processes of `job_id`."""
-    out = {}
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"clmae-train") and job_id.encode() in argv:
-            out[int(pid)] = [a.decode() for a in argv if a]
-    return out
+    return processes("clmae-train", lambda argv: job_id in argv)
 
 
-def write_spec(work, name, steps, checkpoint_every):
+TINY_MODEL = ("{preset: tiny, img_size: 16, embed_dim: 32, depth: 1, num_heads: 2,\n"
+              "        decoder_embed_dim: 16, decoder_depth: 1, decoder_num_heads: 2, masker_depth: 1}")
+
+
+def write_spec(work, name, steps, checkpoint_every, world_size=2, max_restarts=2, batch_size=8,
+               synthetic_size=64, log_every=5, evaluate=True, model=TINY_MODEL):
+    """A synthetic-data CPU job spec in `work`; the keyword arguments change
+    what the tests above need (their defaults are what those tests use)."""
     path = os.path.join(work, f"{name}.yaml")
+    evaluation = "{enabled: true, probe_epochs: 0}" if evaluate else "{enabled: false}"
     with open(path, "w") as f:
         f.write(f"""name: {name}
-model: {{preset: tiny, img_size: 16, embed_dim: 32, depth: 1, num_heads: 2,
-        decoder_embed_dim: 16, decoder_depth: 1, decoder_num_heads: 2, masker_depth: 1}}
-data: {{kind: SYNTHETIC, synthetic_size: 64, num_workers: 1}}
+model: {model}
+data: {{kind: SYNTHETIC, synthetic_size: {synthetic_size}, num_workers: 1}}
 optimizer: {{warmup_epochs: 1}}
-train: {{epochs: 1000, max_steps: {steps}, batch_size: 8, threads: 1, log_every: 5}}
-eval: {{enabled: true, probe_epochs: 0}}
+train: {{epochs: 1000, max_steps: {steps}, batch_size: {batch_size}, threads: 1, log_every: {log_every}}}
+eval: {evaluation}
 output: {{dir: {os.path.join(work, 'out', name)}, checkpoint_every: {checkpoint_every},
          export_safetensors: true}}
-resources: {{world_size: 2, device_kind: cpu, max_restarts: 2}}
+resources: {{world_size: {world_size}, device_kind: cpu, max_restarts: {max_restarts}}}
 """)
     return path
 

@@ -17,11 +17,11 @@
 #include <vector>
 
 #include "clmae/v1/coordinator.grpc.pb.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "tests/testing/files.h"
-#include "common/sha256.h"
 
 namespace clmae {
 namespace {
@@ -408,6 +408,41 @@ TEST_F(CheckpointDownloadTest, AMissingDirectoryNamesThePath) {
   EXPECT_EQ(result.status().code(), absl::StatusCode::kNotFound) << result.status();
   EXPECT_THAT(result.status().message(), HasSubstr(DownloadPartPath(path_)));
   EXPECT_THAT(server_.offsets(), ::testing::IsEmpty());
+}
+
+TEST_F(CheckpointDownloadTest, AFailureBeforeAnyByteLeavesNoPartToResume) {
+  // Refused before the record: nothing was ever written.
+  server_.SetScripts({});
+  EXPECT_EQ(Download().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_FALSE(Exists(DownloadPartPath(path_)));
+  EXPECT_FALSE(Exists(DownloadSidecarPath(path_)));
+  // The record came (the sidecar was written), then an error before any byte.
+  const std::string bytes = RandomBytes(5000, 17);
+  server_.SetScripts({{.record = Record("ck-1", bytes),
+                       .bytes = bytes,
+                       .stop_at = 0,
+                       .end = grpc::Status(grpc::StatusCode::DATA_LOSS, "failed verification")}});
+  EXPECT_EQ(Download().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(Exists(DownloadPartPath(path_)));
+  EXPECT_FALSE(Exists(DownloadSidecarPath(path_)));
+  EXPECT_FALSE(Exists(path_));
+}
+
+TEST_F(CheckpointDownloadTest, AFailureAfterSomeBytesKeepsThePartToResume) {
+  const std::string bytes = RandomBytes(300000, 18);
+  const v1::Checkpoint record = Record("ck-1", bytes);
+  server_.SetScripts({{.record = record,
+                       .bytes = bytes,
+                       .stop_at = 1000,
+                       .end = grpc::Status(grpc::StatusCode::DATA_LOSS, "failed verification")}});
+  EXPECT_EQ(Download().status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(ReadFileOrEmpty(DownloadPartPath(path_)), bytes.substr(0, 1000));
+  EXPECT_TRUE(Exists(DownloadSidecarPath(path_)));
+  // A later call that gets no further byte keeps what the earlier one had.
+  server_.SetScripts({});
+  EXPECT_EQ(Download().status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReadFileOrEmpty(DownloadPartPath(path_)), bytes.substr(0, 1000));
+  EXPECT_TRUE(Exists(DownloadSidecarPath(path_)));
 }
 
 }  // namespace

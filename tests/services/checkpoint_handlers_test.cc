@@ -4,6 +4,7 @@
 // assignment names the newest committed checkpoint.
 
 #include <atomic>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <random>
@@ -11,9 +12,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 #include "tests/services/server_fixture.h"
 
 namespace clmae {
@@ -127,6 +129,50 @@ class CheckpointHandlersTest : public ServerFixture {
     return reader->Finish();
   }
 
+  // Fetches as an agent; returns the bytes.
+  grpc::Status Fetch(const std::string& job_id, const std::string& id, std::string* bytes) {
+    v1::FetchCheckpointRequest fetch;
+    fetch.set_job_id(job_id);
+    fetch.set_id(id);
+    auto context = Context(kWorkerToken);
+    auto reader = worker_stub_->FetchCheckpoint(context.get(), fetch);
+    v1::DownloadCheckpointResponse part;
+    bytes->clear();
+    while (reader->Read(&part)) {
+      if (part.has_data()) bytes->append(part.data());
+    }
+    return reader->Finish();
+  }
+
+  // Overwrites the byte at `at` of the checkpoint's file in the store.
+  void FlipByte(const v1::Checkpoint& checkpoint, int64_t at) {
+    const std::string& digest = checkpoint.metadata().sha256();
+    const std::string path = dir_ + "/checkpoints/blobs/" + digest.substr(0, 2) + "/" + digest;
+    std::fstream file(path, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(file.is_open()) << path;
+    file.seekg(at);
+    const char c = static_cast<char>(file.get());
+    file.seekp(at);
+    file.put(static_cast<char>(c ^ 0x01));
+  }
+
+  // Fails the rank and returns the next attempt's assignment.
+  void Restart(v1::TaskAssignment* restarted) {
+    ASSERT_TRUE(agent_->Write(Status(v1::TaskStatus::EXITED, 1)));
+    // Ticks from past the first restart's back-off (well within the lease).
+    const absl::Duration backoff = CoordinatorOptions().restart_backoff_min;
+    std::atomic<bool> assigned{false};
+    std::thread ticker([&] {
+      for (int i = 0; i < 50 && !assigned; ++i) {
+        coordinator_->Tick(absl::Now() + backoff);
+        absl::SleepFor(absl::Milliseconds(100));
+      }
+    });
+    ExpectAssignment(restarted);
+    assigned = true;
+    ticker.join();
+  }
+
   std::vector<v1::Checkpoint> List() {
     v1::ListCheckpointsRequest request;
     request.set_job_id(job_.id());
@@ -202,8 +248,7 @@ TEST_F(CheckpointHandlersTest, TheDigestMayFollowTheBytes) {
   v1::CheckpointMetadata metadata = Metadata(bytes, 10);
   metadata.clear_sha256();
   v1::UploadCheckpointResponse response;
-  grpc::Status status =
-      Upload(metadata, bytes, &response, 1 << 20, kWorkerToken, Sha256Hex(bytes));
+  grpc::Status status = Upload(metadata, bytes, &response, 1 << 20, kWorkerToken, Sha256Hex(bytes));
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.checkpoint().metadata().sha256(), Sha256Hex(bytes));
 
@@ -351,18 +396,8 @@ TEST_F(CheckpointHandlersTest, ARestartedAttemptResumesFromTheNewestCommittedChe
   EXPECT_FALSE(Upload(Metadata(broken, 30), broken.substr(0, 10), &ignored).ok());
 
   // The rank fails: the attempt is requeued and placed again on the agent.
-  ASSERT_TRUE(agent_->Write(Status(v1::TaskStatus::EXITED, 1)));
   v1::TaskAssignment restarted;
-  std::atomic<bool> assigned{false};
-  std::thread ticker([&] {
-    for (int i = 0; i < 50 && !assigned; ++i) {
-      coordinator_->Tick(absl::Now());
-      absl::SleepFor(absl::Milliseconds(100));
-    }
-  });
-  ExpectAssignment(&restarted);
-  assigned = true;
-  ticker.join();
+  ASSERT_NO_FATAL_FAILURE(Restart(&restarted));
   EXPECT_EQ(restarted.attempt(), task_.attempt() + 1);
   EXPECT_EQ(restarted.resume_checkpoint(), second.checkpoint().id());
   EXPECT_EQ(restarted.resume_sha256(), Sha256Hex(newer));
@@ -381,6 +416,123 @@ TEST_F(CheckpointHandlersTest, ARestartedAttemptResumesFromTheNewestCommittedChe
   }
   ASSERT_TRUE(reader->Finish().ok());
   EXPECT_EQ(got, newer);
+}
+
+TEST_F(CheckpointHandlersTest, ACorruptFileEndsTheDownloadWithDataLossAndIsQuarantined) {
+  const std::string older = RandomBytes(100000, 12);
+  const std::string newer = RandomBytes(3 * (1 << 20) + 99, 13);
+  v1::UploadCheckpointResponse first, second;
+  ASSERT_TRUE(Upload(Metadata(older, 10), older, &first).ok());
+  ASSERT_TRUE(Upload(Metadata(newer, 20), newer, &second).ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(second.checkpoint(), 2 * (1 << 20) + 17));
+
+  v1::DownloadCheckpointRequest by_id;
+  by_id.set_job_id(job_.id());
+  by_id.set_id(second.checkpoint().id());
+  std::string got;
+  v1::Checkpoint record;
+  grpc::Status status = Download(by_id, &got, &record);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(status.error_message(),
+              HasSubstr(absl::StrCat("checkpoint ", second.checkpoint().id(),
+                                     " failed verification on the coordinator: ")));
+  EXPECT_THAT(status.error_message(), HasSubstr("it has been quarantined"));
+  EXPECT_LT(got.size(), newer.size()) << "the corrupt file was not sent whole";
+
+  // From now on only the older one is offered.
+  const std::vector<v1::Checkpoint> listed = List();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].id(), first.checkpoint().id());
+  v1::DownloadCheckpointRequest latest;
+  latest.set_job_id(job_.id());
+  latest.set_latest(true);
+  status = Download(latest, &got, &record);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(record.id(), first.checkpoint().id());
+  EXPECT_EQ(got, older);
+  v1::DownloadCheckpointRequest by_step;
+  by_step.set_job_id(job_.id());
+  by_step.set_step(20);
+  EXPECT_EQ(Download(by_step, &got, &record).error_code(), grpc::StatusCode::NOT_FOUND);
+  // By its id, clients and agents are told why.
+  status = Download(by_id, &got, &record);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("quarantined"));
+  EXPECT_TRUE(got.empty());
+  status = Fetch(job_.id(), second.checkpoint().id(), &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(status.error_message(), HasSubstr("quarantined"));
+}
+
+TEST_F(CheckpointHandlersTest, ADownloadFromAnOffsetVerifiesTheBytesBeforeIt) {
+  const std::string bytes = RandomBytes(2 * (1 << 20) + 5, 14);
+  v1::UploadCheckpointResponse uploaded;
+  ASSERT_TRUE(Upload(Metadata(bytes, 10), bytes, &uploaded).ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(uploaded.checkpoint(), 3));
+  v1::DownloadCheckpointRequest request;
+  request.set_job_id(job_.id());
+  request.set_id(uploaded.checkpoint().id());
+  request.set_offset(1 << 20);
+  std::string got;
+  v1::Checkpoint record;
+  const grpc::Status status = Download(request, &got, &record);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(status.error_message(), HasSubstr("quarantined"));
+  EXPECT_TRUE(List().empty());
+}
+
+TEST_F(CheckpointHandlersTest, AnAgentsFetchOfACorruptFileEndsWithDataLoss) {
+  const std::string bytes = RandomBytes(300000, 15);
+  v1::UploadCheckpointResponse uploaded;
+  ASSERT_TRUE(Upload(Metadata(bytes, 10), bytes, &uploaded).ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(uploaded.checkpoint(), 299999));
+  std::string got;
+  const grpc::Status status = Fetch(job_.id(), uploaded.checkpoint().id(), &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DATA_LOSS);
+  EXPECT_THAT(status.error_message(), HasSubstr("failed verification on the coordinator"));
+  EXPECT_NE(got, bytes);
+  EXPECT_TRUE(List().empty()) << "quarantined";
+}
+
+TEST_F(CheckpointHandlersTest, ARestartedAttemptPassesOverAQuarantinedCheckpoint) {
+  const std::string older = RandomBytes(5000, 16);
+  const std::string newer = RandomBytes(6000, 17);
+  v1::UploadCheckpointResponse first, second;
+  ASSERT_TRUE(Upload(Metadata(older, 10), older, &first).ok());
+  ASSERT_TRUE(Upload(Metadata(newer, 20), newer, &second).ok());
+  ASSERT_NO_FATAL_FAILURE(FlipByte(second.checkpoint(), 100));
+  std::string got;
+  ASSERT_EQ(Fetch(job_.id(), second.checkpoint().id(), &got).error_code(),
+            grpc::StatusCode::DATA_LOSS);
+
+  v1::TaskAssignment restarted;
+  ASSERT_NO_FATAL_FAILURE(Restart(&restarted));
+  EXPECT_EQ(restarted.resume_checkpoint(), first.checkpoint().id());
+  EXPECT_EQ(restarted.resume_sha256(), Sha256Hex(older));
+  const grpc::Status status = Fetch(job_.id(), restarted.resume_checkpoint(), &got);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(got, older);
+}
+
+TEST_F(CheckpointHandlersTest, AnEmptyJobIdIsInvalidArgument) {
+  v1::ListCheckpointsRequest list;
+  v1::ListCheckpointsResponse listed;
+  auto context = Context(kClientToken);
+  grpc::Status status = coordinator_stub_->ListCheckpoints(context.get(), list, &listed);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("job_id: required"));
+
+  v1::DownloadCheckpointRequest download;
+  download.set_latest(true);
+  std::string got;
+  v1::Checkpoint record;
+  status = Download(download, &got, &record);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("job_id: required"));
+
+  status = Fetch("", "ck-aaaaaaaaaaaaaaaaaaaa", &got);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(status.error_message(), HasSubstr("job_id: required"));
 }
 
 }  // namespace

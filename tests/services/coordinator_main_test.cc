@@ -21,6 +21,7 @@
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/services/generic_call.h"
 #include "tests/testing/files.h"
 #include "services/grpc_client.h"
 
@@ -131,6 +132,26 @@ TEST_F(CoordinatorMainTest, ServesWritesItsPortAndExitsCleanlyOnSigterm) {
   EXPECT_EQ(Wait(), 0) << ReadFileOrEmpty(dir_ + "/stderr");
   EXPECT_EQ(ReadFileOrEmpty(dir_ + "/stdout"),
             "clmae-coordinator listening on 127.0.0.1:" + std::to_string(port) + "\n");
+}
+
+// Reflection answers without a token: off unless --reflection, while health
+// (for probes) stays open.
+TEST_F(CoordinatorMainTest, ServerReflectionIsOffUnlessAskedFor) {
+  const std::string port_file = dir_ + "/port";
+  Spawn({"--data_dir", dir_ + "/state", "--listen", "127.0.0.1:0", "--port_file", port_file,
+         "--metrics_listen", ""},
+        {"CLMAE_CLIENT_TOKEN=c", "CLMAE_WORKER_TOKEN=w"});
+  const int port = AwaitPort(port_file);
+  ASSERT_GT(port, 0);
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                     grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::string> listing =
+      ::clmae::testing::CallOnce(channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                 ::clmae::testing::LengthDelimited(7, ""));
+  EXPECT_EQ(listing.status().code(), absl::StatusCode::kUnimplemented) << listing.status();
+  EXPECT_TRUE(::clmae::testing::CallOnce(channel, "/grpc.health.v1.Health/Check", "").ok());
+  kill(pid_, SIGTERM);
+  EXPECT_EQ(Wait(), 0);
 }
 
 TEST_F(CoordinatorMainTest, ReadsATokensFile) {

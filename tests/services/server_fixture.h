@@ -45,6 +45,7 @@ class ServerFixture : public ::testing::Test {
     ServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_options.tokens = {{Role::kClient, kClientToken}, {Role::kWorker, kWorkerToken}};
+    server_options.reflection = reflection_;
     auto started = CoordinatorServer::Start(server_options, coordinator_.get());
     ASSERT_TRUE(started.ok()) << started.status();
     server_ = std::move(*started);
@@ -52,6 +53,9 @@ class ServerFixture : public ::testing::Test {
     coordinator_stub_ = v1::Coordinator::NewStub(channel_);
     worker_stub_ = v1::WorkerControl::NewStub(channel_);
   }
+
+  // Set by a derived fixture's constructor, before SetUp.
+  bool reflection_ = false;
 
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown(absl::Seconds(5));

@@ -16,6 +16,7 @@
 #include "grpcpp/support/byte_buffer.h"
 #include "gtest/gtest.h"
 #include "services/status_mapping.h"
+#include "tests/services/generic_call.h"
 #include "tests/services/server_fixture.h"
 
 namespace clmae {
@@ -25,67 +26,8 @@ using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-
-// A length-delimited field `number` holding `bytes` (short values only).
-std::string LengthDelimited(int number, const std::string& bytes) {
-  EXPECT_LT(bytes.size(), 128u);
-  return std::string(1, static_cast<char>(number << 3 | 2)) +
-         std::string(1, static_cast<char>(bytes.size())) + bytes;
-}
-
-grpc::ByteBuffer ToBuffer(const std::string& bytes) {
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
-std::string FromBuffer(const grpc::ByteBuffer& buffer) {
-  std::vector<grpc::Slice> slices;
-  EXPECT_TRUE(buffer.Dump(&slices).ok());
-  std::string out;
-  for (const grpc::Slice& s : slices)
-    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  return out;
-}
-
-// Waits for the one event a step of an async generic call produces.
-bool Await(grpc::CompletionQueue& queue, void* tag) {
-  void* got = nullptr;
-  bool ok = false;
-  EXPECT_TRUE(queue.Next(&got, &ok));
-  EXPECT_EQ(got, tag);
-  return ok;
-}
-
-// Sends `request` on `method` (any arity) and returns the first response.
-absl::StatusOr<std::string> CallOnce(const std::shared_ptr<grpc::Channel>& channel,
-                                     const std::string& method, const std::string& request) {
-  grpc::GenericStub stub(channel);
-  grpc::CompletionQueue queue;
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto call = stub.PrepareCall(&context, method, &queue);
-  int tags[5];
-  call->StartCall(&tags[0]);
-  Await(queue, &tags[0]);
-  call->Write(ToBuffer(request), &tags[1]);
-  Await(queue, &tags[1]);
-  grpc::ByteBuffer response;
-  call->Read(&response, &tags[2]);
-  const bool got_response = Await(queue, &tags[2]);
-  call->WritesDone(&tags[3]);
-  Await(queue, &tags[3]);
-  grpc::Status status;
-  call->Finish(&status, &tags[4]);
-  Await(queue, &tags[4]);
-  queue.Shutdown();
-  void* tag;
-  bool ok;
-  while (queue.Next(&tag, &ok)) {
-  }
-  if (!status.ok()) return FromGrpcStatus(status);
-  if (!got_response) return absl::InternalError("no response");
-  return FromBuffer(response);
-}
+using ::clmae::testing::CallOnce;
+using ::clmae::testing::LengthDelimited;
 
 // grpc.health.v1.HealthCheckResponse.status (1 = SERVING, 2 = NOT_SERVING).
 absl::StatusOr<int> HealthStatus(const std::shared_ptr<grpc::Channel>& channel,
@@ -103,6 +45,12 @@ absl::StatusOr<int> HealthStatus(const std::shared_ptr<grpc::Channel>& channel,
 
 class ServerTest : public ServerFixture {};
 
+// Reflection answers without a token, so it is served only when asked for.
+class ReflectionServerTest : public ServerFixture {
+ protected:
+  ReflectionServerTest() { reflection_ = true; }
+};
+
 TEST_F(ServerTest, HealthReportsServingForTheServerAndBothServicesWithoutAToken) {
   for (const std::string service : {"", "clmae.v1.Coordinator", "clmae.v1.WorkerControl"}) {
     SCOPED_TRACE(service);
@@ -113,7 +61,7 @@ TEST_F(ServerTest, HealthReportsServingForTheServerAndBothServicesWithoutAToken)
   EXPECT_EQ(HealthStatus(channel_, "no.such.Service").status().code(), absl::StatusCode::kNotFound);
 }
 
-TEST_F(ServerTest, ReflectionListsTheServices) {
+TEST_F(ReflectionServerTest, ReflectionListsTheServices) {
   // ServerReflectionRequest{list_services: ""} (field 7).
   absl::StatusOr<std::string> bytes =
       CallOnce(channel_, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",

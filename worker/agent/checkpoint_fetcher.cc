@@ -9,11 +9,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "services/checkpoint_download.h"
 #include "common/sha256.h"
+#include "services/checkpoint_download.h"
 #include "worker/agent/agent_log.h"
 
 namespace clmae {
@@ -22,6 +23,15 @@ namespace {
 namespace fs = std::filesystem;
 
 using Reader = grpc::ClientReaderInterface<v1::DownloadCheckpointResponse>;
+
+// Marks an Ensure() error as the coordinator's refusal of the checkpoint.
+constexpr absl::string_view kRefusedPayload = "type.clmae.dev/clmae.agent.CheckpointRefused";
+
+void RemovePartial(const std::string& path) {
+  std::error_code ignored;
+  fs::remove(DownloadPartPath(path), ignored);
+  fs::remove(DownloadSidecarPath(path), ignored);
+}
 
 // The checkpoint a cache entry belongs to: "<sha>" (complete) or one of the
 // download's "<sha>.part" / "<sha>.part.meta"; "" for anything else.
@@ -42,14 +52,19 @@ std::string CheckpointCacheDir(const std::string& work_dir) {
   return absl::StrCat(work_dir, "/checkpoint-cache");
 }
 
+bool IsCheckpointRefused(const absl::Status& status) {
+  return !status.ok() && status.GetPayload(kRefusedPayload).has_value();
+}
+
 // The fetch stream as the download sees it, with its context registered for
 // Shutdown() while the stream exists (the download destroys a stream before
-// its context, so the context is alive whenever it is registered).
+// its context, so the context is alive whenever it is registered), and the
+// status it ended with copied to `finished`.
 class CheckpointFetcher::TrackedReader final : public Reader {
  public:
   TrackedReader(CheckpointFetcher* fetcher, grpc::ClientContext* context,
-                std::unique_ptr<Reader> reader)
-      : fetcher_(fetcher), context_(context), reader_(std::move(reader)) {
+                std::unique_ptr<Reader> reader, grpc::Status* finished)
+      : fetcher_(fetcher), context_(context), reader_(std::move(reader)), finished_(finished) {
     fetcher_->Register(context_);
   }
   ~TrackedReader() override { fetcher_->Unregister(context_); }
@@ -57,12 +72,16 @@ class CheckpointFetcher::TrackedReader final : public Reader {
   bool NextMessageSize(uint32_t* size) override { return reader_->NextMessageSize(size); }
   bool Read(v1::DownloadCheckpointResponse* message) override { return reader_->Read(message); }
   void WaitForInitialMetadata() override { reader_->WaitForInitialMetadata(); }
-  grpc::Status Finish() override { return reader_->Finish(); }
+  grpc::Status Finish() override {
+    *finished_ = reader_->Finish();
+    return *finished_;
+  }
 
  private:
   CheckpointFetcher* const fetcher_;
   grpc::ClientContext* const context_;
   const std::unique_ptr<Reader> reader_;
+  grpc::Status* const finished_;
 };
 
 absl::StatusOr<std::unique_ptr<CheckpointFetcher>> CheckpointFetcher::Create(
@@ -160,9 +179,45 @@ absl::StatusOr<std::string> CheckpointFetcher::Fetch(const std::string& job_id,
                                                      const std::string& sha256,
                                                      int64_t size_bytes) {
   const std::string path = absl::StrCat(options_.cache_dir, "/", sha256);
+  for (int run = 1;; ++run) {
+    grpc::Status server;
+    std::string mismatch;
+    absl::StatusOr<v1::Checkpoint> fetched = FetchOnce(job_id, checkpoint_id, sha256, size_bytes,
+                                                       path, /*resume=*/run == 1, server, mismatch);
+    if (!mismatch.empty()) {
+      RemovePartial(path);
+      std::error_code ignored;
+      if (fetched.ok()) fs::remove(path, ignored);
+      return absl::FailedPreconditionError(mismatch);
+    }
+    if (fetched.ok()) return path;
+    absl::Status status = fetched.status();
+    const grpc::StatusCode code = server.error_code();
+    if (code == grpc::StatusCode::DATA_LOSS || code == grpc::StatusCode::FAILED_PRECONDITION) {
+      // The coordinator's own verdict on its copy: asking again gets the same.
+      RemovePartial(path);
+      AgentLog(absl::StrCat("checkpoint ", checkpoint_id, " of job ", job_id,
+                            " refused by the coordinator: ", status.ToString()));
+      status.SetPayload(kRefusedPayload, absl::Cord());
+      return status;
+    }
+    if (run == 1 && server.ok() && absl::IsDataLoss(status)) {
+      // The coordinator sent its bytes as verified: they changed on the way.
+      AgentLog(absl::StrCat("checkpoint ", checkpoint_id, " of job ", job_id, ": ",
+                            status.message(), "; fetching it once more from byte 0"));
+      continue;
+    }
+    return status;
+  }
+}
+
+absl::StatusOr<v1::Checkpoint> CheckpointFetcher::FetchOnce(
+    const std::string& job_id, const std::string& checkpoint_id, const std::string& sha256,
+    int64_t size_bytes, const std::string& path, bool resume, grpc::Status& server,
+    std::string& mismatch) {
   grpc::ClientContext* current = nullptr;  // the stream of the try in progress
-  std::string mismatch;
   DownloadOptions download;
+  download.resume = resume;
   download.attempts = options_.attempts;
   download.prepare_context = [this](grpc::ClientContext& context) {
     AuthorizeCall(context, options_.client);
@@ -185,22 +240,15 @@ absl::StatusOr<std::string> CheckpointFetcher::Fetch(const std::string& job_id,
   OpenDownloadStream open = [&](grpc::ClientContext* context,
                                 int64_t offset) -> std::unique_ptr<Reader> {
     current = context;
+    server = grpc::Status::OK;
     v1::FetchCheckpointRequest request;
     request.set_job_id(job_id);
     request.set_id(checkpoint_id);
     request.set_offset(offset);
-    return std::make_unique<TrackedReader>(this, context, stub_->FetchCheckpoint(context, request));
+    return std::make_unique<TrackedReader>(this, context, stub_->FetchCheckpoint(context, request),
+                                           &server);
   };
-  absl::StatusOr<v1::Checkpoint> fetched = DownloadCheckpointToFile(open, path, download);
-  if (!mismatch.empty()) {
-    std::error_code ignored;
-    fs::remove(DownloadPartPath(path), ignored);
-    fs::remove(DownloadSidecarPath(path), ignored);
-    if (fetched.ok()) fs::remove(path, ignored);
-    return absl::FailedPreconditionError(mismatch);
-  }
-  if (!fetched.ok()) return fetched.status();
-  return path;
+  return DownloadCheckpointToFile(open, path, download);
 }
 
 void CheckpointFetcher::Evict(const std::string& keep) {

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -27,6 +28,13 @@ namespace clmae {
 
 // <work_dir>/checkpoint-cache
 std::string CheckpointCacheDir(const std::string& work_dir);
+
+// True for an error of CheckpointFetcher::Ensure() that means the
+// coordinator refuses the checkpoint itself: its file failed verification
+// there (the stream ended DATA_LOSS) or it is quarantined
+// (FAILED_PRECONDITION). The checkpoint will not become usable by asking
+// again; the coordinator resumes the next attempt from another one.
+bool IsCheckpointRefused(const absl::Status& status);
 
 struct CheckpointFetcherOptions {
   std::string cache_dir;  // created when missing
@@ -64,10 +72,17 @@ class CheckpointFetcher {
   // and its outcome. The file returned is the most recently used one, and
   // stays until max_files other checkpoints were used after it.
   //
+  // Bytes that arrive whole from a stream the coordinator ended OK but do
+  // not match its record (damaged in transit) are fetched once more from
+  // byte 0 before the mismatch is returned.
+  //
   // Errors: INVALID_ARGUMENT when sha256 is not 64 lowercase hex digits or
   // the id is empty; FAILED_PRECONDITION when the coordinator's record of
   // the checkpoint has another SHA-256 or size (the partial file is
-  // removed); CANCELLED after Shutdown(); otherwise the fetch's
+  // removed); the coordinator's DATA_LOSS or FAILED_PRECONDITION, with
+  // IsCheckpointRefused() true and the partial file removed, when it
+  // refuses the checkpoint (failed verification there, or quarantined);
+  // CANCELLED after Shutdown(); otherwise the fetch's
   // (DownloadCheckpointToFile's) error.
   absl::StatusOr<std::string> Ensure(const std::string& job_id, const std::string& checkpoint_id,
                                      const std::string& sha256, int64_t size_bytes);
@@ -90,9 +105,17 @@ class CheckpointFetcher {
 
   CheckpointFetcher(CheckpointFetcherOptions options,
                     std::unique_ptr<v1::WorkerControl::StubInterface> stub);
-  // The download itself (without mu_ held).
+  // The download itself (without mu_ held), with its one retry from byte 0.
   absl::StatusOr<std::string> Fetch(const std::string& job_id, const std::string& checkpoint_id,
                                     const std::string& sha256, int64_t size_bytes);
+  // One DownloadCheckpointToFile into `path` (from byte 0 unless `resume`);
+  // `server` gets the status the last stream ended with on the server's
+  // side, `mismatch` a description when the record is not the one asked for.
+  absl::StatusOr<v1::Checkpoint> FetchOnce(const std::string& job_id,
+                                           const std::string& checkpoint_id,
+                                           const std::string& sha256, int64_t size_bytes,
+                                           const std::string& path, bool resume,
+                                           grpc::Status& server, std::string& mismatch);
   // Removes the least recently used checkpoints beyond max_files, never
   // `keep` nor one being fetched.
   void Evict(const std::string& keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "absl/strings/str_cat.h"
+#include "common/exit_codes.h"
 #include "worker/agent/agent_log.h"
 
 namespace clmae {
@@ -98,7 +99,7 @@ void TaskSupervisor::Post(Command command) {
   if (command.kind == Command::Kind::kStart) {
     const v1::Task task = TaskOf(command.assignment);
     AgentLog(absl::StrCat(TaskName(IdOf(task)), ": not started, the agent is shutting down"));
-    options_.ledger->Exited(ExitedStatus(task, 127, 0, "the agent is shutting down"));
+    options_.ledger->Exited(ExitedStatus(task, kNotStartedExit, 0, "the agent is shutting down"));
     if (options_.metrics != nullptr) options_.metrics->NotSpawned(task, /*reported_exit=*/true);
   }
 }
@@ -180,6 +181,7 @@ void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
   if (absl::Status valid = ValidateAssignment(assignment); !valid.ok()) {
     return NotStarted(task, absl::StrCat("invalid assignment: ", valid.message()));
   }
+  if (RendezvousPortBusy(assignment)) return;
   const TaskPaths paths = PathsFor(options_.command, assignment);
   if (absl::Status prepared = PrepareTaskFiles(paths, assignment); !prepared.ok()) {
     return NotStarted(task, std::string(prepared.message()));
@@ -215,16 +217,48 @@ void TaskSupervisor::Fetched(const v1::TaskAssignment& assignment,
   const bool cancelled = it->second.cancelled;
   fetching_.erase(it);
   if (cancelled) return;  // reported when it was cancelled
+  if (IsCheckpointRefused(path.status())) {
+    // The coordinator has quarantined it; the next attempt resumes from
+    // another one, without spending a restart.
+    return NotStarted(task,
+                      absl::StrCat("checkpoint ", assignment.resume_checkpoint(),
+                                   " is corrupt on the coordinator and cannot be resumed from: ",
+                                   path.status().message()),
+                      kTaskExitCheckpointCorrupt);
+  }
   if (!path.ok()) {
     return NotStarted(task, absl::StrCat("cannot fetch checkpoint ", assignment.resume_checkpoint(),
                                          ": ", path.status().message()));
   }
+  // The fetch may have taken minutes: the port is checked again.
+  if (RendezvousPortBusy(assignment)) return;
   Spawn(assignment, *path);
 }
 
-void TaskSupervisor::NotStarted(const v1::Task& task, const std::string& why) {
-  AgentLog(absl::StrCat(TaskName(IdOf(task)), ": cannot start: ", why));
-  options_.ledger->Exited(ExitedStatus(task, 127, 0, why));
+bool TaskSupervisor::RendezvousPortBusy(const v1::TaskAssignment& assignment) {
+  if (assignment.rank() != 0) return false;
+  const absl::StatusOr<bool> bindable = TcpPortBindable(assignment.master_port());
+  if (!bindable.ok()) {
+    // Not known to be taken: the trainer tries, and reports its own failure.
+    AgentLog(absl::StrCat(
+        TaskName(IdOf(TaskOf(assignment))),
+        ": cannot check the rendezvous port, starting anyway: ", bindable.status().message()));
+    return false;
+  }
+  if (*bindable) return false;
+  // The trainer would only fail to host the store there, at the cost of a
+  // restart; this is the node's problem, and the coordinator places the
+  // attempt elsewhere without spending one.
+  NotStarted(TaskOf(assignment),
+             absl::StrCat("rendezvous port ", assignment.master_port(), " is in use on worker ",
+                          options_.worker_id),
+             kTaskExitRendezvousBusy);
+  return true;
+}
+
+void TaskSupervisor::NotStarted(const v1::Task& task, const std::string& why, int exit_code) {
+  AgentLog(absl::StrCat(TaskName(IdOf(task)), ": cannot start (exit ", exit_code, "): ", why));
+  options_.ledger->Exited(ExitedStatus(task, exit_code, 0, why));
   if (options_.metrics != nullptr) options_.metrics->NotSpawned(task, /*reported_exit=*/true);
 }
 

@@ -17,8 +17,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "clmae/v1/worker_control.pb.h"
-#include "worker/agent/checkpoint_fetcher.h"
 #include "worker/agent/agent_metrics.h"
+#include "worker/agent/checkpoint_fetcher.h"
 #include "worker/agent/task_ledger.h"
 #include "worker/agent/trainer_command.h"
 #include "worker/process/subprocess.h"
@@ -27,6 +27,8 @@ namespace clmae {
 
 struct TaskSupervisorOptions {
   TrainerCommandOptions command;
+  // This node's worker id, for messages about the node ("... on worker <id>").
+  std::string worker_id;
   // Receives every start and exit; must outlive the supervisor.
   TaskLedger* ledger = nullptr;
   // Provides the checkpoint an assignment resumes from (resume_checkpoint);
@@ -58,8 +60,16 @@ class TaskSupervisor {
   // thread of the task's own, so other tasks are not held up), spawns the
   // trainer and reports RUNNING; a rank that cannot start is reported
   // EXITED with exit code 127 and the reason as its message ("cannot fetch
-  // checkpoint <id>: ..." when the checkpoint could not be had). An
-  // assignment for a task already running or starting is ignored.
+  // checkpoint <id>: ..." when the checkpoint could not be had), or with
+  // kTaskExitCheckpointCorrupt (65, "checkpoint <id> is corrupt on the
+  // coordinator ...") when the coordinator refused the checkpoint
+  // (IsCheckpointRefused: it failed verification there, or is quarantined).
+  // Rank 0 hosts the rendezvous at master_port: when that port cannot be
+  // bound on this node (TcpPortBindable: another process listens there),
+  // the trainer is not started and the rank is reported EXITED with
+  // kTaskExitRendezvousBusy (69, "rendezvous port <port> is in use on worker
+  // <worker_id>"), checked before a fetch and again right before the spawn.
+  // An assignment for a task already running or starting is ignored.
   void Start(v1::TaskAssignment assignment);
   // Stops one rank (asynchronously): SIGTERM to its process group, SIGKILL
   // after `grace`; the exit is reported as usual. A rank still waiting for
@@ -72,6 +82,10 @@ class TaskSupervisor {
   void StopAll(absl::Duration grace);
 
  private:
+  // The exit code of a rank that could not start, for a reason no other
+  // code names (as a shell reports a command it could not run).
+  static constexpr int kNotStartedExit = 127;
+
   struct Command {
     enum class Kind { kStart, kCancel, kStopAll, kFetched } kind;
     v1::TaskAssignment assignment;                            // kStart, kFetched
@@ -100,8 +114,12 @@ class TaskSupervisor {
   void StartTask(const v1::TaskAssignment& assignment);
   // The checkpoint of a fetching rank is here (or could not be had).
   void Fetched(const v1::TaskAssignment& assignment, const absl::StatusOr<std::string>& path);
-  // Reports the rank EXITED (127) with `why`, as one that could not start.
-  void NotStarted(const v1::Task& task, const std::string& why);
+  // Reports the rank EXITED with `exit_code` and `why`, as one that could
+  // not start.
+  void NotStarted(const v1::Task& task, const std::string& why, int exit_code = kNotStartedExit);
+  // True when `assignment` is rank 0 and its rendezvous port is taken on
+  // this node; it has then been reported EXITED (kTaskExitRendezvousBusy).
+  bool RendezvousPortBusy(const v1::TaskAssignment& assignment);
   // Spawns the trainer (`resume_path` empty: from scratch).
   void Spawn(const v1::TaskAssignment& assignment, const std::string& resume_path);
   void Stop(Running& running, absl::Duration grace, const std::string& reason);

@@ -1,5 +1,7 @@
 #include "worker/agent/trainer_command.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -123,6 +125,26 @@ absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& 
   // Ranks of one attempt on one node share the file: each writes a temporary
   // file of its own and renames it over the final one.
   return WriteFileAtomically(paths.spec_path, JobSpecToYaml(task.spec()));
+}
+
+absl::StatusOr<bool> TcpPortBindable(int port) {
+  if (port < 1 || port > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("port: ", port, " is outside 1..65535"));
+  }
+  const std::string what = absl::StrCat("TCP port ", port);
+  UniqueFd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return ErrnoStatus(errno, "opening a socket for", what);
+  const int one = 1;
+  if (setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+    return ErrnoStatus(errno, "setting SO_REUSEADDR for", what);
+  }
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) return true;
+  if (errno == EADDRINUSE) return false;
+  return ErrnoStatus(errno, "binding", what);
 }
 
 std::string LogTail(const std::string& path, int max_lines, size_t max_bytes) {

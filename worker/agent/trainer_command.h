@@ -72,6 +72,14 @@ SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::Task
 // (JobSpecToYaml), replacing an older file atomically. Errors name the path.
 absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& task);
 
+// Whether `port` can be bound on this node the way rank 0's rendezvous
+// store (c10d TCPStore) binds it: a TCP socket with SO_REUSEADDR on
+// INADDR_ANY. The socket is closed before this returns, so the port is free
+// again for the trainer. False when the port is in use (EADDRINUSE: another
+// process listens there); INVALID_ARGUMENT for a port outside 1..65535;
+// any other failure to make or bind the socket as ErrnoStatus. Thread-safe.
+absl::StatusOr<bool> TcpPortBindable(int port);
+
 // The last `max_lines` lines of the file at `path` (at most `max_bytes` of
 // its end), joined with '\n'; "" when it cannot be read.
 std::string LogTail(const std::string& path, int max_lines = 20, size_t max_bytes = 4096);

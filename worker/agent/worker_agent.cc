@@ -78,6 +78,7 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerAgentOpti
   if (!cache.ok()) return cache.status();
   agent->fetcher_ = *std::move(cache);
   TaskSupervisorOptions supervisor;
+  supervisor.worker_id = agent->options_.worker_id;
   supervisor.command.trainer_path = agent->options_.trainer_path;
   supervisor.command.work_dir = agent->options_.work_dir;
   supervisor.command.coordinator = agent->options_.coordinator;

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 
@@ -150,6 +150,64 @@ TEST_F(CheckpointFetcherTest, AnUnknownCheckpointKeepsTheCoordinatorsCode) {
   absl::StatusOr<std::string> path = fetcher_->Ensure("job-1", "ck-gone", Sha256Hex("whatever"), 8);
   EXPECT_EQ(path.status().code(), absl::StatusCode::kNotFound);
   EXPECT_THAT(path.status().message(), HasSubstr("ck-gone"));
+  EXPECT_FALSE(IsCheckpointRefused(path.status()));
+}
+
+TEST_F(CheckpointFetcherTest, ACheckpointThatFailedVerificationOnTheCoordinatorIsRefused) {
+  const std::string bytes = Serve("ck-8", 5000);
+  service_.FailFetches("ck-8",
+                       grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                    "checkpoint ck-8 failed verification on the coordinator: "
+                                    "...; it has been quarantined"),
+                       4000);
+  Make();
+  absl::StatusOr<std::string> path = Ensure("ck-8", bytes);
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_TRUE(IsCheckpointRefused(path.status()));
+  EXPECT_THAT(path.status().message(), HasSubstr("failed verification on the coordinator"));
+  EXPECT_EQ(service_.fetches().size(), 1u) << "the coordinator's verdict is not retried";
+  const std::string file = cache_ + "/" + Sha256Hex(bytes);
+  EXPECT_FALSE(Exists(file));
+  EXPECT_FALSE(Exists(file + ".part"));
+  EXPECT_FALSE(Exists(file + ".part.meta"));
+}
+
+TEST_F(CheckpointFetcherTest, AQuarantinedCheckpointIsRefused) {
+  const std::string bytes = Serve("ck-9", 5000);
+  service_.FailFetches("ck-9",
+                       grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "checkpoint ck-9 of job \"job-1\" was quarantined at ..."),
+                       -1);
+  Make();
+  absl::StatusOr<std::string> path = Ensure("ck-9", bytes);
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(IsCheckpointRefused(path.status()));
+  EXPECT_THAT(path.status().message(), HasSubstr("quarantined"));
+  EXPECT_EQ(service_.fetches().size(), 1u);
+}
+
+TEST_F(CheckpointFetcherTest, BytesDamagedOnTheWayAreFetchedOnceMoreFromTheStart) {
+  const std::string bytes = Serve("ck-10", 5000);
+  service_.DamageFetches(1);
+  Make();
+  absl::StatusOr<std::string> path = Ensure("ck-10", bytes);
+  ASSERT_TRUE(path.ok()) << path.status();
+  EXPECT_EQ(ReadFileOrEmpty(*path), bytes);
+  const std::vector<v1::FetchCheckpointRequest> fetches = service_.fetches();
+  ASSERT_EQ(fetches.size(), 2u);
+  EXPECT_EQ(fetches[1].offset(), 0);
+}
+
+TEST_F(CheckpointFetcherTest, BytesDamagedOnTheWayTwiceFailWithoutBlamingTheCoordinator) {
+  const std::string bytes = Serve("ck-11", 5000);
+  service_.DamageFetches(2);
+  Make();
+  absl::StatusOr<std::string> path = Ensure("ck-11", bytes);
+  EXPECT_EQ(path.status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_FALSE(IsCheckpointRefused(path.status()));
+  EXPECT_THAT(path.status().message(), HasSubstr(Sha256Hex(bytes)));
+  EXPECT_EQ(service_.fetches().size(), 2u);
+  EXPECT_FALSE(Exists(cache_ + "/" + Sha256Hex(bytes)));
 }
 
 TEST_F(CheckpointFetcherTest, ACachedFileOfTheWrongSizeIsFetchedAgain) {

@@ -79,7 +79,7 @@ class ClmaeWorkerBinaryTest : public ::testing::Test {
     task->set_device_kind("cpu");
     task->set_device_index(0);
     task->set_master_addr("10.0.0.7");
-    task->set_master_port(29500);
+    task->set_master_port(agent_testing::UnusedTcpPort());  // rank 0 starts where it is free
     task->mutable_spec()->set_name("bin");
     if (!service_.Send(assign)) return -1;
     if (!WaitUntil([&] { return !ReadFileOrEmpty(dir_.File("pid")).empty(); })) return -1;

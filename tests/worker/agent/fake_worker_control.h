@@ -128,17 +128,20 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
 
   // Serves the checkpoints added with AddCheckpoint(): the record, then the
   // bytes from the requested offset in chunks of `fetch_chunk_bytes`.
-  // NOT_FOUND for another job or id.
+  // NOT_FOUND for another job or id. FailFetches and DamageFetches change
+  // the answer.
   grpc::Status FetchCheckpoint(
       grpc::ServerContext* context, const v1::FetchCheckpointRequest* request,
       grpc::ServerWriter<v1::DownloadCheckpointResponse>* writer) override {
     v1::Checkpoint checkpoint;
     std::string bytes;
+    grpc::Status end = grpc::Status::OK;
     {
       absl::MutexLock lock(&mu_);
       fetches_.push_back(*request);
       tokens_.push_back(Authorization(*context));
-      mu_.Await(absl::Condition(+[](bool* hold) { return !*hold; }, &hold_fetches_));
+      mu_.Await(absl::Condition(
+          +[](bool* hold) { return !*hold; }, &hold_fetches_));
       auto it = checkpoints_.find(request->id());
       if (it == checkpoints_.end() || it->second.first.metadata().job_id() != request->job_id()) {
         return grpc::Status(
@@ -147,6 +150,14 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
       }
       checkpoint = it->second.first;
       bytes = it->second.second;
+      if (auto failure = fetch_failures_.find(request->id()); failure != fetch_failures_.end()) {
+        end = failure->second.first;
+        if (failure->second.second < 0) return end;
+        bytes.resize(std::min(bytes.size(), static_cast<size_t>(failure->second.second)));
+      } else if (damaged_fetches_ > 0 && !bytes.empty()) {
+        --damaged_fetches_;
+        bytes[bytes.size() / 2] ^= 0x01;
+      }
     }
     v1::DownloadCheckpointResponse out;
     *out.mutable_checkpoint() = checkpoint;
@@ -156,7 +167,7 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
       out.set_data(bytes.substr(at, fetch_chunk_bytes));
       if (!writer->Write(out)) return grpc::Status::CANCELLED;
     }
-    return grpc::Status::OK;
+    return end;
   }
 
   size_t fetch_chunk_bytes = 1 << 16;
@@ -166,6 +177,20 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   void AddCheckpoint(const v1::Checkpoint& record, std::string bytes) {
     absl::MutexLock lock(&mu_);
     checkpoints_[record.id()] = {record, std::move(bytes)};
+  }
+  // Fetches of `id` end with `status` after the record and the first `sent`
+  // bytes (sent < 0: at once, without the record), as the coordinator ends
+  // one whose file failed verification (DATA_LOSS) or refuses a quarantined
+  // one (FAILED_PRECONDITION).
+  void FailFetches(const std::string& id, grpc::Status status, int64_t sent) {
+    absl::MutexLock lock(&mu_);
+    fetch_failures_[id] = {std::move(status), sent};
+  }
+  // The next `count` fetches send every byte, one of them changed, and end
+  // OK: damage on the way that only the agent can notice.
+  void DamageFetches(int count) {
+    absl::MutexLock lock(&mu_);
+    damaged_fetches_ = count;
   }
   // While held, FetchCheckpoint calls wait before they answer.
   void HoldFetches(bool hold) {
@@ -288,6 +313,8 @@ class FakeWorkerControl final : public v1::WorkerControl::Service {
   std::map<std::string, std::pair<v1::Checkpoint, std::string>> checkpoints_ ABSL_GUARDED_BY(mu_);
   std::vector<v1::FetchCheckpointRequest> fetches_ ABSL_GUARDED_BY(mu_);
   bool hold_fetches_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::pair<grpc::Status, int64_t>> fetch_failures_ ABSL_GUARDED_BY(mu_);
+  int damaged_fetches_ ABSL_GUARDED_BY(mu_) = 0;
   std::vector<std::string> tokens_ ABSL_GUARDED_BY(mu_);
   int heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;

@@ -5,9 +5,9 @@
 #include <string>
 #include <variant>
 
+#include "common/job_spec/job_spec_yaml.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/job_spec/job_spec_yaml.h"
 #include "tests/worker/agent/agent_test_util.h"
 
 namespace clmae {
@@ -44,10 +44,10 @@ TrainerCommandOptions Options() {
 
 TEST(TrainerCommandTest, ArgvNamesSpecDeviceAndJobAndStartsFreshWithoutACheckpoint) {
   const SpawnOptions spawn = TrainerCommand(Options(), Assignment());
-  EXPECT_THAT(spawn.argv, ElementsAre("/opt/clmae/bin/clmae-train", "--config",
-                                      "/work/job-7/attempt-2/job.yaml", "--device", "cuda:3",
-                                      "--coordinator", "coord:50051", "--job_id", "job-7",
-                                      "--attempt", "2"));
+  EXPECT_THAT(spawn.argv,
+              ElementsAre("/opt/clmae/bin/clmae-train", "--config",
+                          "/work/job-7/attempt-2/job.yaml", "--device", "cuda:3", "--coordinator",
+                          "coord:50051", "--job_id", "job-7", "--attempt", "2"));
   ASSERT_TRUE(std::holds_alternative<LogFileOutput>(spawn.output));
   EXPECT_EQ(std::get<LogFileOutput>(spawn.output).path, "/work/job-7/attempt-2/rank-1.log");
   EXPECT_TRUE(spawn.kill_on_parent_death);
@@ -59,11 +59,11 @@ TEST(TrainerCommandTest, CpuDeviceAndTheCachedCheckpointToResumeFrom) {
   task.set_device_kind("cpu");
   task.set_resume_checkpoint("ck-42");
   const SpawnOptions spawn = TrainerCommand(Options(), task, "/work/checkpoint-cache/ab12");
-  EXPECT_THAT(spawn.argv, ElementsAre("/opt/clmae/bin/clmae-train", "--config",
-                                      "/work/job-7/attempt-2/job.yaml", "--resume",
-                                      "/work/checkpoint-cache/ab12", "--device", "cpu",
-                                      "--coordinator", "coord:50051", "--job_id", "job-7",
-                                      "--attempt", "2"));
+  EXPECT_THAT(
+      spawn.argv,
+      ElementsAre("/opt/clmae/bin/clmae-train", "--config", "/work/job-7/attempt-2/job.yaml",
+                  "--resume", "/work/checkpoint-cache/ab12", "--device", "cpu", "--coordinator",
+                  "coord:50051", "--job_id", "job-7", "--attempt", "2"));
   EXPECT_THAT(spawn.argv, Not(Contains("ck-42"))) << "the trainer gets a file, not an id";
 }
 
@@ -138,6 +138,26 @@ TEST(TrainerCommandTest, LogTailKeepsTheLastLines) {
   EXPECT_EQ(LogTail(dir.File("missing")), "");
   // A byte limit that cuts a line drops the partial line.
   EXPECT_EQ(LogTail(path, 20, 10), "line 30");
+}
+
+// Rank 0's rendezvous store binds its port with SO_REUSEADDR on every
+// address; the agent checks the same way before starting it.
+TEST(TrainerCommandTest, TcpPortBindableIsFalseWhileAnotherProcessListensThere) {
+  int port = 0;
+  {
+    agent_testing::ListeningSocket other_server;
+    port = other_server.port();
+    ASSERT_GT(port, 0);
+    absl::StatusOr<bool> bindable = TcpPortBindable(port);
+    ASSERT_TRUE(bindable.ok()) << bindable.status();
+    EXPECT_FALSE(*bindable);
+  }
+  absl::StatusOr<bool> bindable = TcpPortBindable(port);
+  ASSERT_TRUE(bindable.ok()) << bindable.status();
+  EXPECT_TRUE(*bindable) << "free again once the listener closed";
+  EXPECT_TRUE(*TcpPortBindable(port)) << "the check itself leaves the port free";
+  EXPECT_EQ(TcpPortBindable(0).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(TcpPortBindable(65536).status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace

@@ -11,10 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
+#include "common/exit_codes.h"
 #include "common/job_spec/job_spec_yaml.h"
 #include "common/sha256.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 
@@ -50,6 +51,9 @@ class WorkerAgentTest : public ::testing::Test {
     server_ = std::make_unique<FakeServer>(&service_);
     ASSERT_TRUE(server_->ok());
     trainer_ = dir_.File("trainer.sh");
+    // Rank 0 starts only where its rendezvous port is free.
+    master_port_ = agent_testing::UnusedTcpPort();
+    ASSERT_GT(master_port_, 0);
   }
 
   void TearDown() override {
@@ -85,7 +89,7 @@ class WorkerAgentTest : public ::testing::Test {
     ASSERT_TRUE(WaitUntil([&] { return service_.attached(); }));
   }
 
-  static v1::CoordinatorMessage Assign(int rank, int world_size = 2, std::string job = "job-1") {
+  v1::CoordinatorMessage Assign(int rank, int world_size = 2, std::string job = "job-1") {
     v1::CoordinatorMessage message;
     v1::TaskAssignment* task = message.mutable_assign()->mutable_task();
     task->set_job_id(job);
@@ -95,7 +99,7 @@ class WorkerAgentTest : public ::testing::Test {
     task->set_device_kind("cpu");
     task->set_device_index(rank);
     task->set_master_addr("node-0.example");
-    task->set_master_port(29555);
+    task->set_master_port(master_port_);
     task->mutable_spec()->set_name("tiny-job");
     return message;
   }
@@ -145,6 +149,7 @@ class WorkerAgentTest : public ::testing::Test {
   FakeWorkerControl service_;
   std::unique_ptr<FakeServer> server_;
   std::string trainer_;
+  int master_port_ = 0;
   std::unique_ptr<WorkerAgent> agent_;
 };
 
@@ -190,7 +195,7 @@ TEST_F(WorkerAgentTest, AssignmentStartsTheTrainerWithItsArgvEnvAndLog) {
   EXPECT_THAT(env, Contains("WORLD_SIZE=2"));
   EXPECT_THAT(env, Contains("LOCAL_RANK=1"));
   EXPECT_THAT(env, Contains("MASTER_ADDR=node-0.example"));
-  EXPECT_THAT(env, Contains("MASTER_PORT=29555"));
+  EXPECT_THAT(env, Contains(absl::StrCat("MASTER_PORT=", master_port_)));
   EXPECT_THAT(env, Contains("CLMAE_TOKEN=worker-token"));
   EXPECT_THAT(ReadFileOrEmpty(attempt_dir + "/rank-1.log"), HasSubstr("trainer rank 1 says hello"));
   absl::StatusOr<v1::JobSpec> spec = LoadJobSpecFile(attempt_dir + "/job.yaml");
@@ -268,9 +273,10 @@ TEST_F(WorkerAgentTest, ACheckpointThatCannotBeFetchedEndsTheTaskUnstarted) {
   EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
 }
 
-// An assignment resuming from `id`, which the fake serves as `bytes`.
+// An assignment of rank 0 (rendezvous at `master_port`) resuming from `id`,
+// which the fake serves as `bytes`.
 v1::CoordinatorMessage ResumeAssignment(FakeWorkerControl& service, const std::string& id,
-                                        const std::string& bytes) {
+                                        const std::string& bytes, int master_port) {
   v1::Checkpoint record;
   record.set_id(id);
   record.mutable_metadata()->set_job_id("job-1");
@@ -285,7 +291,7 @@ v1::CoordinatorMessage ResumeAssignment(FakeWorkerControl& service, const std::s
   task->set_world_size(1);
   task->set_device_kind("cpu");
   task->set_master_addr("node-0.example");
-  task->set_master_port(29555);
+  task->set_master_port(master_port);
   task->set_resume_checkpoint(id);
   task->set_resume_sha256(Sha256Hex(bytes));
   task->set_resume_size_bytes(static_cast<int64_t>(bytes.size()));
@@ -296,7 +302,8 @@ TEST_F(WorkerAgentTest, ACancelWhileTheCheckpointIsFetchedEndsTheTaskUnstarted) 
   UseTrainer("exit 0");
   StartAgent();
   service_.HoldFetches(true);
-  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-10", std::string(2000, 'x'))));
+  ASSERT_TRUE(
+      service_.Send(ResumeAssignment(service_, "ck-10", std::string(2000, 'x'), master_port_)));
   ASSERT_TRUE(WaitUntil([&] { return service_.fetches().size() == 1; }));
   ASSERT_TRUE(service_.Send(Cancel(0, absl::Seconds(5))));
   std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
@@ -313,7 +320,8 @@ TEST_F(WorkerAgentTest, ShutdownCancelsAFetchAndReportsTheTaskUnstarted) {
   UseTrainer("exit 0");
   StartAgent();
   service_.HoldFetches(true);
-  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-11", std::string(2000, 'y'))));
+  ASSERT_TRUE(
+      service_.Send(ResumeAssignment(service_, "ck-11", std::string(2000, 'y'), master_port_)));
   ASSERT_TRUE(WaitUntil([&] { return service_.fetches().size() == 1; }));
   agent_->Shutdown();  // returns although the coordinator still holds the fetch
   std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
@@ -322,6 +330,57 @@ TEST_F(WorkerAgentTest, ShutdownCancelsAFetchAndReportsTheTaskUnstarted) {
   EXPECT_THAT(exited->message(), HasSubstr("shutting down"));
   EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "");
   service_.HoldFetches(false);
+}
+
+TEST_F(WorkerAgentTest, ACheckpointThatFailedVerificationOnTheCoordinatorEndsTheTaskWith65) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const v1::CoordinatorMessage assign =
+      ResumeAssignment(service_, "ck-12", std::string(3000, 'q'), master_port_);
+  service_.FailFetches("ck-12",
+                       grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                    "checkpoint ck-12 failed verification on the coordinator: "
+                                    "its bytes have another SHA-256; it has been quarantined"),
+                       2000);
+  ASSERT_TRUE(service_.Send(assign));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), kTaskExitCheckpointCorrupt);
+  EXPECT_THAT(exited->message(), HasSubstr("checkpoint ck-12 is corrupt on the coordinator"));
+  EXPECT_THAT(exited->message(), HasSubstr("it has been quarantined"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
+  EXPECT_EQ(service_.fetches().size(), 1u);
+}
+
+TEST_F(WorkerAgentTest, AQuarantinedCheckpointEndsTheTaskWith65) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const v1::CoordinatorMessage assign =
+      ResumeAssignment(service_, "ck-13", std::string(3000, 'r'), master_port_);
+  service_.FailFetches("ck-13",
+                       grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                    "checkpoint ck-13 of job \"job-1\" was quarantined at ..."),
+                       -1);
+  ASSERT_TRUE(service_.Send(assign));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), kTaskExitCheckpointCorrupt);
+  EXPECT_THAT(exited->message(), HasSubstr("checkpoint ck-13"));
+  EXPECT_THAT(exited->message(), HasSubstr("quarantined"));
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "");
+}
+
+TEST_F(WorkerAgentTest, ACheckpointDamagedOnTheWayOnceIsFetchedAgainAndResumedFrom) {
+  UseTrainer("exit 0");
+  StartAgent();
+  const std::string bytes(3000, 's');
+  service_.DamageFetches(1);
+  ASSERT_TRUE(service_.Send(ResumeAssignment(service_, "ck-14", bytes, master_port_)));
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), 0) << exited->message();
+  EXPECT_THAT(ReadFileOrEmpty(dir_.File("args-0")), HasSubstr("--resume "));
+  EXPECT_EQ(service_.fetches().size(), 2u);
 }
 
 TEST_F(WorkerAgentTest, CrashingTrainerIsReportedAndTheAgentCarriesOn) {
@@ -403,6 +462,39 @@ TEST_F(WorkerAgentTest, UnstartableAssignmentsAreReportedAsExit127) {
   EXPECT_EQ(invalid->exit_code(), 127);
   EXPECT_THAT(invalid->message(), HasSubstr("job_id"));
   EXPECT_FALSE(std::filesystem::exists(dir_.File("escape")));
+}
+
+// Another process listens on the port rank 0 was given to host the
+// rendezvous at: the trainer would fail to bind it and burn a restart. The
+// agent does not start it and reports the node's problem (69), which the
+// coordinator requeues elsewhere; the other ranks only connect to the port.
+TEST_F(WorkerAgentTest, ARendezvousPortInUseEndsRankZeroUnstartedWithExit69) {
+  UseTrainer("exit 0");
+  StartAgent();
+  agent_testing::ListeningSocket other_server;
+  ASSERT_GT(other_server.port(), 0);
+  v1::CoordinatorMessage rank0 = Assign(0);
+  rank0.mutable_assign()->mutable_task()->set_master_port(other_server.port());
+  ASSERT_TRUE(service_.Send(rank0));
+
+  std::optional<v1::TaskStatus> exited = WaitForState(service_, 0, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(exited.has_value());
+  EXPECT_EQ(exited->exit_code(), kTaskExitRendezvousBusy);
+  EXPECT_EQ(exited->signal(), 0);
+  EXPECT_EQ(exited->message(),
+            absl::StrCat("rendezvous port ", other_server.port(), " is in use on worker node-1"));
+  EXPECT_EQ(Statuses(service_, 0).size(), 1u) << "never reported RUNNING";
+  EXPECT_EQ(ReadFileOrEmpty(dir_.File("args-0")), "") << "the trainer never ran";
+
+  v1::CoordinatorMessage rank1 = Assign(1);
+  rank1.mutable_assign()->mutable_task()->set_master_port(other_server.port());
+  ASSERT_TRUE(service_.Send(rank1));
+  std::optional<v1::TaskStatus> other_rank = WaitForState(service_, 1, v1::TaskStatus::EXITED);
+  ASSERT_TRUE(other_rank.has_value());
+  EXPECT_EQ(other_rank->exit_code(), 0) << other_rank->message();
+  const std::vector<std::string> env =
+      absl::StrSplit(ReadFileOrEmpty(dir_.File("env-1")), '\n', absl::SkipEmpty());
+  EXPECT_THAT(env, Contains(absl::StrCat("MASTER_PORT=", other_server.port())));
 }
 
 TEST_F(WorkerAgentTest, ReconnectsAfterTheCoordinatorRestartsAndListsRunningTasks) {

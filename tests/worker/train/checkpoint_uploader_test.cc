@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 #include "tests/worker/agent/agent_test_util.h"
 #include "tests/worker/agent/fake_worker_control.h"
 #include "tests/worker/train/run_command.h"
@@ -23,6 +23,8 @@ using agent_testing::FakeWorkerControl;
 using agent_testing::WaitUntil;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::Pair;
+using ::testing::UnorderedElementsAre;
 
 StepReport Report(int64_t step) {
   StepReport r;
@@ -82,6 +84,22 @@ class CheckpointUploaderTest : public ::testing::Test {
     return kinds;
   }
 
+  // (kind, step) of each upload the coordinator confirmed, in order.
+  std::vector<std::pair<v1::CheckpointKind, int64_t>> Uploaded() {
+    std::vector<std::pair<v1::CheckpointKind, int64_t>> out;
+    for (const auto& u : service_.uploads()) out.emplace_back(u.metadata.kind(), u.metadata.step());
+    return out;
+  }
+
+  // Options whose retry delays are far longer than any test: a file that
+  // is retried before the others would hold them up visibly.
+  CheckpointUploaderOptions OptionsWithLongBackoff() {
+    CheckpointUploaderOptions options = Options();
+    options.initial_backoff = absl::Hours(1);
+    options.max_backoff = absl::Hours(1);
+    return options;
+  }
+
   AgentTempDir dir_;
   FakeWorkerControl service_;
   std::unique_ptr<FakeServer> server_;
@@ -93,6 +111,7 @@ TEST_F(CheckpointUploaderTest, UploadsArriveInOrderWithMetadataKindsAndTheFinalF
   uploader_->OnStep(Report(100));
   uploader_->OnCheckpoint(File("step-100.pt"), 100);
   uploader_->OnExport("preview", File("step-100.png"), 100);
+  ASSERT_TRUE(uploader_->Flush(absl::Seconds(30)).ok());
   uploader_->OnPhase("finish");
   uploader_->OnCheckpoint(File("step-120.pt"), 120);
   uploader_->OnExport("weights", File("weights.safetensors"), 120);
@@ -135,18 +154,109 @@ TEST_F(CheckpointUploaderTest, UploadsArriveInOrderWithMetadataKindsAndTheFinalF
 
 TEST_F(CheckpointUploaderTest, TransientFailuresAreRetriedUntilDelivered) {
   service_.FailUploads(2, grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator restarting"));
-  service_.FailUploads(1, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "disk full"));
+  service_.FailUploads(1, grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "slow disk"));
   Make(Options());
   uploader_->OnCheckpoint(File("step-10.pt"), 10);
   uploader_->OnCheckpoint(File("step-20.pt"), 20);
   ASSERT_TRUE(uploader_->Flush(absl::Seconds(30)).ok());
   EXPECT_EQ(service_.upload_calls(), 5);
   EXPECT_EQ(uploader_->errors(), 3);
+  EXPECT_EQ(uploader_->deferred(), 3);
+  EXPECT_EQ(uploader_->dropped(), 0);
   EXPECT_EQ(uploader_->uploaded(), 2);
-  const std::vector<FakeWorkerControl::Upload> uploads = service_.uploads();
-  ASSERT_EQ(uploads.size(), 2u);
-  EXPECT_EQ(uploads[0].metadata.step(), 10);
-  EXPECT_EQ(uploads[1].metadata.step(), 20);
+  EXPECT_THAT(Uploaded(), UnorderedElementsAre(Pair(v1::CHECKPOINT_KIND_FULL, 10),
+                                               Pair(v1::CHECKPOINT_KIND_FULL, 20)));
+}
+
+// The chaos run's stall: a checkpoint refused for space was retried again
+// and again while the files behind it, which would have fitted, waited.
+TEST_F(CheckpointUploaderTest, AFileRefusedForSpaceIsDroppedAndDoesNotDelayTheNext) {
+  service_.FailUploads(
+      1, grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "not enough free space for 2.0 GiB"));
+  Make(OptionsWithLongBackoff());
+  const std::string refused = File("step-10.pt");
+  const std::string next = File("step-20.pt");
+  uploader_->OnCheckpoint(refused, 10);
+  uploader_->OnCheckpoint(next, 20);
+  std::vector<std::string> not_uploaded;
+  const absl::Status flushed = uploader_->Flush(absl::Seconds(30), &not_uploaded);
+
+  EXPECT_EQ(flushed.code(), absl::StatusCode::kResourceExhausted) << flushed;
+  EXPECT_THAT(flushed.message(), HasSubstr(refused));
+  EXPECT_THAT(not_uploaded, ElementsAre(refused));
+  EXPECT_THAT(Uploaded(), ElementsAre(Pair(v1::CHECKPOINT_KIND_FULL, 20)));
+  EXPECT_EQ(service_.upload_calls(), 2) << "the refused file is not tried again";
+  EXPECT_EQ(uploader_->dropped(), 1);
+  EXPECT_EQ(uploader_->deferred(), 0);
+  EXPECT_EQ(uploader_->uploaded(), 1);
+  EXPECT_FALSE(uploader_->MayDeleteCheckpoint(refused)) << "never confirmed: kept on local disk";
+  EXPECT_TRUE(uploader_->MayDeleteCheckpoint(next));
+}
+
+TEST_F(CheckpointUploaderTest, AFileThatCannotBeReadIsDroppedWithoutACall) {
+  Make(OptionsWithLongBackoff());
+  const std::string gone = dir_.File("step-10.pt");  // never written
+  uploader_->OnCheckpoint(gone, 10);
+  uploader_->OnCheckpoint(File("step-20.pt"), 20);
+  std::vector<std::string> not_uploaded;
+  const absl::Status flushed = uploader_->Flush(absl::Seconds(30), &not_uploaded);
+  EXPECT_EQ(flushed.code(), absl::StatusCode::kDataLoss) << flushed;
+  EXPECT_THAT(flushed.message(), HasSubstr("cannot read"));
+  EXPECT_THAT(not_uploaded, ElementsAre(gone));
+  EXPECT_THAT(Uploaded(), ElementsAre(Pair(v1::CHECKPOINT_KIND_FULL, 20)));
+  EXPECT_EQ(service_.upload_calls(), 1);
+  EXPECT_EQ(uploader_->dropped(), 1);
+  EXPECT_FALSE(uploader_->attempt_superseded());
+}
+
+TEST_F(CheckpointUploaderTest, ATransientFailureDefersTheFileBehindTheOthers) {
+  service_.FailUploads(1, grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator restarting"));
+  Make(OptionsWithLongBackoff());
+  const std::string deferred = File("step-10.pt");
+  uploader_->OnCheckpoint(deferred, 10);
+  uploader_->OnCheckpoint(File("step-20.pt"), 20);
+  // The newer file goes while the failed one waits for its retry (an hour).
+  ASSERT_TRUE(WaitUntil([&] { return service_.uploads().size() == 1; }));
+  EXPECT_THAT(Uploaded(), ElementsAre(Pair(v1::CHECKPOINT_KIND_FULL, 20)));
+  EXPECT_EQ(uploader_->deferred(), 1);
+  EXPECT_EQ(uploader_->dropped(), 0);
+  EXPECT_FALSE(uploader_->MayDeleteCheckpoint(deferred)) << "still queued";
+
+  std::vector<std::string> not_uploaded;
+  const absl::Status flushed = uploader_->Flush(absl::Milliseconds(1), &not_uploaded);
+  EXPECT_EQ(flushed.code(), absl::StatusCode::kDeadlineExceeded) << flushed;
+  EXPECT_THAT(flushed.message(), HasSubstr("1 file(s) not uploaded"));
+  EXPECT_THAT(flushed.message(), HasSubstr("coordinator restarting"));
+  EXPECT_THAT(not_uploaded, ElementsAre(deferred));
+}
+
+// At the end of a run the final checkpoint and exports go before whatever
+// else is still queued.
+TEST_F(CheckpointUploaderTest, FlushUploadsTheFinalFilesFirst) {
+  Make(Options());
+  service_.HoldUploads(true);
+  uploader_->OnCheckpoint(File("step-10.pt"), 10);
+  ASSERT_TRUE(WaitUntil([&] { return service_.upload_calls() == 1; }));
+  uploader_->OnExport("preview", File("step-10.png"), 10);
+  uploader_->OnCheckpoint(File("step-20.pt"), 20);
+  uploader_->OnPhase("finish");
+  uploader_->OnCheckpoint(File("step-30.pt"), 30);
+  uploader_->OnExport("weights", File("weights.safetensors"), 30);
+  uploader_->OnExport("encoder", File("encoder.safetensors"), 30);
+  // The run has ended: a flush that cannot wait still sets the order.
+  EXPECT_EQ(uploader_->Flush(absl::ZeroDuration()).code(), absl::StatusCode::kDeadlineExceeded);
+  service_.HoldUploads(false);
+  ASSERT_TRUE(uploader_->Flush(absl::Seconds(30)).ok());
+
+  EXPECT_THAT(
+      Uploaded(),
+      ElementsAre(Pair(v1::CHECKPOINT_KIND_FULL, 10),  // already in flight
+                  Pair(v1::CHECKPOINT_KIND_FULL, 30), Pair(v1::CHECKPOINT_KIND_WEIGHTS, 30),
+                  Pair(v1::CHECKPOINT_KIND_ENCODER, 30), Pair(v1::CHECKPOINT_KIND_PREVIEW, 10),
+                  Pair(v1::CHECKPOINT_KIND_FULL, 20)));
+  for (const auto& u : service_.uploads()) {
+    EXPECT_EQ(u.metadata.final(), u.metadata.step() == 30) << u.metadata.step();
+  }
 }
 
 TEST_F(CheckpointUploaderTest, MayDeleteCheckpointOnlyOnceTheCoordinatorConfirmed) {
@@ -186,6 +296,7 @@ TEST_F(CheckpointUploaderTest, FailedPreconditionDropsTheQueue) {
   EXPECT_EQ(uploader_->Flush(absl::Seconds(30)).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(service_.upload_calls(), 1);
   EXPECT_EQ(uploader_->uploaded(), 0);
+  EXPECT_EQ(uploader_->dropped(), 3);
 }
 
 TEST_F(CheckpointUploaderTest, InvalidArgumentDropsOnlyThatFile) {
