@@ -168,12 +168,19 @@ class Coordinator {
   absl::StatusOr<std::vector<v1::Checkpoint>> ListCheckpoints(const std::string& job_id,
                                                               v1::CheckpointKind kind);
   // The checkpoint a download names (by id, step + kind, or latest of kind;
-  // no selector = latest). NOT_FOUND for an unknown job or checkpoint,
-  // INVALID_ARGUMENT for a malformed id.
+  // no selector = latest; quarantined ones are passed over). NOT_FOUND for
+  // an unknown job or checkpoint, INVALID_ARGUMENT for a malformed id,
+  // FAILED_PRECONDITION for the id of a quarantined one.
   absl::StatusOr<v1::Checkpoint> FindCheckpoint(const v1::DownloadCheckpointRequest& request);
-  // Its bytes from `offset` (INVALID_ARGUMENT past the end).
+  // Its bytes from `offset` (INVALID_ARGUMENT past the end). The reader
+  // verifies size and SHA-256 as it goes and ends with DATA_LOSS on a
+  // mismatch; a checkpoint whose file is missing is DATA_LOSS at once. Either
+  // way the checkpoint is quarantined.
   absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> OpenCheckpoint(
       const v1::Checkpoint& checkpoint, int64_t offset);
+  // Checkpoints quarantined since this coordinator opened its store (they
+  // failed verification or their file was missing).
+  int64_t QuarantinedCheckpoints() const;
   // When each job's newest checkpoint (any kind) was committed.
   absl::flat_hash_map<std::string, absl::Time> LastCheckpointTimes();
 

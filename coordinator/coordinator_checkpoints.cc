@@ -60,7 +60,12 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheck
       }
     }
     const v1::Job& job = it->second.job;
-    if (metadata.attempt() != job.attempt() || !IsPlaced(job.state())) {
+    // The superseded attempt (failed for a late rank; nothing newer runs)
+    // may still store its checkpoints: it may yet finish the job.
+    const bool superseded = it->second.superseded.has_value() &&
+                            metadata.attempt() == it->second.superseded->attempt &&
+                            job.state() == v1::JOB_STATE_PENDING;
+    if (!superseded && (metadata.attempt() != job.attempt() || !IsPlaced(job.state()))) {
       return absl::FailedPreconditionError(
           absl::StrCat("attempt ", metadata.attempt(), " of job ", job.id(),
                        " is not running (the job is at attempt ", job.attempt(), ", ",
@@ -113,7 +118,22 @@ absl::StatusOr<v1::Checkpoint> Coordinator::FindCheckpoint(
 absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> Coordinator::OpenCheckpoint(
     const v1::Checkpoint& checkpoint, int64_t offset) {
   if (checkpoints_ == nullptr) return NoStore();
-  return checkpoints_->OpenReader(checkpoint, offset);
+  absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> reader =
+      checkpoints_->OpenReader(checkpoint, offset);
+  if (absl::IsDataLoss(reader.status())) {
+    // Recorded but its file is gone: as unusable as a corrupt one, and the
+    // next attempt must resume from another.
+    checkpoints_->Quarantine(checkpoint.metadata().job_id(), checkpoint.id(),
+                             reader.status().message())
+        .IgnoreError();
+    return absl::DataLossError(
+        absl::StrCat(reader.status().message(), "; it has been quarantined"));
+  }
+  return reader;
+}
+
+int64_t Coordinator::QuarantinedCheckpoints() const {
+  return checkpoints_ == nullptr ? 0 : checkpoints_->quarantined_total();
 }
 
 absl::flat_hash_map<std::string, absl::Time> Coordinator::LastCheckpointTimes() {

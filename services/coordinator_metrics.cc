@@ -378,7 +378,18 @@ std::vector<MetricFamily> CoordinatorMetrics::Collect() const {
     AddGauge(families.queue, {{"device_kind", kind}}, count);
   }
   families.AddWorkers(workers);
-  return families.TakeNonEmpty();
+  std::vector<MetricFamily> out = families.TakeNonEmpty();
+  // A counter kept by the checkpoint store, read at scrape time.
+  MetricFamily quarantined = NewFamily(
+      "clmae_coordinator_checkpoints_quarantined_total",
+      "Checkpoints that failed verification (or lost their file) and were quarantined since the "
+      "coordinator started");
+  quarantined.type = MetricType::Counter;
+  ClientMetric count;
+  count.counter.value = static_cast<double>(coordinator_->QuarantinedCheckpoints());
+  quarantined.metric.push_back(std::move(count));
+  out.push_back(std::move(quarantined));
+  return out;
 }
 
 std::vector<std::pair<std::string, v1::Job>> CoordinatorMetrics::FetchUnknownJobs() const {
