@@ -35,10 +35,10 @@
 #include "bench/coordinator_process.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "clmae/v1/worker_control.grpc.pb.h"
+#include "common/sha256.h"
 #include "services/checkpoint_download.h"
 #include "services/checkpoint_upload.h"
 #include "services/grpc_client.h"
-#include "common/sha256.h"
 
 ABSL_FLAG(std::string, sizes_mb, "256,1024", "checkpoint sizes to time, in MiB");
 ABSL_FLAG(std::string, dir, "/tmp", "folder for the files and the coordinator's data");
@@ -48,8 +48,7 @@ namespace clmae::bench {
 namespace {
 
 double Now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 int64_t MaxRssKib() {
@@ -210,9 +209,7 @@ int Run() {
 
     DownloadOptions options;
     options.resume = false;
-    options.prepare_context = [&](grpc::ClientContext& context) {
-      AuthorizeCall(context, client);
-    };
+    options.prepare_context = [&](grpc::ClientContext& context) { AuthorizeCall(context, client); };
     const std::string id = uploaded->id();
     const std::string job_id = job->task.job_id();
     OpenDownloadStream open = [&](grpc::ClientContext* context, int64_t offset) {

@@ -35,8 +35,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "worker/engine/dist/c10d_collectives.h"
 #include "common/model_config.h"
+#include "worker/engine/dist/c10d_collectives.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/train_step.h"
 

@@ -9,7 +9,10 @@
 //
 // The last line of each mode is a JSON record (for scripts/bench-engine.sh).
 
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <sys/resource.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
 
 #include <chrono>
 #include <cstdio>
@@ -17,10 +20,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <torch/cuda.h>
-#include <torch/torch.h>
 
 #include "absl/strings/str_format.h"
 #include "common/model_config.h"
@@ -53,7 +52,9 @@ int Usage(const char* bad) {
 }
 
 // Multiply-add FLOPs (x2) of a pre-norm block over t tokens of width d.
-double BlockFlops(double t, double d, double mlp) { return 2 * t * (4 * d * d + 2 * mlp * d * d) + 4 * t * t * d; }
+double BlockFlops(double t, double d, double mlp) {
+  return 2 * t * (4 * d * d + 2 * mlp * d * d) + 4 * t * t * d;
+}
 
 // Forward FLOPs of the pieces of one image.
 struct Flops {
@@ -66,7 +67,8 @@ Flops ForwardFlops(const ModelConfig& c, int64_t len_keep) {
   f.embed = 2 * l * d * pd;
   f.encoder_kept = c.depth * BlockFlops(len_keep + 1, d, c.mlp_ratio);
   f.encoder_all = c.depth * BlockFlops(l + 1, d, c.mlp_ratio);
-  f.decoder = 2 * (l + 1) * d * dd + c.decoder_depth * BlockFlops(l + 1, dd, c.mlp_ratio) + 2 * l * dd * pd;
+  f.decoder =
+      2 * (l + 1) * d * dd + c.decoder_depth * BlockFlops(l + 1, dd, c.mlp_ratio) + 2 * l * dd * pd;
   f.masker = c.masker_depth * BlockFlops(l + 1, d, c.mlp_ratio) + 2 * d * l;
   return f;
 }
@@ -123,7 +125,8 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
     auto t = torch::randn({args.batch, config.in_chans, config.img_size, config.img_size});
     pool.push_back(device.is_cuda() ? t.pin_memory() : t);
   }
-  if (device.is_cuda()) c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda())
+    c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
   double data = 0, a = 0, b = 0, opt = 0, total = 0;
   for (int i = 0; i < args.warmup + args.steps; ++i) {
     auto t0 = std::chrono::steady_clock::now();
@@ -147,22 +150,29 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
   const double ips = args.batch * args.steps / total;
   double peak = static_cast<double>(MaxRssBytes());
   if (device.is_cuda()) {
-    auto st = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    auto st =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     peak = static_cast<double>(st.allocated_bytes[0].peak);
   }
   const double flops = IterationFlops(config, step.len_keep(), plain) * ips;
   const char* name = plain ? "plain_mae" : "clmae";
-  std::printf("%-9s %8.1f img/s | peak %s %.1f MiB | per step: data %.1f ms, phase A %.1f ms, phase B %.1f ms, optimizer %.1f ms",
-              name, ips, device.is_cuda() ? "device" : "RSS", peak / (1 << 20), 1e3 * data / args.steps,
-              1e3 * (a - 0) / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps);
-  if (matmul_rate > 0) std::printf(" | %.1f TFLOP/s model, MFU %.1f%%", flops / 1e12, 100 * flops / matmul_rate);
+  std::printf(
+      "%-9s %8.1f img/s | peak %s %.1f MiB | per step: data %.1f ms, phase A %.1f ms, phase B %.1f "
+      "ms, optimizer %.1f ms",
+      name, ips, device.is_cuda() ? "device" : "RSS", peak / (1 << 20), 1e3 * data / args.steps,
+      1e3 * (a - 0) / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps);
+  if (matmul_rate > 0)
+    std::printf(" | %.1f TFLOP/s model, MFU %.1f%%", flops / 1e12, 100 * flops / matmul_rate);
   std::printf("\n");
-  std::printf("{\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,\"device\":\"%s\",\"bf16\":%s,\"images_per_second\":%.3f,"
-              "\"peak_bytes\":%.0f,\"data_ms\":%.3f,\"phase_a_ms\":%.3f,\"phase_b_ms\":%.3f,\"optimizer_ms\":%.3f,"
-              "\"model_tflops\":%.3f,\"matmul_tflops\":%.3f}\n",
-              name, args.preset.c_str(), args.batch, args.device.c_str(), args.bf16 ? "true" : "false", ips, peak,
-              1e3 * data / args.steps, 1e3 * a / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps,
-              flops / 1e12, matmul_rate / 1e12);
+  std::printf(
+      "{\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,\"device\":\"%s\",\"bf16\":%s,\"images_per_"
+      "second\":%.3f,"
+      "\"peak_bytes\":%.0f,\"data_ms\":%.3f,\"phase_a_ms\":%.3f,\"phase_b_ms\":%.3f,\"optimizer_"
+      "ms\":%.3f,"
+      "\"model_tflops\":%.3f,\"matmul_tflops\":%.3f}\n",
+      name, args.preset.c_str(), args.batch, args.device.c_str(), args.bf16 ? "true" : "false", ips,
+      peak, 1e3 * data / args.steps, 1e3 * a / args.steps, 1e3 * b / args.steps,
+      1e3 * opt / args.steps, flops / 1e12, matmul_rate / 1e12);
   std::fflush(stdout);
   return 0;
 }
@@ -202,18 +212,18 @@ int CheckAgainstCpu(const ModelConfig& config, const Args& args) {
     const double rel = std::abs(cpu[i] - dev[i]) / std::max(1e-6, std::abs(cpu[i]));
     const bool ok = rel < 1e-3;
     failures += !ok;
-    std::printf("check fp32 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i], args.device.c_str(), dev[i], rel,
-                ok ? "ok" : "MISMATCH");
+    std::printf("check fp32 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i],
+                args.device.c_str(), dev[i], rel, ok ? "ok" : "MISMATCH");
     if (!dev16.empty()) {
       const double rel16 = std::abs(cpu[i] - dev16[i]) / std::max(1e-6, std::abs(cpu[i]));
-      std::printf("check bf16 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i], args.device.c_str(),
-                  dev16[i], rel16, rel16 < 5e-2 ? "ok" : "MISMATCH");
+      std::printf("check bf16 %-12s cpu %.6f %s %.6f rel %.2e %s\n", names[i], cpu[i],
+                  args.device.c_str(), dev16[i], rel16, rel16 < 5e-2 ? "ok" : "MISMATCH");
       failures += rel16 >= 5e-2;
     }
   }
   const double wdiff = (w_cpu - w_dev).abs().max().item<double>();
-  std::printf("check fp32 updated patch_embed weight max |cpu - %s| = %.2e %s\n", args.device.c_str(), wdiff,
-              wdiff < 1e-5 ? "ok" : "MISMATCH");
+  std::printf("check fp32 updated patch_embed weight max |cpu - %s| = %.2e %s\n",
+              args.device.c_str(), wdiff, wdiff < 1e-5 ? "ok" : "MISMATCH");
   failures += wdiff >= 1e-5;
   std::printf("check %s\n", failures == 0 ? "PASSED" : "FAILED");
   return failures == 0 ? 0 : 1;
@@ -234,18 +244,22 @@ int main(int argc, char** argv) {
       args.check = true;
     } else if ((a == "--preset" || a == "--device" || a == "--mode") && (v = next())) {
       (a == "--preset" ? args.preset : a == "--device" ? args.device : args.mode) = v;
-    } else if ((a == "--batch" || a == "--steps" || a == "--warmup" || a == "--threads") && (v = next())) {
+    } else if ((a == "--batch" || a == "--steps" || a == "--warmup" || a == "--threads") &&
+               (v = next())) {
       char* end = nullptr;
       const long n = std::strtol(v, &end, 10);
       if (*end != '\0' || n < 0 || n > 1000000) return clmae::Usage(argv[i]);
-      (a == "--batch" ? args.batch : a == "--steps" ? args.steps : a == "--warmup" ? args.warmup : args.threads) =
-          static_cast<int>(n);
+      (a == "--batch"    ? args.batch
+       : a == "--steps"  ? args.steps
+       : a == "--warmup" ? args.warmup
+                         : args.threads) = static_cast<int>(n);
     } else {
       return clmae::Usage(argv[i]);
     }
   }
   if (args.batch < 1 || args.steps < 1) return clmae::Usage("--batch/--steps must be >= 1");
-  if (args.mode != "clmae" && args.mode != "plain" && args.mode != "both") return clmae::Usage(args.mode.c_str());
+  if (args.mode != "clmae" && args.mode != "plain" && args.mode != "both")
+    return clmae::Usage(args.mode.c_str());
   auto config = clmae::ModelPreset(args.preset);
   if (!config.ok()) {
     std::fprintf(stderr, "%s\n", std::string(config.status().message()).c_str());
@@ -258,9 +272,11 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (args.bf16 && !device.is_cuda()) return clmae::Usage("--bf16 needs --device cuda");
-  std::printf("clmae engine benchmark: preset %s, batch %d, %d steps (+%d warm-up), device %s%s, %d threads\n",
-              args.preset.c_str(), args.batch, args.steps, args.warmup, args.device.c_str(), args.bf16 ? " bf16" : "",
-              torch::get_num_threads());
+  std::printf(
+      "clmae engine benchmark: preset %s, batch %d, %d steps (+%d warm-up), device %s%s, %d "
+      "threads\n",
+      args.preset.c_str(), args.batch, args.steps, args.warmup, args.device.c_str(),
+      args.bf16 ? " bf16" : "", torch::get_num_threads());
   if (args.check) {
     if (!device.is_cuda()) return clmae::Usage("--check-against-cpu needs --device cuda");
     if (int rc = clmae::CheckAgainstCpu(*config, args); rc != 0) return rc;

@@ -12,6 +12,7 @@
 //     measured in the same run: the share of the step spent on metrics.
 
 #include <stdlib.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,13 +24,11 @@
 #include <string>
 #include <vector>
 
-#include <torch/torch.h>
-
+#include "common/metrics_server.h"
+#include "common/model_config.h"
 #include "coordinator/coordinator.h"
 #include "prometheus/registry.h"
 #include "services/coordinator_metrics.h"
-#include "common/metrics_server.h"
-#include "common/model_config.h"
 #include "worker/engine/train/trainer.h"
 #include "worker/train/observer_fanout.h"
 #include "worker/train/trainer_metrics.h"
@@ -56,7 +55,8 @@ class NullSink : public AgentSink {
 };
 
 int ScrapeBench(const Args& args) {
-  std::string dir = (std::filesystem::temp_directory_path() / "clmae-metrics-bench-XXXXXX").string();
+  std::string dir =
+      (std::filesystem::temp_directory_path() / "clmae-metrics-bench-XXXXXX").string();
   if (mkdtemp(dir.data()) == nullptr) return 1;
   CoordinatorOptions options;
   options.store_path = dir + "/coordinator.db";
@@ -253,9 +253,10 @@ int TrainerBench(const Args& args) {
   std::printf("  OnIteration alone: %.0f ns per iteration (%d calls)\n", per_update_s * 1e9,
               kUpdates);
   std::printf("  device memory read (log steps only): %.1f us\n", per_memory_s * 1e6);
-  std::printf("  in the run: %.1f us per iteration incl. log-step memory reads, mean iteration %.1f ms "
-              "(%d iterations after warm-up)\n",
-              per_step_total * 1e6, mean_step * 1e3, timed.steps);
+  std::printf(
+      "  in the run: %.1f us per iteration incl. log-step memory reads, mean iteration %.1f ms "
+      "(%d iterations after warm-up)\n",
+      per_step_total * 1e6, mean_step * 1e3, timed.steps);
   std::printf("  share of the iteration: %.4f%% (goal < 1%%)\n", 100 * per_step_total / mean_step);
   return 0;
 }

@@ -13,9 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include "CivetServer.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "CivetServer.h"
 #include "prometheus/text_serializer.h"
 
 namespace clmae {
@@ -99,7 +99,8 @@ class MetricsServer::PlainServer {
         response = "HTTP/1.0 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n";
       }
       for (size_t sent = 0; sent < response.size();) {
-        const ssize_t w = send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
+        const ssize_t w =
+            send(client, response.data() + sent, response.size() - sent, MSG_NOSIGNAL);
         if (w <= 0) break;
         sent += static_cast<size_t>(w);
       }
@@ -128,8 +129,9 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   int port = -1;
   if (colon == std::string::npos || colon == 0 ||
       !absl::SimpleAtoi(address.substr(colon + 1), &port) || port < 0 || port > 65535) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "metrics address '", address, "' is not host:port with a port in 0..65535 (0 = a free port)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics address '", address,
+                     "' is not host:port with a port in 0..65535 (0 = a free port)"));
   }
   if (options.threads < 1) {
     return absl::InvalidArgumentError(
@@ -155,9 +157,8 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   try {
     exposer = std::make_unique<prometheus::Exposer>(address, options.threads, &callbacks);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot serve metrics on ", address, ": ",
-                     civetweb_error.empty() ? e.what() : civetweb_error));
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", address, ": ",
+                                               civetweb_error.empty() ? e.what() : civetweb_error));
   }
   const std::vector<int> ports = exposer->GetListeningPorts();
   if (ports.empty() || ports.front() <= 0) {

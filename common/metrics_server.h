@@ -57,6 +57,7 @@ class MetricsServer {
 std::string MetricsListenAddress(int port);
 
 // The Prometheus text exposition of everything the collectables hold now.
-std::string ExpositionText(const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables);
+std::string ExpositionText(
+    const std::vector<std::shared_ptr<prometheus::Collectable>>& collectables);
 
 }  // namespace clmae

@@ -68,9 +68,8 @@ absl::Status Positive(int value, const std::string& field) {
 absl::Status Divides(int divisor, const std::string& divisor_field, int value,
                      const std::string& value_field) {
   if (value % divisor == 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(divisor_field, " (", divisor,
-                                                 ") must divide ", value_field, " (", value,
-                                                 ")"));
+  return absl::InvalidArgumentError(
+      absl::StrCat(divisor_field, " (", divisor, ") must divide ", value_field, " (", value, ")"));
 }
 
 }  // namespace
@@ -85,9 +84,9 @@ absl::StatusOr<ModelConfig> ModelPreset(const std::string& name) {
   for (const auto& p : Presets()) {
     if (name == p.name) return p.config;
   }
-  return absl::InvalidArgumentError(absl::StrCat("model.preset: unknown preset '", name,
-                                                 "'; known presets: ",
-                                                 absl::StrJoin(ModelPresetNames(), ", ")));
+  return absl::InvalidArgumentError(
+      absl::StrCat("model.preset: unknown preset '", name,
+                   "'; known presets: ", absl::StrJoin(ModelPresetNames(), ", ")));
 }
 
 absl::Status ValidateModelConfig(const ModelConfig& c, const std::string& p) {
@@ -116,8 +115,8 @@ absl::Status ValidateModelConfig(const ModelConfig& c, const std::string& p) {
     return s;
   if (c.grid() < 2) {
     return absl::InvalidArgumentError(absl::StrCat(p, "patch_size (", c.patch_size,
-                                                   ") leaves fewer than 2x2 patches of ",
-                                                   p, "img_size (", c.img_size, ")"));
+                                                   ") leaves fewer than 2x2 patches of ", p,
+                                                   "img_size (", c.img_size, ")"));
   }
   if (auto s = Divides(c.num_heads, p + "num_heads", c.embed_dim, p + "embed_dim"); !s.ok())
     return s;
@@ -125,13 +124,12 @@ absl::Status ValidateModelConfig(const ModelConfig& c, const std::string& p) {
                        p + "decoder_embed_dim");
       !s.ok())
     return s;
-  if (auto s = Divides(c.masker_num_heads, p + "masker_num_heads", c.embed_dim,
-                       p + "embed_dim");
+  if (auto s = Divides(c.masker_num_heads, p + "masker_num_heads", c.embed_dim, p + "embed_dim");
       !s.ok())
     return s;
   // The 2-D sine-cosine embedding splits the width into four equal parts.
   for (const auto& [value, name] : {std::pair<int, const char*>{c.embed_dim, "embed_dim"},
-                                     {c.decoder_embed_dim, "decoder_embed_dim"}}) {
+                                    {c.decoder_embed_dim, "decoder_embed_dim"}}) {
     if (value % 4 != 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           p, name, " must be a multiple of 4 (the 2-D sine-cosine position embedding), got ",

@@ -12,17 +12,17 @@
 namespace clmae {
 
 struct ModelConfig {
-  int img_size = 224;        // square input, pixels
+  int img_size = 224;  // square input, pixels
   int in_chans = 3;
   int patch_size = 16;
-  int embed_dim = 768;       // D
+  int embed_dim = 768;  // D
   int depth = 12;
   int num_heads = 12;
   int decoder_embed_dim = 512;
   int decoder_depth = 8;
   int decoder_num_heads = 16;
   int mlp_ratio = 4;
-  int masker_depth = 5;      // depth_m; the masker is D wide
+  int masker_depth = 5;  // depth_m; the masker is D wide
   int masker_num_heads = 4;
   bool norm_pix_loss = false;
 

@@ -20,9 +20,7 @@ std::string JobStateName(v1::JobState state) {
   return std::string(name);
 }
 
-std::string JobStateLabel(v1::JobState state) {
-  return absl::AsciiStrToLower(JobStateName(state));
-}
+std::string JobStateLabel(v1::JobState state) { return absl::AsciiStrToLower(JobStateName(state)); }
 
 std::optional<v1::JobState> ParseJobStateName(absl::string_view name) {
   std::string upper = absl::AsciiStrToUpper(name);

@@ -10,10 +10,10 @@
 #define CLMAE_CONCAT_(a, b) CLMAE_CONCAT_INNER_(a, b)
 
 // Returns the status from the enclosing function when `expr` is not OK.
-#define RETURN_IF_ERROR(expr)                        \
-  do {                                               \
-    ::absl::Status clmae_status_ = (expr);           \
-    if (!clmae_status_.ok()) return clmae_status_;   \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status clmae_status_ = (expr);         \
+    if (!clmae_status_.ok()) return clmae_status_; \
   } while (0)
 
 #define CLMAE_ASSIGN_OR_RETURN_IMPL_(tmp, lhs, expr) \

@@ -8,9 +8,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
-#include "common/status_macros.h"
 
 namespace clmae {
 
@@ -84,7 +84,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     a.order = c.next_order_++;
     a.running_since = now;
     a.job = std::move(job);
-    if (a.job.placement().master_port() > 0) a.recent_ports.push_back(a.job.placement().master_port());
+    if (a.job.placement().master_port() > 0)
+      a.recent_ports.push_back(a.job.placement().master_port());
     c.IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
     if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
       // Every rank is unknown until its agent re-attaches and lists it.
@@ -255,9 +256,9 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
       } else {
         drained_.erase(worker_id);
       }
-      Log(absl::StrCat("worker ", worker_id,
-                       draining ? (move_jobs ? " drained: its jobs move" : " cordoned")
-                                : " undrained"));
+      Log(absl::StrCat(
+          "worker ", worker_id,
+          draining ? (move_jobs ? " drained: its jobs move" : " cordoned") : " undrained"));
     }
     if (status.ok() && !draining) status = Schedule(options_.clock());
     if (status.ok() && draining && move_jobs) {

@@ -42,12 +42,12 @@
 namespace clmae {
 
 struct CoordinatorOptions {
-  std::string store_path;                                // SQLite job store
+  std::string store_path;  // SQLite job store
   // The checkpoint store's folder (blobs and their index); empty = this
   // coordinator keeps no checkpoints (the checkpoint calls then answer
   // FAILED_PRECONDITION and restarts start from scratch).
   std::string checkpoint_dir;
-  int64_t max_checkpoint_bytes = int64_t{64} << 30;  // larger uploads are refused
+  int64_t max_checkpoint_bytes = int64_t{64} << 30;        // larger uploads are refused
   int64_t checkpoint_min_free_bytes = int64_t{256} << 20;  // free space an upload must leave
   absl::Duration lease = absl::Seconds(15);              // agent lost without a heartbeat this long
   absl::Duration heartbeat_interval = absl::Seconds(5);  // told to agents on attach
@@ -58,7 +58,7 @@ struct CoordinatorOptions {
   // SIGTERM -> SIGKILL when a drain stops a job's ranks to move it: long
   // enough for the ranks to agree on a step, write and upload a checkpoint.
   absl::Duration preempt_grace = absl::Minutes(5);
-  int master_port_min = 29500;                      // MASTER_PORT range
+  int master_port_min = 29500;  // MASTER_PORT range
   int master_port_max = 29999;
   // After a failed attempt the next one is not placed before this long,
   // doubling with every restart up to restart_backoff_max (preemptions do
@@ -294,11 +294,10 @@ class Coordinator {
   absl::Status MaybeFinishRestart(ActiveJob& active, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status MaybeAdvance(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void CancelRanks(const ActiveJob& active, const std::string& reason,
-                   absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void SendCancel(const std::string& worker_id, const TaskKey& task, const std::string& reason,
-                  absl::Duration grace)
+  void CancelRanks(const ActiveJob& active, const std::string& reason, absl::Duration grace)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SendCancel(const std::string& worker_id, const TaskKey& task, const std::string& reason,
+                  absl::Duration grace) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CheckRanks(ActiveJob& active, absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status WorkerLost(const std::string& worker_id, const std::string& why, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -179,12 +179,12 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         }
         rank.confirmed = true;
         const bool failed = status.exit_code() != 0 || status.signal() != 0;
-        const bool stopped = status.exit_code() == kTrainerExitStopped ||
-                             (active->stop_requested &&
-                              (status.signal() == SIGTERM || status.signal() == SIGKILL));
-        const bool node_problem = status.signal() == 0 &&
-                                  (status.exit_code() == kTaskExitRendezvousBusy ||
-                                   status.exit_code() == kTaskExitCheckpointCorrupt);
+        const bool stopped =
+            status.exit_code() == kTrainerExitStopped ||
+            (active->stop_requested && (status.signal() == SIGTERM || status.signal() == SIGKILL));
+        const bool node_problem =
+            status.signal() == 0 && (status.exit_code() == kTaskExitRendezvousBusy ||
+                                     status.exit_code() == kTaskExitCheckpointCorrupt);
         if (status.signal() == 0 && status.exit_code() == kTaskExitRendezvousBusy) {
           registry_.HoldPort(worker_id, active->job.placement().master_port(),
                              now + options_.busy_port_hold);

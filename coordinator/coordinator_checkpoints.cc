@@ -123,8 +123,8 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> Coordinator::OpenCheckp
   if (absl::IsDataLoss(reader.status())) {
     // Recorded but its file is gone: as unusable as a corrupt one, and the
     // next attempt must resume from another.
-    checkpoints_->Quarantine(checkpoint.metadata().job_id(), checkpoint.id(),
-                             reader.status().message())
+    checkpoints_
+        ->Quarantine(checkpoint.metadata().job_id(), checkpoint.id(), reader.status().message())
         .IgnoreError();
     return absl::DataLossError(
         absl::StrCat(reader.status().message(), "; it has been quarantined"));

@@ -7,10 +7,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/proto_time.h"
-#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
@@ -43,8 +43,8 @@ absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
   ASSIGN_OR_RETURN(v1::JobEvent event, store_->Transition(next, active.job.state(), message, now));
   const v1::JobState from = active.job.state();
-  Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from),
-                   " -> ", JobStateName(next.state()), ": ", message));
+  Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from), " -> ",
+                   JobStateName(next.state()), ": ", message));
   active.job = std::move(next);
   IndexPending(active, from, active.job.state());
   if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
@@ -208,10 +208,9 @@ absl::Status Coordinator::PreemptAttempt(ActiveJob& active, const std::string& r
   v1::Job next = active.job;
   next.set_state(v1::JOB_STATE_RESTARTING);
   next.set_failure_message(absl::StrCat(kPreemptedPrefix, reason));
-  RETURN_IF_ERROR(Commit(active, next,
-                         absl::StrCat(kPreemptedPrefix, reason,
-                                      "; requeued without counting a restart"),
-                         now));
+  RETURN_IF_ERROR(
+      Commit(active, next,
+             absl::StrCat(kPreemptedPrefix, reason, "; requeued without counting a restart"), now));
   active.preempted = true;
   // The other ranks are stopping at the same step; give them the same time.
   CancelRanks(active, reason, options_.preempt_grace);
@@ -261,8 +260,7 @@ Coordinator::ActiveJob* Coordinator::SupersededAttempt(const TaskKey& task,
   auto it = jobs_.find(task.job_id);
   if (it == jobs_.end() || !it->second.superseded.has_value()) return nullptr;
   const ActiveJob::Superseded& late = *it->second.superseded;
-  if (task.attempt != late.attempt || task.rank < 0 ||
-      task.rank >= late.placement.ranks_size() ||
+  if (task.attempt != late.attempt || task.rank < 0 || task.rank >= late.placement.ranks_size() ||
       task.rank >= static_cast<int>(late.ranks.size()) ||
       late.placement.ranks(task.rank).worker_id() != worker_id) {
     return nullptr;
@@ -291,8 +289,8 @@ absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) 
     why = " (preemption)";
   } else if (node_problem) {
     next.set_node_requeues(active.job.node_requeues() + 1);
-    wait = Backoff(options_.restart_backoff_min, options_.restart_backoff_max,
-                   next.node_requeues());
+    wait =
+        Backoff(options_.restart_backoff_min, options_.restart_backoff_max, next.node_requeues());
     why = " (node problem; no restart counted)";
   } else {
     next.set_restarts(active.job.restarts() + 1);
@@ -308,15 +306,15 @@ absl::Status Coordinator::MaybeFinishRestart(ActiveJob& active, absl::Time now) 
   // A rank that did not report in time may only have been late: until the
   // next attempt starts, its agent may still report it finishing.
   const bool late = !preempted && !node_problem &&
-                    std::any_of(active.ranks.begin(), active.ranks.end(),
-                                [](const RankState& r) {
-                                  return r.phase != RankState::Phase::kExited && !r.lost;
-                                });
+                    std::any_of(active.ranks.begin(), active.ranks.end(), [](const RankState& r) {
+                      return r.phase != RankState::Phase::kExited && !r.lost;
+                    });
   std::optional<ActiveJob::Superseded> superseded;
-  if (late) superseded = ActiveJob::Superseded{active.job.attempt(), active.job.placement(), active.ranks};
-  RETURN_IF_ERROR(Commit(
-      active, next, absl::StrCat("every rank stopped; requeued as attempt ", next.attempt(), why),
-      now));
+  if (late)
+    superseded = ActiveJob::Superseded{active.job.attempt(), active.job.placement(), active.ranks};
+  RETURN_IF_ERROR(
+      Commit(active, next,
+             absl::StrCat("every rank stopped; requeued as attempt ", next.attempt(), why), now));
   active.superseded = std::move(superseded);
   active.ranks.clear();
   active.preempted = false;
@@ -410,13 +408,13 @@ absl::Status Coordinator::CheckRanks(ActiveJob& active, absl::Time now) {
   }
   if (stalled) {
     const RankState& rank = active.ranks[hung];
-    return FailAttempt(active,
-                       absl::StrCat("rank ", hung, " on worker ", p.ranks(hung).worker_id(),
-                                    " is hung: step ", rank.step, " has not advanced for ",
-                                    absl::FormatDuration(now - rank.advanced_at),
-                                    " and its last report came ",
-                                    absl::FormatDuration(now - rank.heard_at), " ago"),
-                       now);
+    return FailAttempt(
+        active,
+        absl::StrCat("rank ", hung, " on worker ", p.ranks(hung).worker_id(), " is hung: step ",
+                     rank.step, " has not advanced for ",
+                     absl::FormatDuration(now - rank.advanced_at), " and its last report came ",
+                     absl::FormatDuration(now - rank.heard_at), " ago"),
+        now);
   }
   if (!any_reported && now - active.running_since > options_.hang_timeout) {
     return FailAttempt(active,

@@ -10,12 +10,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/status_macros.h"
+#include "common/text.h"
 #include "coordinator/job_state_machine.h"
 #include "coordinator/job_store_schema.h"
 #include "coordinator/proto_time.h"
 #include "google/protobuf/util/message_differencer.h"
-#include "common/status_macros.h"
-#include "common/text.h"
 
 namespace clmae {
 namespace {
@@ -382,9 +382,7 @@ absl::Status JobStore::SetDrained(absl::string_view worker_id, bool draining, bo
     }
     ASSIGN_OR_RETURN(auto stmt, db_->Prepare("INSERT OR REPLACE INTO drained_workers "
                                              "(worker_id, move_jobs, time_us) VALUES (?, ?, ?)"));
-    stmt->Bind(1, worker_id)
-        .Bind(2, int64_t{move_jobs ? 1 : 0})
-        .Bind(3, absl::ToUnixMicros(now));
+    stmt->Bind(1, worker_id).Bind(2, int64_t{move_jobs ? 1 : 0}).Bind(3, absl::ToUnixMicros(now));
     return stmt->Run();
   };
   return Write(body);

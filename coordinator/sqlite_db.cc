@@ -13,9 +13,9 @@ namespace {
 // is RESOURCE_EXHAUSTED, so callers and clients can tell it from a bug; a
 // busy database is UNAVAILABLE (retry); the rest INTERNAL.
 absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
-  const std::string message = absl::StrCat("sqlite: ", what, ": ",
-                                           db != nullptr ? sqlite3_errmsg(db) : "", " (",
-                                           sqlite3_errstr(code), ")");
+  const std::string message =
+      absl::StrCat("sqlite: ", what, ": ", db != nullptr ? sqlite3_errmsg(db) : "", " (",
+                   sqlite3_errstr(code), ")");
   const int primary = code & 0xff;
   const int system_errno = db != nullptr ? sqlite3_system_errno(db) : 0;
   if (primary == SQLITE_FULL ||
@@ -157,10 +157,9 @@ absl::Status MigrateSchema(SqliteDb& db, absl::string_view what,
   version_stmt.reset();
   const int64_t latest = static_cast<int64_t>(migrations.size());
   if (version > latest) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(what, ": schema version ", version,
-                     " was written by a newer clmae-coordinator; this one knows versions up to ",
-                     latest));
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": schema version ", version,
+        " was written by a newer clmae-coordinator; this one knows versions up to ", latest));
   }
   for (int64_t v = version; v < latest; ++v) {
     RETURN_IF_ERROR(db.Begin());

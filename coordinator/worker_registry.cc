@@ -39,8 +39,7 @@ absl::Status WorkerRegistry::Register(const v1::Register& registration, absl::Ti
   Record& record = workers_[registration.worker_id()];
   record.registration = registration;
   record.registration.clear_running_tasks();  // tracked in cuda/cpu instead
-  record.state =
-      record.drained_by_operator ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
+  record.state = record.drained_by_operator ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
   record.registered = now;
   record.last_heartbeat = now;
   return absl::OkStatus();
@@ -59,8 +58,7 @@ absl::Status WorkerRegistry::Heartbeat(const std::string& worker_id, absl::Time 
   return absl::OkStatus();
 }
 
-absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool draining,
-                                         bool sticky) {
+absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool draining, bool sticky) {
   auto it = workers_.find(worker_id);
   if (it == workers_.end()) {
     return absl::NotFoundError(absl::StrCat("worker '", Clip(worker_id), "' is not registered"));

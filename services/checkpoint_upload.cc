@@ -75,7 +75,7 @@ absl::StatusOr<v1::Checkpoint> UploadCheckpointFile(v1::WorkerControl::StubInter
 
   // One pass over the file: the size leads the stream, the bytes are hashed
   // as they are sent, and the digest follows them.
-  struct stat st{};
+  struct stat st {};
   if (fstat(fd.get(), &st) != 0) return ReadError(path);
   const int64_t size = st.st_size;
   metadata.set_size_bytes(size);

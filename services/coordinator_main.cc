@@ -28,15 +28,15 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "coordinator/coordinator.h"
-#include "prometheus/registry.h"
-#include "services/auth.h"
 #include "common/command_line.h"
 #include "common/exit_codes.h"
 #include "common/file_io.h"
-#include "services/coordinator_metrics.h"
 #include "common/job_spec/job_spec_validator.h"
 #include "common/metrics_server.h"
+#include "coordinator/coordinator.h"
+#include "prometheus/registry.h"
+#include "services/auth.h"
+#include "services/coordinator_metrics.h"
 #include "services/server.h"
 
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "host:port to serve on; port 0 picks a free one");
@@ -157,9 +157,9 @@ absl::Status UsageError(absl::string_view prefix, const absl::Status& status) {
 
 // `status` as a failure to start that is not the command line's fault.
 absl::Status StartError(absl::string_view prefix, const absl::Status& status) {
-  return absl::Status(absl::IsInvalidArgument(status) ? absl::StatusCode::kFailedPrecondition
-                                                      : status.code(),
-                      absl::StrCat(prefix, status.message()));
+  return absl::Status(
+      absl::IsInvalidArgument(status) ? absl::StatusCode::kFailedPrecondition : status.code(),
+      absl::StrCat(prefix, status.message()));
 }
 
 // The gRPC server's options from the flags: listen address, TLS, tokens.
@@ -191,7 +191,8 @@ absl::StatusOr<clmae::ServerOptions> ServerOptionsFromFlags() {
 absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   const std::string data_dir = absl::GetFlag(FLAGS_data_dir);
   if (data_dir.empty()) {
-    return absl::InvalidArgumentError("--data_dir is required: the folder that holds the job store");
+    return absl::InvalidArgumentError(
+        "--data_dir is required: the folder that holds the job store");
   }
   absl::StatusOr<std::pair<int, int>> ports =
       clmae::ParsePortRange(absl::GetFlag(FLAGS_master_port_range), "master_port_range");
@@ -265,8 +266,8 @@ absl::StatusOr<MetricsEndpoint> StartMetrics(clmae::Coordinator* coordinator,
           {.checkpoint_times = [coordinator] { return coordinator->LastCheckpointTimes(); }});
   if (!created.ok()) return StartError("metrics: ", created.status());
   endpoint.metrics = *std::move(created);
-  absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started =
-      clmae::MetricsServer::Start({.listen_address = listen}, {endpoint.registry, endpoint.metrics});
+  absl::StatusOr<std::unique_ptr<clmae::MetricsServer>> started = clmae::MetricsServer::Start(
+      {.listen_address = listen}, {endpoint.registry, endpoint.metrics});
   if (!started.ok()) {
     return absl::Status(started.status().code(),
                         absl::StrCat("--metrics_listen: ", started.status().message()));
@@ -346,16 +347,16 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<clmae::Coordinator>> coordinator =
       clmae::Coordinator::Open(*std::move(options));
   if (!coordinator.ok()) {
-    return ExitFor(absl::Status(coordinator.status().code(),
-                                absl::StrCat("cannot open the coordinator: ",
-                                             coordinator.status().message())));
+    return ExitFor(absl::Status(
+        coordinator.status().code(),
+        absl::StrCat("cannot open the coordinator: ", coordinator.status().message())));
   }
   // Metrics start before the gRPC server, so a taken metrics port stops the
   // start before anything is served.
   absl::StatusOr<MetricsEndpoint> metrics = StartMetrics(coordinator->get(), *server_options);
   if (!metrics.ok()) return ExitFor(metrics.status());
   const int code = Serve(**coordinator, *server_options, stop_signals);
-  metrics->server.reset();  // no scrape after this
+  metrics->server.reset();   // no scrape after this
   metrics->metrics.reset();  // stops watching the coordinator
   coordinator->reset();
   return code;

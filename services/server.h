@@ -39,7 +39,8 @@ struct ServerOptions {
   bool reflection = false;
   // Makes the server interceptors (e.g. CoordinatorMetrics' RPC timer);
   // called once by Start. Unset: none.
-  std::function<std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
+  std::function<
+      std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>()>
       interceptors;
 };
 

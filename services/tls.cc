@@ -1,9 +1,9 @@
 #include "services/tls.h"
 
 #include "absl/status/status.h"
+#include "common/status_macros.h"
 #include "grpcpp/security/server_credentials.h"
 #include "services/pem_file.h"
-#include "common/status_macros.h"
 
 namespace clmae {
 

@@ -6,11 +6,11 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/repeated_field.h"
 #include "common/job_spec/job_spec_defaults.h"
 #include "common/job_spec/job_spec_sections.h"
 #include "common/job_spec/spec_checks.h"
 #include "common/status_macros.h"
+#include "google/protobuf/repeated_field.h"
 
 namespace clmae::job_spec_internal {
 namespace {
@@ -129,12 +129,13 @@ absl::Status CheckTrain(const v1::TrainSpec& t) {
   }
   RETURN_IF_ERROR(IntInRange("train.threads", t.threads(), 0, 1024));
   if (t.has_bucket_mb()) {
-    RETURN_IF_ERROR(NumberIn("train.bucket_mb", t.bucket_mb(), {.lo = 0, .lo_open = true, .hi = 4096}));
+    RETURN_IF_ERROR(
+        NumberIn("train.bucket_mb", t.bucket_mb(), {.lo = 0, .lo_open = true, .hi = 4096}));
   }
-  RETURN_IF_ERROR(IntInRange("train.collective_timeout_s",
-                             Or(t.has_collective_timeout_s(), t.collective_timeout_s(),
-                                defaults::kCollectiveTimeoutS),
-                             1, 86400));
+  RETURN_IF_ERROR(IntInRange(
+      "train.collective_timeout_s",
+      Or(t.has_collective_timeout_s(), t.collective_timeout_s(), defaults::kCollectiveTimeoutS), 1,
+      86400));
   return IntInRange("train.log_every", Or(t.has_log_every(), t.log_every(), defaults::kLogEvery),
                     1);
 }

@@ -20,12 +20,12 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/string_view.h"
-#include "google/protobuf/descriptor.h"
-#include "google/protobuf/util/json_util.h"
 #include "common/job_spec/proto_yaml.h"
 #include "common/job_spec/yaml_scalar.h"
 #include "common/status_macros.h"
 #include "common/text.h"
+#include "google/protobuf/descriptor.h"
+#include "google/protobuf/util/json_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace clmae {
@@ -278,9 +278,9 @@ absl::Status Integer(const YAML::Node& node, const std::string& path, std::strin
   if (!in_range) {
     // A negative number for an unsigned field does not parse but is a range problem.
     const bool number = parsed || ParseYamlInt64(node.Scalar()).has_value();
-    return Error(
-        node, path,
-        absl::StrCat("expected ", number ? range : "an integer", ", got '", Clip(node.Scalar()), "'"));
+    return Error(node, path,
+                 absl::StrCat("expected ", number ? range : "an integer", ", got '",
+                              Clip(node.Scalar()), "'"));
   }
   return absl::OkStatus();
 }
@@ -306,7 +306,8 @@ absl::Status Converter::Scalar(const YAML::Node& node, const FieldDescriptor& fi
     case FieldDescriptor::CPPTYPE_DOUBLE:
     case FieldDescriptor::CPPTYPE_FLOAT: {
       const auto value = IsQuoted(node) ? std::nullopt : ParseYamlDouble(text);
-      if (!value) return Error(node, path, absl::StrCat("expected a number, got '", Clip(text), "'"));
+      if (!value)
+        return Error(node, path, absl::StrCat("expected a number, got '", Clip(text), "'"));
       if (std::isnan(*value)) {
         *json = "\"NaN\"";
       } else if (std::isinf(*value)) {

@@ -7,11 +7,11 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "common/job_spec/proto_yaml.h"
+#include "common/job_spec/yaml_scalar.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/message.h"
 #include "google/protobuf/reflection.h"
-#include "common/job_spec/proto_yaml.h"
-#include "common/job_spec/yaml_scalar.h"
 #include "yaml-cpp/yaml.h"
 
 namespace clmae {

@@ -45,15 +45,14 @@ void PrintJobDetails(const v1::Job& job, absl::Time now, std::ostream& out) {
   const std::map<std::string, std::string> labels(job.spec().labels().begin(),
                                                   job.spec().labels().end());
   add("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
-  add("State", absl::StrCat(JobStateName(job.state()), " (attempt ", job.attempt(), ", ",
-                            job.restarts(), " restarts",
-                            job.preemptions() > 0
-                                ? absl::StrCat(", ", job.preemptions(), " preemptions")
+  add("State",
+      absl::StrCat(
+          JobStateName(job.state()), " (attempt ", job.attempt(), ", ", job.restarts(), " restarts",
+          job.preemptions() > 0 ? absl::StrCat(", ", job.preemptions(), " preemptions")
                                 : std::string(),
-                            job.node_requeues() > 0
-                                ? absl::StrCat(", ", job.node_requeues(), " node requeues")
-                                : std::string(),
-                            ")"));
+          job.node_requeues() > 0 ? absl::StrCat(", ", job.node_requeues(), " node requeues")
+                                  : std::string(),
+          ")"));
   if (std::optional<absl::Time> not_before = FromProtoTime(job.not_before());
       not_before.has_value() && *not_before > now && job.state() == v1::JOB_STATE_PENDING) {
     add("Next attempt",

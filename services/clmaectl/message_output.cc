@@ -3,8 +3,8 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "google/protobuf/util/json_util.h"
 #include "common/job_spec/proto_yaml.h"
+#include "google/protobuf/util/json_util.h"
 
 namespace clmae::ctl {
 

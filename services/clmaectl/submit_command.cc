@@ -4,11 +4,11 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_format.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "services/clmaectl/commands.h"
 #include "services/clmaectl/job_format.h"
 #include "services/clmaectl/message_output.h"
-#include "common/job_spec/job_spec_validator.h"
-#include "common/job_spec/job_spec_yaml.h"
 #include "services/status_mapping.h"
 
 namespace clmae::ctl {

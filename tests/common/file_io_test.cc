@@ -1,10 +1,9 @@
 #include "common/file_io.h"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace clmae {
 namespace {

@@ -6,9 +6,9 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/job_spec/job_spec_yaml.h"
 
 namespace clmae {
 namespace {

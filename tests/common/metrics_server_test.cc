@@ -79,8 +79,8 @@ TEST_F(MetricsServerTest, PlainHttpServesTheSameTextOnAFixedPortAndReleasesIt) {
       .Register(*registry_)
       .Add({})
       .Set(7);
-  auto probe = MetricsServer::Start({.listen_address = "127.0.0.1:0", .plain_http = true},
-                                    {registry_});
+  auto probe =
+      MetricsServer::Start({.listen_address = "127.0.0.1:0", .plain_http = true}, {registry_});
   ASSERT_TRUE(probe.ok()) << probe.status();
   const std::string address = "127.0.0.1:" + std::to_string((*probe)->port());
   // Taken while the first one serves; free again once it is gone.

@@ -4,9 +4,9 @@
 
 #include <csignal>
 
+#include "common/exit_codes.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "common/exit_codes.h"
 #include "tests/coordinator/coordinator_fixture.h"
 
 namespace clmae {

@@ -284,9 +284,8 @@ TEST_F(CoordinatorResilienceTest, APeerFailingAfterAWorkerDisconnectedNamesTheWo
   coordinator_->AgentDetached("a", a.get());
   ASSERT_TRUE(Report("b", on_b[0], v1::TaskStatus::EXITED, 1).ok());
   const v1::Job job = Get(id);
-  EXPECT_THAT(job.failure_message(),
-              AllOf(HasSubstr("worker a (rank 0) disconnected"),
-                    HasSubstr("rank 1 on worker b exited with code 1")));
+  EXPECT_THAT(job.failure_message(), AllOf(HasSubstr("worker a (rank 0) disconnected"),
+                                           HasSubstr("rank 1 on worker b exited with code 1")));
 }
 
 TEST_F(CoordinatorResilienceTest, TransitionsAndLostWorkersAreLogged) {

@@ -10,11 +10,11 @@
 
 #include "absl/synchronization/mutex.h"
 #include "clmae/v1/worker_control.grpc.pb.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "common/sha256.h"
 
 namespace clmae {
 namespace {
@@ -48,7 +48,8 @@ class FakeUploadService final : public v1::WorkerControl::Service {
     v1::Checkpoint* checkpoint = response->mutable_checkpoint();
     checkpoint->set_id("ck-1");
     if (!messages_.empty()) *checkpoint->mutable_metadata() = messages_.front().metadata();
-    if (messages_.size() > 1 && messages_.back().part_case() == v1::UploadCheckpointRequest::kSha256) {
+    if (messages_.size() > 1 &&
+        messages_.back().part_case() == v1::UploadCheckpointRequest::kSha256) {
       checkpoint->mutable_metadata()->set_sha256(messages_.back().sha256());
     }
     return grpc::Status::OK;

@@ -21,9 +21,9 @@
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/grpc_client.h"
 #include "tests/services/generic_call.h"
 #include "tests/testing/files.h"
-#include "services/grpc_client.h"
 
 extern char** environ;
 
@@ -143,11 +143,11 @@ TEST_F(CoordinatorMainTest, ServerReflectionIsOffUnlessAskedFor) {
         {"CLMAE_CLIENT_TOKEN=c", "CLMAE_WORKER_TOKEN=w"});
   const int port = AwaitPort(port_file);
   ASSERT_GT(port, 0);
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
-                                     grpc::InsecureChannelCredentials());
-  absl::StatusOr<std::string> listing =
-      ::clmae::testing::CallOnce(channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                                 ::clmae::testing::LengthDelimited(7, ""));
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::string> listing = ::clmae::testing::CallOnce(
+      channel, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      ::clmae::testing::LengthDelimited(7, ""));
   EXPECT_EQ(listing.status().code(), absl::StatusCode::kUnimplemented) << listing.status();
   EXPECT_TRUE(::clmae::testing::CallOnce(channel, "/grpc.health.v1.Health/Check", "").ok());
   kill(pid_, SIGTERM);

@@ -2,10 +2,10 @@
 
 #include <string>
 
+#include "common/metrics_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
-#include "common/metrics_server.h"
 #include "tests/coordinator/coordinator_fixture.h"
 #include "tests/services/promtool_check.h"
 
@@ -62,7 +62,8 @@ class CoordinatorMetricsTest : public CoordinatorFixture {
 TEST_F(CoordinatorMetricsTest, EveryFamilyIsDeclaredBeforeAnyJob) {
   const std::string text = Scrape();
   for (const char* line :
-       {"clmae_coordinator_jobs{state=\"pending\"} 0", "clmae_coordinator_jobs{state=\"cancelled\"} 0",
+       {"clmae_coordinator_jobs{state=\"pending\"} 0",
+        "clmae_coordinator_jobs{state=\"cancelled\"} 0",
         "clmae_coordinator_queue_depth{device_kind=\"cuda\"} 0",
         "clmae_coordinator_queue_depth{device_kind=\"cpu\"} 0",
         "clmae_coordinator_workers{state=\"connected\"} 0",
@@ -138,7 +139,7 @@ TEST_F(CoordinatorMetricsTest, FailuresRestartsAndEndedJobsForAnHour) {
   const std::string id = Submit(CpuSpec("flaky", 1, /*max_restarts=*/1));
   Started("a", a->Assigns());
   ASSERT_TRUE(Report("a", a->Assigns()[0], v1::TaskStatus::EXITED, 1).ok());  // restart 1 of 1
-  ASSERT_EQ(State(id), v1::JOB_STATE_SCHEDULED);                             // attempt 2 placed
+  ASSERT_EQ(State(id), v1::JOB_STATE_SCHEDULED);                              // attempt 2 placed
   ASSERT_EQ(a->Assigns().size(), 2u);
   Started("a", {a->Assigns()[1]});
   ASSERT_TRUE(Report("a", a->Assigns()[1], v1::TaskStatus::EXITED, 1).ok());  // no restarts left
@@ -169,8 +170,9 @@ TEST_F(CoordinatorMetricsTest, RpcDurationsByMethodAndCode) {
   const std::string text = Scrape();
   EXPECT_THAT(text, HasSubstr("clmae_coordinator_rpc_duration_seconds_count{code=\"OK\","
                               "method=\"SubmitJob\"} 1"));
-  EXPECT_THAT(text, HasSubstr("clmae_coordinator_rpc_duration_seconds_bucket{code=\"INVALID_ARGUMENT\","
-                              "method=\"SubmitJob\",le=\"0.0005\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_coordinator_rpc_duration_seconds_bucket{code=\"INVALID_ARGUMENT\","
+                        "method=\"SubmitJob\",le=\"0.0005\"} 1"));
   EXPECT_THAT(text, HasSubstr("clmae_coordinator_rpc_duration_seconds_count{code=\"NOT_FOUND\","
                               "method=\"GetJob\"} 1"));
   EXPECT_STREQ(GrpcCodeName(grpc::StatusCode::UNAUTHENTICATED), "UNAUTHENTICATED");

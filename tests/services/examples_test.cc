@@ -6,10 +6,10 @@
 #include <string>
 #include <vector>
 
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "common/job_spec/job_spec_validator.h"
 #include "common/job_spec/job_spec_yaml.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace clmae {
 namespace {

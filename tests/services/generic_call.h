@@ -50,7 +50,7 @@ inline bool Await(grpc::CompletionQueue& queue, void* tag) {
 
 // Sends `request` on `method` (any arity) and returns the first response.
 inline absl::StatusOr<std::string> CallOnce(const std::shared_ptr<grpc::Channel>& channel,
-                                     const std::string& method, const std::string& request) {
+                                            const std::string& method, const std::string& request) {
   grpc::GenericStub stub(channel);
   grpc::CompletionQueue queue;
   grpc::ClientContext context;

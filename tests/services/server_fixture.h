@@ -13,12 +13,12 @@
 
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "clmae/v1/worker_control.grpc.pb.h"
+#include "common/job_spec/job_spec_validator.h"
+#include "common/job_spec/job_spec_yaml.h"
 #include "coordinator/coordinator.h"
 #include "grpcpp/client_context.h"
 #include "gtest/gtest.h"
 #include "services/grpc_client.h"
-#include "common/job_spec/job_spec_validator.h"
-#include "common/job_spec/job_spec_yaml.h"
 #include "services/server.h"
 
 namespace clmae {

@@ -22,12 +22,12 @@
 namespace clmae {
 namespace {
 
+using ::clmae::testing::CallOnce;
+using ::clmae::testing::LengthDelimited;
 using ::google::protobuf::UnknownField;
 using ::google::protobuf::UnknownFieldSet;
 using ::testing::Contains;
 using ::testing::HasSubstr;
-using ::clmae::testing::CallOnce;
-using ::clmae::testing::LengthDelimited;
 
 // grpc.health.v1.HealthCheckResponse.status (1 = SERVING, 2 = NOT_SERVING).
 absl::StatusOr<int> HealthStatus(const std::shared_ptr<grpc::Channel>& channel,

@@ -39,11 +39,13 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry, const std::string& wo
                     .Add({{"worker", worker_id}})) {
   auto& exits = prometheus::BuildCounter()
                     .Name("clmae_agent_trainer_exits_total")
-                    .Help("Trainers that ended, by outcome (a rank that could not be started "
-                          "counts as a failure)")
+                    .Help(
+                        "Trainers that ended, by outcome (a rank that could not be started "
+                        "counts as a failure)")
                     .Register(registry);
   const char* outcomes[] = {"success", "failure", "cancelled"};
-  for (int i = 0; i < 3; ++i) exits_[i] = &exits.Add({{"worker", worker_id}, {"outcome", outcomes[i]}});
+  for (int i = 0; i < 3; ++i)
+    exits_[i] = &exits.Add({{"worker", worker_id}, {"outcome", outcomes[i]}});
   auto& devices = prometheus::BuildGauge()
                       .Name("clmae_agent_devices")
                       .Help("Devices of this agent (CUDA devices or CPU slots) by kind and state")
@@ -52,7 +54,8 @@ AgentMetrics::AgentMetrics(prometheus::Registry& registry, const std::string& wo
   const char* states[] = {"free", "busy"};
   for (int k = 0; k < 2; ++k) {
     for (int s = 0; s < 2; ++s) {
-      devices_[k][s] = &devices.Add({{"worker", worker_id}, {"kind", kinds[k]}, {"state", states[s]}});
+      devices_[k][s] =
+          &devices.Add({{"worker", worker_id}, {"kind", kinds[k]}, {"state", states[s]}});
     }
   }
 }

@@ -41,9 +41,10 @@ void ConsoleReporter::OnStep(const StepReport& r) {
   absl::FPrintF(out_,
                 "%sstep %d/%d (%.0f%%) epoch %d/%d | lambda_cl %+.3f | mae %.4f%s | lr %.2e | "
                 "%.1f img/s | eta %s\n",
-                prefix_, r.step, r.total_steps, 100.0 * r.step / std::max<int64_t>(1, r.total_steps),
-                std::min<int64_t>(r.epoch + 1, r.epochs), r.epochs, r.lambda_cl, s.loss_mae, masker, r.lr, r.images_per_second,
-                FormatDuration(eta));
+                prefix_, r.step, r.total_steps,
+                100.0 * r.step / std::max<int64_t>(1, r.total_steps),
+                std::min<int64_t>(r.epoch + 1, r.epochs), r.epochs, r.lambda_cl, s.loss_mae, masker,
+                r.lr, r.images_per_second, FormatDuration(eta));
   std::fflush(out_);
 }
 
@@ -55,7 +56,8 @@ void ConsoleReporter::OnCheckpoint(const std::string& path, int64_t step) {
 void ConsoleReporter::OnEvaluation(const EvalResult& r) {
   absl::FPrintF(out_, "%sevaluation: k-NN top-1 %.2f%% (%d train / %d test images)", prefix_,
                 100 * r.knn_top1, r.train_images, r.test_images);
-  if (!std::isnan(r.probe_top1)) absl::FPrintF(out_, ", linear probe top-1 %.2f%%", 100 * r.probe_top1);
+  if (!std::isnan(r.probe_top1))
+    absl::FPrintF(out_, ", linear probe top-1 %.2f%%", 100 * r.probe_top1);
   absl::FPrintF(out_, "\n");
   std::fflush(out_);
 }

@@ -159,8 +159,8 @@ absl::StatusOr<RunConfig> ConfigFromFlags(const std::string& config) {
   if (absl::GetFlag(FLAGS_max_steps) >= 0) {
     run.spec.mutable_train()->set_max_steps(absl::GetFlag(FLAGS_max_steps));
   }
-  if (absl::Status s = clmae::ApplyDistEnvironment([](const char* n) { return std::getenv(n); },
-                                                   run.dist);
+  if (absl::Status s =
+          clmae::ApplyDistEnvironment([](const char* n) { return std::getenv(n); }, run.dist);
       !s.ok()) {
     return absl::InvalidArgumentError(s.message());
   }
@@ -173,9 +173,10 @@ absl::StatusOr<RunConfig> ConfigFromFlags(const std::string& config) {
   }
   run.upload_timeout = absl::Seconds(absl::GetFlag(FLAGS_upload_timeout));
   const auto& train = run.spec.train();
-  run.dist.timeout = absl::Seconds(timeout_flag > 0                     ? timeout_flag
-                                   : train.has_collective_timeout_s() ? train.collective_timeout_s()
-                                   : clmae::job_spec_defaults::kCollectiveTimeoutS);
+  run.dist.timeout = absl::Seconds(timeout_flag > 0 ? timeout_flag
+                                   : train.has_collective_timeout_s()
+                                       ? train.collective_timeout_s()
+                                       : clmae::job_spec_defaults::kCollectiveTimeoutS);
   absl::StatusOr<clmae::TrainerOptions> options = clmae::TrainerOptionsFromSpec(run.spec);
   if (!options.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(config, ": ", options.status().message()));
@@ -280,10 +281,10 @@ int TrainAndReport(RunConfig& run, clmae::Collectives* collectives, Observers& o
   // move on; they stay on local disk if they could not be.
   if (observers.uploader) {
     if (absl::Status s = observers.uploader->Flush(run.upload_timeout); !s.ok()) {
-      std::fprintf(stderr, "clmae-train: warning: %s: %s\n",
-                   result.ok() ? "checkpoint uploads incomplete"
-                               : "the stop checkpoint was not uploaded",
-                   std::string(s.message()).c_str());
+      std::fprintf(
+          stderr, "clmae-train: warning: %s: %s\n",
+          result.ok() ? "checkpoint uploads incomplete" : "the stop checkpoint was not uploaded",
+          std::string(s.message()).c_str());
     }
   }
   if (observers.coordinator) {
@@ -312,11 +313,13 @@ int main(int argc, char** argv) {
   clmae::ParseCommandLineOrExit(argc, argv, "clmae-train");
   const std::string config = absl::GetFlag(FLAGS_config);
   if (config.empty()) {
-    return Fail(clmae::kTrainerExitBadInput, "--config is required (a YAML job spec; see examples/)");
+    return Fail(clmae::kTrainerExitBadInput,
+                "--config is required (a YAML job spec; see examples/)");
   }
   const int nproc = absl::GetFlag(FLAGS_nproc);
   if (nproc < 0) {
-    return Fail(clmae::kTrainerExitBadInput, absl::StrCat("--nproc must be at least 1, got ", nproc));
+    return Fail(clmae::kTrainerExitBadInput,
+                absl::StrCat("--nproc must be at least 1, got ", nproc));
   }
   if (nproc > 1) {
     if (std::getenv("RANK") != nullptr || std::getenv("WORLD_SIZE") != nullptr) {

@@ -1,11 +1,10 @@
 #include "worker/train/trainer_metrics.h"
 
+#include <c10/cuda/CUDACachingAllocator.h>
+#include <torch/torch.h>
 #include <unistd.h>
 
 #include <cstdio>
-
-#include <c10/cuda/CUDACachingAllocator.h>
-#include <torch/torch.h>
 
 namespace clmae {
 namespace {
@@ -38,8 +37,7 @@ int64_t ResidentSetBytes() {
   return read == 2 ? pages_resident * static_cast<int64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
-TrainerMetrics::TrainerMetrics(prometheus::Registry& registry,
-                               const TrainerMetricsOptions& options)
+TrainerMetrics::TrainerMetrics(prometheus::Registry& registry, const TrainerMetricsOptions& options)
     : options_(options),
       labels_({{"job", options.job}, {"rank", std::to_string(options.rank)}}),
       curriculum_(NewGauge(registry, "clmae_trainer_curriculum_factor",
@@ -49,13 +47,13 @@ TrainerMetrics::TrainerMetrics(prometheus::Registry& registry,
                        .Help("Loss terms of the latest iteration, averaged over ranks (masker "
                              "terms 0 in plain-MAE mode)")
                        .Register(registry)),
-      lr_(NewGauge(registry, "clmae_trainer_learning_rate",
-                   "Learning rate of the latest iteration", labels_)),
+      lr_(NewGauge(registry, "clmae_trainer_learning_rate", "Learning rate of the latest iteration",
+                   labels_)),
       step_(NewGauge(registry, "clmae_trainer_step",
                      "Iterations done (including those before a resume)", labels_)),
       epoch_(NewGauge(registry, "clmae_trainer_epoch", "Current epoch (0-based)", labels_)),
-      total_steps_(NewGauge(registry, "clmae_trainer_total_steps", "Iterations the run will do",
-                            labels_)),
+      total_steps_(
+          NewGauge(registry, "clmae_trainer_total_steps", "Iterations the run will do", labels_)),
       images_(prometheus::BuildCounter()
                   .Name("clmae_trainer_images_total")
                   .Help("Images this rank trained on since the process started")

@@ -9,15 +9,15 @@
 #include <fstream>
 #include <random>
 
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "tests/testing/files.h"
 #include "services/checkpoint_download.h"
 #include "services/clmaectl/error_report.h"
-#include "common/sha256.h"
 #include "tests/services/clmaectl/fake_coordinator.h"
+#include "tests/testing/files.h"
 
 namespace clmae::ctl::testing {
 namespace {

@@ -1,11 +1,11 @@
 // get, list, cancel and workers against the fake coordinator: each output
 // format, paging and filters, and how errors become exit codes and advice.
 
+#include "common/job_spec/proto_yaml.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "common/job_spec/proto_yaml.h"
 #include "tests/services/clmaectl/fake_coordinator.h"
 
 namespace clmae::ctl::testing {

@@ -6,11 +6,11 @@
 #include <fstream>
 #include <regex>
 
+#include "common/job_spec/job_spec_yaml.h"
 #include "gmock/gmock.h"
 #include "google/protobuf/util/json_util.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "common/job_spec/job_spec_yaml.h"
 #include "tests/services/clmaectl/fake_coordinator.h"
 
 namespace clmae::ctl::testing {

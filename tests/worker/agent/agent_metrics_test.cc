@@ -2,10 +2,10 @@
 
 #include <string>
 
+#include "common/metrics_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "prometheus/registry.h"
-#include "common/metrics_server.h"
 #include "tests/services/promtool_check.h"
 
 namespace clmae {
@@ -55,12 +55,14 @@ TEST_F(AgentMetricsTest, RanksFromAssignmentToExit) {
   metrics_->Assigned(Task("cpu", 1, 2));
   std::string text = Scrape();
   EXPECT_THAT(text, HasSubstr("clmae_agent_trainers{state=\"starting\",worker=\"node-a\"} 3"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"busy\",worker=\"node-a\"} 3"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 0"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"busy\",worker=\"node-a\"} 3"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 0"));
   EXPECT_THAT(text, HasSubstr("clmae_agent_connected{worker=\"node-a\"} 1"));
 
   metrics_->Spawned(Task("cpu", 1, 0));
-  metrics_->Spawned(Task("cpu", 2, 1));                          // a restarted job's rank
+  metrics_->Spawned(Task("cpu", 2, 1));                             // a restarted job's rank
   metrics_->NotSpawned(Task("cpu", 1, 2), /*reported_exit=*/true);  // e.g. a failed fetch
   metrics_->Exited(Task("cpu", 1, 0), AgentMetrics::Outcome::kSuccess);
   connected = false;
@@ -69,12 +71,14 @@ TEST_F(AgentMetricsTest, RanksFromAssignmentToExit) {
   EXPECT_THAT(text, HasSubstr("clmae_agent_trainers{state=\"running\",worker=\"node-a\"} 1"));
   EXPECT_THAT(text, HasSubstr("clmae_agent_trainer_starts_total{worker=\"node-a\"} 2"));
   EXPECT_THAT(text, HasSubstr("clmae_agent_restarts_total{worker=\"node-a\"} 1"));
+  EXPECT_THAT(
+      text, HasSubstr("clmae_agent_trainer_exits_total{outcome=\"success\",worker=\"node-a\"} 1"));
+  EXPECT_THAT(
+      text, HasSubstr("clmae_agent_trainer_exits_total{outcome=\"failure\",worker=\"node-a\"} 1"));
   EXPECT_THAT(text,
-              HasSubstr("clmae_agent_trainer_exits_total{outcome=\"success\",worker=\"node-a\"} 1"));
+              HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"busy\",worker=\"node-a\"} 1"));
   EXPECT_THAT(text,
-              HasSubstr("clmae_agent_trainer_exits_total{outcome=\"failure\",worker=\"node-a\"} 1"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"busy\",worker=\"node-a\"} 1"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 2"));
+              HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 2"));
   EXPECT_THAT(text, HasSubstr("clmae_agent_connected{worker=\"node-a\"} 0"));
 
   metrics_->Exited(Task("cpu", 2, 1), AgentMetrics::Outcome::kCancelled);
@@ -88,9 +92,12 @@ TEST_F(AgentMetricsTest, CudaDevicesAreCountedApart) {
   metrics_->Assigned(Task("cuda", 1, 3));
   metrics_->Spawned(Task("cuda", 1, 3));
   const std::string text = Scrape();
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cuda\",state=\"busy\",worker=\"node-a\"} 1"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cuda\",state=\"free\",worker=\"node-a\"} 7"));
-  EXPECT_THAT(text, HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 0"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_agent_devices{kind=\"cuda\",state=\"busy\",worker=\"node-a\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_agent_devices{kind=\"cuda\",state=\"free\",worker=\"node-a\"} 7"));
+  EXPECT_THAT(text,
+              HasSubstr("clmae_agent_devices{kind=\"cpu\",state=\"free\",worker=\"node-a\"} 0"));
 }
 
 TEST_F(AgentMetricsTest, PromtoolAcceptsTheExposition) {

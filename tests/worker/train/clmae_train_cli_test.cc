@@ -1,14 +1,13 @@
 // End-to-end runs of the clmae-train executable: exit codes, messages and
 // the files a run leaves.
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "tests/worker/train/run_command.h"
 
@@ -19,7 +18,9 @@ namespace fs = std::filesystem;
 using Result = clmae::train_testing::CommandResult;
 using clmae::train_testing::RunCommand;
 
-Result RunTrain(const std::string& args) { return RunCommand(std::string(CLMAE_TRAIN_BINARY) + " " + args); }
+Result RunTrain(const std::string& args) {
+  return RunCommand(std::string(CLMAE_TRAIN_BINARY) + " " + args);
+}
 
 class ClmaeTrainCliTest : public ::testing::Test {
  protected:
@@ -67,8 +68,9 @@ TEST_F(ClmaeTrainCliTest, InvalidFieldIsNamed) {
 }
 
 TEST_F(ClmaeTrainCliTest, MissingDatasetIsNamed) {
-  auto spec = Write("nodata.yaml", "name: nodata\ndata: {kind: MNIST, path: " +
-                                       (dir_ / "no-mnist").string() + "}\n");
+  auto spec =
+      Write("nodata.yaml",
+            "name: nodata\ndata: {kind: MNIST, path: " + (dir_ / "no-mnist").string() + "}\n");
   auto r = RunTrain("--config " + spec + " --output-dir " + (dir_ / "out").string());
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("no-mnist"), std::string::npos) << r.output;
@@ -97,14 +99,19 @@ output: {checkpoint_every: 4, preview_every: 4, export_safetensors: true}
   // reference key names (skipped when the project venv is not there).
   const fs::path python = fs::path(CLMAE_SOURCE_DIR) / ".venv" / "bin" / "python";
   if (fs::exists(python)) {
-    auto py = RunCommand(python.string() + " -c \"" +
-                         "from safetensors.torch import load_file; "
-                         "w = load_file('" + out + "/weights.safetensors'); "
-                         "e = load_file('" + out + "/encoder.safetensors'); "
-                         "assert w['blocks.0.attn.qkv.weight'].shape == (96, 32); "
-                         "assert 'masking_net.mlp_head.1.weight' in w and 'decoder_pred.weight' in w; "
-                         "assert not any(k.startswith(('decoder', 'masking_net', 'mask_token')) for k in e); "
-                         "print('loaded', len(w), len(e))\"");
+    auto py = RunCommand(
+        python.string() + " -c \"" +
+        "from safetensors.torch import load_file; "
+        "w = load_file('" +
+        out +
+        "/weights.safetensors'); "
+        "e = load_file('" +
+        out +
+        "/encoder.safetensors'); "
+        "assert w['blocks.0.attn.qkv.weight'].shape == (96, 32); "
+        "assert 'masking_net.mlp_head.1.weight' in w and 'decoder_pred.weight' in w; "
+        "assert not any(k.startswith(('decoder', 'masking_net', 'mask_token')) for k in e); "
+        "print('loaded', len(w), len(e))\"");
     EXPECT_EQ(py.exit_code, 0) << py.output;
     EXPECT_NE(py.output.find("loaded"), std::string::npos) << py.output;
   }

@@ -4,8 +4,6 @@
 // rank that dies makes the other fail within the collective timeout.
 
 #include <gtest/gtest.h>
-
-#include "tests/worker/train/run_command.h"
 #include <signal.h>
 #include <sys/wait.h>
 #include <torch/torch.h>
@@ -20,6 +18,7 @@
 #include <thread>
 
 #include "tests/testing/files.h"
+#include "tests/worker/train/run_command.h"
 #include "worker/engine/train/safetensors.h"
 #include "worker/process/local_launcher.h"
 #include "worker/process/subprocess.h"
@@ -174,7 +173,8 @@ TEST_F(DataParallelTest, KilledRankMakesTheOtherFailWithTheCollectiveNamed) {
   const auto start = std::chrono::steady_clock::now();
   while (ReadFileOrEmpty((dir_ / "rank0.log").string()).find("step 3/") == std::string::npos) {
     ASSERT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60))
-        << ReadFileOrEmpty((dir_ / "rank0.log").string()) << ReadFileOrEmpty((dir_ / "rank1.log").string());
+        << ReadFileOrEmpty((dir_ / "rank0.log").string())
+        << ReadFileOrEmpty((dir_ / "rank1.log").string());
     ASSERT_FALSE(ranks[0]->TryWait().has_value()) << ReadFileOrEmpty((dir_ / "rank0.log").string());
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }

@@ -1,16 +1,15 @@
 #include "worker/train/trainer_metrics.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <sstream>
 #include <string>
 
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
-#include "prometheus/registry.h"
 #include "common/metrics_server.h"
+#include "prometheus/registry.h"
 #include "tests/services/promtool_check.h"
 #include "tests/testing/tiny_trainer_options.h"
 
@@ -108,20 +107,25 @@ TEST_F(TrainerMetricsTest, AnIterationSetsEveryFamilyWithJobAndRank) {
   EXPECT_EQ(Value(text, "clmae_trainer_images_total{" + l + "}"), 16);  // 2 steps x 8
   EXPECT_EQ(Value(text, "clmae_trainer_step_seconds_count{" + l + "}"), 2);
   EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_count{" + ByPhase(l, "data") + "}"), 2);
-  EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_bucket{" + ByPhase(l, "phase_a") + ",le=\"0.1\"}"),
+  EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_bucket{" + ByPhase(l, "phase_a") +
+                            ",le=\"0.1\"}"),
             2);
-  EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_bucket{" + ByPhase(l, "phase_b") + ",le=\"0.1\"}"),
+  EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_bucket{" + ByPhase(l, "phase_b") +
+                            ",le=\"0.1\"}"),
             0);
-  EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_sum{" + ByPhase(l, "allreduce_wait") + "}"),
-            0.02);
+  EXPECT_EQ(
+      Value(text, "clmae_trainer_step_phase_seconds_sum{" + ByPhase(l, "allreduce_wait") + "}"),
+      0.02);
   EXPECT_EQ(Value(text, "clmae_trainer_step_phase_seconds_count{" + ByPhase(l, "optimizer") + "}"),
             2);
   EXPECT_EQ(Value(text, "clmae_trainer_mask_keep_score_mean{" + l + "}"), 0.4);
   EXPECT_EQ(Value(text, "clmae_trainer_mask_near_binary_ratio{" + l + "}"), 0.125);
   EXPECT_EQ(Value(text, "clmae_trainer_mask_overlap_ratio{" + l + "}"), 0.875);
   EXPECT_EQ(Value(text, "clmae_trainer_grad_norm{job=\"job-1\",network=\"mae\",rank=\"1\"}"), 1.5);
-  EXPECT_EQ(Value(text, "clmae_trainer_grad_norm{job=\"job-1\",network=\"masker\",rank=\"1\"}"), 2.5);
-  EXPECT_GT(Value(text, "clmae_trainer_device_memory_bytes{job=\"job-1\",kind=\"rss\",rank=\"1\"}"), 1 << 20);
+  EXPECT_EQ(Value(text, "clmae_trainer_grad_norm{job=\"job-1\",network=\"masker\",rank=\"1\"}"),
+            2.5);
+  EXPECT_GT(Value(text, "clmae_trainer_device_memory_bytes{job=\"job-1\",kind=\"rss\",rank=\"1\"}"),
+            1 << 20);
 }
 
 TEST_F(TrainerMetricsTest, OverlapIsAbsentUntilMeasured) {

@@ -39,8 +39,8 @@ struct DataLoaderOptions {
 };
 
 struct Batch {
-  torch::Tensor images;  // float32 [B, C, size, size]
-  torch::Tensor labels;  // int64 [B]
+  torch::Tensor images;   // float32 [B, C, size, size]
+  torch::Tensor labels;   // int64 [B]
   torch::Tensor indices;  // int64 [B]: dataset index of each image (CPU)
   int64_t epoch = 0;
   int64_t index = 0;  // batch index within the epoch

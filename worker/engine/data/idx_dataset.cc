@@ -9,8 +9,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "worker/engine/data/byte_io.h"
 #include "common/status_macros.h"
+#include "worker/engine/data/byte_io.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

@@ -7,9 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/data/byte_io.h"
 #include "worker/engine/data/image_codec.h"
-#include "common/status_macros.h"
 
 namespace clmae {
 namespace {

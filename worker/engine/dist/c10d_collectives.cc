@@ -8,10 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "c10/core/impl/VirtualGuardImpl.h"
+#include "common/status_macros.h"
 #include "torch/csrc/distributed/c10d/TCPStore.hpp"
 #include "worker/engine/dist/bucketed_gradient_averager.h"
 #include "worker/engine/dist/c10d_backends.h"
-#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {
@@ -62,8 +62,7 @@ class C10dCollectives final : public Collectives {
             backend_->broadcast(flat, opts)->wait(Millis(options_.timeout));
             int64_t offset = 0;
             for (auto& t : members) {
-              t.copy_(
-                  flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
+              t.copy_(flat[0].narrow(0, offset, t.numel()).view(t.sizes()));
               offset += t.numel();
             }
           }));
@@ -155,9 +154,8 @@ absl::Status CheckOptions(const DistOptions& o) {
 absl::StatusOr<std::unique_ptr<Collectives>> ConnectCollectives(const DistOptions& options,
                                                                 const torch::Device& requested) {
   // Plain "cuda" means the current device, which is 0 unless set.
-  const torch::Device device = requested.is_cuda() && !requested.has_index()
-                                   ? torch::Device(torch::kCUDA, 0)
-                                   : requested;
+  const torch::Device device =
+      requested.is_cuda() && !requested.has_index() ? torch::Device(torch::kCUDA, 0) : requested;
   RETURN_IF_ERROR(CheckOptions(options));
   if (options.world_size == 1 && !options.connect_single_rank) {
     return std::make_unique<LocalCollectives>();

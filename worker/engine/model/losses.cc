@@ -1,9 +1,9 @@
 #include "worker/engine/model/losses.h"
 
+#include <torch/torch.h>
+
 #include <cmath>
 #include <numbers>
-
-#include <torch/torch.h>
 
 namespace clmae {
 

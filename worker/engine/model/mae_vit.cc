@@ -34,13 +34,14 @@ MaeVitImpl::MaeVitImpl(const ModelConfig& c) : config_(c) {
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   pos_embed = register_buffer("pos_embed", SinCosPosEmbed2d(d, grid, grid, true));
   blocks = register_module("blocks", torch::nn::ModuleList());
-  for (int i = 0; i < c.depth; ++i) blocks->push_back(VitBlock(d, c.num_heads, c.mlp_ratio, kNormEps));
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kNormEps)));
+  for (int i = 0; i < c.depth; ++i)
+    blocks->push_back(VitBlock(d, c.num_heads, c.mlp_ratio, kNormEps));
+  norm =
+      register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kNormEps)));
 
   decoder_embed = register_module("decoder_embed", torch::nn::Linear(d, dd));
   mask_token = register_parameter("mask_token", torch::zeros({1, 1, dd}));
-  decoder_pos_embed =
-      register_buffer("decoder_pos_embed", SinCosPosEmbed2d(dd, grid, grid, true));
+  decoder_pos_embed = register_buffer("decoder_pos_embed", SinCosPosEmbed2d(dd, grid, grid, true));
   decoder_blocks = register_module("decoder_blocks", torch::nn::ModuleList());
   for (int i = 0; i < c.decoder_depth; ++i) {
     decoder_blocks->push_back(VitBlock(dd, c.decoder_num_heads, c.mlp_ratio, kNormEps));

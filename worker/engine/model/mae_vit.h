@@ -45,8 +45,7 @@ struct MaeVitImpl : torch::nn::Module {
   torch::Tensor Embed(const torch::Tensor& imgs);
   // Reorders the tokens by `ids_shuffle` [N, L] (int64), keeps the first
   // `len_keep`, prepends the class token and runs the encoder.
-  EncoderOutput Encode(const torch::Tensor& x, const torch::Tensor& ids_shuffle,
-                       int64_t len_keep);
+  EncoderOutput Encode(const torch::Tensor& x, const torch::Tensor& ids_shuffle, int64_t len_keep);
   // Fills removed positions with the mask token, restores the original order
   // and predicts every patch's pixels: [N, L, p*p*C].
   torch::Tensor Decode(const torch::Tensor& latent, const torch::Tensor& ids_restore);
@@ -65,8 +64,8 @@ struct MaeVitImpl : torch::nn::Module {
   const ModelConfig& config() const { return config_; }
 
   PatchEmbed patch_embed{nullptr};
-  torch::Tensor cls_token;          // [1, 1, D]
-  torch::Tensor pos_embed;          // [1, 1 + L, D] buffer
+  torch::Tensor cls_token;  // [1, 1, D]
+  torch::Tensor pos_embed;  // [1, 1 + L, D] buffer
   torch::nn::ModuleList blocks{nullptr};
   torch::nn::LayerNorm norm{nullptr};
   torch::nn::Linear decoder_embed{nullptr};

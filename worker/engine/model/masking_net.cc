@@ -19,9 +19,9 @@ MaskingNetImpl::MaskingNetImpl(const ModelConfig& c) {
     blocks->push_back(VitBlock(d, c.masker_num_heads, c.mlp_ratio, kMaskerNormEps));
   }
   mlp_head = register_module(
-      "mlp_head",
-      torch::nn::Sequential(torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kMaskerNormEps)),
-                            torch::nn::Linear(d, c.num_patches())));
+      "mlp_head", torch::nn::Sequential(
+                      torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(kMaskerNormEps)),
+                      torch::nn::Linear(d, c.num_patches())));
   InitVitWeights(*this);
   torch::NoGradGuard no_grad;
   torch::nn::init::normal_(cls_token, 0.0, 0.02);

@@ -1,9 +1,9 @@
 #include "worker/engine/train/checkpoint.h"
 
-#include <sstream>
-
 #include <torch/serialize.h>
 #include <torch/torch.h>
+
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_io.h"
@@ -32,8 +32,8 @@ absl::Status ReadModule(torch::serialize::InputArchive& archive, torch::nn::Modu
     }
     const auto& src = v.toTensor();
     if (src.sizes() != dst.sizes()) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": ", prefix, key,
-                                                     " has another shape than the model's"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": ", prefix, key, " has another shape than the model's"));
     }
     dst.copy_(src);
     return absl::OkStatus();
@@ -90,44 +90,44 @@ absl::Status SaveCheckpoint(const std::string& path, TrainStateRefs state,
   return WriteFileAtomically(path, bytes);
 }
 
-absl::StatusOr<TrainPosition> LoadCheckpoint(const std::string& path,
-                                             TrainStateRefs state) {
+absl::StatusOr<TrainPosition> LoadCheckpoint(const std::string& path, TrainStateRefs state) {
   ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
-  return CatchAll(absl::StrCat("loading checkpoint ", path), [&]() -> absl::StatusOr<TrainPosition> {
-    const auto device = state.mae->pos_embed.device();
-    torch::serialize::InputArchive archive;
-    std::istringstream in(bytes);
-    archive.load_from(in, device);
-    ASSIGN_OR_RETURN(int64_t version, ReadMeta<int64_t>(archive, "format_version", path));
-    if (version != kFormatVersion) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ": checkpoint format ", version, ", this build reads ", kFormatVersion));
-    }
-    ASSIGN_OR_RETURN(int64_t has_masker, ReadMeta<int64_t>(archive, "has_masker", path));
-    if ((has_masker != 0) != !state.masker.is_empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": checkpoint is from a ", has_masker ? "CL-MAE" : "plain-MAE",
-          " run, the job is ", state.masker.is_empty() ? "plain MAE" : "CL-MAE"));
-    }
-    TrainPosition pos;
-    ASSIGN_OR_RETURN(pos.step, ReadMeta<int64_t>(archive, "step", path));
-    ASSIGN_OR_RETURN(pos.epoch, ReadMeta<int64_t>(archive, "epoch", path));
-    ASSIGN_OR_RETURN(pos.batch_in_epoch, ReadMeta<int64_t>(archive, "batch_in_epoch", path));
-    ASSIGN_OR_RETURN(pos.seed, ReadMeta<uint64_t>(archive, "seed", path));
-    ASSIGN_OR_RETURN(pos.world_size, ReadMeta<int>(archive, "world_size", path));
-    ASSIGN_OR_RETURN(pos.spec, ReadMeta<std::string>(archive, "spec", path));
-    RETURN_IF_ERROR(ReadModule(archive, *state.mae, "mae.", path));
-    torch::serialize::InputArchive mae_opt;
-    archive.read("optimizer_mae", mae_opt);
-    state.mae_optimizer->load(mae_opt);
-    if (!state.masker.is_empty()) {
-      RETURN_IF_ERROR(ReadModule(archive, *state.masker, "masker.", path));
-      torch::serialize::InputArchive masker_opt;
-      archive.read("optimizer_masker", masker_opt);
-      state.masker_optimizer->load(masker_opt);
-    }
-    return pos;
-  });
+  return CatchAll(
+      absl::StrCat("loading checkpoint ", path), [&]() -> absl::StatusOr<TrainPosition> {
+        const auto device = state.mae->pos_embed.device();
+        torch::serialize::InputArchive archive;
+        std::istringstream in(bytes);
+        archive.load_from(in, device);
+        ASSIGN_OR_RETURN(int64_t version, ReadMeta<int64_t>(archive, "format_version", path));
+        if (version != kFormatVersion) {
+          return absl::InvalidArgumentError(absl::StrCat(path, ": checkpoint format ", version,
+                                                         ", this build reads ", kFormatVersion));
+        }
+        ASSIGN_OR_RETURN(int64_t has_masker, ReadMeta<int64_t>(archive, "has_masker", path));
+        if ((has_masker != 0) != !state.masker.is_empty()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(path, ": checkpoint is from a ", has_masker ? "CL-MAE" : "plain-MAE",
+                           " run, the job is ", state.masker.is_empty() ? "plain MAE" : "CL-MAE"));
+        }
+        TrainPosition pos;
+        ASSIGN_OR_RETURN(pos.step, ReadMeta<int64_t>(archive, "step", path));
+        ASSIGN_OR_RETURN(pos.epoch, ReadMeta<int64_t>(archive, "epoch", path));
+        ASSIGN_OR_RETURN(pos.batch_in_epoch, ReadMeta<int64_t>(archive, "batch_in_epoch", path));
+        ASSIGN_OR_RETURN(pos.seed, ReadMeta<uint64_t>(archive, "seed", path));
+        ASSIGN_OR_RETURN(pos.world_size, ReadMeta<int>(archive, "world_size", path));
+        ASSIGN_OR_RETURN(pos.spec, ReadMeta<std::string>(archive, "spec", path));
+        RETURN_IF_ERROR(ReadModule(archive, *state.mae, "mae.", path));
+        torch::serialize::InputArchive mae_opt;
+        archive.read("optimizer_mae", mae_opt);
+        state.mae_optimizer->load(mae_opt);
+        if (!state.masker.is_empty()) {
+          RETURN_IF_ERROR(ReadModule(archive, *state.masker, "masker.", path));
+          torch::serialize::InputArchive masker_opt;
+          archive.read("optimizer_masker", masker_opt);
+          state.masker_optimizer->load(masker_opt);
+        }
+        return pos;
+      });
 }
 
 }  // namespace clmae

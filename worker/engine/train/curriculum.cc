@@ -8,15 +8,15 @@ namespace clmae {
 
 CurriculumSchedule::CurriculumSchedule(CurriculumOptions options, int64_t epochs,
                                        int64_t total_steps)
-    : options_(options), epochs_(std::max<int64_t>(epochs, 1)),
+    : options_(options),
+      epochs_(std::max<int64_t>(epochs, 1)),
       total_steps_(std::max<int64_t>(total_steps, 1)) {}
 
 double CurriculumSchedule::Value(int64_t epoch, int64_t step) const {
   const double start = options_.start, end = options_.end;
   // Progress through the run in [0, 1].
-  const double s = total_steps_ > 1
-                       ? std::clamp(static_cast<double>(step) / (total_steps_ - 1), 0.0, 1.0)
-                       : 1.0;
+  const double s =
+      total_steps_ > 1 ? std::clamp(static_cast<double>(step) / (total_steps_ - 1), 0.0, 1.0) : 1.0;
   switch (options_.shape) {
     case CurriculumOptions::Shape::kPerEpochLinear: {
       // Integer comparison e < E/2 as in the reference (E/2 may be fractional).

@@ -1,10 +1,10 @@
 #include "worker/engine/train/evaluation.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numbers>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -46,8 +46,8 @@ double KnnTop1(const torch::Tensor& train_features, const torch::Tensor& train_l
       train_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
   auto test = torch::nn::functional::normalize(
       test_features, torch::nn::functional::NormalizeFuncOptions().dim(1));
-  const int64_t classes = std::max(train_labels.max().item<int64_t>(),
-                                   test_labels.max().item<int64_t>()) + 1;
+  const int64_t classes =
+      std::max(train_labels.max().item<int64_t>(), test_labels.max().item<int64_t>()) + 1;
   k = static_cast<int>(std::min<int64_t>(k, train.size(0)));
   int64_t correct = 0;
   for (int64_t start = 0; start < test.size(0); start += 1024) {
@@ -107,8 +107,10 @@ absl::StatusOr<EvalResult> Evaluate(MaeVit& mae, const Dataset& train, const Dat
   }
   return CatchAll("evaluation", [&]() -> absl::StatusOr<EvalResult> {
     torch::Tensor train_f, train_l, test_f, test_l;
-    RETURN_IF_ERROR(ExtractFeatures(mae, train, transform, o.train_limit, o.batch_size, train_f, train_l));
-    RETURN_IF_ERROR(ExtractFeatures(mae, test, transform, o.test_limit, o.batch_size, test_f, test_l));
+    RETURN_IF_ERROR(
+        ExtractFeatures(mae, train, transform, o.train_limit, o.batch_size, train_f, train_l));
+    RETURN_IF_ERROR(
+        ExtractFeatures(mae, test, transform, o.test_limit, o.batch_size, test_f, test_l));
     EvalResult r;
     r.train_images = train_f.size(0);
     r.test_images = test_f.size(0);

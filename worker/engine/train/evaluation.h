@@ -26,7 +26,7 @@ struct EvalOptions {
 };
 
 struct EvalResult {
-  double knn_top1 = 0;  // fraction in [0, 1]
+  double knn_top1 = 0;                                           // fraction in [0, 1]
   double probe_top1 = std::numeric_limits<double>::quiet_NaN();  // NaN when skipped
   int64_t train_images = 0;
   int64_t test_images = 0;

@@ -1,11 +1,11 @@
 #include "worker/engine/train/optim.h"
 
-#include <utility>
-
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <torch/torch.h>
+
+#include <utility>
 
 #include "absl/strings/match.h"
 
@@ -17,8 +17,7 @@ bool IsDecayed(const std::string& name, const torch::Tensor& param, bool decay_t
   return !token || decay_tokens;
 }
 
-std::unique_ptr<torch::optim::AdamW> MakeAdamW(torch::nn::Module& module,
-                                               const OptimOptions& o) {
+std::unique_ptr<torch::optim::AdamW> MakeAdamW(torch::nn::Module& module, const OptimOptions& o) {
   std::vector<torch::Tensor> decay, no_decay;
   for (const auto& item : module.named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;
@@ -32,8 +31,7 @@ std::unique_ptr<torch::optim::AdamW> MakeAdamW(torch::nn::Module& module,
   std::vector<torch::optim::OptimizerParamGroup> groups;
   groups.emplace_back(std::move(decay), options(o.weight_decay));
   groups.emplace_back(std::move(no_decay), options(0.0));
-  return std::make_unique<torch::optim::AdamW>(std::move(groups),
-                                               torch::optim::AdamWOptions(0.0));
+  return std::make_unique<torch::optim::AdamW>(std::move(groups), torch::optim::AdamWOptions(0.0));
 }
 
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
@@ -44,8 +42,8 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
 
 void AdamWStep(torch::optim::AdamW& optimizer) {
   const auto& groups = optimizer.param_groups();
-  const bool cuda = !groups.empty() && !groups[0].params().empty() &&
-                    groups[0].params()[0].is_cuda();
+  const bool cuda =
+      !groups.empty() && !groups[0].params().empty() && groups[0].params()[0].is_cuda();
   if (!cuda) {
     optimizer.step();
     return;

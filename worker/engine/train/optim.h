@@ -2,12 +2,12 @@
 
 // AdamW for one network with the reference's parameter groups (docs/method.md §5).
 
+#include <torch/nn/module.h>
+#include <torch/optim/adamw.h>
+
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/nn/module.h>
-#include <torch/optim/adamw.h>
 
 namespace clmae {
 

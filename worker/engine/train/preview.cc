@@ -1,13 +1,13 @@
 #include "worker/engine/train/preview.h"
 
-#include <algorithm>
-
 #include <torch/torch.h>
 
-#include "worker/engine/data/image_codec.h"
-#include "worker/engine/train/train_step.h"
+#include <algorithm>
+
 #include "common/file_io.h"
 #include "common/status_macros.h"
+#include "worker/engine/data/image_codec.h"
+#include "worker/engine/train/train_step.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {
@@ -67,16 +67,19 @@ torch::Tensor RenderPreview(MaeVit& mae, MaskingNet& masker, const torch::Tensor
   auto recon = mae->Unpatchify(patches * keep + pred * (1.0 - keep));
   mae->train(was_training);
 
-  auto mean = ChannelVector(o.mean, c, 0.0).to(device), std = ChannelVector(o.std, c, 1.0).to(device);
+  auto mean = ChannelVector(o.mean, c, 0.0).to(device),
+       std = ChannelVector(o.std, c, 1.0).to(device);
   auto denorm = [&](const torch::Tensor& t) { return ToRgb((t * std + mean).clamp(0, 1)); };
   auto kept_rgb = denorm(kept);
   // Removed patches of the "kept" panel are shown mid-grey.
-  auto removed = ToRgb(mae->Unpatchify((1.0 - keep).expand_as(patches).contiguous()).slice(1, 0, 1));
+  auto removed =
+      ToRgb(mae->Unpatchify((1.0 - keep).expand_as(patches).contiguous()).slice(1, 0, 1));
   kept_rgb = kept_rgb * (1.0 - removed) + 0.5 * removed;
   auto heat = HeatMap(scores.to(torch::kFloat32), cfg.grid(), cfg.patch_size);
   auto row = torch::cat({denorm(imgs), heat, kept_rgb, denorm(recon)}, 3);  // [K, 3, H, 4W]
   const int64_t h = row.size(2);
-  const int scale = o.scale > 0 ? o.scale : static_cast<int>(std::max<int64_t>(1, (112 + h - 1) / h));
+  const int scale =
+      o.scale > 0 ? o.scale : static_cast<int>(std::max<int64_t>(1, (112 + h - 1) / h));
   auto grid = row.permute({1, 0, 2, 3}).reshape({3, k * h, row.size(3)});
   grid = grid.repeat_interleave(scale, 1).repeat_interleave(scale, 2);
   return (grid * 255.0).round().clamp(0, 255).to(torch::kCPU, torch::kUInt8).contiguous();

@@ -18,8 +18,8 @@ struct PreviewOptions {
   double mask_ratio = 0.75;
   std::vector<double> mean;  // the normalisation to undo (1 or C entries)
   std::vector<double> std;
-  int scale = 0;             // pixel upscaling; 0 = so each panel is >= 112 px
-  uint64_t seed = 0;         // random masks when there is no masker
+  int scale = 0;      // pixel upscaling; 0 = so each panel is >= 112 px
+  uint64_t seed = 0;  // random masks when there is no masker
 };
 
 // Renders the rows for `images` (normalised float [K, C, H, W]) as an RGB

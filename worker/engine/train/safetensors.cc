@@ -1,15 +1,15 @@
 #include "worker/engine/train/safetensors.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/file_io.h"
-#include "worker/engine/util/json.h"
 #include "common/status_macros.h"
+#include "worker/engine/util/json.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {
@@ -45,15 +45,17 @@ absl::Status WriteSafetensors(const std::string& path, const NamedTensors& tenso
       ASSIGN_OR_RETURN(std::string dtype, DTypeName(t.scalar_type()));
       const int64_t bytes = static_cast<int64_t>(t.nbytes());
       entries.push_back(absl::StrCat(JsonQuote(name), ":{\"dtype\":\"", dtype, "\",\"shape\":[",
-                                     absl::StrJoin(t.sizes(), ","), "],\"data_offsets\":[",
-                                     offset, ",", offset + bytes, "]}"));
+                                     absl::StrJoin(t.sizes(), ","), "],\"data_offsets\":[", offset,
+                                     ",", offset + bytes, "]}"));
       offset += bytes;
       cpu.push_back(std::move(t));
     }
     if (!metadata.empty()) {
       std::vector<std::string> kv;
-      for (const auto& [k, v] : metadata) kv.push_back(absl::StrCat(JsonQuote(k), ":", JsonQuote(v)));
-      entries.insert(entries.begin(), absl::StrCat("\"__metadata__\":{", absl::StrJoin(kv, ","), "}"));
+      for (const auto& [k, v] : metadata)
+        kv.push_back(absl::StrCat(JsonQuote(k), ":", JsonQuote(v)));
+      entries.insert(entries.begin(),
+                     absl::StrCat("\"__metadata__\":{", absl::StrJoin(kv, ","), "}"));
     }
     std::string header = absl::StrCat("{", absl::StrJoin(entries, ","), "}");
     header.append((8 - header.size() % 8) % 8, ' ');  // align the data to 8 bytes
@@ -74,7 +76,8 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
   };
   if (bytes.size() < 8) return bad("shorter than its 8-byte header length");
   uint64_t n = 0;
-  for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
+  for (int i = 0; i < 8; ++i)
+    n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   if (n > bytes.size() - 8) return bad("header length beyond the end of the file");
   auto header = ParseJson(absl::string_view(bytes).substr(8, n));
   if (!header.ok()) return bad(std::string(header.status().message()));
@@ -91,27 +94,32 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
     if (name == "__metadata__") continue;
     if (!info.is_object()) return bad(absl::StrCat("entry '", name, "' is not an object"));
     const auto& obj = info.object();
-    auto dtype_it = obj.find("dtype"), shape_it = obj.find("shape"), off_it = obj.find("data_offsets");
+    auto dtype_it = obj.find("dtype"), shape_it = obj.find("shape"),
+         off_it = obj.find("data_offsets");
     if (dtype_it == obj.end() || !dtype_it->second.is_string() || shape_it == obj.end() ||
         !shape_it->second.is_array() || off_it == obj.end() || !off_it->second.is_array() ||
         off_it->second.array().size() != 2) {
       return bad(absl::StrCat("entry '", name, "' lacks dtype, shape or data_offsets"));
     }
-    auto type_it = std::find_if(DTypes().begin(), DTypes().end(),
-                                [&](const auto& d) { return d.first == dtype_it->second.string(); });
+    auto type_it = std::find_if(DTypes().begin(), DTypes().end(), [&](const auto& d) {
+      return d.first == dtype_it->second.string();
+    });
     if (type_it == DTypes().end()) {
-      return bad(absl::StrCat("entry '", name, "' has unsupported dtype ", dtype_it->second.string()));
+      return bad(
+          absl::StrCat("entry '", name, "' has unsupported dtype ", dtype_it->second.string()));
     }
     std::vector<int64_t> shape;
     int64_t numel = 1;
     for (const auto& d : shape_it->second.array()) {
-      if (!d.is_number() || d.number() < 0) return bad(absl::StrCat("entry '", name, "' has a bad shape"));
+      if (!d.is_number() || d.number() < 0)
+        return bad(absl::StrCat("entry '", name, "' has a bad shape"));
       shape.push_back(static_cast<int64_t>(d.number()));
       numel *= shape.back();
     }
     const auto& offs = off_it->second.array();
     if (!offs[0].is_number() || !offs[1].is_number()) return bad("non-numeric data_offsets");
-    const auto begin = static_cast<size_t>(offs[0].number()), end = static_cast<size_t>(offs[1].number());
+    const auto begin = static_cast<size_t>(offs[0].number()),
+               end = static_cast<size_t>(offs[1].number());
     const size_t elem = c10::elementSize(type_it->second);
     if (begin > end || end > data_size || end - begin != static_cast<size_t>(numel) * elem) {
       return bad(absl::StrCat("entry '", name, "' has data_offsets that do not match its shape"));
@@ -120,7 +128,8 @@ absl::StatusOr<NamedTensors> ReadSafetensors(const std::string& path) {
     if (numel > 0) std::memcpy(t.data_ptr(), bytes.data() + data_start + begin, end - begin);
     entries.push_back({begin, name, std::move(t)});
   }
-  std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
+  std::sort(entries.begin(), entries.end(),
+            [](const Entry& a, const Entry& b) { return a.begin < b.begin; });
   NamedTensors out;
   for (auto& e : entries) out.emplace_back(std::move(e.name), std::move(e.tensor));
   return out;

@@ -9,9 +9,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "worker/engine/train/autocast.h"
 #include "worker/engine/train/optim.h"
-#include "common/status_macros.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {

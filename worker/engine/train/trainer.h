@@ -11,11 +11,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/model_config.h"
 #include "worker/engine/data/data_loader.h"
 #include "worker/engine/data/dataset.h"
 #include "worker/engine/data/transforms.h"
 #include "worker/engine/dist/collectives.h"
-#include "common/model_config.h"
 #include "worker/engine/train/curriculum.h"
 #include "worker/engine/train/evaluation.h"
 #include "worker/engine/train/optim.h"
@@ -76,9 +76,9 @@ struct StepReport {
   double lr = 0;
   StepStats stats;
   double data_seconds = 0;
-  double step_seconds = 0;  // wall time of the iteration
+  double step_seconds = 0;       // wall time of the iteration
   double images_per_second = 0;  // all ranks, over the last log window
-  int64_t images_seen = 0;  // all ranks, since the start of the run
+  int64_t images_seen = 0;       // all ranks, since the start of the run
   // Logged iterations of CL-MAE mode, from the second on: the share of the
   // patches the masker keeps for a fixed batch of images that it also kept
   // at the previous logged iteration (1 = the same masks).

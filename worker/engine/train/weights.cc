@@ -1,9 +1,9 @@
 #include "worker/engine/train/weights.h"
 
+#include <torch/torch.h>
+
 #include <map>
 #include <set>
-
-#include <torch/torch.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -25,7 +25,9 @@ void Append(torch::nn::Module& module, const std::string& prefix, NamedTensors& 
   for (const auto& b : module.named_buffers()) out.emplace_back(prefix + b.key(), b.value());
 }
 
-std::string Shape(const torch::Tensor& t) { return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]"); }
+std::string Shape(const torch::Tensor& t) {
+  return absl::StrCat("[", absl::StrJoin(t.sizes(), ", "), "]");
+}
 
 }  // namespace
 
@@ -54,13 +56,14 @@ absl::Status LoadWeights(const NamedTensors& tensors, MaeVit& mae, MaskingNet& m
   }
   std::vector<std::string> missing, unexpected, misshaped;
   for (const auto& [name, t] : ours) {
-    const bool required = IsEncoderKey(name) ||
-                          (absl::StartsWith(name, kMaskerPrefix) ? has_masker : has_decoder);
+    const bool required =
+        IsEncoderKey(name) || (absl::StartsWith(name, kMaskerPrefix) ? has_masker : has_decoder);
     auto it = given.find(name);
     if (it == given.end()) {
       if (required) missing.push_back(name);
     } else if (it->second->sizes() != t.sizes()) {
-      misshaped.push_back(absl::StrCat(name, " (file ", Shape(*it->second), ", model ", Shape(t), ")"));
+      misshaped.push_back(
+          absl::StrCat(name, " (file ", Shape(*it->second), ", model ", Shape(t), ")"));
     }
   }
   for (const auto& [name, t] : given) {
@@ -68,9 +71,12 @@ absl::Status LoadWeights(const NamedTensors& tensors, MaeVit& mae, MaskingNet& m
   }
   if (!missing.empty() || !unexpected.empty() || !misshaped.empty()) {
     std::vector<std::string> parts;
-    if (!missing.empty()) parts.push_back(absl::StrCat("missing keys: ", absl::StrJoin(missing, ", ")));
-    if (!unexpected.empty()) parts.push_back(absl::StrCat("unexpected keys: ", absl::StrJoin(unexpected, ", ")));
-    if (!misshaped.empty()) parts.push_back(absl::StrCat("mis-shaped keys: ", absl::StrJoin(misshaped, ", ")));
+    if (!missing.empty())
+      parts.push_back(absl::StrCat("missing keys: ", absl::StrJoin(missing, ", ")));
+    if (!unexpected.empty())
+      parts.push_back(absl::StrCat("unexpected keys: ", absl::StrJoin(unexpected, ", ")));
+    if (!misshaped.empty())
+      parts.push_back(absl::StrCat("mis-shaped keys: ", absl::StrJoin(misshaped, ", ")));
     return absl::InvalidArgumentError(
         absl::StrCat("weights do not match the model: ", absl::StrJoin(parts, "; ")));
   }

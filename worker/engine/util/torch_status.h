@@ -5,12 +5,12 @@
 
 #include <exception>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "c10/util/Exception.h"
 
 namespace clmae {

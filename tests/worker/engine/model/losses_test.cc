@@ -1,10 +1,10 @@
 #include "worker/engine/model/losses.h"
 
-#include <cmath>
-#include <numbers>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
+#include <numbers>
 
 namespace clmae {
 namespace {

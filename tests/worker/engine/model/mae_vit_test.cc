@@ -76,17 +76,17 @@ TEST_F(MaeVitTest, InitialisationFollowsTheMethod) {
 
 TEST_F(MaeVitTest, ReferenceParameterNames) {
   auto params = mae_->named_parameters();
-  for (const char* key : {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token",
-                          "blocks.1.norm1.weight", "blocks.0.attn.qkv.bias",
-                          "blocks.0.attn.proj.weight", "blocks.0.mlp.fc2.bias", "norm.weight",
-                          "decoder_embed.weight", "mask_token", "decoder_blocks.0.norm2.bias",
-                          "decoder_norm.weight", "decoder_pred.bias"}) {
+  for (const char* key :
+       {"patch_embed.proj.weight", "patch_embed.proj.bias", "cls_token", "blocks.1.norm1.weight",
+        "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight", "blocks.0.mlp.fc2.bias",
+        "norm.weight", "decoder_embed.weight", "mask_token", "decoder_blocks.0.norm2.bias",
+        "decoder_norm.weight", "decoder_pred.bias"}) {
     EXPECT_NE(params.find(key), nullptr) << key;
   }
   MaskingNet masker(config_);
   auto mp = masker->named_parameters();
-  for (const char* key : {"cls_token", "blocks.0.attn.qkv.weight", "mlp_head.0.weight",
-                          "mlp_head.1.bias"}) {
+  for (const char* key :
+       {"cls_token", "blocks.0.attn.qkv.weight", "mlp_head.0.weight", "mlp_head.1.bias"}) {
     EXPECT_NE(mp.find(key), nullptr) << key;
   }
 }

@@ -1,9 +1,9 @@
 #include "worker/engine/model/pos_embed.h"
 
-#include <cmath>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <cmath>
 
 namespace clmae {
 namespace {

@@ -1,9 +1,9 @@
 #include "worker/engine/train/lr_schedule.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <numbers>
-
-#include <gtest/gtest.h>
 
 namespace clmae {
 namespace {
@@ -23,7 +23,8 @@ TEST(LrScheduleTest, WarmupThenHalfCosine) {
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 2.5), 0.25);  // per-iteration (fractional epoch)
   EXPECT_DOUBLE_EQ(LearningRateAt(o, 10), 1.0);
   EXPECT_NEAR(LearningRateAt(o, 60), 0.1 + 0.9 * 0.5, 1e-12);
-  EXPECT_NEAR(LearningRateAt(o, 35), 0.1 + 0.9 * 0.5 * (1 + std::cos(std::numbers::pi * 0.25)), 1e-12);
+  EXPECT_NEAR(LearningRateAt(o, 35), 0.1 + 0.9 * 0.5 * (1 + std::cos(std::numbers::pi * 0.25)),
+              1e-12);
   EXPECT_NEAR(LearningRateAt(o, 110), 0.1, 1e-12);
 }
 

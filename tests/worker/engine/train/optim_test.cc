@@ -13,7 +13,7 @@ TEST(OptimTest, DecayGroups) {
   EXPECT_TRUE(IsDecayed("blocks.0.attn.qkv.weight", torch::zeros({6, 2}), true));
   EXPECT_FALSE(IsDecayed("blocks.0.attn.qkv.bias", torch::zeros({6}), true));
   EXPECT_FALSE(IsDecayed("norm.weight", torch::zeros({6}), true));
-  EXPECT_TRUE(IsDecayed("cls_token", torch::zeros({1, 1, 6}), true));   // the reference
+  EXPECT_TRUE(IsDecayed("cls_token", torch::zeros({1, 1, 6}), true));  // the reference
   EXPECT_FALSE(IsDecayed("cls_token", torch::zeros({1, 1, 6}), false));
   EXPECT_FALSE(IsDecayed("mask_token", torch::zeros({1, 1, 6}), false));
   EXPECT_TRUE(IsDecayed("patch_embed.proj.weight", torch::zeros({6, 1, 2, 2}), false));
@@ -26,12 +26,15 @@ TEST(OptimTest, AdamWHoldsEveryTrainableParameterOnce) {
   const auto& decayed = opt->param_groups()[0];
   const auto& plain = opt->param_groups()[1];
   EXPECT_EQ(decayed.params().size() + plain.params().size(), mae->parameters().size());
-  EXPECT_DOUBLE_EQ(static_cast<const torch::optim::AdamWOptions&>(decayed.options()).weight_decay(), 0.05);
-  EXPECT_DOUBLE_EQ(static_cast<const torch::optim::AdamWOptions&>(plain.options()).weight_decay(), 0.0);
+  EXPECT_DOUBLE_EQ(static_cast<const torch::optim::AdamWOptions&>(decayed.options()).weight_decay(),
+                   0.05);
+  EXPECT_DOUBLE_EQ(static_cast<const torch::optim::AdamWOptions&>(plain.options()).weight_decay(),
+                   0.0);
   auto betas = static_cast<const torch::optim::AdamWOptions&>(decayed.options()).betas();
   EXPECT_DOUBLE_EQ(std::get<1>(betas), 0.95);
   SetLearningRate(*opt, 0.25);
-  EXPECT_DOUBLE_EQ(static_cast<const torch::optim::AdamWOptions&>(opt->param_groups()[1].options()).lr(), 0.25);
+  EXPECT_DOUBLE_EQ(
+      static_cast<const torch::optim::AdamWOptions&>(opt->param_groups()[1].options()).lr(), 0.25);
 }
 
 }  // namespace

@@ -1,10 +1,10 @@
 #include "worker/engine/train/safetensors.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/train/weights.h"
@@ -59,9 +59,11 @@ TEST_F(SafetensorsTest, MalformedFilesAreRejectedWithTheReason) {
     return Path(name);
   };
   EXPECT_EQ(ReadSafetensors(Path("missing")).status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(ReadSafetensors(write("short", "abc")).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadSafetensors(write("short", "abc")).status().code(),
+            absl::StatusCode::kInvalidArgument);
   std::string huge(8, '\xff');
-  EXPECT_EQ(ReadSafetensors(write("huge", huge)).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReadSafetensors(write("huge", huge)).status().code(),
+            absl::StatusCode::kInvalidArgument);
   std::string header = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,8]}}";
   std::string len(8, '\0');
   len[0] = static_cast<char>(header.size());
@@ -86,12 +88,12 @@ TEST_F(SafetensorsTest, WeightsExportUnderReferenceNamesAndImportBack) {
   auto enc = NamedWeights(mae, masker, WeightSet::kEncoder);
   std::set<std::string> names;
   for (auto& [n, t] : all) names.insert(n);
-  for (const char* key : {"patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.1.attn.qkv.weight",
-                          "norm.bias", "decoder_embed.weight", "mask_token", "decoder_pos_embed",
-                          "decoder_blocks.0.mlp.fc1.weight", "decoder_pred.weight",
-                          "masking_net.cls_token", "masking_net.pos_embed",
-                          "masking_net.blocks.0.norm1.weight", "masking_net.mlp_head.0.weight",
-                          "masking_net.mlp_head.1.bias"}) {
+  for (const char* key :
+       {"patch_embed.proj.weight", "cls_token", "pos_embed", "blocks.1.attn.qkv.weight",
+        "norm.bias", "decoder_embed.weight", "mask_token", "decoder_pos_embed",
+        "decoder_blocks.0.mlp.fc1.weight", "decoder_pred.weight", "masking_net.cls_token",
+        "masking_net.pos_embed", "masking_net.blocks.0.norm1.weight",
+        "masking_net.mlp_head.0.weight", "masking_net.mlp_head.1.bias"}) {
     EXPECT_TRUE(names.count(key)) << key;
   }
   for (auto& [n, t] : enc) {
@@ -108,7 +110,8 @@ TEST_F(SafetensorsTest, WeightsExportUnderReferenceNamesAndImportBack) {
   ASSERT_TRUE(read.ok());
   ASSERT_TRUE(LoadWeights(*read, mae2, masker2).ok());
   auto all2 = NamedWeights(mae2, masker2, WeightSet::kAll);
-  for (size_t i = 0; i < all.size(); ++i) EXPECT_TRUE(torch::equal(all[i].second, all2[i].second)) << all[i].first;
+  for (size_t i = 0; i < all.size(); ++i)
+    EXPECT_TRUE(torch::equal(all[i].second, all2[i].second)) << all[i].first;
 }
 
 TEST_F(SafetensorsTest, EncoderOnlyFileInitialisesTheEncoder) {
@@ -129,16 +132,20 @@ TEST_F(SafetensorsTest, ImportNamesEveryMissingUnexpectedAndMisshapedKey) {
   auto enc = NamedWeights(mae, masker, WeightSet::kEncoder);
   NamedTensors bad;
   for (auto& [n, t] : enc) {
-    if (n == "norm.weight" || n == "blocks.1.norm2.bias") continue;                 // missing
-    if (n == "cls_token") { bad.emplace_back(n, torch::zeros({1, 1, 4})); continue; } // mis-shaped
+    if (n == "norm.weight" || n == "blocks.1.norm2.bias") continue;  // missing
+    if (n == "cls_token") {
+      bad.emplace_back(n, torch::zeros({1, 1, 4}));
+      continue;
+    }  // mis-shaped
     bad.emplace_back(n, t);
   }
   bad.emplace_back("head.weight", torch::zeros({10, 8}));  // unexpected
   auto status = LoadWeights(bad, mae, masker);
   ASSERT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
   const std::string msg(status.message());
-  for (const char* part : {"missing keys: blocks.1.norm2.bias, norm.weight", "unexpected keys: head.weight",
-                           "cls_token (file [1, 1, 4], model [1, 1, 8])"}) {
+  for (const char* part :
+       {"missing keys: blocks.1.norm2.bias, norm.weight", "unexpected keys: head.weight",
+        "cls_token (file [1, 1, 4], model [1, 1, 8])"}) {
     EXPECT_NE(msg.find(part), std::string::npos) << part << " in " << msg;
   }
 }

@@ -1,9 +1,9 @@
 #include "worker/engine/train/train_step.h"
 
-#include <map>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <map>
 
 #include "tests/worker/engine/small_model_config.h"
 #include "worker/engine/model/losses.h"
@@ -21,7 +21,8 @@ std::map<std::string, torch::Tensor> Snapshot(torch::nn::Module& m) {
 }
 
 // Names of parameters that differ from the snapshot.
-std::vector<std::string> Changed(torch::nn::Module& m, const std::map<std::string, torch::Tensor>& before) {
+std::vector<std::string> Changed(torch::nn::Module& m,
+                                 const std::map<std::string, torch::Tensor>& before) {
   std::vector<std::string> out;
   for (const auto& p : m.named_parameters()) {
     if (!torch::equal(p.value(), before.at(p.key()))) out.push_back(p.key());
@@ -147,7 +148,8 @@ TEST_F(TrainStepTest, StatsReportEveryLossTerm) {
   EXPECT_GT(stats->masker_gauss, 0);
   EXPECT_GT(stats->masker_div, 0);
   EXPECT_NEAR(stats->masker_total,
-              0.3 * stats->masker_rec + stats->masker_gauss + stats->masker_kl + stats->masker_div, 1e-4);
+              0.3 * stats->masker_rec + stats->masker_gauss + stats->masker_kl + stats->masker_div,
+              1e-4);
   EXPECT_GT(stats->mask_mean_score, 0);
   EXPECT_LT(stats->mask_mean_score, 1);
   EXPECT_GT(stats->grad_norm_mae, 0);

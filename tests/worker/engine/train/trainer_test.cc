@@ -1,11 +1,11 @@
 #include "worker/engine/train/trainer.h"
 
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "tests/testing/tiny_trainer_options.h"
 #include "worker/engine/train/checkpoint.h"
@@ -71,13 +71,16 @@ class TrainerTest : public ::testing::Test {
     ASSERT_TRUE((*b)->Run().ok());
     auto w1 = Weights(**straight), w2 = Weights(**b);
     ASSERT_EQ(w1.size(), w2.size());
-    for (size_t i = 0; i < w1.size(); ++i) EXPECT_TRUE(torch::equal(w1[i], w2[i])) << "tensor " << i;
+    for (size_t i = 0; i < w1.size(); ++i)
+      EXPECT_TRUE(torch::equal(w1[i], w2[i])) << "tensor " << i;
   }
 
   fs::path dir_;
 };
 
-TEST_F(TrainerTest, ResumeContinuesBitForBitClMae) { ExpectResumeBitForBit(Options("straight"), 7); }
+TEST_F(TrainerTest, ResumeContinuesBitForBitClMae) {
+  ExpectResumeBitForBit(Options("straight"), 7);
+}
 
 TEST_F(TrainerTest, ResumeContinuesBitForBitPlainMaeWithAccumulation) {
   auto o = Options("straight");
@@ -150,8 +153,8 @@ TEST_F(TrainerTest, WritesLogCheckpointsPreviewsAndExports) {
   ASSERT_TRUE((*t)->Run().ok());
   EXPECT_EQ((*t)->step(), 15);
   ASSERT_EQ(rec.reports.size(), 15u);
-  EXPECT_DOUBLE_EQ(rec.reports.front().lambda_cl, 1.0);   // epoch 0 of 3
-  EXPECT_DOUBLE_EQ(rec.reports.back().lambda_cl, -1.0);   // epoch 2 of 3: 1 - 2*3/3
+  EXPECT_DOUBLE_EQ(rec.reports.front().lambda_cl, 1.0);  // epoch 0 of 3
+  EXPECT_DOUBLE_EQ(rec.reports.back().lambda_cl, -1.0);  // epoch 2 of 3: 1 - 2*3/3
   const fs::path out(o.output_dir);
   // Checkpoints at 5, 10 and the final 15; only the newest 2 are kept.
   EXPECT_FALSE(fs::exists(out / "checkpoints" / "step-000000005.ckpt"));
@@ -211,27 +214,33 @@ TEST_F(TrainerTest, BadInputsNameTheProblem) {
   chans.model.in_chans = 3;
   chans.transform.mean = {0.5};
   chans.transform.std = {0.25};
-  EXPECT_NE(Trainer::Create(chans, nullptr, nullptr).status().message().find("in_chans"), std::string::npos);
+  EXPECT_NE(Trainer::Create(chans, nullptr, nullptr).status().message().find("in_chans"),
+            std::string::npos);
 
   auto big = Options("x");
   big.loader.batch_size = 64;
-  EXPECT_NE(Trainer::Create(big, nullptr, nullptr).status().message().find("batch_size"), std::string::npos);
+  EXPECT_NE(Trainer::Create(big, nullptr, nullptr).status().message().find("batch_size"),
+            std::string::npos);
 
   auto bf16 = Options("x");
   bf16.step.bf16 = true;
-  EXPECT_EQ(Trainer::Create(bf16, nullptr, nullptr).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(Trainer::Create(bf16, nullptr, nullptr).status().code(),
+            absl::StatusCode::kInvalidArgument);
 
   auto device = Options("x");
   device.device = "tpu";
-  EXPECT_NE(Trainer::Create(device, nullptr, nullptr).status().message().find("train.device"), std::string::npos);
+  EXPECT_NE(Trainer::Create(device, nullptr, nullptr).status().message().find("train.device"),
+            std::string::npos);
 
   auto ratio = Options("x");
   ratio.step.mask_ratio = 1.0;
-  EXPECT_NE(Trainer::Create(ratio, nullptr, nullptr).status().message().find("mask_ratio"), std::string::npos);
+  EXPECT_NE(Trainer::Create(ratio, nullptr, nullptr).status().message().find("mask_ratio"),
+            std::string::npos);
 
   auto patch = Options("x");
   patch.model.patch_size = 5;
-  EXPECT_NE(Trainer::Create(patch, nullptr, nullptr).status().message().find("patch_size"), std::string::npos);
+  EXPECT_NE(Trainer::Create(patch, nullptr, nullptr).status().message().find("patch_size"),
+            std::string::npos);
 
   auto resume = Options("x");
   resume.resume_from = (dir_ / "nope.ckpt").string();
