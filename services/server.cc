@@ -1,11 +1,15 @@
 #include "services/server.h"
 
+#include <memory>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/impl/server_builder_option.h"
+#include "grpcpp/impl/server_builder_plugin.h"
 #include "grpcpp/server_builder.h"
 #include "grpcpp/support/channel_arguments.h"
 #include "services/tls.h"
@@ -21,6 +25,20 @@ void SetHealth(grpc::Server& server, bool serving) {
   if (health == nullptr) return;
   for (const char* name : kHealthNames) health->SetServingStatus(name, serving);
 }
+
+// gRPC's reflection library registers its plugin with every ServerBuilder
+// as soon as it is linked (a static initializer), so "off" has to be said:
+// this option takes the plugin out of the builder's list. UpdatePlugins is
+// the hook gRPC gives options for exactly that.
+class WithoutReflection : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments* /*args*/) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return plugin->name() == "proto_server_reflection";
+    });
+  }
+};
 
 }  // namespace
 
@@ -56,6 +74,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // gRPC sets SO_REUSEPORT by default, which would let a second coordinator
   // share the port (and half the calls) with a running one.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  if (!options.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   builder.RegisterService(&server->coordinator_service_);
   builder.RegisterService(&server->worker_control_service_);
   if (options.interceptors) builder.experimental().SetInterceptorCreators(options.interceptors());
