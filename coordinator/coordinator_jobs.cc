@@ -410,10 +410,13 @@ absl::Status Coordinator::CheckRanks(ActiveJob& active, absl::Time now) {
     const RankState& rank = active.ranks[hung];
     return FailAttempt(
         active,
-        absl::StrCat("rank ", hung, " on worker ", p.ranks(hung).worker_id(), " is hung: step ",
-                     rank.step, " has not advanced for ",
-                     absl::FormatDuration(now - rank.advanced_at), " and its last report came ",
-                     absl::FormatDuration(now - rank.heard_at), " ago"),
+        absl::StrCat(
+            "rank ", hung, " on worker ", p.ranks(hung).worker_id(), " is hung: step ", rank.step,
+            " has not advanced for ",
+            absl::FormatDuration(absl::Trunc(now - rank.advanced_at, absl::Milliseconds(100))),
+            " and its last report came ",
+            absl::FormatDuration(absl::Trunc(now - rank.heard_at, absl::Milliseconds(100))),
+            " ago"),
         now);
   }
   if (!any_reported && now - active.running_since > options_.hang_timeout) {
