@@ -27,5 +27,11 @@ inline constexpr int kTaskExitRendezvousBusy = 69;
 //   the coordinator has quarantined it, and the next attempt resumes from the
 //   newest one that verifies.
 inline constexpr int kTaskExitCheckpointCorrupt = 65;
+// The job asks to read or write a path the node does not allow (output.dir
+// outside the job's folder, data.path, eval.path or train.init_from outside
+// the agent's --data_roots): the rank was not started, and the coordinator
+// fails the job without a restart, since every attempt would be refused
+// the same way (EX_NOPERM).
+inline constexpr int kTaskExitPathRefused = 77;
 
 }  // namespace clmae

@@ -78,7 +78,7 @@ struct CoordinatorOptions {
   // Unset: stderr, with a UTC timestamp.
   std::function<void(absl::string_view)> log;
   // Full spec validation, run on Submit before anything is stored (the gRPC
-  // edge passes ValidateJobSpec; the domain cannot depend on services/).
+  // edge passes ValidateJobSpecForService; the domain cannot depend on services/).
   std::function<absl::Status(const v1::JobSpec&)> validate_spec;
   std::function<absl::Time()> clock = [] { return absl::Now(); };
 };
@@ -267,8 +267,9 @@ class Coordinator {
   absl::Status Schedule(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Place(ActiveJob& active, const GangPlacement& placement, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status FailAttempt(ActiveJob& active, const std::string& reason, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // RESTARTING while restarts are left (and `may_restart`), else FAILED.
+  absl::Status FailAttempt(ActiveJob& active, const std::string& reason, absl::Time now,
+                           bool may_restart = true) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The attempt's ranks stopped on request after checkpointing: RESTARTING,
   // then PENDING at attempt + 1 without using a restart.
   absl::Status PreemptAttempt(ActiveJob& active, const std::string& reason, absl::Time now)

@@ -194,8 +194,9 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
         } else if (first_exit && node_problem && IsPlaced(active->job.state())) {
           result.Update(RequeueForNode(*active, ExitReason(task.rank, worker_id, status), now));
         } else if (first_exit && failed && IsPlaced(active->job.state())) {
-          result.Update(
-              FailAttempt(*active, FailureReason(*active, task.rank, worker_id, status), now));
+          const bool refused = status.signal() == 0 && status.exit_code() == kTaskExitPathRefused;
+          result.Update(FailAttempt(*active, FailureReason(*active, task.rank, worker_id, status),
+                                    now, /*may_restart=*/!refused));
         } else {
           result.Update(MaybeAdvance(*active, now));
         }

@@ -185,17 +185,19 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reason,
-                                      absl::Time now) {
+absl::Status Coordinator::FailAttempt(ActiveJob& active, const std::string& reason, absl::Time now,
+                                      bool may_restart) {
   if (!IsPlaced(active.job.state())) return absl::OkStatus();
   const int max_restarts = active.resources.max_restarts;
-  const bool restart = active.job.restarts() < max_restarts;
+  const bool restart = may_restart && active.job.restarts() < max_restarts;
   v1::Job next = active.job;
   next.set_failure_message(reason);
   next.set_state(restart ? v1::JOB_STATE_RESTARTING : v1::JOB_STATE_FAILED);
   const std::string message =
       restart ? absl::StrCat(reason, "; restart ", active.job.restarts() + 1, " of ", max_restarts)
-              : absl::StrCat(reason, "; no restarts left (max_restarts ", max_restarts, ")");
+      : !may_restart
+          ? absl::StrCat(reason, "; not restarted: every attempt would be refused the same way")
+          : absl::StrCat(reason, "; no restarts left (max_restarts ", max_restarts, ")");
   RETURN_IF_ERROR(Commit(active, next, message, now));
   // No partial restarts: every other rank of the attempt is stopped.
   CancelRanks(active, reason, options_.cancel_grace);

@@ -22,7 +22,7 @@ done
 say() { printf '\n[demo] %s\n' "$*"; }
 rm -rf "$demo"
 mkdir -p "$demo"
-cd "$root"  # the spec's output.dir (runs/demo/job) is relative to here
+cd "$root"
 
 # Fresh tokens for this run: one for clients (clmaectl), one for agents.
 token() { head -c 18 /dev/urandom | base64 | tr '+/' '-_'; }
@@ -91,7 +91,7 @@ metrics = job.get("result", {}).get("metrics", {})
 print(f"job {job['id']}: {job['state'].removeprefix('JOB_STATE_')} after {job.get('attempt', 1)} attempt(s)")
 if "knn_top1" in metrics:
     print(f"k-NN top-1 of the encoder on Fashion-MNIST: {100 * metrics['knn_top1']:.1f}%")
-print("outputs:", job.get("result", {}).get("output_dir", "runs/demo/job"))
+print("outputs (rank 0's agent):", job.get("result", {}).get("output_dir", "?"))
 PY
 
 say "checkpoints kept by the coordinator (runs/demo/coordinator/checkpoints)"

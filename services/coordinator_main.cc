@@ -242,7 +242,7 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   options.log = Say;
   options.master_port_min = ports->first;
   options.master_port_max = ports->second;
-  options.validate_spec = clmae::ValidateJobSpec;
+  options.validate_spec = clmae::ValidateJobSpecForService;
   return options;
 }
 

@@ -88,7 +88,7 @@ grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerCont
     if (!request->has_spec()) {
       return absl::InvalidArgumentError("spec: required; give the job spec to run");
     }
-    if (absl::Status valid = ValidateJobSpec(request->spec()); !valid.ok()) return valid;
+    if (absl::Status valid = ValidateJobSpecForService(request->spec()); !valid.ok()) return valid;
     absl::StatusOr<v1::Job> job = coordinator_->Submit(request->spec(), request->request_id());
     if (!job.ok()) return job.status();
     *response = *std::move(job);

@@ -30,7 +30,7 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   CoordinatorService(clmae::Coordinator* coordinator, const Authorizer* authorizer)
       : coordinator_(coordinator), authorizer_(authorizer) {}
 
-  // Validates the spec with ValidateJobSpec (INVALID_ARGUMENT naming the
+  // Validates the spec with ValidateJobSpecForService (INVALID_ARGUMENT naming the
   // field) before the domain stores it.
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
                                       const v1::SubmitJobRequest* request,

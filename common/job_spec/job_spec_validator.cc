@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "common/job_spec/job_spec_defaults.h"
 #include "common/job_spec/job_spec_sections.h"
@@ -102,6 +103,23 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   RETURN_IF_ERROR(CheckEval(spec, model));
   RETURN_IF_ERROR(CheckOutput(spec.output()));
   return CheckResources(spec);
+}
+
+absl::Status CheckInsideFolder(absl::string_view field, absl::string_view path) {
+  constexpr absl::string_view kAllowed =
+      "a relative path inside the job's folder on the worker (no leading '/', no '..')";
+  if (path.empty()) return absl::OkStatus();
+  const std::string given = Quoted(path);
+  if (path.front() == '/') return Invalid(field, kAllowed, given);
+  for (absl::string_view part : absl::StrSplit(path, '/')) {
+    if (part == "..") return Invalid(field, kAllowed, given);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateJobSpecForService(const JobSpec& spec) {
+  RETURN_IF_ERROR(ValidateJobSpec(spec));
+  return CheckInsideFolder("output.dir", spec.output().dir());
 }
 
 }  // namespace clmae

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "clmae/v1/job_spec.pb.h"
 #include "common/model_config.h"
 
@@ -24,5 +25,17 @@ absl::StatusOr<ModelConfig> ResolveModelConfig(const clmae::v1::JobSpec& spec);
 // was given and what is allowed. Does not touch the file system: whether
 // data paths exist is checked where the data is read.
 absl::Status ValidateJobSpec(const clmae::v1::JobSpec& spec);
+
+// A path inside a folder: relative, with no ".." component (so it cannot
+// leave the folder it is joined to). INVALID_ARGUMENT names `field` and says
+// what was given. Empty is allowed (the default).
+absl::Status CheckInsideFolder(absl::string_view field, absl::string_view path);
+
+// ValidateJobSpec plus what a job run by the service must also respect, on
+// submit: a worker writes a job's outputs under the job's own folder in its
+// work directory, so output.dir must stay inside it (CheckInsideFolder).
+// Paths read on the workers (data.path, eval.path, train.init_from) are
+// checked by each worker against the roots its operator allows.
+absl::Status ValidateJobSpecForService(const clmae::v1::JobSpec& spec);
 
 }  // namespace clmae

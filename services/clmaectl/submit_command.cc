@@ -36,7 +36,7 @@ std::string NewRequestId() {
 
 ExitCode RunSubmit(const SubmitOptions& options, const CommandEnv& env) {
   absl::StatusOr<v1::JobSpec> spec = LoadJobSpecFile(options.spec_file);
-  absl::Status valid = spec.ok() ? ValidateJobSpec(*spec) : spec.status();
+  absl::Status valid = spec.ok() ? ValidateJobSpecForService(*spec) : spec.status();
   if (!valid.ok()) {
     // Prefixed with the path when the file was read; the validator's
     // messages name the field.

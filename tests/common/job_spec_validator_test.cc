@@ -43,6 +43,28 @@ TEST_F(JobSpecValidatorTest, SpecWithOnlyANameIsValid) {
   EXPECT_TRUE(ValidateJobSpec(Spec("")).ok()) << ValidateJobSpec(Spec(""));
 }
 
+// A job run by the service writes under its own folder on the worker:
+// output.dir may not leave it. clmae-train on its own takes any path.
+TEST_F(JobSpecValidatorTest, TheServiceKeepsOutputDirInsideTheJobFolder) {
+  for (const char* ok : {"", "runs/demo/job", "out", "./a/b"}) {
+    const JobSpec spec = Spec(absl::StrCat("output: {dir: '", ok, "'}"));
+    EXPECT_TRUE(ValidateJobSpecForService(spec).ok())
+        << ok << ": " << ValidateJobSpecForService(spec);
+  }
+  for (const char* escaping : {"../../../../etc", "/etc", "a/../../b", "..", "/"}) {
+    const JobSpec spec = Spec(absl::StrCat("output: {dir: '", escaping, "'}"));
+    EXPECT_TRUE(ValidateJobSpec(spec).ok()) << escaping;
+    const absl::Status status = ValidateJobSpecForService(spec);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << escaping;
+    EXPECT_THAT(std::string(status.message()),
+                StartsWith("output.dir must be a relative path inside the job's folder"));
+    EXPECT_THAT(std::string(status.message()), HasSubstr(absl::StrCat("got '", escaping, "'")));
+  }
+  // The rest of the spec is still checked first.
+  EXPECT_EQ(ValidateJobSpecForService(Spec("train: {epochs: 0}")).code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
 TEST_F(JobSpecValidatorTest, AcceptsValuesAtTheEdgesOfTheirRanges) {
   const JobSpec spec = Spec(R"yaml(
 name: a

@@ -150,6 +150,24 @@ TEST_F(CoordinatorResilienceTest, ACorruptResumeCheckpointRequeuesWithoutARestar
   EXPECT_EQ(job.node_requeues(), 1);
 }
 
+TEST_F(CoordinatorResilienceTest, APathTheNodeRefusesFailsTheJobWithoutARestart) {
+  auto a = Attach("a", 1);
+  const std::string id = Submit(CpuSpec("reads-etc", 1, /*max_restarts=*/3));
+  std::vector<v1::TaskAssignment> tasks = Running(a, "a");
+  v1::TaskStatus status;
+  status.set_job_id(id);
+  status.set_attempt(1);
+  status.set_rank(0);
+  status.set_state(v1::TaskStatus::EXITED);
+  status.set_exit_code(kTaskExitPathRefused);
+  status.set_message("data.path: '/etc' is outside the folders this worker lets jobs read");
+  ASSERT_TRUE(coordinator_->TaskStatus("a", status).ok());
+  const v1::Job job = Get(id);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
+  EXPECT_EQ(job.restarts(), 0);
+  EXPECT_THAT(job.failure_message(), HasSubstr("data.path: '/etc' is outside"));
+}
+
 TEST_F(CoordinatorResilienceTest, AfterARestartAgentsHaveTheRecoveryGraceToReattach) {
   recovery_grace_ = absl::Seconds(40);  // the lease is 10 s
   Reopen();

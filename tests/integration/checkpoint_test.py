@@ -39,7 +39,7 @@ log = logger("checkpoint_test")
 
 
 def write_spec(work, name):
-    """A tiny one-rank job; its output folder is relative to the agent's folder."""
+    """A tiny one-rank job; its output folder is inside the job's folder on the agent."""
     path = os.path.join(work, f"{name}.yaml")
     with open(path, "w") as f:
         f.write(f"""name: {name}

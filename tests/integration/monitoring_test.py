@@ -153,7 +153,7 @@ data: {{kind: SYNTHETIC, synthetic_size: 64, num_workers: 1}}
 optimizer: {{warmup_epochs: 1}}
 train: {{epochs: 1000, max_steps: 20000, batch_size: 8, threads: 1, log_every: 2}}
 eval: {{enabled: false}}
-output: {{dir: {os.path.join(work, 'out')}, checkpoint_every: 10, export_safetensors: false}}
+output: {{dir: out, checkpoint_every: 10, export_safetensors: false}}
 resources: {{world_size: 2, device_kind: cpu, max_restarts: 0}}
 """)
     return path

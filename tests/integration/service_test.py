@@ -172,7 +172,7 @@ data: {{kind: SYNTHETIC, synthetic_size: {synthetic_size}, num_workers: 1}}
 optimizer: {{warmup_epochs: 1}}
 train: {{epochs: 1000, max_steps: {steps}, batch_size: {batch_size}, threads: 1, log_every: {log_every}}}
 eval: {evaluation}
-output: {{dir: {os.path.join(work, 'out', name)}, checkpoint_every: {checkpoint_every},
+output: {{dir: out/{name}, checkpoint_every: {checkpoint_every},
          export_safetensors: true}}
 resources: {{world_size: {world_size}, device_kind: cpu, max_restarts: {max_restarts}}}
 """)

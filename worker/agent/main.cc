@@ -43,6 +43,9 @@ ABSL_FLAG(std::string, trainer, "",
           "clmae-train executable (default: next to this program, else on PATH)");
 ABSL_FLAG(std::string, work_dir, "clmae-work",
           "folder for job specs and trainer logs (<work_dir>/<job>/attempt-<n>/rank-<r>.log)");
+ABSL_FLAG(std::vector<std::string>, data_roots, {"/usr/share/datasets"},
+          "comma-separated folders jobs may read data, eval data and init_from weights from "
+          "(symlinks resolved); --work_dir is always allowed");
 ABSL_FLAG(absl::Duration, cancel_grace, absl::Seconds(30),
           "SIGTERM -> SIGKILL for cancels without a grace and on agent shutdown");
 ABSL_FLAG(absl::Duration, reconnect_backoff_min, absl::Milliseconds(500),
@@ -123,6 +126,8 @@ int main(int argc, char** argv) {
     return clmae::kExitUsage;
   }
   options.work_dir = absl::GetFlag(FLAGS_work_dir);
+  options.data_roots = absl::GetFlag(FLAGS_data_roots);
+  options.data_roots.push_back(options.work_dir);
   options.cancel_grace = absl::GetFlag(FLAGS_cancel_grace);
   options.reconnect_backoff_min = absl::GetFlag(FLAGS_reconnect_backoff_min);
   options.reconnect_backoff_max = absl::GetFlag(FLAGS_reconnect_backoff_max);

@@ -183,7 +183,13 @@ void TaskSupervisor::StartTask(const v1::TaskAssignment& assignment) {
   }
   if (RendezvousPortBusy(assignment)) return;
   const TaskPaths paths = PathsFor(options_.command, assignment);
-  if (absl::Status prepared = PrepareTaskFiles(paths, assignment); !prepared.ok()) {
+  absl::StatusOr<v1::JobSpec> spec = ConfineJobPaths(options_.command, assignment);
+  if (!spec.ok()) {
+    // The job asks for something this node refuses; another attempt would
+    // be refused the same way, so the coordinator fails the job.
+    return NotStarted(task, std::string(spec.status().message()), kTaskExitPathRefused);
+  }
+  if (absl::Status prepared = PrepareTaskFiles(paths, *spec); !prepared.ok()) {
     return NotStarted(task, std::string(prepared.message()));
   }
   if (assignment.resume_checkpoint().empty()) return Spawn(assignment, "");

@@ -15,7 +15,10 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "common/file_io.h"
+#include "common/job_spec/job_spec_validator.h"
 #include "common/job_spec/job_spec_yaml.h"
+#include "common/status_macros.h"
+#include "common/text.h"
 
 namespace clmae {
 namespace {
@@ -115,7 +118,62 @@ SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::Task
   return spawn;
 }
 
-absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& task) {
+std::string JobFolder(const TrainerCommandOptions& options, const v1::TaskAssignment& task) {
+  std::error_code ec;
+  std::filesystem::path dir = std::filesystem::absolute(options.work_dir, ec);
+  if (ec) dir = options.work_dir;
+  return (dir.lexically_normal() / task.job_id()).string();
+}
+
+namespace {
+
+// `path` with every symlink of its existing part resolved, absolute.
+std::filesystem::path Resolved(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path absolute = std::filesystem::absolute(path, ec);
+  if (ec) return std::filesystem::path(path).lexically_normal();
+  std::filesystem::path resolved = std::filesystem::weakly_canonical(absolute, ec);
+  return ec ? absolute.lexically_normal() : resolved;
+}
+
+bool Inside(const std::filesystem::path& path, const std::filesystem::path& root) {
+  const std::filesystem::path relative = path.lexically_relative(root);
+  return !relative.empty() && *relative.begin() != "..";
+}
+
+absl::Status CheckUnderRoots(absl::string_view field, const std::string& path,
+                             const std::vector<std::string>& roots) {
+  if (path.empty()) return absl::OkStatus();
+  const std::filesystem::path resolved = Resolved(path);
+  for (const std::string& root : roots) {
+    if (Inside(resolved, Resolved(root))) return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      field, ": '", Clip(path, 200), "'",
+      resolved.string() == path ? "" : absl::StrCat(" (", Clip(resolved.string(), 200), ")"),
+      " is outside the folders this worker lets jobs read (",
+      roots.empty() ? "none" : absl::StrJoin(roots, ", "),
+      "); its operator sets them with clmae-worker --data_roots"));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::JobSpec> ConfineJobPaths(const TrainerCommandOptions& options,
+                                            const v1::TaskAssignment& task) {
+  v1::JobSpec spec = task.spec();
+  if (absl::Status inside = CheckInsideFolder("output.dir", spec.output().dir()); !inside.ok()) {
+    return absl::PermissionDeniedError(inside.message());
+  }
+  const std::string dir = spec.output().dir().empty() ? "output" : spec.output().dir();
+  spec.mutable_output()->set_dir(
+      (std::filesystem::path(JobFolder(options, task)) / dir).lexically_normal().string());
+  RETURN_IF_ERROR(CheckUnderRoots("data.path", spec.data().path(), options.data_roots));
+  RETURN_IF_ERROR(CheckUnderRoots("eval.path", spec.eval().path(), options.data_roots));
+  RETURN_IF_ERROR(CheckUnderRoots("train.init_from", spec.train().init_from(), options.data_roots));
+  return spec;
+}
+
+absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::JobSpec& spec) {
   std::error_code ec;
   std::filesystem::create_directories(paths.attempt_dir, ec);
   if (ec) {
@@ -124,7 +182,7 @@ absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& 
   }
   // Ranks of one attempt on one node share the file: each writes a temporary
   // file of its own and renames it over the final one.
-  return WriteFileAtomically(paths.spec_path, JobSpecToYaml(task.spec()));
+  return WriteFileAtomically(paths.spec_path, JobSpecToYaml(spec));
 }
 
 absl::StatusOr<bool> TcpPortBindable(int port) {

@@ -30,6 +30,11 @@ struct TrainerCommandOptions {
   // When >= 0, the trainer serves metrics on this + LOCAL_RANK (its device
   // index; one rank per device, so the port is free).
   int metrics_port_base = -1;
+  // The folders a job may read on this node: data.path, eval.path and
+  // train.init_from must lie under one of them once symlinks are resolved
+  // (ConfineJobPaths). Relative entries are taken from the agent's working
+  // directory.
+  std::vector<std::string> data_roots;
 };
 
 // Where one rank's files go.
@@ -68,9 +73,24 @@ TaskPaths PathsFor(const TrainerCommandOptions& options, const v1::TaskAssignmen
 SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::TaskAssignment& task,
                             const std::string& resume_path = "");
 
-// Creates the attempt folder and writes the assignment's spec there as YAML
-// (JobSpecToYaml), replacing an older file atomically. Errors name the path.
-absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::TaskAssignment& task);
+// The job folder of `task`: <work_dir>/<job_id>, absolute.
+std::string JobFolder(const TrainerCommandOptions& options, const v1::TaskAssignment& task);
+
+// The spec this node runs `task` with, its paths confined:
+// - output.dir is joined to the job folder (default "output"), so every
+//   output lands in <work_dir>/<job_id>/<output.dir>; it must be relative
+//   with no ".." component (the coordinator checks this on submit too);
+// - data.path, eval.path and train.init_from, where set, must lie under one
+//   of options.data_roots after symlinks are resolved (a link that points
+//   out of a root is refused).
+// PERMISSION_DENIED names the field, the path and the allowed roots.
+absl::StatusOr<v1::JobSpec> ConfineJobPaths(const TrainerCommandOptions& options,
+                                            const v1::TaskAssignment& task);
+
+// Creates the attempt folder and writes `spec` (ConfineJobPaths) there as
+// YAML (JobSpecToYaml), replacing an older file atomically. Errors name the
+// path.
+absl::Status PrepareTaskFiles(const TaskPaths& paths, const v1::JobSpec& spec);
 
 // Whether `port` can be bound on this node the way rank 0's rendezvous
 // store (c10d TCPStore) binds it: a TCP socket with SO_REUSEADDR on

@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<WorkerAgent>> WorkerAgent::Create(WorkerAgentOpti
   supervisor.worker_id = agent->options_.worker_id;
   supervisor.command.trainer_path = agent->options_.trainer_path;
   supervisor.command.work_dir = agent->options_.work_dir;
+  supervisor.command.data_roots = agent->options_.data_roots;
   supervisor.command.coordinator = agent->options_.coordinator;
   supervisor.command.checkpoint_cache_dir = agent->fetcher_->cache_dir();
   supervisor.ledger = &agent->ledger_;

@@ -35,6 +35,8 @@ struct WorkerAgentOptions {
   int cpu_slots = 1;
   std::string trainer_path;  // the clmae-train executable
   std::string work_dir;      // <work_dir>/<job_id>/attempt-<n>/{job.yaml,rank-<r>.log}
+  // Folders jobs may read from (TrainerCommandOptions::data_roots).
+  std::vector<std::string> data_roots;
   // Checkpoints kept in <work_dir>/checkpoint-cache/ for restarted attempts
   // (CheckpointFetcherOptions.max_files).
   int checkpoint_cache_files = 4;

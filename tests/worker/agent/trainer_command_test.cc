@@ -120,10 +120,73 @@ TEST(TrainerCommandTest, PrepareTaskFilesWritesTheSpecAsYamlTheTrainerReads) {
   v1::TaskAssignment task = Assignment();
   task.mutable_spec()->set_name("written-spec");
   const TaskPaths paths = PathsFor(options, task);
-  ASSERT_TRUE(PrepareTaskFiles(paths, task).ok());
+  absl::StatusOr<v1::JobSpec> spec = ConfineJobPaths(options, task);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  ASSERT_TRUE(PrepareTaskFiles(paths, *spec).ok());
   absl::StatusOr<v1::JobSpec> read = LoadJobSpecFile(paths.spec_path);
   ASSERT_TRUE(read.ok()) << read.status();
   EXPECT_EQ(read->name(), "written-spec");
+  EXPECT_EQ(read->output().dir(), JobFolder(options, task) + "/output");
+}
+
+TEST(TrainerCommandTest, OutputsLandInsideTheJobFolder) {
+  agent_testing::AgentTempDir dir;
+  TrainerCommandOptions options = Options();
+  options.work_dir = dir.path();
+  v1::TaskAssignment task = Assignment();
+  EXPECT_EQ(JobFolder(options, task), dir.path() + "/" + task.job_id());
+  task.mutable_spec()->mutable_output()->set_dir("runs/./a");
+  absl::StatusOr<v1::JobSpec> spec = ConfineJobPaths(options, task);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->output().dir(), JobFolder(options, task) + "/runs/a");
+  for (const char* escaping : {"../../../../etc", "/etc", "a/../../b", ".."}) {
+    task.mutable_spec()->mutable_output()->set_dir(escaping);
+    spec = ConfineJobPaths(options, task);
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kPermissionDenied) << escaping;
+    EXPECT_THAT(spec.status().message(), HasSubstr("output.dir")) << escaping;
+  }
+}
+
+TEST(TrainerCommandTest, PathsAJobReadsMustLieUnderTheDataRoots) {
+  agent_testing::AgentTempDir dir;
+  const std::string root = dir.path() + "/datasets";
+  const std::string outside = dir.path() + "/private";
+  std::filesystem::create_directories(root + "/mnist");
+  std::filesystem::create_directories(outside);
+  std::filesystem::create_directory_symlink(outside, root + "/escape");
+  TrainerCommandOptions options = Options();
+  options.work_dir = dir.path() + "/work";
+  options.data_roots = {root};
+  v1::TaskAssignment task = Assignment();
+
+  task.mutable_spec()->mutable_data()->set_path(root + "/mnist");
+  task.mutable_spec()->mutable_eval()->set_path(root + "/not-there-yet/test");
+  EXPECT_TRUE(ConfineJobPaths(options, task).ok());
+
+  struct Case {
+    const char* field;
+    std::string path;
+  };
+  const Case cases[] = {
+      {"data.path", outside},
+      {"data.path", root + "/../private"},
+      {"data.path", root + "/escape/secrets"},  // a link out of the root
+      {"data.path", root + "-sibling"},         // a name that only starts like the root
+      {"eval.path", "/etc"},
+      {"train.init_from", "/etc/passwd"},
+  };
+  for (const Case& c : cases) {
+    v1::TaskAssignment bad = task;
+    if (std::string(c.field) == "data.path") bad.mutable_spec()->mutable_data()->set_path(c.path);
+    if (std::string(c.field) == "eval.path") bad.mutable_spec()->mutable_eval()->set_path(c.path);
+    if (std::string(c.field) == "train.init_from") {
+      bad.mutable_spec()->mutable_train()->set_init_from(c.path);
+    }
+    const absl::StatusOr<v1::JobSpec> spec = ConfineJobPaths(options, bad);
+    EXPECT_EQ(spec.status().code(), absl::StatusCode::kPermissionDenied) << c.path;
+    EXPECT_THAT(spec.status().message(), HasSubstr(c.field)) << c.path;
+    EXPECT_THAT(spec.status().message(), HasSubstr("--data_roots")) << c.path;
+  }
 }
 
 TEST(TrainerCommandTest, LogTailKeepsTheLastLines) {
