@@ -169,6 +169,20 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
   std::unique_ptr<TempBlob> temp_;  // limited to metadata_.size_bytes()
 };
 
+absl::Status CheckpointStore::QuarantinedLoss(Anchor& anchor, const std::string& job_id,
+                                              const std::string& id, absl::string_view reason,
+                                              absl::string_view context) {
+  absl::Status quarantined = absl::FailedPreconditionError("the store has closed");
+  {
+    absl::MutexLock lock(&anchor.mu);
+    if (anchor.store != nullptr) quarantined = anchor.store->Quarantine(job_id, id, reason);
+  }
+  return absl::DataLossError(absl::StrCat(
+      context, reason,
+      quarantined.ok() ? "; it has been quarantined"
+                       : absl::StrCat("; quarantining it failed: ", quarantined.ToString())));
+}
+
 class CheckpointStore::ReaderImpl : public CheckpointStore::Reader {
  public:
   ReaderImpl(std::unique_ptr<BlobReader> blob, std::shared_ptr<Anchor> anchor, std::string job_id,
@@ -183,16 +197,9 @@ class CheckpointStore::ReaderImpl : public CheckpointStore::Reader {
     absl::StatusOr<std::string> chunk = blob_->Read(max_bytes);
     if (chunk.ok() || !absl::IsDataLoss(chunk.status())) return chunk;
     // The blob failed verification (BlobReader answers DATA_LOSS for nothing else).
-    const absl::string_view reason = chunk.status().message();
-    absl::Status quarantined = absl::FailedPreconditionError("the store has closed");
-    {
-      absl::MutexLock lock(&anchor_->mu);
-      if (anchor_->store != nullptr) quarantined = anchor_->store->Quarantine(job_id_, id_, reason);
-    }
-    failure_ = absl::DataLossError(absl::StrCat(
-        "checkpoint ", id_, " failed verification on the coordinator: ", reason,
-        quarantined.ok() ? "; it has been quarantined"
-                         : absl::StrCat("; quarantining it failed: ", quarantined.ToString())));
+    failure_ = QuarantinedLoss(
+        *anchor_, job_id_, id_, chunk.status().message(),
+        absl::StrCat("checkpoint ", id_, " failed verification on the coordinator: "));
     return failure_;
   }
 
@@ -460,6 +467,21 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenRe
     const v1::Checkpoint& checkpoint, int64_t offset) const {
   RETURN_IF_ERROR(CheckId(checkpoint.id()));
   const std::string& job_id = checkpoint.metadata().job_id();
+  absl::StatusOr<std::unique_ptr<BlobReader>> blob = OpenBlob(checkpoint, offset);
+  if (absl::IsDataLoss(blob.status())) {
+    // Recorded but its file is gone (or cannot be what was recorded): as
+    // unusable as a corrupt one, and the next attempt must resume from
+    // another.
+    return QuarantinedLoss(*anchor_, job_id, checkpoint.id(), blob.status().message());
+  }
+  if (!blob.ok()) return blob.status();
+  return std::unique_ptr<Reader>(
+      new ReaderImpl(std::move(*blob), anchor_, job_id, checkpoint.id()));
+}
+
+absl::StatusOr<std::unique_ptr<BlobReader>> CheckpointStore::OpenBlob(
+    const v1::Checkpoint& checkpoint, int64_t offset) const {
+  const std::string& job_id = checkpoint.metadata().job_id();
   // Under the lock, a commit cannot unlink the blob between the lookup and
   // the open; once open, the file outlives any later unlink.
   absl::MutexLock lock(&mu_);
@@ -482,9 +504,7 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenRe
         absl::StrCat("checkpoint ", checkpoint.id(),
                      " is recorded but its file is missing: ", blob.status().message()));
   }
-  if (!blob.ok()) return blob.status();
-  return std::unique_ptr<Reader>(
-      new ReaderImpl(std::move(*blob), anchor_, job_id, checkpoint.id()));
+  return blob;
 }
 
 absl::Status CheckpointStore::Quarantine(const std::string& job_id, const std::string& id,

@@ -161,7 +161,7 @@ class CheckpointStore {
   // the digest in `checkpoint`. INVALID_ARGUMENT for a bad id or when
   // offset < 0 or > size; NOT_FOUND when the record is gone (retention);
   // FAILED_PRECONDITION when it is quarantined; DATA_LOSS when the record is
-  // there but its blob is not.
+  // there but its blob is not, and the checkpoint is then quarantined.
   absl::StatusOr<std::unique_ptr<Reader>> OpenReader(const v1::Checkpoint& checkpoint,
                                                      int64_t offset) const;
 
@@ -198,6 +198,16 @@ class CheckpointStore {
     absl::MutexLock lock(&anchor_->mu);
     anchor_->store = this;
   }
+  // Quarantines checkpoint `id` of `job_id` with `reason` through `anchor`
+  // (a store that has closed is left alone) and returns DATA_LOSS:
+  // `context` + `reason`, and whether the quarantine took.
+  static absl::Status QuarantinedLoss(Anchor& anchor, const std::string& job_id,
+                                      const std::string& id, absl::string_view reason,
+                                      absl::string_view context = "");
+  // The blob of the record of `checkpoint`, open at `offset` (OpenReader's
+  // errors, without the quarantine).
+  absl::StatusOr<std::unique_ptr<BlobReader>> OpenBlob(const v1::Checkpoint& checkpoint,
+                                                       int64_t offset) const;
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status SweepOrphans() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The rows of a bound statement selecting kColumns (id, metadata,

@@ -118,18 +118,7 @@ absl::StatusOr<v1::Checkpoint> Coordinator::FindCheckpoint(
 absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> Coordinator::OpenCheckpoint(
     const v1::Checkpoint& checkpoint, int64_t offset) {
   if (checkpoints_ == nullptr) return NoStore();
-  absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> reader =
-      checkpoints_->OpenReader(checkpoint, offset);
-  if (absl::IsDataLoss(reader.status())) {
-    // Recorded but its file is gone: as unusable as a corrupt one, and the
-    // next attempt must resume from another.
-    checkpoints_
-        ->Quarantine(checkpoint.metadata().job_id(), checkpoint.id(), reader.status().message())
-        .IgnoreError();
-    return absl::DataLossError(
-        absl::StrCat(reader.status().message(), "; it has been quarantined"));
-  }
-  return reader;
+  return checkpoints_->OpenReader(checkpoint, offset);
 }
 
 int64_t Coordinator::QuarantinedCheckpoints() const {

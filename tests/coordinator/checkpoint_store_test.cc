@@ -596,6 +596,24 @@ TEST_F(CheckpointStoreTest, ATruncatedBlobIsQuarantinedToo) {
             absl::StatusCode::kNotFound);
 }
 
+TEST_F(CheckpointStoreTest, ACheckpointWhoseFileIsMissingIsQuarantinedWhenOpened) {
+  auto older = Put("job-a", 5, RandomBytes(1000, 25));
+  auto newer = Put("job-a", 10, RandomBytes(2000, 26));
+  ASSERT_TRUE(older.ok() && newer.ok());
+  const std::string& digest = newer->metadata().sha256();
+  ASSERT_TRUE(fs::remove(options_.dir + "/blobs/" + digest.substr(0, 2) + "/" + digest));
+  const absl::Status opened = store_->OpenReader(*newer, 0).status();
+  EXPECT_EQ(opened.code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(opened.message(), HasSubstr(absl::StrCat("checkpoint ", newer->id(),
+                                                       " is recorded but its file is missing")));
+  EXPECT_THAT(opened.message(), HasSubstr("; it has been quarantined"));
+  EXPECT_EQ(store_->quarantined_total(), 1);
+  auto latest = store_->Latest("job-a", v1::CHECKPOINT_KIND_FULL);
+  ASSERT_TRUE(latest.ok()) << latest.status();
+  EXPECT_EQ(latest->id(), older->id());
+  EXPECT_EQ(store_->OpenReader(*newer, 0).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
 TEST_F(CheckpointStoreTest, EveryRecordOfTheBadBlobIsQuarantinedOnce) {
   const std::string bytes = RandomBytes(4096, 24);
   auto a = Put("job-a", 1, bytes);

@@ -134,7 +134,8 @@ class CoordinatorFixture : public ::testing::Test {
   v1::JobState State(const std::string& id) { return Get(id).state(); }
 
   absl::Status Report(const std::string& worker_id, const v1::TaskAssignment& task,
-                      v1::TaskStatus::State state, int exit_code = 0, int signal = 0) {
+                      v1::TaskStatus::State state, int exit_code = 0, int signal = 0,
+                      const std::string& message = "") {
     v1::TaskStatus status;
     status.set_job_id(task.job_id());
     status.set_attempt(task.attempt());
@@ -142,6 +143,7 @@ class CoordinatorFixture : public ::testing::Test {
     status.set_state(state);
     status.set_exit_code(exit_code);
     status.set_signal(signal);
+    status.set_message(message);
     return coordinator_->TaskStatus(worker_id, status);
   }
   void Started(const std::string& worker_id, const std::vector<v1::TaskAssignment>& tasks) {

@@ -117,14 +117,9 @@ TEST_F(CoordinatorResilienceTest, ABusyRendezvousPortRequeuesWithoutARestartAndI
   std::vector<v1::TaskAssignment> tasks = Running(a, "a");
   ASSERT_EQ(tasks.size(), 2u);
   const int busy = tasks[0].master_port();
-  v1::TaskStatus status;
-  status.set_job_id(id);
-  status.set_attempt(1);
-  status.set_rank(0);
-  status.set_state(v1::TaskStatus::EXITED);
-  status.set_exit_code(kTaskExitRendezvousBusy);
-  status.set_message("rendezvous port in use on worker a");
-  ASSERT_TRUE(coordinator_->TaskStatus("a", status).ok());
+  ASSERT_TRUE(Report("a", tasks[0], v1::TaskStatus::EXITED, kTaskExitRendezvousBusy, 0,
+                     "rendezvous port in use on worker a")
+                  .ok());
   ASSERT_TRUE(Report("a", tasks[1], v1::TaskStatus::EXITED, 0, SIGTERM).ok());
 
   const v1::Job job = Get(id);
@@ -154,14 +149,9 @@ TEST_F(CoordinatorResilienceTest, APathTheNodeRefusesFailsTheJobWithoutARestart)
   auto a = Attach("a", 1);
   const std::string id = Submit(CpuSpec("reads-etc", 1, /*max_restarts=*/3));
   std::vector<v1::TaskAssignment> tasks = Running(a, "a");
-  v1::TaskStatus status;
-  status.set_job_id(id);
-  status.set_attempt(1);
-  status.set_rank(0);
-  status.set_state(v1::TaskStatus::EXITED);
-  status.set_exit_code(kTaskExitPathRefused);
-  status.set_message("data.path: '/etc' is outside the folders this worker lets jobs read");
-  ASSERT_TRUE(coordinator_->TaskStatus("a", status).ok());
+  ASSERT_TRUE(Report("a", tasks[0], v1::TaskStatus::EXITED, kTaskExitPathRefused, 0,
+                     "data.path: '/etc' is outside the folders this worker lets jobs read")
+                  .ok());
   const v1::Job job = Get(id);
   EXPECT_EQ(job.state(), v1::JOB_STATE_FAILED);
   EXPECT_EQ(job.restarts(), 0);

@@ -18,6 +18,14 @@ absl::Status Validate(const WorkerAgentOptions& o) {
   if (o.advertise_address.empty()) return absl::InvalidArgumentError("advertise_address: empty");
   if (o.trainer_path.empty()) return absl::InvalidArgumentError("trainer: empty path");
   if (o.work_dir.empty()) return absl::InvalidArgumentError("work_dir: empty");
+  for (const std::string& root : o.data_roots) {
+    // An empty entry would resolve to the working directory and let jobs
+    // read all of it.
+    if (root.empty()) {
+      return absl::InvalidArgumentError(
+          "data_roots: an empty entry (a stray comma?); give folders, comma-separated");
+    }
+  }
   if (o.cpu_slots < 0) {
     return absl::InvalidArgumentError(absl::StrCat("cpu_slots: ", o.cpu_slots, " is negative"));
   }

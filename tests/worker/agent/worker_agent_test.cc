@@ -612,6 +612,12 @@ TEST(WorkerAgentCreateTest, RejectsIncompleteOptions) {
   EXPECT_THAT(agent.status().message(), HasSubstr("worker_id"));
 
   options.worker_id = "w";
+  options.data_roots = {"/usr/share/datasets", ""};
+  agent = WorkerAgent::Create(options);
+  EXPECT_EQ(agent.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(agent.status().message(), HasSubstr("data_roots: an empty entry"));
+
+  options.data_roots = {"/usr/share/datasets"};
   options.cpu_slots = 0;
   agent = WorkerAgent::Create(options);
   EXPECT_EQ(agent.status().code(), absl::StatusCode::kInvalidArgument);
