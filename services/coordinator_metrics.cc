@@ -266,6 +266,10 @@ struct CoordinatorMetrics::ScrapeFamilies {
       NewFamily("clmae_job_progress_ratio", "Iterations done / iterations the run will do");
   MetricFamily step = NewFamily("clmae_job_step", "Iterations done");
   MetricFamily restarts = NewFamily("clmae_job_restarts", "Restarts the job has used");
+  MetricFamily quality =
+      NewFamily("clmae_job_knn_top1",
+                "k-NN top-1 (fraction) of the job's latest evaluation during training, by "
+                "feature (class_token, patch_mean)");
   MetricFamily checkpoint_age =
       NewFamily("clmae_job_checkpoint_age_seconds",
                 "Seconds since the job's newest committed checkpoint (absent until one exists)");
@@ -310,6 +314,16 @@ struct CoordinatorMetrics::ScrapeFamilies {
     if (p.total_steps() > 0) {
       AddGauge(progress_ratio, labels, static_cast<double>(p.step()) / p.total_steps());
     }
+    if (p.has_quality()) {
+      const std::pair<const char*, double> features[] = {
+          {"class_token", p.quality().knn_top1()},
+          {"patch_mean", p.quality().knn_top1_patch_mean()}};
+      for (const auto& [feature, value] : features) {
+        Labels with = labels;
+        with.push_back({"feature", feature});
+        AddGauge(quality, std::move(with), value);
+      }
+    }
   }
 
   // Adds the worker series: registered workers by state, draining workers,
@@ -342,9 +356,9 @@ struct CoordinatorMetrics::ScrapeFamilies {
   // empty family would print a HELP/TYPE with no sample).
   std::vector<MetricFamily> TakeNonEmpty() {
     std::vector<MetricFamily> out;
-    for (MetricFamily* family :
-         {&jobs, &queue, &worker_states, &draining, &devices, &job_state, &curriculum, &loss, &lr,
-          &steps_rate, &images_rate, &progress_ratio, &step, &restarts, &checkpoint_age}) {
+    for (MetricFamily* family : {&jobs, &queue, &worker_states, &draining, &devices, &job_state,
+                                 &curriculum, &loss, &lr, &steps_rate, &images_rate,
+                                 &progress_ratio, &step, &restarts, &quality, &checkpoint_age}) {
       if (!family->metric.empty()) out.push_back(std::move(*family));
     }
     return out;

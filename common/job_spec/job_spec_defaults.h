@@ -46,6 +46,9 @@ inline constexpr int kCollectiveTimeoutS = 300;
 
 inline constexpr int kKnnK = 5;
 inline constexpr int kProbeEpochs = 10;
+inline constexpr int kEvalEveryEpochs = 2;
+inline constexpr int64_t kEvalPeriodicTrainLimit = 1000;
+inline constexpr int64_t kEvalPeriodicTestLimit = 250;
 
 inline constexpr int kKeepCheckpoints = 3;
 inline constexpr int kPreviewImages = 4;

@@ -150,6 +150,23 @@ absl::Status CheckEval(const v1::JobSpec& spec, const ModelConfig& model) {
                              10000));
   RETURN_IF_ERROR(IntInRange("eval.train_limit", e.train_limit(), 0));
   RETURN_IF_ERROR(IntInRange("eval.test_limit", e.test_limit(), 0));
+  RETURN_IF_ERROR(IntInRange("eval.every_epochs",
+                             Or(e.has_every_epochs(), e.every_epochs(), defaults::kEvalEveryEpochs),
+                             0, 1000000));
+  RETURN_IF_ERROR(IntInRange("eval.periodic_train_limit",
+                             Or<int64_t>(e.has_periodic_train_limit(), e.periodic_train_limit(),
+                                         defaults::kEvalPeriodicTrainLimit),
+                             1));
+  RETURN_IF_ERROR(IntInRange("eval.periodic_test_limit",
+                             Or<int64_t>(e.has_periodic_test_limit(), e.periodic_test_limit(),
+                                         defaults::kEvalPeriodicTestLimit),
+                             1));
+  if (e.has_periodic_train_limit() && knn_k > e.periodic_train_limit()) {
+    return Invalid(
+        "eval.knn_k",
+        absl::StrCat("at most eval.periodic_train_limit (", e.periodic_train_limit(), ")"),
+        absl::StrCat(knn_k));
+  }
   if (e.train_limit() > 0 && knn_k > e.train_limit()) {
     return Invalid("eval.knn_k", absl::StrCat("at most eval.train_limit (", e.train_limit(), ")"),
                    absl::StrCat(knn_k));

@@ -72,6 +72,7 @@ void PrintJobDetails(const v1::Job& job, absl::Time now, std::ostream& out) {
     add("λ_cl", FormatLambda(p.curriculum_factor()));
     add("Losses", FormatLosses(p));
     add("LR", absl::StrFormat("%.3g", p.lr()));
+    if (p.has_quality()) add("Quality", FormatQuality(p));
     std::string speed = absl::StrFormat("%.1f images/s", p.images_per_sec());
     if (std::optional<absl::Duration> eta = EstimateRemaining(job);
         eta.has_value() && !IsTerminal(job.state())) {

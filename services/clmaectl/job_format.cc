@@ -83,6 +83,21 @@ std::optional<absl::Duration> EstimateRemaining(const v1::Job& job) {
   return absl::Seconds(static_cast<double>(steps_left) * batch * world / p.images_per_sec());
 }
 
+std::string FormatQuality(const v1::Progress& progress) {
+  if (!progress.has_quality()) return "";
+  const v1::Quality& q = progress.quality();
+  return absl::StrFormat(
+      "k-NN top-1 %.1f%% (class token), %.1f%% (patch mean) at step %d, epoch %.2f (%d/%d images)",
+      100 * q.knn_top1(), 100 * q.knn_top1_patch_mean(), q.step(), q.epoch(), q.train_images(),
+      q.test_images());
+}
+
+std::string FormatQualityShort(const v1::Progress& progress) {
+  if (!progress.has_quality()) return "";
+  return absl::StrFormat("k-NN %.1f%%/%.1f%%", 100 * progress.quality().knn_top1(),
+                         100 * progress.quality().knn_top1_patch_mean());
+}
+
 std::string FormatMetrics(const v1::JobResult& result) {
   const std::map<std::string, double> sorted(result.metrics().begin(), result.metrics().end());
   return absl::StrJoin(sorted, ", ", [](std::string* out, const auto& entry) {

@@ -53,4 +53,12 @@ std::optional<absl::Duration> EstimateRemaining(const v1::Job& job);
 // "knn_top1 0.8123, probe_top1 0.8412", sorted by name; "" when none.
 std::string FormatMetrics(const v1::JobResult& result);
 
+// The latest evaluation during training: "k-NN top-1 68.2% (class token),
+// 64.0% (patch mean) at step 94, epoch 1.00 (1000/500 images)"; "" when
+// there is none yet.
+std::string FormatQuality(const v1::Progress& progress);
+
+// The same, short, for one-line views: "k-NN 68.2%/64.0%"; "" when none.
+std::string FormatQualityShort(const v1::Progress& progress);
+
 }  // namespace clmae::ctl

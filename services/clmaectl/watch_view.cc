@@ -43,6 +43,9 @@ std::string WatchLine(const v1::Job& job, int id_width) {
                         ProgressBar(fraction, kBarWidth), 100 * fraction, FormatEpochs(p),
                         FormatSteps(p), FormatLambda(p.curriculum_factor()), FormatLosses(p),
                         p.images_per_sec());
+  if (const std::string quality = FormatQualityShort(p); !quality.empty()) {
+    absl::StrAppend(&line, "  ", quality);
+  }
   if (!IsTerminal(job.state())) {
     std::optional<absl::Duration> eta = EstimateRemaining(job);
     absl::StrAppend(&line, "  ETA ", eta.has_value() ? ShortDuration(*eta) : "?");

@@ -51,6 +51,8 @@ class CoordinatorMetricsTest : public CoordinatorFixture {
     p.set_lr(0.001);
     p.set_images_per_sec(640);  // 64 images per step -> 10 steps/s
     p.set_images_seen(step * 64);
+    p.mutable_quality()->set_knn_top1(0.625);
+    p.mutable_quality()->set_knn_top1_patch_mean(0.75);
     ASSERT_TRUE(coordinator_->ReportProgress(request).ok());
   }
 
@@ -114,6 +116,8 @@ TEST_F(CoordinatorMetricsTest, JobsWorkersAndProgressAreScraped) {
            "clmae_job_progress_ratio{" + job + "} 0.25",
            "clmae_job_step{" + job + "} 50",
            "clmae_job_restarts{" + job + "} 0",
+           "clmae_job_knn_top1{" + job + ",feature=\"class_token\"} 0.625",
+           "clmae_job_knn_top1{" + job + ",feature=\"patch_mean\"} 0.75",
            "clmae_job_checkpoint_age_seconds{" + job + "} 30",
        }) {
     EXPECT_THAT(text, HasSubstr(line));

@@ -54,11 +54,30 @@ void ConsoleReporter::OnCheckpoint(const std::string& path, int64_t step) {
 }
 
 void ConsoleReporter::OnEvaluation(const EvalResult& r) {
-  absl::FPrintF(out_, "%sevaluation: k-NN top-1 %.2f%% (%d train / %d test images)", prefix_,
-                100 * r.knn_top1, r.train_images, r.test_images);
+  absl::FPrintF(out_,
+                "%sevaluation (%d train / %d test images): k-NN top-1 %.2f%% (class token), "
+                "%.2f%% (patch mean)",
+                prefix_, r.train_images, r.test_images, 100 * r.knn_top1,
+                100 * r.knn_top1_patch_mean);
   if (!std::isnan(r.probe_top1))
     absl::FPrintF(out_, ", linear probe top-1 %.2f%%", 100 * r.probe_top1);
   absl::FPrintF(out_, "\n");
+  if (!std::isnan(r.raw_pixels_knn_top1) && !std::isnan(r.random_init_knn_top1)) {
+    absl::FPrintF(out_,
+                  "%sbaselines on the same split: k-NN top-1 %.2f%% on raw pixels; untrained "
+                  "encoder %.2f%% (class token), %.2f%% (patch mean)\n",
+                  prefix_, 100 * r.raw_pixels_knn_top1, 100 * r.random_init_knn_top1,
+                  100 * r.random_init_knn_top1_patch_mean);
+  }
+  std::fflush(out_);
+}
+
+void ConsoleReporter::OnQuality(const QualityReport& q) {
+  absl::FPrintF(out_,
+                "%seval at step %d (epoch %.2f, lambda_cl %+.3f): k-NN top-1 %.2f%% (class "
+                "token), %.2f%% (patch mean) on %d/%d images, %.1f s\n",
+                prefix_, q.step, q.epoch, q.lambda_cl, 100 * q.knn_top1,
+                100 * q.knn_top1_patch_mean, q.train_images, q.test_images, q.seconds);
   std::fflush(out_);
 }
 

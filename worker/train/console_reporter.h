@@ -20,6 +20,7 @@ class ConsoleReporter : public TrainObserver {
   void OnStep(const StepReport& report) override;
   void OnCheckpoint(const std::string& path, int64_t step) override;
   void OnEvaluation(const EvalResult& result) override;
+  void OnQuality(const QualityReport& report) override;
   void OnMessage(const std::string& line) override;
 
   // "1h02m", "3m07s", "12s".

@@ -59,10 +59,30 @@ v1::Progress ProgressFromReport(const StepReport& r, bool full) {
   return p;
 }
 
+v1::Quality QualityFromReport(const QualityReport& r) {
+  v1::Quality q;
+  q.set_step(r.step);
+  q.set_epoch(r.epoch);
+  q.set_knn_top1(r.knn_top1);
+  q.set_knn_top1_patch_mean(r.knn_top1_patch_mean);
+  q.set_curriculum_factor(r.lambda_cl);
+  q.set_train_images(r.train_images);
+  q.set_test_images(r.test_images);
+  return q;
+}
+
 v1::JobResult ResultFromEvaluation(const EvalResult& result, const std::string& output_dir) {
   v1::JobResult out;
-  (*out.mutable_metrics())["knn_top1"] = result.knn_top1;
-  if (!std::isnan(result.probe_top1)) (*out.mutable_metrics())["probe_top1"] = result.probe_top1;
+  const std::pair<const char*, double> metrics[] = {
+      {"knn_top1", result.knn_top1},
+      {"knn_top1_patch_mean", result.knn_top1_patch_mean},
+      {"probe_top1", result.probe_top1},
+      {"raw_pixels_knn_top1", result.raw_pixels_knn_top1},
+      {"random_init_knn_top1", result.random_init_knn_top1},
+      {"random_init_knn_top1_patch_mean", result.random_init_knn_top1_patch_mean}};
+  for (const auto& [name, value] : metrics) {
+    if (std::isfinite(value)) (*out.mutable_metrics())[name] = value;
+  }
   out.set_output_dir(output_dir);
   return out;
 }
@@ -115,6 +135,15 @@ void CoordinatorReporter::OnStep(const StepReport& report) {
   absl::MutexLock lock(&mu_);
   progress_ = std::move(progress);
   progress_.set_phase(phase_);
+  if (quality_.has_value()) *progress_.mutable_quality() = *quality_;
+  has_progress_ = true;
+}
+
+void CoordinatorReporter::OnQuality(const QualityReport& report) {
+  if (options_.rank != 0) return;
+  absl::MutexLock lock(&mu_);
+  quality_ = QualityFromReport(report);
+  *progress_.mutable_quality() = *quality_;
   has_progress_ = true;
 }
 

@@ -65,6 +65,8 @@ class CoordinatorReporter : public TrainObserver {
   // result_attempts times; a result that still did not go is retried by
   // Flush(). Other ranks: ignored.
   void OnEvaluation(const EvalResult& result) override;
+  // Rank 0: every later report carries this evaluation (Progress.quality).
+  void OnQuality(const QualityReport& report) override;
 
   // Sends the latest progress, and the result if it has not been delivered,
   // synchronously with retries. Returns the last error (OK when everything
@@ -94,6 +96,7 @@ class CoordinatorReporter : public TrainObserver {
   absl::Mutex mu_;
   v1::Progress progress_ ABSL_GUARDED_BY(mu_);
   std::string phase_ ABSL_GUARDED_BY(mu_) = "train";
+  std::optional<v1::Quality> quality_ ABSL_GUARDED_BY(mu_);
   bool has_progress_ ABSL_GUARDED_BY(mu_) = false;
   std::optional<v1::JobResult> pending_result_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
@@ -111,7 +114,11 @@ class CoordinatorReporter : public TrainObserver {
 // totals only.
 v1::Progress ProgressFromReport(const StepReport& report, bool full);
 
-// knn_top1, and probe_top1 unless the probe was skipped (NaN).
+// The evaluation during training as Progress.quality.
+v1::Quality QualityFromReport(const QualityReport& report);
+
+// knn_top1, knn_top1_patch_mean, probe_top1 and the baselines; the ones not
+// measured (NaN) are left out.
 v1::JobResult ResultFromEvaluation(const EvalResult& result, const std::string& output_dir);
 
 }  // namespace clmae

@@ -43,6 +43,9 @@ class ObserverFanout final : public TrainObserver {
   void OnEvaluation(const EvalResult& result) override {
     for (auto* o : observers_) o->OnEvaluation(result);
   }
+  void OnQuality(const QualityReport& report) override {
+    for (auto* o : observers_) o->OnQuality(report);
+  }
   void OnMessage(const std::string& line) override {
     for (auto* o : observers_) o->OnMessage(line);
   }

@@ -78,6 +78,15 @@ TrainerMetrics::TrainerMetrics(prometheus::Registry& registry, const TrainerMetr
                           .Help("Share of the kept patches of a fixed batch of images that were "
                                 "also kept at the previous log step")
                           .Register(registry)),
+      quality_family_(prometheus::BuildGauge()
+                          .Name("clmae_trainer_knn_top1")
+                          .Help("k-NN top-1 (fraction) of the encoder at the latest evaluation "
+                                "during training, by feature (class_token, patch_mean)")
+                          .Register(registry)),
+      eval_seconds_family_(prometheus::BuildGauge()
+                               .Name("clmae_trainer_eval_seconds")
+                               .Help("Wall time of the latest evaluation during training")
+                               .Register(registry)),
       memory_family_(prometheus::BuildGauge()
                          .Name("clmae_trainer_device_memory_bytes")
                          .Help("Device memory in use: CUDA allocator allocated/reserved, or "
@@ -136,6 +145,17 @@ void TrainerMetrics::OnIteration(const StepReport& r) {
 }
 
 void TrainerMetrics::OnStep(const StepReport& /*report*/) { UpdateDeviceMemory(); }
+
+void TrainerMetrics::OnQuality(const QualityReport& q) {
+  if (quality_[0] == nullptr) {
+    quality_[0] = &quality_family_.Add(With(labels_, "feature", "class_token"));
+    quality_[1] = &quality_family_.Add(With(labels_, "feature", "patch_mean"));
+    eval_seconds_ = &eval_seconds_family_.Add(labels_);
+  }
+  quality_[0]->Set(q.knn_top1);
+  quality_[1]->Set(q.knn_top1_patch_mean);
+  eval_seconds_->Set(q.seconds);
+}
 
 void TrainerMetrics::UpdateDeviceMemory() {
   torch::Device device = torch::kCPU;

@@ -36,6 +36,8 @@ class TrainerMetrics final : public TrainObserver {
   // Logged iterations: device memory (a /proc read or the CUDA allocator's
   // statistics, too dear for every step).
   void OnStep(const StepReport& report) override;
+  // An evaluation during training: k-NN top-1 by feature and its duration.
+  void OnQuality(const QualityReport& report) override;
   void UpdateDeviceMemory();
 
  private:
@@ -56,6 +58,10 @@ class TrainerMetrics final : public TrainObserver {
   prometheus::Gauge& near_binary_;
   prometheus::Family<prometheus::Gauge>& overlap_family_;
   prometheus::Gauge* overlap_ = nullptr;  // added at the first overlap measured
+  prometheus::Family<prometheus::Gauge>& quality_family_;
+  prometheus::Gauge* quality_[2] = {nullptr, nullptr};  // added at the first evaluation
+  prometheus::Family<prometheus::Gauge>& eval_seconds_family_;
+  prometheus::Gauge* eval_seconds_ = nullptr;
   prometheus::Gauge* grad_norm_[2];
   prometheus::Family<prometheus::Gauge>& memory_family_;
   int64_t last_images_seen_ = -1;

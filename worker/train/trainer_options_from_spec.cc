@@ -1,5 +1,7 @@
 #include "worker/train/trainer_options_from_spec.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/job_spec/job_spec_defaults.h"
 #include "common/job_spec/job_spec_validator.h"
@@ -174,6 +176,21 @@ void ApplyEval(const v1::EvalSpec& e, const DataSpec& data, TrainerOptions& o) {
   o.eval.probe_epochs = Or(e.has_probe_epochs(), e.probe_epochs(), d::kProbeEpochs);
   o.eval.train_limit = Or<int64_t>(e.has_train_limit(), e.train_limit(), 0);
   o.eval.test_limit = Or<int64_t>(e.has_test_limit(), e.test_limit(), 0);
+  o.eval_every_epochs = Or(e.has_every_epochs(), e.every_epochs(), d::kEvalEveryEpochs);
+  // The periodic subset is the first images of the same splits, no more
+  // than the final evaluation uses.
+  const auto capped = [](int64_t periodic, int64_t limit) {
+    return limit > 0 ? std::min(periodic, limit) : periodic;
+  };
+  o.eval_periodic = o.eval;
+  o.eval_periodic.probe_epochs = 0;
+  o.eval_periodic.train_limit =
+      capped(Or<int64_t>(e.has_periodic_train_limit(), e.periodic_train_limit(),
+                         d::kEvalPeriodicTrainLimit),
+             o.eval.train_limit);
+  o.eval_periodic.test_limit = capped(
+      Or<int64_t>(e.has_periodic_test_limit(), e.periodic_test_limit(), d::kEvalPeriodicTestLimit),
+      o.eval.test_limit);
 }
 
 }  // namespace

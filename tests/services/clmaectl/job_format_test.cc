@@ -75,6 +75,23 @@ TEST(JobFormatTest, MetricsSortedByName) {
   EXPECT_EQ(FormatMetrics(result), "knn_top1 0.2500, probe_top1 0.5000");
 }
 
+TEST(JobFormatTest, QualityOnlyOnceMeasured) {
+  v1::Progress progress;
+  EXPECT_EQ(FormatQuality(progress), "");
+  EXPECT_EQ(FormatQualityShort(progress), "");
+  v1::Quality& q = *progress.mutable_quality();
+  q.set_step(94);
+  q.set_epoch(1);
+  q.set_knn_top1(0.682);
+  q.set_knn_top1_patch_mean(0.64);
+  q.set_train_images(1000);
+  q.set_test_images(500);
+  EXPECT_EQ(FormatQuality(progress),
+            "k-NN top-1 68.2% (class token), 64.0% (patch mean) at step 94, epoch 1.00 "
+            "(1000/500 images)");
+  EXPECT_EQ(FormatQualityShort(progress), "k-NN 68.2%/64.0%");
+}
+
 TEST(TextTableTest, AlignsByColumnsNotBytes) {
   EXPECT_EQ(DisplayWidth("λ_cl"), 4);
   EXPECT_EQ(TruncateToWidth("aλb", 2), "aλ");

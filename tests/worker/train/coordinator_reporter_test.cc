@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
+#include <string>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -183,6 +185,7 @@ TEST_F(CoordinatorReporterTest, EvaluationSendsTheResultOnce) {
   ASSERT_TRUE(with_result.has_value());
   EXPECT_DOUBLE_EQ(with_result->result().metrics().at("knn_top1"), 0.71);
   EXPECT_FALSE(with_result->result().metrics().contains("probe_top1"));
+  EXPECT_FALSE(with_result->result().metrics().contains("raw_pixels_knn_top1"));
   EXPECT_EQ(with_result->result().output_dir(), "/runs/job-9");
   EXPECT_EQ(with_result->progress().step(), 500);
 
@@ -190,6 +193,49 @@ TEST_F(CoordinatorReporterTest, EvaluationSendsTheResultOnce) {
   int results = 0;
   for (const v1::ReportProgressRequest& r : service_.progress()) results += r.has_result();
   EXPECT_EQ(results, 1) << "Flush does not send a delivered result again";
+}
+
+TEST_F(CoordinatorReporterTest, ResultCarriesBothFeatureKindsAndTheBaselines) {
+  EvalResult eval;
+  eval.knn_top1 = 0.7;
+  eval.knn_top1_patch_mean = 0.6;
+  eval.probe_top1 = 0.8;
+  eval.raw_pixels_knn_top1 = 0.82;
+  eval.random_init_knn_top1 = 0.5;
+  eval.random_init_knn_top1_patch_mean = 0.55;
+  const v1::JobResult result = ResultFromEvaluation(eval, "/out");
+  const std::map<std::string, double> metrics(result.metrics().begin(), result.metrics().end());
+  EXPECT_EQ(metrics, (std::map<std::string, double>{{"knn_top1", 0.7},
+                                                    {"knn_top1_patch_mean", 0.6},
+                                                    {"probe_top1", 0.8},
+                                                    {"raw_pixels_knn_top1", 0.82},
+                                                    {"random_init_knn_top1", 0.5},
+                                                    {"random_init_knn_top1_patch_mean", 0.55}}));
+}
+
+TEST_F(CoordinatorReporterTest, ProgressCarriesTheLatestEvaluationDuringTraining) {
+  Make(Options(0));
+  reporter_->OnStep(Report(100));
+  QualityReport q;
+  q.step = 100;
+  q.epoch = 2;
+  q.lambda_cl = 0.25;
+  q.knn_top1 = 0.6;
+  q.knn_top1_patch_mean = 0.65;
+  q.train_images = 1000;
+  q.test_images = 500;
+  reporter_->OnQuality(q);
+  reporter_->OnStep(Report(110));  // later reports keep it
+  ASSERT_TRUE(reporter_->Flush().ok());
+  const v1::ReportProgressRequest last = service_.progress().back();
+  EXPECT_EQ(last.progress().step(), 110);
+  ASSERT_TRUE(last.progress().has_quality());
+  EXPECT_EQ(last.progress().quality().step(), 100);
+  EXPECT_DOUBLE_EQ(last.progress().quality().epoch(), 2);
+  EXPECT_DOUBLE_EQ(last.progress().quality().knn_top1(), 0.6);
+  EXPECT_DOUBLE_EQ(last.progress().quality().knn_top1_patch_mean(), 0.65);
+  EXPECT_DOUBLE_EQ(last.progress().quality().curriculum_factor(), 0.25);
+  EXPECT_EQ(last.progress().quality().train_images(), 1000);
 }
 
 TEST_F(CoordinatorReporterTest, FlushDeliversAResultTheCoordinatorMissed) {

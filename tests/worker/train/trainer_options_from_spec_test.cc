@@ -49,7 +49,8 @@ optimizer: {lr: 0.01, min_lr: 0.001, warmup_epochs: 1, weight_decay: 0.1, beta1:
 data: {kind: SYNTHETIC, synthetic_size: 100, transform: EVAL, num_workers: 0, prefetch: 2,
        limit: 50, mean: [0.1, 0.2, 0.3], std: [0.5, 0.5, 0.5]}
 train: {epochs: 3, batch_size: 8, max_steps: 5, seed: 9, threads: 1, log_every: 2}
-eval: {enabled: true, knn_k: 3, probe_epochs: 0, train_limit: 40, test_limit: 20}
+eval: {enabled: true, knn_k: 3, probe_epochs: 0, train_limit: 40, test_limit: 20,
+       every_epochs: 2, periodic_train_limit: 30, periodic_test_limit: 25}
 output: {dir: /tmp/x, checkpoint_every: 4, keep_checkpoints: 1, preview_every: 2,
          preview_images: 2, export_safetensors: true}
 )");
@@ -83,10 +84,23 @@ output: {dir: /tmp/x, checkpoint_every: 4, keep_checkpoints: 1, preview_every: 2
   EXPECT_TRUE(o->eval_enabled);
   EXPECT_EQ(o->eval.knn_k, 3);
   EXPECT_EQ(o->eval_test.kind, DatasetOptions::Kind::kSynthetic);
+  EXPECT_EQ(o->eval_every_epochs, 2);
+  EXPECT_EQ(o->eval_periodic.knn_k, 3);
+  EXPECT_EQ(o->eval_periodic.train_limit, 30);
+  EXPECT_EQ(o->eval_periodic.test_limit, 20);  // no more than the final evaluation's
   EXPECT_EQ(o->output_dir, "/tmp/x");
   EXPECT_EQ(o->keep_checkpoints, 1);
   EXPECT_EQ(o->preview_images, 2);
   EXPECT_TRUE(o->export_safetensors);
+}
+
+TEST(TrainerOptionsFromSpecTest, EvaluationDuringTrainingDefaults) {
+  auto o = FromYaml("name: q\ndata: {kind: SYNTHETIC}\neval: {enabled: true}\n");
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->eval_every_epochs, 2);
+  EXPECT_EQ(o->eval_periodic.train_limit, 1000);
+  EXPECT_EQ(o->eval_periodic.test_limit, 250);
+  EXPECT_EQ(o->eval_periodic.probe_epochs, 0);
 }
 
 TEST(TrainerOptionsFromSpecTest, InvalidSpecIsRejectedNamingTheField) {

@@ -102,11 +102,12 @@ torch::Tensor MaeVitImpl::PerPatchError(const torch::Tensor& imgs, const torch::
   return (pred.to(torch::kFloat32) - target).pow(2).mean(-1);
 }
 
-torch::Tensor MaeVitImpl::EncodeFeatures(const torch::Tensor& imgs) {
+EncodedFeatures MaeVitImpl::EncodeFeatures(const torch::Tensor& imgs) {
   auto x = Embed(imgs);
   const int64_t n = x.size(0), l = x.size(1);
   auto order = torch::arange(l, x.options().dtype(torch::kInt64)).unsqueeze(0).expand({n, l});
-  return Encode(x, order, l).latent.select(1, 0);
+  auto latent = Encode(x, order, l).latent;
+  return {latent.select(1, 0), latent.slice(1, 1).mean(1)};
 }
 
 torch::Tensor MaeVitImpl::Patchify(const torch::Tensor& imgs) const {

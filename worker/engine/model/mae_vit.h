@@ -38,6 +38,14 @@ struct EncoderOutput {
 //   Encode(x, ids_shuffle, len_keep) -> EncoderOutput keep the first len_keep
 //   Decode(latent, ids_restore)      -> pred [N, L, p*p*C]
 //   PerPatchError(imgs, pred)        -> e [N, L]
+// The encoder's features of whole images (no masking), after its final
+// norm: the class token's, and the mean of the patch tokens'. MAE features
+// differ a lot between the two, so quality is measured on both.
+struct EncodedFeatures {
+  torch::Tensor cls;         // [N, D]
+  torch::Tensor patch_mean;  // [N, D]
+};
+
 struct MaeVitImpl : torch::nn::Module {
   explicit MaeVitImpl(const ModelConfig& config);
 
@@ -52,9 +60,9 @@ struct MaeVitImpl : torch::nn::Module {
   // Mean squared error of each patch (mean over its pixels) against the
   // (optionally per-patch normalised) target: [N, L].
   torch::Tensor PerPatchError(const torch::Tensor& imgs, const torch::Tensor& pred);
-  // The encoder on all tokens in order, without masking: the class token's
-  // final feature [N, D] (for k-NN and linear probing).
-  torch::Tensor EncodeFeatures(const torch::Tensor& imgs);
+  // The encoder on all tokens in order, without masking (for k-NN and
+  // linear probing).
+  EncodedFeatures EncodeFeatures(const torch::Tensor& imgs);
 
   // [N, C, H, W] -> [N, L, p*p*C] (pixels of a patch in (row, col, channel) order).
   torch::Tensor Patchify(const torch::Tensor& imgs) const;

@@ -12,31 +12,61 @@
 
 namespace clmae {
 
-absl::Status ExtractFeatures(MaeVit& mae, const Dataset& dataset, const TransformOptions& transform,
-                             int64_t limit, int batch_size, torch::Tensor& features,
-                             torch::Tensor& labels) {
-  const int64_t n = limit > 0 ? std::min(limit, dataset.size()) : dataset.size();
-  const auto device = mae->pos_embed.device();
-  const bool was_training = mae->is_training();
-  mae->eval();
-  std::vector<torch::Tensor> feats;
-  std::vector<int64_t> labs;
-  torch::NoGradGuard no_grad;
+namespace {
+
+// Calls `use` with each batch of at most `batch_size` transformed images
+// (stacked, on the CPU) of the first `n` of `dataset`, and collects labels.
+template <typename Use>
+absl::Status ForEachBatch(const Dataset& dataset, const TransformOptions& transform, int64_t n,
+                          int batch_size, std::vector<int64_t>& labels, Use use) {
   SampleRng unused(0, 0);  // the eval transform draws nothing
   for (int64_t start = 0; start < n; start += batch_size) {
     std::vector<torch::Tensor> imgs;
     for (int64_t i = start; i < std::min(n, start + batch_size); ++i) {
       ASSIGN_OR_RETURN(Example ex, dataset.Get(i));
       imgs.push_back(ApplyTransform(transform, ex.image, unused));
-      labs.push_back(ex.label);
+      labels.push_back(ex.label);
     }
-    auto batch = torch::stack(imgs).to(device);
-    feats.push_back(mae->EncodeFeatures(batch).to(torch::kCPU, torch::kFloat32));
+    use(torch::stack(imgs));
   }
-  mae->train(was_training);
-  features = torch::cat(feats);
-  labels = torch::tensor(labs, torch::kInt64);
   return absl::OkStatus();
+}
+
+int64_t Limited(const Dataset& dataset, int64_t limit) {
+  return limit > 0 ? std::min(limit, dataset.size()) : dataset.size();
+}
+
+}  // namespace
+
+absl::StatusOr<SplitFeatures> ExtractFeatures(MaeVit& mae, const Dataset& dataset,
+                                              const TransformOptions& transform, int64_t limit,
+                                              int batch_size) {
+  const auto device = mae->pos_embed.device();
+  const bool was_training = mae->is_training();
+  mae->eval();
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> cls, patch_mean;
+  std::vector<int64_t> labels;
+  const absl::Status status = ForEachBatch(
+      dataset, transform, Limited(dataset, limit), batch_size, labels, [&](torch::Tensor batch) {
+        auto f = mae->EncodeFeatures(batch.to(device));
+        cls.push_back(f.cls.to(torch::kCPU, torch::kFloat32));
+        patch_mean.push_back(f.patch_mean.to(torch::kCPU, torch::kFloat32));
+      });
+  mae->train(was_training);
+  RETURN_IF_ERROR(status);
+  return SplitFeatures{torch::cat(cls), torch::cat(patch_mean),
+                       torch::tensor(labels, torch::kInt64)};
+}
+
+absl::StatusOr<SplitFeatures> ExtractPixels(const Dataset& dataset,
+                                            const TransformOptions& transform, int64_t limit) {
+  std::vector<torch::Tensor> pixels;
+  std::vector<int64_t> labels;
+  RETURN_IF_ERROR(ForEachBatch(
+      dataset, transform, Limited(dataset, limit), 256, labels,
+      [&](torch::Tensor batch) { pixels.push_back(batch.flatten(1).to(torch::kFloat32)); }));
+  return SplitFeatures{torch::cat(pixels), torch::Tensor(), torch::tensor(labels, torch::kInt64)};
 }
 
 double KnnTop1(const torch::Tensor& train_features, const torch::Tensor& train_labels,
@@ -100,26 +130,56 @@ double LinearProbeTop1(const torch::Tensor& train_features, const torch::Tensor&
   return (pred == test_labels).to(torch::kFloat64).mean().item<double>();
 }
 
-absl::StatusOr<EvalResult> Evaluate(MaeVit& mae, const Dataset& train, const Dataset& test,
-                                    const TransformOptions& transform, const EvalOptions& o) {
+namespace {
+
+absl::Status CheckLabelled(const Dataset& train, const Dataset& test) {
   if (train.num_classes() <= 0 || test.num_classes() <= 0) {
     return absl::FailedPreconditionError("evaluation needs labelled datasets");
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<EvalResult> Evaluate(MaeVit& mae, const Dataset& train, const Dataset& test,
+                                    const TransformOptions& transform, const EvalOptions& o) {
+  RETURN_IF_ERROR(CheckLabelled(train, test));
   return CatchAll("evaluation", [&]() -> absl::StatusOr<EvalResult> {
-    torch::Tensor train_f, train_l, test_f, test_l;
-    RETURN_IF_ERROR(
-        ExtractFeatures(mae, train, transform, o.train_limit, o.batch_size, train_f, train_l));
-    RETURN_IF_ERROR(
-        ExtractFeatures(mae, test, transform, o.test_limit, o.batch_size, test_f, test_l));
+    ASSIGN_OR_RETURN(SplitFeatures tr,
+                     ExtractFeatures(mae, train, transform, o.train_limit, o.batch_size));
+    ASSIGN_OR_RETURN(SplitFeatures te,
+                     ExtractFeatures(mae, test, transform, o.test_limit, o.batch_size));
     EvalResult r;
-    r.train_images = train_f.size(0);
-    r.test_images = test_f.size(0);
-    r.knn_top1 = KnnTop1(train_f, train_l, test_f, test_l, o.knn_k);
+    r.train_images = tr.labels.size(0);
+    r.test_images = te.labels.size(0);
+    r.knn_top1 = KnnTop1(tr.cls, tr.labels, te.cls, te.labels, o.knn_k);
+    r.knn_top1_patch_mean = KnnTop1(tr.patch_mean, tr.labels, te.patch_mean, te.labels, o.knn_k);
     if (o.probe_epochs > 0) {
-      r.probe_top1 = LinearProbeTop1(train_f, train_l, test_f, test_l,
+      r.probe_top1 = LinearProbeTop1(tr.cls, tr.labels, te.cls, te.labels,
                                      std::max(train.num_classes(), test.num_classes()), o);
     }
     return r;
+  });
+}
+
+absl::Status AddBaselines(const ModelConfig& config, uint64_t seed, const torch::Device& device,
+                          const Dataset& train, const Dataset& test,
+                          const TransformOptions& transform, const EvalOptions& o,
+                          EvalResult& result) {
+  RETURN_IF_ERROR(CheckLabelled(train, test));
+  return CatchAll("evaluating the baselines", [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(SplitFeatures tr, ExtractPixels(train, transform, o.train_limit));
+    ASSIGN_OR_RETURN(SplitFeatures te, ExtractPixels(test, transform, o.test_limit));
+    result.raw_pixels_knn_top1 = KnnTop1(tr.cls, tr.labels, te.cls, te.labels, o.knn_k);
+    torch::manual_seed(seed);
+    MaeVit initial(config);
+    initial->to(device);
+    EvalOptions knn_only = o;
+    knn_only.probe_epochs = 0;
+    ASSIGN_OR_RETURN(EvalResult r, Evaluate(initial, train, test, transform, knn_only));
+    result.random_init_knn_top1 = r.knn_top1;
+    result.random_init_knn_top1_patch_mean = r.knn_top1_patch_mean;
+    return absl::OkStatus();
   });
 }
 

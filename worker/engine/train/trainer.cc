@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/file_io.h"
 #include "common/status_macros.h"
 #include "worker/engine/dist/replica_check.h"
 #include "worker/engine/train/checkpoint.h"
@@ -103,6 +104,7 @@ absl::Status ValidateOptions(const TrainerOptions& o) {
   if (o.log_every < 1) return absl::InvalidArgumentError("train.log_every must be >= 1");
   if (o.keep_checkpoints < 1)
     return absl::InvalidArgumentError("output.keep_checkpoints must be >= 1");
+  if (o.eval_every_epochs < 0) return absl::InvalidArgumentError("eval.every_epochs must be >= 0");
   RETURN_IF_ERROR(ValidateTransformOptions(o.transform, o.model.in_chans));
   return absl::OkStatus();
 }
@@ -127,13 +129,20 @@ absl::StatusOr<torch::Device> ParseDevice(const std::string& name) {
   }
 }
 
+// The deterministic transform of previews, mask overlap and evaluation: the
+// whole image resized and normalised like the training images.
+TransformOptions EvalTransform(const TrainerOptions& options) {
+  TransformOptions eval = options.transform;
+  eval.kind = TransformOptions::Kind::kEval;
+  eval.crop_fraction = 1.0;
+  return eval;
+}
+
 // The first `count` images of the dataset (fewer if it is smaller) under the
 // evaluation transform, stacked on the CPU: previews and mask overlap.
 absl::StatusOr<torch::Tensor> FixedImages(const TrainerOptions& options, const Dataset& dataset,
                                           int64_t count) {
-  TransformOptions eval = options.transform;
-  eval.kind = TransformOptions::Kind::kEval;
-  eval.crop_fraction = 1.0;
+  const TransformOptions eval = EvalTransform(options);
   std::vector<torch::Tensor> imgs;
   SampleRng rng(0, 0);
   for (int64_t i = 0; i < std::min<int64_t>(count, dataset.size()); ++i) {
@@ -176,6 +185,9 @@ struct Trainer::State {
   TrainObserver* observer = nullptr;
   TrainObserver null_observer;
   std::shared_ptr<const Dataset> dataset;
+  // Rank 0 with eval_enabled: the labelled splits of the evaluations.
+  std::shared_ptr<const Dataset> eval_train_set;
+  std::shared_ptr<const Dataset> eval_test_set;
   std::unique_ptr<DataLoader> loader;
   std::unique_ptr<TwoPhaseStep> step_runner;
   TrainPosition position;
@@ -201,6 +213,7 @@ struct Trainer::State {
   // `observer` are set.
   absl::Status SelectDevice();
   absl::Status OpenData();
+  absl::Status OpenEvalData();
   absl::Status BuildNetworks();
   absl::Status ResumeIfAsked();
   absl::Status PrepareOutputs();
@@ -218,6 +231,13 @@ struct Trainer::State {
   absl::Status PublishIteration(const RunPlan& plan, RunProgress& progress, StepReport& report);
   absl::Status MeasureMaskOverlap(StepReport& report);
   absl::Status WritePeriodicOutputs(const RunPlan& plan);
+  // Whether an evaluation during training is due at `position`: at an epoch
+  // boundary (the start included) every eval_every_epochs epochs.
+  bool EvaluationDue() const {
+    return options.eval_enabled && options.eval_every_epochs > 0 && position.batch_in_epoch == 0 &&
+           position.epoch % options.eval_every_epochs == 0;
+  }
+  absl::Status EvaluateDuringTraining(const RunPlan& plan, RunProgress& progress);
   // Whether `position` is an accumulation boundary before the end of the
   // run: a state that a checkpoint resumes exactly.
   bool AtResumablePoint(const RunPlan& plan) const {
@@ -229,6 +249,8 @@ struct Trainer::State {
   absl::Status WritePreviewAt(int64_t step);
   absl::Status Finish();
   void LogJson(const StepReport& r);
+  void LogQuality(const QualityReport& q);
+  absl::Status WriteEvalJson(const EvalResult& r);
 };
 
 Trainer::Trainer(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -250,6 +272,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainerOptions& i
   s->observer = observer != nullptr ? observer : &s->null_observer;
   RETURN_IF_ERROR(s->SelectDevice());
   RETURN_IF_ERROR(s->OpenData());
+  RETURN_IF_ERROR(s->OpenEvalData());
   RETURN_IF_ERROR(s->BuildNetworks());
   RETURN_IF_ERROR(s->ResumeIfAsked());
   s->step_runner =
@@ -290,6 +313,28 @@ absl::Status Trainer::State::OpenData() {
     return absl::InvalidArgumentError(absl::StrCat(
         "train.batch_size (", options.loader.batch_size, ") is larger than this rank's share (",
         sampler.num_samples(), " images) of ", dataset->Describe()));
+  }
+  return absl::OkStatus();
+}
+
+// Rank 0 with eval_enabled: opens the evaluation splits now, so that a
+// missing or unlabelled dataset fails the run before it trains rather than
+// after. FAILED_PRECONDITION when a split has no labels, INVALID_ARGUMENT
+// when its images do not fit the model.
+absl::Status Trainer::State::OpenEvalData() {
+  if (!is_rank0() || !options.eval_enabled) return absl::OkStatus();
+  ASSIGN_OR_RETURN(eval_train_set, OpenLimited(options.eval_train, 0));
+  ASSIGN_OR_RETURN(eval_test_set, OpenLimited(options.eval_test, 0));
+  for (const auto* split : {eval_train_set.get(), eval_test_set.get()}) {
+    if (split->num_classes() <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("eval: ", split->Describe(), " has no labels; k-NN needs labelled data"));
+    }
+    if (split->channels() != options.model.in_chans) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("eval: model.in_chans is ", options.model.in_chans, " but ",
+                       split->Describe(), " has ", split->channels(), "-channel images"));
+    }
   }
   return absl::OkStatus();
 }
@@ -423,6 +468,16 @@ void Trainer::State::LogJson(const StepReport& r) {
   jsonl.flush();
 }
 
+void Trainer::State::LogQuality(const QualityReport& q) {
+  if (!jsonl.is_open()) return;
+  jsonl << absl::StrFormat(
+      "{\"event\":\"eval\",\"step\":%d,\"epoch\":%.6g,\"lambda_cl\":%.6g,\"knn_top1\":%.6f,"
+      "\"knn_top1_patch_mean\":%.6f,\"train_images\":%d,\"test_images\":%d,\"seconds\":%.3f}\n",
+      q.step, q.epoch, q.lambda_cl, q.knn_top1, q.knn_top1_patch_mean, q.train_images,
+      q.test_images, q.seconds);
+  jsonl.flush();
+}
+
 absl::Status Trainer::State::Finish() {
   observer->OnPhase("finish");
   ASSIGN_OR_RETURN(
@@ -448,24 +503,67 @@ absl::Status Trainer::State::Finish() {
     observer->OnExport("encoder", encoder, position.step);
   }
   if (is_rank0() && options.eval_enabled) {
-    ASSIGN_OR_RETURN(auto train, OpenLimited(options.eval_train, 0));
-    ASSIGN_OR_RETURN(auto test, OpenLimited(options.eval_test, 0));
-    TransformOptions t = options.transform;
-    t.kind = TransformOptions::Kind::kEval;
-    t.crop_fraction = 1.0;
+    const TransformOptions t = EvalTransform(options);
     EvalOptions e = options.eval;
     e.seed = options.step.seed;
-    ASSIGN_OR_RETURN(eval_result, Evaluate(mae, *train, *test, t, e));
-    observer->OnEvaluation(*eval_result);
-    std::ofstream out(fs::path(options.output_dir) / "eval.json");
-    out << absl::StrFormat(
-        "{\"knn_k\":%d,\"knn_top1\":%.6f,\"probe_top1\":%s,\"train_images\":%d,\"test_images\":%d}"
-        "\n",
-        e.knn_k, eval_result->knn_top1,
-        std::isnan(eval_result->probe_top1) ? "null"
-                                            : absl::StrFormat("%.6f", eval_result->probe_top1),
-        eval_result->train_images, eval_result->test_images);
+    ASSIGN_OR_RETURN(EvalResult result, Evaluate(mae, *eval_train_set, *eval_test_set, t, e));
+    RETURN_IF_ERROR(AddBaselines(options.model, options.step.seed, device, *eval_train_set,
+                                 *eval_test_set, t, e, result));
+    eval_result = result;
+    RETURN_IF_ERROR(WriteEvalJson(result));
+    observer->OnEvaluation(result);
   }
+  return absl::OkStatus();
+}
+
+namespace {
+
+std::string JsonNumberOrNull(double v) {
+  return std::isfinite(v) ? absl::StrFormat("%.6f", v) : std::string("null");
+}
+
+}  // namespace
+
+// output_dir/eval.json (atomically): the final evaluation and its baselines.
+absl::Status Trainer::State::WriteEvalJson(const EvalResult& r) {
+  const std::string text = absl::StrFormat(
+      "{\"knn_k\":%d,\"knn_top1\":%s,\"knn_top1_patch_mean\":%s,\"probe_top1\":%s,"
+      "\"raw_pixels_knn_top1\":%s,\"random_init_knn_top1\":%s,"
+      "\"random_init_knn_top1_patch_mean\":%s,\"train_images\":%d,\"test_images\":%d}\n",
+      options.eval.knn_k, JsonNumberOrNull(r.knn_top1), JsonNumberOrNull(r.knn_top1_patch_mean),
+      JsonNumberOrNull(r.probe_top1), JsonNumberOrNull(r.raw_pixels_knn_top1),
+      JsonNumberOrNull(r.random_init_knn_top1), JsonNumberOrNull(r.random_init_knn_top1_patch_mean),
+      r.train_images, r.test_images);
+  return WriteFileAtomically((fs::path(options.output_dir) / "eval.json").string(), text);
+}
+
+// Rank 0 measures the current encoder's k-NN quality on the periodic subset
+// (observer: OnQuality, metrics.jsonl: an "eval" line) while every rank
+// reports phase "eval" and waits for it at a barrier, so no rank looks hung.
+// Its time does not count in the images/s of the log window.
+absl::Status Trainer::State::EvaluateDuringTraining(const RunPlan& plan, RunProgress& progress) {
+  const auto t0 = Clock::now();
+  observer->OnPhase("eval");
+  if (is_rank0()) {
+    EvalOptions e = options.eval_periodic;
+    e.probe_epochs = 0;
+    ASSIGN_OR_RETURN(EvalResult r,
+                     Evaluate(mae, *eval_train_set, *eval_test_set, EvalTransform(options), e));
+    QualityReport q;
+    q.step = position.step;
+    q.epoch = FractionalEpoch(plan.per_epoch);
+    q.lambda_cl = plan.curriculum.Value(position.epoch, position.step);
+    q.knn_top1 = r.knn_top1;
+    q.knn_top1_patch_mean = r.knn_top1_patch_mean;
+    q.train_images = r.train_images;
+    q.test_images = r.test_images;
+    q.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    LogQuality(q);
+    observer->OnQuality(q);
+  }
+  RETURN_IF_ERROR(collectives->Barrier());
+  progress.window_start += Clock::now() - t0;
+  observer->OnPhase("train");
   return absl::OkStatus();
 }
 
@@ -473,11 +571,13 @@ absl::Status Trainer::Run() {
   State& s = *state_;
   const RunPlan plan = s.PlanRun();
   RunProgress progress = s.StartRun(plan);
+  if (s.EvaluationDue()) RETURN_IF_ERROR(s.EvaluateDuringTraining(plan, progress));
   while (s.position.step < plan.limit) {
     ASSIGN_OR_RETURN(StepReport report, s.TrainIteration(plan, progress));
     ASSIGN_OR_RETURN(const bool stop, s.AverageOverRanks(report));
     RETURN_IF_ERROR(s.PublishIteration(plan, progress, report));
     RETURN_IF_ERROR(s.WritePeriodicOutputs(plan));
+    if (s.EvaluationDue()) RETURN_IF_ERROR(s.EvaluateDuringTraining(plan, progress));
     // Stop on request at an accumulation boundary (a resumable state), after
     // a checkpoint there.
     if (stop && s.AtResumablePoint(plan)) return s.StopOnRequest(plan);

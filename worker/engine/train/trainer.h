@@ -61,7 +61,13 @@ struct TrainerOptions {
   bool eval_enabled = false;
   DatasetOptions eval_train;
   DatasetOptions eval_test;
-  EvalOptions eval;
+  EvalOptions eval;  // the final evaluation (rank 0, after the last iteration)
+  // Quality during training (rank 0, when eval_enabled): k-NN of the
+  // current encoder on the first eval_periodic.train_limit/test_limit images
+  // of the eval splits, before the first iteration and after every
+  // eval_every_epochs epochs (0 = never). probe_epochs is ignored.
+  int eval_every_epochs = 0;
+  EvalOptions eval_periodic;
 
   std::string spec_text;  // the job spec (YAML), stored in every checkpoint
 };
@@ -85,6 +91,18 @@ struct StepReport {
   std::optional<double> mask_overlap;
 };
 
+// One evaluation during training (TrainerOptions::eval_every_epochs).
+struct QualityReport {
+  int64_t step = 0;      // iterations done when it was measured
+  double epoch = 0;      // epochs done (fractional after max_steps cuts one)
+  double lambda_cl = 0;  // the curriculum factor of the next iteration
+  double knn_top1 = 0;   // class token; fraction in [0, 1]
+  double knn_top1_patch_mean = 0;
+  int64_t train_images = 0;
+  int64_t test_images = 0;
+  double seconds = 0;  // wall time of the evaluation
+};
+
 // Receives progress; called on the training thread. Default: ignore.
 class TrainObserver {
  public:
@@ -104,11 +122,15 @@ class TrainObserver {
   // that still needs the file (an upload not yet confirmed) returns false,
   // and retention asks again after the next checkpoint.
   virtual bool MayDeleteCheckpoint(const std::string& /*path*/) { return true; }
+  // The final evaluation, with its baselines.
   virtual void OnEvaluation(const EvalResult& /*result*/) {}
+  // An evaluation during training.
+  virtual void OnQuality(const QualityReport& /*report*/) {}
   virtual void OnMessage(const std::string& /*line*/) {}
   // The run moves to another phase: "finish" once the last iteration is
-  // done (final checkpoint, exports, evaluation), when the step no longer
-  // advances.
+  // done (final checkpoint, exports, evaluation); "eval" during an
+  // evaluation while training, then "train" again. Outside "train" the step
+  // does not advance.
   virtual void OnPhase(const std::string& /*phase*/) {}
 };
 

@@ -35,7 +35,10 @@ TEST_F(MaeVitTest, ShapesThroughEveryPiece) {
   auto pred = mae_->Decode(enc.latent, enc.ids_restore);
   EXPECT_EQ(pred.sizes(), (std::vector<int64_t>{3, 16, 8}));
   EXPECT_EQ(mae_->PerPatchError(imgs, pred).sizes(), (std::vector<int64_t>{3, 16}));
-  EXPECT_EQ(mae_->EncodeFeatures(imgs).sizes(), (std::vector<int64_t>{3, 16}));
+  auto features = mae_->EncodeFeatures(imgs);
+  EXPECT_EQ(features.cls.sizes(), (std::vector<int64_t>{3, 16}));
+  EXPECT_EQ(features.patch_mean.sizes(), (std::vector<int64_t>{3, 16}));
+  EXPECT_FALSE(torch::allclose(features.cls, features.patch_mean));
 }
 
 TEST_F(MaeVitTest, MaskRemovesExactlyTheTokensRankedLast) {

@@ -4,11 +4,14 @@
 #include <torch/torch.h>
 
 #include <atomic>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 #include "tests/testing/tiny_trainer_options.h"
 #include "worker/engine/train/checkpoint.h"
+#include "worker/engine/util/json.h"
 
 namespace clmae {
 namespace {
@@ -18,7 +21,11 @@ namespace fs = std::filesystem;
 class Recorder : public TrainObserver {
  public:
   void OnStep(const StepReport& r) override { reports.push_back(r); }
+  void OnQuality(const QualityReport& q) override { quality.push_back(q); }
+  void OnPhase(const std::string& phase) override { phases.push_back(phase); }
   std::vector<StepReport> reports;
+  std::vector<QualityReport> quality;
+  std::vector<std::string> phases;
 };
 
 class TrainerTest : public ::testing::Test {
@@ -248,6 +255,126 @@ TEST_F(TrainerTest, BadInputsNameTheProblem) {
 }
 
 // A short run on real data: the MAE's reconstruction loss falls.
+// Evaluation on two synthetic labelled splits (20 train / 10 test images).
+void EnableEval(TrainerOptions& o, int every_epochs) {
+  o.eval_enabled = true;
+  o.eval_train = o.data;
+  o.eval_train.synthetic_size = 20;
+  o.eval_train.synthetic_seed = 1;
+  o.eval_test = o.data;
+  o.eval_test.synthetic_size = 10;
+  o.eval_test.synthetic_seed = 2;
+  o.eval.knn_k = 3;
+  o.eval.probe_epochs = 0;
+  o.eval_every_epochs = every_epochs;
+  o.eval_periodic = o.eval;
+}
+
+TEST_F(TrainerTest, EvaluatesBeforeTrainingAndEveryEpochAndEndsWithBaselines) {
+  auto o = Options("quality");
+  EnableEval(o, 1);
+  Recorder rec;
+  auto t = Trainer::Create(o, nullptr, &rec);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+
+  // Before the first iteration and after each of the 3 epochs of 5.
+  ASSERT_EQ(rec.quality.size(), 4u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(rec.quality[i].step, 5 * i);
+    EXPECT_DOUBLE_EQ(rec.quality[i].epoch, i);
+    EXPECT_EQ(rec.quality[i].train_images, 20);
+    EXPECT_EQ(rec.quality[i].test_images, 10);
+    EXPECT_GE(rec.quality[i].knn_top1, 0);
+    EXPECT_LE(rec.quality[i].knn_top1, 1);
+  }
+  EXPECT_DOUBLE_EQ(rec.quality[0].lambda_cl, 1.0);
+  // Every evaluation is bracketed by "eval" and "train"; "finish" last.
+  ASSERT_EQ(rec.phases.size(), 9u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(rec.phases[2 * i], "eval");
+    EXPECT_EQ(rec.phases[2 * i + 1], "train");
+  }
+  EXPECT_EQ(rec.phases.back(), "finish");
+
+  // The final evaluation has both feature kinds and the baselines. The
+  // untrained encoder is the run's own starting point: on the same images it
+  // scores what the evaluation before the first iteration scored.
+  const auto& r = (*t)->eval_result();
+  ASSERT_TRUE(r.has_value());
+  EXPECT_TRUE(std::isnan(r->probe_top1));
+  EXPECT_DOUBLE_EQ(r->random_init_knn_top1, rec.quality[0].knn_top1);
+  EXPECT_DOUBLE_EQ(r->random_init_knn_top1_patch_mean, rec.quality[0].knn_top1_patch_mean);
+  EXPECT_DOUBLE_EQ(r->knn_top1, rec.quality[3].knn_top1);  // trained: the last one's
+  EXPECT_GE(r->raw_pixels_knn_top1, 0);
+  EXPECT_LE(r->raw_pixels_knn_top1, 1);
+
+  const fs::path out(o.output_dir);
+  std::ifstream eval_file(out / "eval.json");
+  std::string text((std::istreambuf_iterator<char>(eval_file)), std::istreambuf_iterator<char>());
+  auto json = ParseJson(text);
+  ASSERT_TRUE(json.ok()) << json.status() << ": " << text;
+  const auto& fields = json->object();
+  for (const char* key : {"knn_top1", "knn_top1_patch_mean", "raw_pixels_knn_top1",
+                          "random_init_knn_top1", "random_init_knn_top1_patch_mean"}) {
+    ASSERT_TRUE(fields.contains(key) && fields.at(key).is_number()) << key << " in " << text;
+  }
+  EXPECT_DOUBLE_EQ(fields.at("raw_pixels_knn_top1").number(),
+                   std::round(r->raw_pixels_knn_top1 * 1e6) / 1e6);
+  EXPECT_FALSE(fields.at("probe_top1").is_number());  // null: no probe
+
+  // metrics.jsonl: 15 iteration lines and 4 "eval" lines.
+  std::ifstream log(out / "metrics.jsonl");
+  int steps = 0, evals = 0;
+  for (std::string line; std::getline(log, line);) {
+    auto entry = ParseJson(line);
+    ASSERT_TRUE(entry.ok()) << line;
+    if (entry->object().contains("event")) {
+      EXPECT_EQ(entry->object().at("event").string(), "eval");
+      EXPECT_EQ(entry->object().at("step").number(), 5 * evals);
+      EXPECT_TRUE(entry->object().at("knn_top1_patch_mean").is_number());
+      ++evals;
+    } else {
+      ++steps;
+    }
+  }
+  EXPECT_EQ(steps, 15);
+  EXPECT_EQ(evals, 4);
+}
+
+TEST_F(TrainerTest, EvaluatesEveryNthEpochAndNotAtAllWhenOff) {
+  auto o = Options("every2");
+  EnableEval(o, 2);
+  Recorder every2;
+  auto t = Trainer::Create(o, nullptr, &every2);
+  ASSERT_TRUE(t.ok()) << t.status();
+  ASSERT_TRUE((*t)->Run().ok());
+  ASSERT_EQ(every2.quality.size(), 2u);  // epochs 0 and 2 of 3
+  EXPECT_EQ(every2.quality[0].step, 0);
+  EXPECT_EQ(every2.quality[1].step, 10);
+
+  auto off = Options("off");
+  EnableEval(off, 0);
+  Recorder none;
+  auto u = Trainer::Create(off, nullptr, &none);
+  ASSERT_TRUE(u.ok()) << u.status();
+  ASSERT_TRUE((*u)->Run().ok());
+  EXPECT_TRUE(none.quality.empty());
+  EXPECT_TRUE((*u)->eval_result().has_value());  // the final one still runs
+}
+
+TEST_F(TrainerTest, AMissingEvaluationDatasetFailsBeforeTraining) {
+  auto o = Options("missing-eval");
+  EnableEval(o, 1);
+  o.eval_test.kind = DatasetOptions::Kind::kIdx;
+  o.eval_test.path = (dir_ / "no-such-dataset").string();
+  o.eval_test.split = "test";
+  auto t = Trainer::Create(o, nullptr, nullptr);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), absl::StatusCode::kNotFound) << t.status();
+  EXPECT_NE(t.status().message().find("no-such-dataset"), std::string::npos) << t.status();
+}
+
 TEST_F(TrainerTest, FashionMnistLossFalls) {
   if (!fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")) {
     GTEST_SKIP() << "dataset-fashion-mnist is not installed";
