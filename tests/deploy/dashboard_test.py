@@ -42,7 +42,7 @@ REQUIRED = {
     "clmae_job_state", "clmae_job_curriculum_factor", "clmae_job_progress_ratio",
     "clmae_job_loss", "clmae_job_learning_rate", "clmae_job_images_per_second",
     "clmae_job_steps_per_second", "clmae_job_step", "clmae_job_restarts",
-    "clmae_job_checkpoint_age_seconds",
+    "clmae_job_checkpoint_age_seconds", "clmae_job_knn_top1",
     "clmae_trainer_images_total", "clmae_trainer_step_phase_seconds_sum",
     "clmae_trainer_step_seconds_sum", "clmae_trainer_epoch",
     "clmae_trainer_mask_keep_score_mean", "clmae_trainer_mask_near_binary_ratio",

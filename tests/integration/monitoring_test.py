@@ -7,7 +7,9 @@ a live clmae job, with the alert rules of deploy/prometheus loaded.
      trainers on --trainer_metrics_port_base ports;
   2. a 2-rank job on a tiny model and synthetic data, long enough to be
      scraped (it is cancelled once the checks are done), checkpointing
-     every few iterations so that its checkpoint age exists;
+     every few iterations so that its checkpoint age exists, and
+     evaluating k-NN quality every few epochs so that the quality panel
+     has data;
   3. prometheus with deploy/prometheus/prometheus-demo.yml, its ports
      swapped for this run's and its intervals for 1 s, and
      deploy/prometheus/rules/clmae-alerts.yml;
@@ -152,7 +154,8 @@ model: {{preset: tiny, img_size: 16, embed_dim: 32, depth: 1, num_heads: 2,
 data: {{kind: SYNTHETIC, synthetic_size: 64, num_workers: 1}}
 optimizer: {{warmup_epochs: 1}}
 train: {{epochs: 1000, max_steps: 20000, batch_size: 8, threads: 1, log_every: 2}}
-eval: {{enabled: false}}
+eval: {{enabled: true, every_epochs: 5, periodic_train_limit: 32, periodic_test_limit: 16,
+       knn_k: 3, probe_epochs: 0}}
 output: {{dir: out, checkpoint_every: 10, export_safetensors: false}}
 resources: {{world_size: 2, device_kind: cpu, max_restarts: 0}}
 """)
