@@ -6,8 +6,10 @@ JOBS ?= 2
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 DEMO_SPEC ?= examples/demo-fashion-mnist.yaml
+VENV_PYTHON ?= .venv/bin/python
+COMPARE_ARGS ?=
 
-.PHONY: all deps build test test-engine demo bench bench-coordinator bench-metrics format format-check sanitize engine-only clean
+.PHONY: all deps build test test-engine demo compare bench bench-coordinator bench-metrics format format-check sanitize engine-only clean
 
 all: build
 
@@ -28,6 +30,11 @@ test: build
 # agents train the tiny CL-MAE on Fashion-MNIST as a 2-rank job.
 demo: build
 	scripts/demo.sh $(BUILD_DIR) $(DEMO_SPEC)
+
+# CL-MAE vs plain MAE on the same budget over seeds 0,1,2 (table and plots in
+# runs/compare; rerunning resumes). COMPARE_ARGS: see scripts/compare.py --help.
+compare: build
+	$(VENV_PYTHON) scripts/compare.py --build $(BUILD_DIR) $(COMPARE_ARGS)
 
 # make demo watched by a real Prometheus (127.0.0.1:9090, data in runs/monitor)
 # with the alert rules of deploy/prometheus; prints how to point a Grafana at
@@ -60,6 +67,13 @@ bench-checkpoint: deps $(BUILD_DIR)/build.ninja
 bench-metrics: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-metrics
 	$(BUILD_DIR)/bench/clmae-bench-metrics
+
+# Evaluation during training: the tiny job trained with and without its
+# periodic k-NN, same run; the overhead as a share of training time.
+.PHONY: bench-eval
+bench-eval: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-eval
+	$(BUILD_DIR)/bench/clmae-bench-eval --spec examples/tiny-fashion-mnist.yaml
 
 # The chaos suite (docs/reliability.md): kill -9 of trainers, agents and the
 # coordinator, a stopped rank, damaged checkpoints, a busy rendezvous port, a
