@@ -102,8 +102,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   return coordinator;
 }
 
-absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec,
-                                            const std::string& request_id) {
+absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::string& request_id,
+                                            const std::string& owner) {
   ASSIGN_OR_RETURN(JobResources resources, ResolveJobResources(spec));
   if (options_.validate_spec) RETURN_IF_ERROR(options_.validate_spec(spec));
   if (request_id.size() > 128) {
@@ -113,7 +113,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec,
   const absl::Time now = options_.clock();
   // The store has its own lock: durable submissions do not wait for the
   // domain lock, nor hold it during their commit.
-  ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(spec, request_id, now));
+  ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(spec, request_id, now, owner));
   v1::Job job;
   bool active = false;
   {
@@ -163,7 +163,8 @@ absl::StatusOr<JobPage> Coordinator::List(const ListJobsQuery& query) {
   return page;
 }
 
-absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std::string& reason) {
+absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std::string& reason,
+                                            const std::string& principal) {
   v1::Job result;
   {
     absl::MutexLock lock(&mu_);
@@ -173,9 +174,10 @@ absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std
     const absl::Time now = options_.clock();
     v1::Job next = active.job;
     next.set_state(v1::JOB_STATE_CANCELLED);
-    next.set_failure_message(reason.empty() ? "cancelled by a client"
-                                            : absl::StrCat("cancelled: ", reason));
-    RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now));
+    next.set_failure_message(reason.empty()
+                                 ? absl::StrCat("cancelled by ", principal)
+                                 : absl::StrCat("cancelled by ", principal, ": ", reason));
+    RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now, principal));
     CancelRanks(active, next.failure_message(), options_.cancel_grace);
     result = active.job;
     Reap();

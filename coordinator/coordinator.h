@@ -96,17 +96,20 @@ class Coordinator {
 
   // --- Clients --------------------------------------------------------------
 
-  // Stores the job durably (PENDING, attempt 1), then tries to place it.
-  // INVALID_ARGUMENT for a bad spec or request id (at most 128 characters);
-  // a retried request id: see JobStore::Submit.
-  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id);
+  // Stores the job durably (PENDING, attempt 1, owned by `owner`), then
+  // tries to place it. INVALID_ARGUMENT for a bad spec or request id (at
+  // most 128 characters); a retried request id: see JobStore::Submit.
+  absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id,
+                                 const std::string& owner = "");
   // NOT_FOUND for an unknown id.
   absl::StatusOr<v1::Job> Get(const std::string& job_id);
   // Active jobs carry their live progress.
   absl::StatusOr<JobPage> List(const ListJobsQuery& query);
   // Ends the job CANCELLED and sends a Cancel to each of its ranks. A job in
   // a terminal state is returned unchanged. NOT_FOUND for an unknown id.
-  absl::StatusOr<v1::Job> Cancel(const std::string& job_id, const std::string& reason);
+  // The event records `principal` as its cause.
+  absl::StatusOr<v1::Job> Cancel(const std::string& job_id, const std::string& reason,
+                                 const std::string& principal = kCoordinatorPrincipal);
   // Calls `callback` with a snapshot of the job, then with every state change
   // (event) and rank-0 progress, until Unwatch. An empty `job_id` watches
   // every job (snapshots of the active ones first). NOT_FOUND for an unknown
@@ -263,7 +266,8 @@ class Coordinator {
 
   // coordinator_jobs.cc: transitions, scheduling and failure handling.
   absl::Status Commit(ActiveJob& active, const v1::Job& next, const std::string& message,
-                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                      absl::Time now, absl::string_view principal = kCoordinatorPrincipal)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Schedule(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Place(ActiveJob& active, const GangPlacement& placement, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -34,14 +34,16 @@ absl::Duration Backoff(absl::Duration min, absl::Duration max, int n) {
 }  // namespace
 
 absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
-                                 const std::string& message, absl::Time now) {
+                                 const std::string& message, absl::Time now,
+                                 absl::string_view principal) {
   v1::Job next = next_in;
   *next.mutable_update_time() = ToProtoTime(now);
   if (next.state() == v1::JOB_STATE_RUNNING && !next.has_start_time()) {
     *next.mutable_start_time() = ToProtoTime(now);
   }
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
-  ASSIGN_OR_RETURN(v1::JobEvent event, store_->Transition(next, active.job.state(), message, now));
+  ASSIGN_OR_RETURN(v1::JobEvent event,
+                   store_->Transition(next, active.job.state(), message, now, principal));
   const v1::JobState from = active.job.state();
   Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from), " -> ",
                    JobStateName(next.state()), ": ", message));

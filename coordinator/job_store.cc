@@ -76,13 +76,14 @@ absl::Status JobStore::Migrate() {
 absl::Status JobStore::PrepareStatements() {
   ASSIGN_OR_RETURN(by_request_, db_->Prepare("SELECT job FROM jobs WHERE request_id = ?"));
   ASSIGN_OR_RETURN(id_exists_, db_->Prepare("SELECT 1 FROM jobs WHERE id = ?"));
-  ASSIGN_OR_RETURN(insert_job_, db_->Prepare("INSERT INTO jobs (id, request_id, state, priority, "
-                                             "submit_time_us, job) VALUES (?, ?, ?, ?, ?, ?)"));
+  ASSIGN_OR_RETURN(insert_job_,
+                   db_->Prepare("INSERT INTO jobs (id, request_id, state, priority, "
+                                "submit_time_us, job, owner) VALUES (?, ?, ?, ?, ?, ?, ?)"));
   ASSIGN_OR_RETURN(insert_label_,
                    db_->Prepare("INSERT INTO job_labels (job_seq, key, value) VALUES (?, ?, ?)"));
   ASSIGN_OR_RETURN(insert_event_,
                    db_->Prepare("INSERT INTO events (job_id, time_us, from_state, to_state, "
-                                "attempt, message) VALUES (?, ?, ?, ?, ?, ?)"));
+                                "attempt, message, principal) VALUES (?, ?, ?, ?, ?, ?, ?)"));
   ASSIGN_OR_RETURN(get_job_, db_->Prepare("SELECT job FROM jobs WHERE id = ?"));
   ASSIGN_OR_RETURN(get_state_, db_->Prepare("SELECT state FROM jobs WHERE id = ?"));
   ASSIGN_OR_RETURN(update_job_, db_->Prepare("UPDATE jobs SET state = ?, job = ? WHERE id = ?"));
@@ -107,13 +108,15 @@ absl::StatusOr<std::string> JobStore::NewJobId() {
 }
 
 absl::StatusOr<v1::JobEvent> JobStore::AppendEvent(const v1::Job& job, v1::JobState from,
-                                                   absl::string_view message, absl::Time now) {
+                                                   absl::string_view message, absl::Time now,
+                                                   absl::string_view principal) {
   insert_event_->Bind(1, job.id())
       .Bind(2, absl::ToUnixMicros(now))
       .Bind(3, int64_t{from})
       .Bind(4, int64_t{job.state()})
       .Bind(5, int64_t{job.attempt()})
-      .Bind(6, message);
+      .Bind(6, message)
+      .Bind(7, principal);
   RETURN_IF_ERROR(insert_event_->Run());
   v1::JobEvent event;
   event.set_job_id(job.id());
@@ -123,22 +126,25 @@ absl::StatusOr<v1::JobEvent> JobStore::AppendEvent(const v1::Job& job, v1::JobSt
   event.set_to_state(job.state());
   event.set_attempt(job.attempt());
   event.set_message(std::string(message));
+  event.set_principal(std::string(principal));
   return event;
 }
 
 absl::StatusOr<SubmitOutcome> JobStore::Submit(const v1::JobSpec& spec,
-                                               absl::string_view request_id, absl::Time now) {
+                                               absl::string_view request_id, absl::Time now,
+                                               absl::string_view owner) {
   SubmitOutcome outcome;
   const std::function<absl::Status()> body = [&] {
     mu_.AssertHeld();
-    return SubmitInTransaction(spec, request_id, now, outcome);
+    return SubmitInTransaction(spec, request_id, owner, now, outcome);
   };
   RETURN_IF_ERROR(Write(body));
   return outcome;
 }
 
 absl::Status JobStore::SubmitInTransaction(const v1::JobSpec& spec, absl::string_view request_id,
-                                           absl::Time now, SubmitOutcome& outcome) {
+                                           absl::string_view owner, absl::Time now,
+                                           SubmitOutcome& outcome) {
   if (!request_id.empty()) {
     by_request_->Bind(1, request_id);
     absl::StatusOr<bool> found = by_request_->Step();
@@ -149,6 +155,11 @@ absl::Status JobStore::SubmitInTransaction(const v1::JobSpec& spec, absl::string
       if (!outcome.job.ParseFromString(blob)) {
         return absl::DataLossError(
             absl::StrCat("job store: unreadable job for request id '", request_id, "'"));
+      }
+      if (outcome.job.owner() != owner) {
+        return absl::AlreadyExistsError(
+            absl::StrCat("request id '", request_id,
+                         "' was already used by another principal; use a new request id"));
       }
       if (!google::protobuf::util::MessageDifferencer::Equals(outcome.job.spec(), spec)) {
         return absl::AlreadyExistsError(absl::StrCat(
@@ -166,6 +177,7 @@ absl::Status JobStore::SubmitInTransaction(const v1::JobSpec& spec, absl::string
   job.set_state(v1::JOB_STATE_PENDING);
   job.set_attempt(1);
   job.set_request_id(std::string(request_id));
+  job.set_owner(std::string(owner));
   *job.mutable_submit_time() = ToProtoTime(now);
   *job.mutable_update_time() = job.submit_time();
   insert_job_->Bind(1, job.id());
@@ -177,14 +189,16 @@ absl::Status JobStore::SubmitInTransaction(const v1::JobSpec& spec, absl::string
   insert_job_->Bind(3, int64_t{job.state()})
       .Bind(4, int64_t{spec.resources().priority()})
       .Bind(5, absl::ToUnixMicros(now))
-      .BindBlob(6, job.SerializeAsString());
+      .BindBlob(6, job.SerializeAsString())
+      .Bind(7, owner);
   RETURN_IF_ERROR(insert_job_->Run());
   const int64_t seq = db_->LastInsertRowId();
   for (const auto& [key, value] : spec.labels()) {
     insert_label_->Bind(1, seq).Bind(2, key).Bind(3, value);
     RETURN_IF_ERROR(insert_label_->Run());
   }
-  ASSIGN_OR_RETURN(outcome.event, AppendEvent(job, v1::JOB_STATE_UNSPECIFIED, "submitted", now));
+  ASSIGN_OR_RETURN(outcome.event,
+                   AppendEvent(job, v1::JOB_STATE_UNSPECIFIED, "submitted", now, owner));
   return absl::OkStatus();
 }
 
@@ -246,11 +260,12 @@ absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
 }
 
 absl::StatusOr<v1::JobEvent> JobStore::Transition(const v1::Job& job, v1::JobState from,
-                                                  absl::string_view message, absl::Time now) {
+                                                  absl::string_view message, absl::Time now,
+                                                  absl::string_view principal) {
   v1::JobEvent event;
   const std::function<absl::Status()> body = [&] {
     mu_.AssertHeld();
-    return TransitionInTransaction(job, from, message, now, event);
+    return TransitionInTransaction(job, from, message, now, principal, event);
   };
   RETURN_IF_ERROR(Write(body));
   return event;
@@ -258,7 +273,7 @@ absl::StatusOr<v1::JobEvent> JobStore::Transition(const v1::Job& job, v1::JobSta
 
 absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState from,
                                                absl::string_view message, absl::Time now,
-                                               v1::JobEvent& event) {
+                                               absl::string_view principal, v1::JobEvent& event) {
   get_state_->Bind(1, job.id());
   absl::StatusOr<bool> found = get_state_->Step();
   const auto stored =
@@ -273,7 +288,7 @@ absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState 
   RETURN_IF_ERROR(CheckTransition(from, job.state()));
   update_job_->Bind(1, int64_t{job.state()}).BindBlob(2, job.SerializeAsString()).Bind(3, job.id());
   RETURN_IF_ERROR(update_job_->Run());
-  ASSIGN_OR_RETURN(event, AppendEvent(job, from, message, now));
+  ASSIGN_OR_RETURN(event, AppendEvent(job, from, message, now, principal));
   return absl::OkStatus();
 }
 
@@ -310,6 +325,7 @@ absl::StatusOr<JobPage> JobStore::List(const ListJobsQuery& query) {
     std::vector<int> states(query.states.begin(), query.states.end());
     absl::StrAppend(&sql, " AND state IN (", absl::StrJoin(states, ","), ")");
   }
+  if (query.owner.has_value()) absl::StrAppend(&sql, " AND owner = ?");
   for (size_t i = 0; i < query.labels.size(); ++i) {
     absl::StrAppend(&sql, " AND EXISTS (SELECT 1 FROM job_labels l WHERE l.job_seq = jobs.seq",
                     " AND l.key = ? AND l.value = ?)");
@@ -319,6 +335,7 @@ absl::StatusOr<JobPage> JobStore::List(const ListJobsQuery& query) {
   ASSIGN_OR_RETURN(auto stmt, db_->Prepare(sql));
   int index = 1;
   stmt->Bind(index++, before);
+  if (query.owner.has_value()) stmt->Bind(index++, *query.owner);
   for (const auto& [key, value] : query.labels) {
     stmt->Bind(index, key).Bind(index + 1, value);
     index += 2;
@@ -352,8 +369,9 @@ absl::StatusOr<std::vector<v1::Job>> JobStore::LoadActive() {
 
 absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Events(absl::string_view job_id) {
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT seq, time_us, from_state, to_state, attempt, "
-                                           "message FROM events WHERE job_id = ? ORDER BY seq"));
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_->Prepare("SELECT seq, time_us, from_state, to_state, attempt, "
+                                "message, principal FROM events WHERE job_id = ? ORDER BY seq"));
   stmt->Bind(1, job_id);
   std::vector<v1::JobEvent> events;
   for (;;) {
@@ -367,6 +385,7 @@ absl::StatusOr<std::vector<v1::JobEvent>> JobStore::Events(absl::string_view job
     event.set_to_state(static_cast<v1::JobState>(stmt->ColumnInt(3)));
     event.set_attempt(static_cast<int32_t>(stmt->ColumnInt(4)));
     event.set_message(stmt->ColumnText(5));
+    event.set_principal(stmt->ColumnText(6));
   }
   return events;
 }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,9 +42,14 @@ struct SubmitOutcome {
   v1::JobEvent event;  // the submission event, when created
 };
 
+// The principal of the events the coordinator causes itself (placements,
+// failures it detects, restarts).
+inline constexpr char kCoordinatorPrincipal[] = "coordinator";
+
 struct ListJobsQuery {
   std::vector<v1::JobState> states;           // any of these; empty = all
   std::map<std::string, std::string> labels;  // all must match
+  std::optional<std::string> owner;           // only this principal's jobs
   int page_size = 100;                        // 1..1000
   std::string page_token;                     // from JobPage::next_page_token
 };
@@ -57,7 +63,7 @@ struct JobPage {
 class JobStore {
  public:
   // The schema version this build writes. Migrations run in order on Open.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Opens or creates the store and brings its schema up to kSchemaVersion.
   // UNAVAILABLE when the file cannot be opened in WAL mode;
@@ -65,11 +71,13 @@ class JobStore {
   static absl::StatusOr<std::unique_ptr<JobStore>> Open(const JobStoreOptions& options);
   ~JobStore();
 
-  // Stores a new job PENDING at attempt 1 with its submission event. With a
-  // non-empty `request_id` already used: the same spec returns that job
-  // (created = false), a different spec is ALREADY_EXISTS.
+  // Stores a new job PENDING at attempt 1, owned by `owner`, with its
+  // submission event (caused by `owner`). With a non-empty `request_id`
+  // already used: the same spec by the same owner returns that job
+  // (created = false); a different spec, or another owner, is
+  // ALREADY_EXISTS.
   absl::StatusOr<SubmitOutcome> Submit(const v1::JobSpec& spec, absl::string_view request_id,
-                                       absl::Time now);
+                                       absl::Time now, absl::string_view owner = "");
 
   // NOT_FOUND for an unknown id.
   absl::StatusOr<v1::Job> Get(absl::string_view id);
@@ -77,9 +85,11 @@ class JobStore {
   // Replaces the job with `job` (same id) and appends the event `from ->
   // job.state()` at `now`, in one transaction. FAILED_PRECONDITION when the
   // stored state is not `from` (someone else moved it) or the transition is
-  // illegal; NOT_FOUND for an unknown id. Returns the appended event.
+  // illegal; NOT_FOUND for an unknown id. Returns the appended event, which
+  // records `principal` as its cause.
   absl::StatusOr<v1::JobEvent> Transition(const v1::Job& job, v1::JobState from,
-                                          absl::string_view message, absl::Time now);
+                                          absl::string_view message, absl::Time now,
+                                          absl::string_view principal = kCoordinatorPrincipal);
 
   // Replaces the job's record without a state change (progress, result).
   // FAILED_PRECONDITION when `job.state()` is not the stored state.
@@ -117,17 +127,19 @@ class JobStore {
   void CommitBatch(const std::vector<PendingWrite*>& batch) ABSL_LOCKS_EXCLUDED(batch_mu_);
   // The bodies of Submit, Transition and Update, inside a transaction.
   absl::Status SubmitInTransaction(const v1::JobSpec& spec, absl::string_view request_id,
-                                   absl::Time now, SubmitOutcome& outcome)
+                                   absl::string_view owner, absl::Time now, SubmitOutcome& outcome)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status TransitionInTransaction(const v1::Job& job, v1::JobState from,
                                        absl::string_view message, absl::Time now,
-                                       v1::JobEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                       absl::string_view principal, v1::JobEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status UpdateInTransaction(const v1::Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Migrate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status PrepareStatements() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::string> NewJobId() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<v1::JobEvent> AppendEvent(const v1::Job& job, v1::JobState from,
-                                           absl::string_view message, absl::Time now)
+                                           absl::string_view message, absl::Time now,
+                                           absl::string_view principal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<std::vector<v1::Job>> ReadJobs(SqliteStatement& stmt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

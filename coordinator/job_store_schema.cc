@@ -49,6 +49,13 @@ CREATE TABLE drained_workers (
   time_us INTEGER NOT NULL
 );
 )sql",
+      // v3: principals. Who submitted each job (a user lists and acts on
+      // their own), and who caused each event. Earlier rows get ''.
+      R"sql(
+ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX jobs_by_owner ON jobs (owner, seq);
+ALTER TABLE events ADD COLUMN principal TEXT NOT NULL DEFAULT '';
+)sql",
   };
   return kMigrations;
 }

@@ -2,9 +2,11 @@
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "absl/strings/ascii.h"
@@ -12,26 +14,86 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "common/sha256.h"
 
 namespace clmae {
 namespace {
 
 constexpr absl::string_view kBearer = "bearer ";
+constexpr absl::string_view kDigestPrefix = "sha256:";
 
-// Equal contents and lengths; the time taken depends only on the lengths.
+// Equal contents of two equally long digests; the time taken does not depend
+// on where they differ.
 bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  if (b.empty()) return false;
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < b.size(); ++i) {
-    const unsigned char x = a.empty() ? 0 : static_cast<unsigned char>(a[i % a.size()]);
-    diff |= x ^ static_cast<unsigned char>(b[i]);
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]);
   }
   return diff == 0;
 }
 
+bool IsDigest(absl::string_view hex) {
+  return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
+           return absl::ascii_isdigit(c) || (c >= 'a' && c <= 'f');
+         });
+}
+
+// Principal names: 1-64 of letters, digits and . _ @ -.
+bool IsPrincipalName(absl::string_view name) {
+  return !name.empty() && name.size() <= 64 && std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(c) || c == '.' || c == '_' || c == '@' || c == '-';
+  });
+}
+
+std::optional<Role> ParseRole(absl::string_view name) {
+  if (name == "user") return Role::kUser;
+  if (name == "operator") return Role::kOperator;
+  if (name == "worker") return Role::kWorker;
+  return std::nullopt;
+}
+
+bool Allows(Role role, Access access) {
+  switch (access) {
+    case Access::kClient:
+      return role == Role::kUser || role == Role::kOperator;
+    case Access::kOperator:
+      return role == Role::kOperator;
+    case Access::kWorker:
+      return role == Role::kWorker;
+  }
+  return false;
+}
+
+absl::string_view AccessName(Access access) {
+  switch (access) {
+    case Access::kClient:
+      return "a user or operator";
+    case Access::kOperator:
+      return "an operator";
+    case Access::kWorker:
+      return "a worker";
+  }
+  return "?";
+}
+
 }  // namespace
 
-absl::string_view RoleName(Role role) { return role == Role::kClient ? "client" : "worker"; }
+absl::string_view RoleName(Role role) {
+  switch (role) {
+    case Role::kUser:
+      return "user";
+    case Role::kOperator:
+      return "operator";
+    case Role::kWorker:
+      return "worker";
+  }
+  return "?";
+}
+
+TokenEntry TokenEntry::ForToken(std::string principal, Role role, absl::string_view token) {
+  return TokenEntry{std::move(principal), role, Sha256Hex(token)};
+}
 
 absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view source) {
   TokenFile out;
@@ -43,22 +105,44 @@ absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view 
     std::vector<absl::string_view> fields =
         absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     const std::string where = absl::StrCat(source, ":", line_number);
-    if (fields.size() != 2) {
-      return absl::InvalidArgumentError(
-          absl::StrFormat("%s: expected '<role> <token>' (role client or worker), got %d field(s)",
-                          where, fields.size()));
+    if (fields.size() == 2 && (fields[0] == "client" || fields[0] == "worker")) {
+      // The format before principals: a role and the token in clear.
+      const bool client = fields[0] == "client";
+      out.entries.push_back(TokenEntry::ForToken(
+          std::string(fields[0]), client ? Role::kOperator : Role::kWorker, fields[1]));
+      out.warnings.push_back(absl::StrCat(
+          where,
+          ": a token in clear (the older '<client|worker> <token>' form); it is read as the ",
+          client ? "operator" : "worker", " principal '", fields[0],
+          "'. Replace the line by '<principal> <role> sha256:<digest>' (digest: printf %s TOKEN | "
+          "sha256sum)"));
+      continue;
     }
-    TokenEntry entry;
-    if (fields[0] == "client") {
-      entry.role = Role::kClient;
-    } else if (fields[0] == "worker") {
-      entry.role = Role::kWorker;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat(where, ": unknown role '", fields[0], "'; use client or worker"));
+    if (fields.size() != 3) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "%s: expected '<principal> <role> sha256:<hex digest of the token>' (role user, "
+          "operator or worker), got %d field(s)",
+          where, fields.size()));
     }
-    entry.token = std::string(fields[1]);
-    out.entries.push_back(std::move(entry));
+    if (!IsPrincipalName(fields[0])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": principal '", fields[0],
+                       "' must be 1-64 letters, digits, '.', '_', '@' or '-'"));
+    }
+    const std::optional<Role> role = ParseRole(fields[1]);
+    if (!role.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": unknown role '", fields[1], "'; use user, operator or worker"));
+    }
+    if (!absl::StartsWith(fields[2], kDigestPrefix) ||
+        !IsDigest(fields[2].substr(kDigestPrefix.size()))) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where,
+                       ": the token must be given as sha256:<64 lowercase hex digits> "
+                       "(printf %s TOKEN | sha256sum), never in clear"));
+    }
+    out.entries.push_back(TokenEntry{std::string(fields[0]), *role,
+                                     std::string(fields[2].substr(kDigestPrefix.size()))});
   }
   return out;
 }
@@ -86,15 +170,26 @@ absl::StatusOr<TokenFile> LoadTokensFile(const std::string& path) {
 absl::StatusOr<Authorizer> Authorizer::Create(std::vector<TokenEntry> tokens,
                                               bool allow_anonymous) {
   for (size_t i = 0; i < tokens.size(); ++i) {
-    if (tokens[i].token.empty()) {
+    const TokenEntry& t = tokens[i];
+    if (!IsDigest(t.token_sha256)) {
       return absl::InvalidArgumentError(
-          absl::StrCat("an empty ", RoleName(tokens[i].role), " token was given"));
+          absl::StrCat("the token of principal '", t.principal, "' is not a SHA-256 digest"));
+    }
+    if (!IsPrincipalName(t.principal)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "principal '", t.principal, "' must be 1-64 letters, digits, '.', '_', '@' or '-'"));
     }
     for (size_t j = 0; j < i; ++j) {
-      if (tokens[j].token == tokens[i].token && tokens[j].role != tokens[i].role) {
+      if (tokens[j].token_sha256 == t.token_sha256 &&
+          (tokens[j].principal != t.principal || tokens[j].role != t.role)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "one token is listed for both '", tokens[j].principal, "' (", RoleName(tokens[j].role),
+            ") and '", t.principal, "' (", RoleName(t.role), "); give each its own token"));
+      }
+      if (tokens[j].principal == t.principal && tokens[j].role != t.role) {
         return absl::InvalidArgumentError(
-            "one token is listed both as a client and as a worker token; give each role its "
-            "own token");
+            absl::StrCat("principal '", t.principal, "' is listed with two roles (",
+                         RoleName(tokens[j].role), " and ", RoleName(t.role), "); give it one"));
       }
     }
   }
@@ -108,19 +203,21 @@ absl::StatusOr<Authorizer> Authorizer::Create(std::vector<TokenEntry> tokens,
   return Authorizer(std::move(tokens), anonymous);
 }
 
-absl::Status Authorizer::Authorize(const grpc::ServerContextBase& context, Role required) const {
-  if (anonymous_) return absl::OkStatus();
+absl::StatusOr<Principal> Authorizer::Authorize(const grpc::ServerContextBase& context,
+                                                Access access) const {
+  if (anonymous_) return Principal{"anonymous", Role::kOperator};
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return AuthorizeHeader("", required);
-  return AuthorizeHeader(absl::string_view(it->second.data(), it->second.size()), required);
+  if (it == metadata.end()) return AuthorizeHeader("", access);
+  return AuthorizeHeader(absl::string_view(it->second.data(), it->second.size()), access);
 }
 
-absl::Status Authorizer::AuthorizeHeader(absl::string_view header, Role required) const {
-  if (anonymous_) return absl::OkStatus();
+absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
+                                                      Access access) const {
+  if (anonymous_) return Principal{"anonymous", Role::kOperator};
   if (header.empty()) {
     return absl::UnauthenticatedError(
-        absl::StrCat("no bearer token: this call needs a ", RoleName(required),
+        absl::StrCat("no bearer token: this call needs ", AccessName(access),
                      " token in the 'authorization: Bearer <token>' metadata"));
   }
   if (header.size() <= kBearer.size() ||
@@ -128,19 +225,29 @@ absl::Status Authorizer::AuthorizeHeader(absl::string_view header, Role required
     return absl::UnauthenticatedError(
         "malformed authorization metadata; expected 'Bearer <token>'");
   }
-  const absl::string_view token = absl::StripAsciiWhitespace(header.substr(kBearer.size()));
+  const std::string digest = Sha256Hex(absl::StripAsciiWhitespace(header.substr(kBearer.size())));
   // Every entry is compared, so the time taken does not tell which matched.
   const TokenEntry* match = nullptr;
   for (const TokenEntry& entry : tokens_) {
-    if (ConstantTimeEquals(token, entry.token) && match == nullptr) match = &entry;
+    if (ConstantTimeEquals(digest, entry.token_sha256) && match == nullptr) match = &entry;
   }
   if (match == nullptr) return absl::UnauthenticatedError("unknown bearer token");
-  if (match->role != required) {
-    return absl::PermissionDeniedError(absl::StrCat("a ", RoleName(match->role),
-                                                    " token cannot call this; it needs a ",
-                                                    RoleName(required), " token"));
+  if (!Allows(match->role, access)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("principal '", match->principal, "' (", RoleName(match->role),
+                     ") cannot call this; it needs ", AccessName(access), " token"));
   }
-  return absl::OkStatus();
+  return Principal{match->principal, match->role};
+}
+
+absl::Status CheckJobAccess(const Principal& principal, absl::string_view job_id,
+                            absl::string_view owner) {
+  if (principal.is_operator() || (principal.role == Role::kUser && owner == principal.name)) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "job ", job_id, " is not yours: principal '", principal.name, "' (", RoleName(principal.role),
+      ") may act only on the jobs it submitted; an operator may act on every job"));
 }
 
 }  // namespace clmae

@@ -1,13 +1,18 @@
 #pragma once
 
-// Bearer-token authorization for the coordinator's RPCs (docs/README.md,
-// "Security"). A token carries one role: `client` (the Coordinator service:
-// submit, watch, cancel...) or `worker` (the WorkerControl service: agents
-// and trainers). Health needs no token; reflection neither, which is why it
-// is off unless --reflection turns it on.
+// Who calls the coordinator, and what they may do (docs/README.md,
+// "Security"). A bearer token maps to a named principal with one role:
+//   user      the Coordinator service on their own jobs: submit, get, watch,
+//             cancel, list, checkpoints and downloads;
+//   operator  what a user may, on every job, plus listing and draining
+//             workers;
+//   worker    the WorkerControl service (agents and their trainers).
+// Health needs no token; reflection neither, which is why it is off unless
+// --reflection turns it on.
 //
 // Each handler calls Authorizer::Authorize first, before touching its
 // request; tokens arrive as per-call metadata `authorization: Bearer <t>`.
+// The coordinator keeps only SHA-256 digests of the tokens.
 
 #include <string>
 #include <vector>
@@ -19,14 +24,32 @@
 
 namespace clmae {
 
-enum class Role { kClient, kWorker };
+enum class Role { kUser, kOperator, kWorker };
 
-// "client" / "worker".
+// "user" / "operator" / "worker".
 absl::string_view RoleName(Role role);
 
+// Who a call comes from.
+struct Principal {
+  std::string name;
+  Role role = Role::kUser;
+  bool is_operator() const { return role == Role::kOperator; }
+};
+
+// What a call needs.
+enum class Access {
+  kClient,    // a user or an operator (the Coordinator service)
+  kOperator,  // an operator (workers: list, drain)
+  kWorker,    // a worker (the WorkerControl service)
+};
+
 struct TokenEntry {
-  Role role = Role::kClient;
-  std::string token;
+  std::string principal;
+  Role role = Role::kUser;
+  std::string token_sha256;  // 64 lowercase hex digits
+
+  // An entry for a token given in clear (the environment shortcut, tests).
+  static TokenEntry ForToken(std::string principal, Role role, absl::string_view token);
 };
 
 struct TokenFile {
@@ -36,10 +59,14 @@ struct TokenFile {
   std::vector<std::string> warnings;
 };
 
-// Parses "<role> <token>" lines; blank lines and lines starting with '#'
-// (after spaces) are skipped. INVALID_ARGUMENT names the line (1-based) for
-// an unknown role, a missing token or extra fields; `source` names the text
-// in messages (a file path).
+// Parses "<principal> <role> sha256:<64 hex digits>" lines, the digest being
+// SHA-256 of the token (`printf %s TOKEN | sha256sum`); blank lines and
+// lines starting with '#' (after spaces) are skipped. The older
+// "<client|worker> <token>" lines are still read, with a warning to replace
+// them: `client` becomes the operator principal "client", `worker` the worker
+// principal "worker". INVALID_ARGUMENT names the line (1-based) for an
+// unknown role, a malformed digest, a bad principal name or a wrong field
+// count; `source` names the text in messages (a file path).
 absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view source);
 
 // Reads and parses the file at `path`. NOT_FOUND / PERMISSION_DENIED name
@@ -51,20 +78,22 @@ absl::StatusOr<TokenFile> LoadTokensFile(const std::string& path);
 // Immutable after Create; thread-safe.
 class Authorizer {
  public:
-  // INVALID_ARGUMENT for an empty token or one token listed under both roles.
-  // An empty table is refused unless `allow_anonymous` (every call is then
-  // allowed; for local development only): FAILED_PRECONDITION saying to
-  // give tokens or --insecure_no_auth.
+  // INVALID_ARGUMENT for a malformed digest, one token listed twice with
+  // different principals or roles, or one principal with two roles. An empty
+  // table is refused unless `allow_anonymous` (every call is then allowed,
+  // as the operator principal "anonymous"; for local development only):
+  // FAILED_PRECONDITION saying to give tokens or --insecure_no_auth.
   static absl::StatusOr<Authorizer> Create(std::vector<TokenEntry> tokens, bool allow_anonymous);
 
-  // OK when the call carries a token with `required`'s role.
+  // The principal of the call's token when its role has `access`.
   // UNAUTHENTICATED for no token, a malformed header or an unknown token;
-  // PERMISSION_DENIED for a known token of the other role. Tokens are
-  // compared in time independent of where they differ.
-  absl::Status Authorize(const grpc::ServerContextBase& context, Role required) const;
+  // PERMISSION_DENIED, naming the principal and the role needed, for a
+  // known token without the access. Digests are compared in time
+  // independent of where they differ.
+  absl::StatusOr<Principal> Authorize(const grpc::ServerContextBase& context, Access access) const;
 
   // The same check on the raw `authorization` header value ("" = absent).
-  absl::Status AuthorizeHeader(absl::string_view header, Role required) const;
+  absl::StatusOr<Principal> AuthorizeHeader(absl::string_view header, Access access) const;
 
   bool anonymous() const { return anonymous_; }
 
@@ -75,5 +104,11 @@ class Authorizer {
   std::vector<TokenEntry> tokens_;
   bool anonymous_ = false;
 };
+
+// Whether `principal` may act on a job owned by `owner`: an operator on
+// every job, a user on their own. PERMISSION_DENIED names the job and the
+// rule otherwise (not the owner).
+absl::Status CheckJobAccess(const Principal& principal, absl::string_view job_id,
+                            absl::string_view owner);
 
 }  // namespace clmae

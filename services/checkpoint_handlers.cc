@@ -38,8 +38,9 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   UploadReactor(Coordinator* coordinator, const Authorizer& authorizer,
                 grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
       : coordinator_(coordinator), context_(context), response_(response) {
-    if (absl::Status auth = authorizer.Authorize(*context, Role::kWorker); !auth.ok()) {
-      Finish(ToGrpcStatus(auth));
+    if (absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
+        !auth.ok()) {
+      Finish(ToGrpcStatus(auth.status()));
       return;
     }
     StartRead(&in_);
@@ -115,12 +116,13 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
 // Sends one checkpoint: its record, then its bytes from the offset.
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckpointResponse> {
  public:
-  // `find` runs after authorization and names the checkpoint.
+  // `find(principal)` runs after authorization and names the checkpoint.
   template <typename Find>
-  DownloadReactor(Coordinator* coordinator, const Authorizer& authorizer, Role role,
+  DownloadReactor(Coordinator* coordinator, const Authorizer& authorizer, Access access,
                   grpc::CallbackServerContext* context, int64_t offset, Find&& find) {
-    absl::Status status = authorizer.Authorize(*context, role);
-    if (status.ok()) status = Open(coordinator, offset, find());
+    absl::StatusOr<Principal> principal = authorizer.Authorize(*context, access);
+    absl::Status status =
+        principal.ok() ? Open(coordinator, offset, find(*principal)) : principal.status();
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
       return;
@@ -172,8 +174,9 @@ grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerControlService::Uplo
 
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::FetchCheckpoint(
     grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) {
-  return new DownloadReactor(coordinator_, *authorizer_, Role::kWorker, context, request->offset(),
-                             [&]() -> absl::StatusOr<v1::Checkpoint> {
+  return new DownloadReactor(coordinator_, *authorizer_, Access::kWorker, context,
+                             request->offset(),
+                             [&](const Principal&) -> absl::StatusOr<v1::Checkpoint> {
                                RETURN_IF_ERROR(RequireJobId(request->job_id()));
                                v1::DownloadCheckpointRequest find;
                                find.set_job_id(request->job_id());
@@ -185,8 +188,9 @@ grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::
 grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
     grpc::CallbackServerContext* context, const v1::ListCheckpointsRequest* request,
     v1::ListCheckpointsResponse* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
     RETURN_IF_ERROR(RequireJobId(request->job_id()));
+    RETURN_IF_ERROR(CheckOwner(*coordinator_, p, request->job_id()));
     ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> checkpoints,
                      coordinator_->ListCheckpoints(request->job_id(), request->kind()));
     for (v1::Checkpoint& c : checkpoints) *response->add_checkpoints() = std::move(c);
@@ -196,9 +200,11 @@ grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
 
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* CoordinatorService::DownloadCheckpoint(
     grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
-  return new DownloadReactor(coordinator_, *authorizer_, Role::kClient, context, request->offset(),
-                             [&]() -> absl::StatusOr<v1::Checkpoint> {
+  return new DownloadReactor(coordinator_, *authorizer_, Access::kClient, context,
+                             request->offset(),
+                             [&](const Principal& p) -> absl::StatusOr<v1::Checkpoint> {
                                RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                               RETURN_IF_ERROR(CheckOwner(*coordinator_, p, request->job_id()));
                                return coordinator_->FindCheckpoint(*request);
                              });
 }

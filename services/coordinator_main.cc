@@ -44,8 +44,10 @@ ABSL_FLAG(std::string, data_dir, "",
           "folder for the coordinator's state (job store: <data_dir>/coordinator.db, checkpoints: "
           "<data_dir>/checkpoints); created if missing. Required");
 ABSL_FLAG(std::string, tokens_file, "",
-          "bearer tokens, one '<role> <token>' per line (role client or worker; '#' comments). "
-          "CLMAE_CLIENT_TOKEN and CLMAE_WORKER_TOKEN in the environment add one token each");
+          "principals and their tokens, one '<principal> <role> sha256:<hex>' per line (role "
+          "user, operator or worker; the SHA-256 of the token, e.g. printf %s TOKEN | sha256sum; "
+          "'#' comments). CLMAE_CLIENT_TOKEN adds the operator 'local' and CLMAE_WORKER_TOKEN "
+          "the worker 'worker'");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "accept every call without a token when none is configured (local development only)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key turns TLS on");
@@ -113,11 +115,21 @@ absl::StatusOr<std::vector<clmae::TokenEntry>> LoadTokens() {
     for (const std::string& warning : file->warnings) Say(absl::StrCat("warning: ", warning));
     tokens = std::move(file->entries);
   }
-  const std::pair<const char*, clmae::Role> env[] = {{"CLMAE_CLIENT_TOKEN", clmae::Role::kClient},
-                                                     {"CLMAE_WORKER_TOKEN", clmae::Role::kWorker}};
-  for (const auto& [name, role] : env) {
-    const char* value = std::getenv(name);
-    if (value != nullptr && *value != '\0') tokens.push_back({role, value});
+  // The shortcut for one machine (the demo, a single-team cluster): the
+  // client token is the operator "local", the worker token the worker
+  // "worker".
+  struct EnvToken {
+    const char* variable;
+    const char* principal;
+    clmae::Role role;
+  };
+  const EnvToken env[] = {{"CLMAE_CLIENT_TOKEN", "local", clmae::Role::kOperator},
+                          {"CLMAE_WORKER_TOKEN", "worker", clmae::Role::kWorker}};
+  for (const EnvToken& e : env) {
+    const char* value = std::getenv(e.variable);
+    if (value != nullptr && *value != '\0') {
+      tokens.push_back(clmae::TokenEntry::ForToken(e.principal, e.role, value));
+    }
   }
   return tokens;
 }

@@ -1,9 +1,12 @@
 #include "services/coordinator_service.h"
 
 #include <memory>
+#include <optional>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/job_spec/job_spec_validator.h"
 #include "common/status_macros.h"
 #include "coordinator/job_state_machine.h"
@@ -18,9 +21,46 @@ absl::Status RequireJobId(const std::string& job_id) {
   return absl::OkStatus();
 }
 
+absl::Status CheckOwner(clmae::Coordinator& coordinator, const Principal& principal,
+                        const std::string& job_id) {
+  if (principal.is_operator()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(v1::Job job, coordinator.Get(job_id));
+  return CheckJobAccess(principal, job.id(), job.owner());
+}
+
 namespace {
 
 constexpr int kDefaultPageSize = 100;
+
+// Which jobs an all-jobs watch of a user may see: theirs. Updates carry the
+// owner only in snapshots, so the answer for an event or progress comes from
+// the job itself, once per job. Called on the coordinator's flushing
+// threads.
+class OwnedJobs {
+ public:
+  OwnedJobs(clmae::Coordinator* coordinator, std::string owner)
+      : coordinator_(coordinator), owner_(std::move(owner)) {}
+
+  bool Owns(const v1::JobUpdate& update) {
+    absl::MutexLock lock(&mu_);
+    auto it = known_.find(update.job_id());
+    if (it != known_.end()) return it->second;
+    bool owns = false;
+    if (update.has_snapshot()) {
+      owns = update.snapshot().owner() == owner_;
+    } else if (absl::StatusOr<v1::Job> job = coordinator_->Get(update.job_id()); job.ok()) {
+      owns = job->owner() == owner_;
+    }
+    known_[update.job_id()] = owns;
+    return owns;
+  }
+
+ private:
+  clmae::Coordinator* const coordinator_;
+  const std::string owner_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, bool> known_ ABSL_GUARDED_BY(mu_);
+};
 
 // One WatchJob stream. Updates arrive on the coordinator's flushing thread
 // and go to the StreamWriter; the watch is removed in OnDone, once nothing
@@ -35,16 +75,31 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobUpdate> {
             this, CoordinatorService::kMaxQueuedUpdates,
             "the client reads updates too slowly; watch again for a fresh snapshot",
             /*held=*/true)) {
-    if (absl::Status auth = authorizer.Authorize(*context, Role::kClient); !auth.ok()) {
-      writer_->FinishNow(ToGrpcStatus(auth));
+    absl::StatusOr<Principal> principal = authorizer.Authorize(*context, Access::kClient);
+    absl::Status allowed = principal.status();
+    if (principal.ok()) {
+      // A user watches their own jobs: one of them, or (no job id) all of
+      // them; an operator every job.
+      if (!job_id_.empty()) {
+        allowed = CheckOwner(*coordinator, *principal, job_id_);
+      } else if (!principal->is_operator()) {
+        owner_filter_ = principal->name;
+      }
+    }
+    if (!allowed.ok()) {
+      writer_->FinishNow(ToGrpcStatus(allowed));
       writer_->Release();
       return;
     }
     // The callback keeps only the writer, which outlives this reactor.
     std::shared_ptr<Writer> writer = writer_;
     const bool one_job = !job_id_.empty();
+    std::shared_ptr<OwnedJobs> owned =
+        owner_filter_.has_value() ? std::make_shared<OwnedJobs>(coordinator, *owner_filter_)
+                                  : nullptr;
     absl::StatusOr<WatchId> id =
-        coordinator_->Watch(job_id_, [writer, one_job](const v1::JobUpdate& update) {
+        coordinator_->Watch(job_id_, [writer, one_job, owned](const v1::JobUpdate& update) {
+          if (owned != nullptr && !owned->Owns(update)) return;
           const bool ends =
               one_job && ((update.has_event() && IsTerminal(update.event().to_state())) ||
                           (update.has_snapshot() && IsTerminal(update.snapshot().state())));
@@ -75,6 +130,8 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobUpdate> {
 
   clmae::Coordinator* const coordinator_;
   const std::string job_id_;
+  // Watching every job as a user: only the updates of their own jobs go out.
+  std::optional<std::string> owner_filter_;
   const std::shared_ptr<Writer> writer_;
   WatchId watch_id_ = 0;  // 0: no watch registered
 };
@@ -84,12 +141,13 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobUpdate> {
 grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerContext* context,
                                                         const v1::SubmitJobRequest* request,
                                                         v1::Job* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
     if (!request->has_spec()) {
       return absl::InvalidArgumentError("spec: required; give the job spec to run");
     }
     if (absl::Status valid = ValidateJobSpecForService(request->spec()); !valid.ok()) return valid;
-    absl::StatusOr<v1::Job> job = coordinator_->Submit(request->spec(), request->request_id());
+    absl::StatusOr<v1::Job> job =
+        coordinator_->Submit(request->spec(), request->request_id(), p.name);
     if (!job.ok()) return job.status();
     *response = *std::move(job);
     return absl::OkStatus();
@@ -99,10 +157,11 @@ grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* context,
                                                      const v1::GetJobRequest* request,
                                                      v1::Job* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
     if (absl::Status ok = RequireJobId(request->job_id()); !ok.ok()) return ok;
     absl::StatusOr<v1::Job> job = coordinator_->Get(request->job_id());
     if (!job.ok()) return job.status();
+    RETURN_IF_ERROR(CheckJobAccess(p, job->id(), job->owner()));
     *response = *std::move(job);
     return absl::OkStatus();
   });
@@ -111,8 +170,14 @@ grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerContext* context,
                                                        const v1::ListJobsRequest* request,
                                                        v1::ListJobsResponse* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
+    if (request->all_owners() && !p.is_operator()) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("all_owners: principal '", p.name, "' (", RoleName(p.role),
+                       ") may list only its own jobs; listing every owner's needs an operator"));
+    }
     ListJobsQuery query;
+    if (!request->all_owners()) query.owner = p.name;
     for (int state : request->states()) query.states.push_back(static_cast<v1::JobState>(state));
     query.labels.insert(request->label_selector().begin(), request->label_selector().end());
     query.page_size = request->page_size() == 0 ? kDefaultPageSize : request->page_size();
@@ -128,9 +193,11 @@ grpc::ServerUnaryReactor* CoordinatorService::ListJobs(grpc::CallbackServerConte
 grpc::ServerUnaryReactor* CoordinatorService::CancelJob(grpc::CallbackServerContext* context,
                                                         const v1::CancelJobRequest* request,
                                                         v1::Job* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
     if (absl::Status ok = RequireJobId(request->job_id()); !ok.ok()) return ok;
-    absl::StatusOr<v1::Job> job = coordinator_->Cancel(request->job_id(), request->reason());
+    RETURN_IF_ERROR(CheckOwner(*coordinator_, p, request->job_id()));
+    absl::StatusOr<v1::Job> job =
+        coordinator_->Cancel(request->job_id(), request->reason(), p.name);
     if (!job.ok()) return job.status();
     *response = *std::move(job);
     return absl::OkStatus();
@@ -145,7 +212,7 @@ grpc::ServerWriteReactor<v1::JobUpdate>* CoordinatorService::WatchJob(
 grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(grpc::CallbackServerContext* context,
                                                           const v1::ListWorkersRequest* /*request*/,
                                                           v1::ListWorkersResponse* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kOperator, [&](const Principal&) -> absl::Status {
     for (v1::Worker& worker : coordinator_->ListWorkers()) {
       *response->add_workers() = std::move(worker);
     }
@@ -156,7 +223,7 @@ grpc::ServerUnaryReactor* CoordinatorService::ListWorkers(grpc::CallbackServerCo
 grpc::ServerUnaryReactor* CoordinatorService::DrainWorker(grpc::CallbackServerContext* context,
                                                           const v1::DrainWorkerRequest* request,
                                                           v1::Worker* response) {
-  return RunUnary(context, *authorizer_, Role::kClient, [&]() -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kOperator, [&](const Principal&) -> absl::Status {
     RETURN_IF_ERROR(coordinator_->SetWorkerDraining(request->worker_id(), !request->undo(),
                                                     !request->keep_jobs()));
     for (v1::Worker& worker : coordinator_->ListWorkers()) {

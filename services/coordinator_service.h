@@ -17,6 +17,12 @@ namespace clmae {
 // one check of every RPC that names a job (both services).
 absl::Status RequireJobId(const std::string& job_id);
 
+// OK for an operator; for a user, OK when they own the job `job_id`,
+// PERMISSION_DENIED when another principal does (NOT_FOUND when there is
+// no such job).
+absl::Status CheckOwner(clmae::Coordinator& coordinator, const Principal& principal,
+                        const std::string& job_id);
+
 class CoordinatorService final : public v1::Coordinator::CallbackService {
  public:
   // Per WatchJob stream: updates waiting for a slow client beyond this end

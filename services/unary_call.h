@@ -11,14 +11,15 @@
 
 namespace clmae {
 
-// Finishes the call with `body()`'s status after `role` was authorized (or
-// with the authorization error, without running `body`).
+// Finishes the call with `body(principal)`'s status after the caller was
+// authorized for `access` (or with the authorization error, without running
+// `body`).
 template <typename Body>
 grpc::ServerUnaryReactor* RunUnary(grpc::CallbackServerContext* context,
-                                   const Authorizer& authorizer, Role role, Body&& body) {
+                                   const Authorizer& authorizer, Access access, Body&& body) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  absl::Status status = authorizer.Authorize(*context, role);
-  if (status.ok()) status = body();
+  absl::StatusOr<Principal> principal = authorizer.Authorize(*context, access);
+  const absl::Status status = principal.ok() ? body(*principal) : principal.status();
   reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }

@@ -35,8 +35,9 @@ class AttachReactor final : public AttachReactorBase {
         writer_(std::make_shared<AgentWriter>(
             this, WorkerControlService::kMaxQueuedMessages,
             "the agent reads too slowly; reconnect and register again", /*held=*/false)) {
-    if (absl::Status auth = authorizer.Authorize(*context, Role::kWorker); !auth.ok()) {
-      writer_->FinishNow(ToGrpcStatus(auth));
+    if (absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
+        !auth.ok()) {
+      writer_->FinishNow(ToGrpcStatus(auth.status()));
       return;
     }
     StartRead(&in_);
@@ -124,8 +125,8 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* WorkerControl
 grpc::ServerUnaryReactor* WorkerControlService::ReportProgress(
     grpc::CallbackServerContext* context, const v1::ReportProgressRequest* request,
     v1::ReportProgressResponse* /*response*/) {
-  return RunUnary(context, *authorizer_, Role::kWorker,
-                  [&] { return coordinator_->ReportProgress(*request); });
+  return RunUnary(context, *authorizer_, Access::kWorker,
+                  [&](const Principal&) { return coordinator_->ReportProgress(*request); });
 }
 
 }  // namespace clmae

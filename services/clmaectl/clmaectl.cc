@@ -49,7 +49,8 @@ void PrintOverview(std::ostream& out) {
          "  2  usage error: unknown command or flag, missing or malformed argument\n"
          "  3  the coordinator cannot be reached or did not answer in time\n"
          "  4  not found: no such job (or checkpoint)\n"
-         "  5  not authorized: token missing or wrong, or without the client role\n"
+         "  5  not authorized: token missing or wrong, or not allowed (another user's job, an "
+         "operator command)\n"
          "\nRun 'clmaectl COMMAND --help' for a command's flags.\n";
 }
 

@@ -87,6 +87,7 @@ absl::StatusOr<CommandOptions> BuildList(const ParsedArgs& args) {
     }
     options.labels[value.substr(0, eq)] = value.substr(eq + 1);
   }
+  options.all_owners = args.Has("all");
   if (args.Has("limit")) {
     const std::string text = args.Last("limit");
     if (!absl::SimpleAtoi(text, &options.limit) || options.limit <= 0) {
@@ -191,7 +192,7 @@ const std::vector<FlagSpec>& GlobalFlags() {
   static const std::vector<FlagSpec>* const kFlags = new std::vector<FlagSpec>{
       {"output", 'o', "FORMAT", "table (default), json or yaml"},
       {"address", 0, "HOST:PORT", "the coordinator (env CLMAE_ADDRESS; default localhost:50051)"},
-      {"token", 0, "TOKEN", "bearer token with the client role (env CLMAE_TOKEN)"},
+      {"token", 0, "TOKEN", "bearer token of a user or operator (env CLMAE_TOKEN)"},
       {"tls-ca", 0, "FILE", "CA certificate (PEM); turns TLS on (env CLMAE_TLS_CA)"},
       {"tls-cert", 0, "FILE", "client certificate for mutual TLS (env CLMAE_TLS_CERT)"},
       {"tls-key", 0, "FILE", "client key for mutual TLS (env CLMAE_TLS_KEY)"},
@@ -222,15 +223,17 @@ const std::vector<CommandSpec>& Commands() {
        {},
        BuildGet},
       {"list",
-       "[--state S,...] [--label K=V]... [--limit N]",
+       "[--state S,...] [--label K=V]... [--limit N] [--all]",
        "list jobs, newest first",
-       "Lists jobs, newest submission first, paging through the coordinator.",
+       "Lists your jobs, newest submission first, paging through the coordinator;\n"
+       "with --all, every owner's (an operator's token is needed for that).",
        {{"state", 0, "STATES",
          "only jobs in these states (comma-separated: pending, scheduled, running, restarting, "
          "succeeded, failed, cancelled)",
          true},
         {"label", 0, "KEY=VALUE", "only jobs with this label (repeatable; all must match)", true},
-        {"limit", 0, "N", "at most N jobs"}},
+        {"limit", 0, "N", "at most N jobs"},
+        {"all", 0, "", "every owner's jobs, not only yours (operators)"}},
        BuildList},
       {"watch",
        "JOB... | --all",

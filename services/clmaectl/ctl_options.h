@@ -52,6 +52,7 @@ struct ListOptions {
   std::vector<v1::JobState> states;           // empty: every state
   std::map<std::string, std::string> labels;  // every pair must match
   int limit = 0;                              // 0: every matching job
+  bool all_owners = false;                    // every owner's (operators); else the caller's
 };
 
 // `watch JOB... | --all`.

@@ -47,9 +47,9 @@ ExitCode ReportRpcError(const absl::Status& status, const GlobalOptions& global,
                                                      "client token)");
       break;
     case absl::StatusCode::kPermissionDenied:
-      line = absl::StrCat("permission denied: ", message,
-                          " (the token lacks the client role; set --token or CLMAE_TOKEN to a "
-                          "client token)");
+      // The coordinator names the principal and what was missing: the role
+      // (an operator RPC, a worker token) or the job's ownership.
+      line = absl::StrCat("permission denied: ", message);
       break;
     case absl::StatusCode::kInvalidArgument:
       line = absl::StrCat("the coordinator rejected the request: ", message);

@@ -17,7 +17,7 @@ enum ExitCode : int {
   kExitUsage = 2,        // unknown command or flag, missing or malformed argument
   kExitUnavailable = 3,  // the coordinator cannot be reached or did not answer in time
   kExitNotFound = 4,     // no such job
-  kExitAuth = 5,         // token missing, wrong, or without the client role
+  kExitAuth = 5,         // token missing or wrong, or the call not allowed
 };
 
 // The exit code for an error from the coordinator (or the channel to it).

@@ -42,6 +42,7 @@ void PrintJobDetails(const v1::Job& job, absl::Time now, std::ostream& out) {
   };
   add("ID", job.id());
   add("Name", job.spec().name());
+  add("Owner", job.owner());
   const std::map<std::string, std::string> labels(job.spec().labels().begin(),
                                                   job.spec().labels().end());
   add("Labels", absl::StrJoin(labels, ", ", absl::PairFormatter("=")));
@@ -137,6 +138,7 @@ ExitCode RunList(const ListOptions& options, const CommandEnv& env) {
   v1::ListJobsRequest request;
   for (v1::JobState state : options.states) request.add_states(state);
   request.mutable_label_selector()->insert(options.labels.begin(), options.labels.end());
+  request.set_all_owners(options.all_owners);
   v1::ListJobsResponse all;
   do {
     const int wanted = options.limit > 0 ? options.limit - all.jobs_size() : 0;

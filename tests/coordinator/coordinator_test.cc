@@ -265,10 +265,10 @@ TEST_F(CoordinatorTest, CancelStopsEveryRank) {
   Started("a", assigns);
   a->Clear();
 
-  auto cancelled = coordinator_->Cancel(running, "not needed");
+  auto cancelled = coordinator_->Cancel(running, "not needed", "alice");
   ASSERT_TRUE(cancelled.ok());
   EXPECT_EQ(cancelled->state(), v1::JOB_STATE_CANCELLED);
-  EXPECT_EQ(cancelled->failure_message(), "cancelled: not needed");
+  EXPECT_EQ(cancelled->failure_message(), "cancelled by alice: not needed");
   ASSERT_THAT(a->Cancels(), SizeIs(2));
   EXPECT_EQ(State(pending), v1::JOB_STATE_PENDING);  // slots held until the ranks exit
   ASSERT_TRUE(Report("a", assigns[0], v1::TaskStatus::EXITED, 0, 15).ok());
@@ -276,7 +276,7 @@ TEST_F(CoordinatorTest, CancelStopsEveryRank) {
   // Cancelling again answers the terminal job unchanged.
   auto again = coordinator_->Cancel(running, "twice");
   ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->failure_message(), "cancelled: not needed");
+  EXPECT_EQ(again->failure_message(), "cancelled by alice: not needed");
   EXPECT_EQ(coordinator_->Cancel("job-unknown", "").status().code(), absl::StatusCode::kNotFound);
 }
 

@@ -130,6 +130,66 @@ TEST_F(JobStoreTest, TransitionIsCheckedAndAppendsAnEvent) {
   EXPECT_EQ(store->Update(next).code(), absl::StatusCode::kFailedPrecondition);
 }
 
+TEST_F(JobStoreTest, JobsRecordTheirOwnerAndEventsWhoCausedThem) {
+  auto store = OpenStore();
+  v1::Job alice = store->Submit(Spec("a"), "req-a", t0_, "alice")->job;
+  v1::Job bob = store->Submit(Spec("b"), "", t0_, "bob")->job;
+  EXPECT_EQ(alice.owner(), "alice");
+  EXPECT_EQ(store->Get(bob.id())->owner(), "bob");
+  // Another principal's retry with the same request id gets nothing of it.
+  auto stolen = store->Submit(Spec("a"), "req-a", t0_, "bob");
+  EXPECT_EQ(stolen.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_THAT(stolen.status().message(), ::testing::Not(HasSubstr(alice.id())));
+  EXPECT_TRUE(store->Submit(Spec("a"), "req-a", t0_, "alice").ok());
+
+  v1::Job next = alice;
+  next.set_state(v1::JOB_STATE_SCHEDULED);
+  ASSERT_TRUE(store->Transition(next, v1::JOB_STATE_PENDING, "placed", t0_).ok());
+  v1::Job cancelled = next;
+  cancelled.set_state(v1::JOB_STATE_CANCELLED);
+  ASSERT_TRUE(store->Transition(cancelled, v1::JOB_STATE_SCHEDULED, "cancelled", t0_, "ops").ok());
+  auto events = store->Events(alice.id());
+  ASSERT_TRUE(events.ok());
+  ASSERT_THAT(*events, SizeIs(3));
+  EXPECT_EQ((*events)[0].principal(), "alice");
+  EXPECT_EQ((*events)[1].principal(), kCoordinatorPrincipal);
+  EXPECT_EQ((*events)[2].principal(), "ops");
+
+  ListJobsQuery mine;
+  mine.owner = "bob";
+  auto page = store->List(mine);
+  ASSERT_TRUE(page.ok());
+  ASSERT_THAT(page->jobs, SizeIs(1));
+  EXPECT_EQ(page->jobs[0].id(), bob.id());
+  mine.owner = "carol";
+  EXPECT_THAT(store->List(mine)->jobs, SizeIs(0));
+  EXPECT_THAT(store->List(ListJobsQuery{})->jobs, SizeIs(2));
+}
+
+TEST_F(JobStoreTest, AStoreFromBeforePrincipalsGainsOwnersAndKeepsItsJobs) {
+  std::string job_id;
+  {
+    auto store = OpenStore();
+    job_id = store->Submit(Spec("old"), "", t0_)->job.id();
+  }
+  // Back to schema 2: what a store written before principals looks like.
+  RawExec(
+      "DROP INDEX jobs_by_owner; ALTER TABLE jobs DROP COLUMN owner; "
+      "ALTER TABLE events DROP COLUMN principal; DELETE FROM schema_migrations WHERE version = 3; "
+      "PRAGMA user_version = 2");
+  auto store = OpenStore();
+  ASSERT_NE(store, nullptr);
+  auto old = store->Get(job_id);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->owner(), "");
+  ListJobsQuery mine;
+  mine.owner = "alice";
+  EXPECT_THAT(store->List(mine)->jobs, SizeIs(0));  // an ownerless job is nobody's
+  ASSERT_TRUE(store->Submit(Spec("new"), "", t0_, "alice").ok());
+  EXPECT_THAT(store->List(mine)->jobs, SizeIs(1));
+  EXPECT_EQ((*store->Events(job_id))[0].principal(), "");
+}
+
 // Concurrent writers share commits (group commit); each acknowledged write
 // is durable on its own and a refused write in the same transaction undoes
 // only itself.

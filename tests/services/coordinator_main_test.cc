@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "clmae/v1/coordinator.grpc.pb.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/grpc_client.h"
@@ -154,9 +155,11 @@ TEST_F(CoordinatorMainTest, ServerReflectionIsOffUnlessAskedFor) {
   EXPECT_EQ(Wait(), 0);
 }
 
-TEST_F(CoordinatorMainTest, ReadsATokensFile) {
+TEST_F(CoordinatorMainTest, ReadsATokensFileOfPrincipalsAndDigests) {
   const std::string tokens = dir_ + "/tokens";
-  std::ofstream(tokens) << "# test tokens\nclient file-client\nworker file-worker\n";
+  std::ofstream(tokens) << "# test tokens\nops operator sha256:" << Sha256Hex("file-operator")
+                        << "\nalice user sha256:" << Sha256Hex("file-user")
+                        << "\nnode-1 worker sha256:" << Sha256Hex("file-worker") << "\n";
   std::filesystem::permissions(
       tokens, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   const std::string port_file = dir_ + "/port";
@@ -164,8 +167,11 @@ TEST_F(CoordinatorMainTest, ReadsATokensFile) {
          "--port_file=" + port_file, "--metrics_listen="});
   const int port = AwaitPort(port_file);
   ASSERT_GT(port, 0);
-  EXPECT_EQ(ListWorkers(port, "file-client").error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(ListWorkers(port, "file-operator").error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(ListWorkers(port, "file-user").error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_EQ(ListWorkers(port, "file-worker").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(ListWorkers(port, Sha256Hex("file-operator")).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);  // the digest is not the token
   ASSERT_EQ(kill(pid_, SIGINT), 0);
   EXPECT_EQ(Wait(), 0);
 }

@@ -23,8 +23,11 @@
 
 namespace clmae {
 
+// The operator "ops", the worker "agents", and two users.
 inline constexpr char kClientToken[] = "client-secret-1";
 inline constexpr char kWorkerToken[] = "worker-secret-2";
+inline constexpr char kAliceToken[] = "alice-secret-3";
+inline constexpr char kBobToken[] = "bob-secret-4";
 
 class ServerFixture : public ::testing::Test {
  protected:
@@ -44,7 +47,10 @@ class ServerFixture : public ::testing::Test {
 
     ServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
-    server_options.tokens = {{Role::kClient, kClientToken}, {Role::kWorker, kWorkerToken}};
+    server_options.tokens = {TokenEntry::ForToken("ops", Role::kOperator, kClientToken),
+                             TokenEntry::ForToken("agents", Role::kWorker, kWorkerToken),
+                             TokenEntry::ForToken("alice", Role::kUser, kAliceToken),
+                             TokenEntry::ForToken("bob", Role::kUser, kBobToken)};
     server_options.reflection = reflection_;
     auto started = CoordinatorServer::Start(server_options, coordinator_.get());
     ASSERT_TRUE(started.ok()) << started.status();
@@ -84,12 +90,13 @@ class ServerFixture : public ::testing::Test {
     return *spec;
   }
 
-  v1::Job Submit(const v1::JobSpec& spec, const std::string& request_id = "") {
+  v1::Job Submit(const v1::JobSpec& spec, const std::string& request_id = "",
+                 const std::string& token = kClientToken) {
     v1::SubmitJobRequest request;
     *request.mutable_spec() = spec;
     request.set_request_id(request_id);
     v1::Job job;
-    auto context = Context(kClientToken);
+    auto context = Context(token);
     grpc::Status status = coordinator_stub_->SubmitJob(context.get(), request, &job);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return job;

@@ -59,7 +59,7 @@ class TlsTest : public ::testing::Test {
   void StartServer(bool mutual) {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
-    options.tokens = {{Role::kClient, "tls-client-token"}};
+    options.tokens = {TokenEntry::ForToken("tls-client", Role::kOperator, "tls-client-token")};
     options.tls.cert_file = dir_ + "/server.pem";
     options.tls.key_file = dir_ + "/server.key";
     if (mutual) options.tls.client_ca_file = dir_ + "/ca.pem";

@@ -276,7 +276,7 @@ TEST_F(JobCommandsTest, ServerErrorsBecomeExitCodesAndAdvice) {
        "error: cannot reach the coordinator at localhost:50051: boom (is clmae-coordinator "
        "running? set --address or CLMAE_ADDRESS)"},
       {grpc::StatusCode::DEADLINE_EXCEEDED, 3, "did not answer within 30s: boom"},
-      {grpc::StatusCode::PERMISSION_DENIED, 5, "the token lacks the client role"},
+      {grpc::StatusCode::PERMISSION_DENIED, 5, "error: permission denied: boom"},
       {grpc::StatusCode::INVALID_ARGUMENT, 1, "error: the coordinator rejected the request: boom"},
       {grpc::StatusCode::INTERNAL, 1, "error: INTERNAL: boom"},
       {grpc::StatusCode::NOT_FOUND, 4, "error: boom (see 'clmaectl list')"},
