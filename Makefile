@@ -73,7 +73,7 @@ bench-metrics: deps $(BUILD_DIR)/build.ninja
 .PHONY: bench-eval
 bench-eval: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-eval
-	$(BUILD_DIR)/bench/clmae-bench-eval --spec examples/tiny-fashion-mnist.yaml
+	$(BUILD_DIR)/bench/clmae-bench-eval --spec examples/tiny-fashion-mnist.yaml --repeats 2
 
 # The chaos suite (docs/reliability.md): kill -9 of trainers, agents and the
 # coordinator, a stopped rank, damaged checkpoints, a busy rendezvous port, a
