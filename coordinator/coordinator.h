@@ -155,6 +155,17 @@ class Coordinator {
   // for a rank outside the world.
   absl::Status ReportProgress(const v1::ReportProgressRequest& request);
 
+  // Whether the node `worker_id` may act for the job's attempt `attempt`
+  // (0: the current one): OK when rank `rank` of it (any rank when `rank` is
+  // negative) is placed on that node, in the current attempt or in the
+  // superseded one that may still report. PERMISSION_DENIED otherwise,
+  // naming the node and the task. For a job that is not running (ended,
+  // unknown) the answer is OK unless `require_running`, so that the call
+  // itself answers as it would (FAILED_PRECONDITION, NOT_FOUND) without
+  // acting.
+  absl::Status CheckTaskOnWorker(const std::string& worker_id, const std::string& job_id,
+                                 int attempt, int rank, bool require_running);
+
   // --- Checkpoints (coordinator_checkpoints.cc) ---------------------------------
 
   // An upload of rank 0 begins: NOT_FOUND for an unknown job,

@@ -229,6 +229,43 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
   return result;
 }
 
+namespace {
+
+bool PlacedOn(const v1::Placement& placement, const std::string& worker_id, int rank) {
+  for (const v1::RankPlacement& r : placement.ranks()) {
+    if (r.worker_id() == worker_id && (rank < 0 || r.rank() == rank)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status Coordinator::CheckTaskOnWorker(const std::string& worker_id, const std::string& job_id,
+                                            int attempt, int rank, bool require_running) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  const std::string task =
+      rank < 0 ? absl::StrCat("job ", job_id) : absl::StrCat("rank ", rank, " of job ", job_id);
+  if (it != jobs_.end()) {
+    const ActiveJob& active = it->second;
+    const bool current =
+        (attempt == 0 || attempt == active.job.attempt()) && IsPlaced(active.job.state());
+    const bool superseded = active.superseded.has_value() && attempt == active.superseded->attempt;
+    if (current && PlacedOn(active.job.placement(), worker_id, rank)) return absl::OkStatus();
+    if (superseded && PlacedOn(active.superseded->placement, worker_id, rank)) {
+      return absl::OkStatus();
+    }
+    // An attempt that is not running: the call refuses it itself.
+    if (!require_running && !current && !superseded) return absl::OkStatus();
+  } else if (!require_running) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("worker '", worker_id, "' runs no ", task,
+                   attempt == 0 ? std::string() : absl::StrCat(" attempt ", attempt),
+                   "; a node's credential acts only for the ranks placed on it"));
+}
+
 absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& request) {
   absl::Status status;
   {

@@ -91,8 +91,9 @@ absl::string_view RoleName(Role role) {
   return "?";
 }
 
-TokenEntry TokenEntry::ForToken(std::string principal, Role role, absl::string_view token) {
-  return TokenEntry{std::move(principal), role, Sha256Hex(token)};
+TokenEntry TokenEntry::ForToken(std::string principal, Role role, absl::string_view token,
+                                bool fleet) {
+  return TokenEntry{std::move(principal), role, Sha256Hex(token), fleet};
 }
 
 absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view source) {
@@ -109,11 +110,12 @@ absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view 
       // The format before principals: a role and the token in clear.
       const bool client = fields[0] == "client";
       out.entries.push_back(TokenEntry::ForToken(
-          std::string(fields[0]), client ? Role::kOperator : Role::kWorker, fields[1]));
+          std::string(fields[0]), client ? Role::kOperator : Role::kWorker, fields[1],
+          /*fleet=*/!client));
       out.warnings.push_back(absl::StrCat(
           where,
           ": a token in clear (the older '<client|worker> <token>' form); it is read as the ",
-          client ? "operator" : "worker", " principal '", fields[0],
+          client ? "operator" : "fleet worker (any node)", " principal '", fields[0],
           "'. Replace the line by '<principal> <role> sha256:<digest>' (digest: printf %s TOKEN | "
           "sha256sum)"));
       continue;
@@ -181,7 +183,8 @@ absl::StatusOr<Authorizer> Authorizer::Create(std::vector<TokenEntry> tokens,
     }
     for (size_t j = 0; j < i; ++j) {
       if (tokens[j].token_sha256 == t.token_sha256 &&
-          (tokens[j].principal != t.principal || tokens[j].role != t.role)) {
+          (tokens[j].principal != t.principal || tokens[j].role != t.role ||
+           tokens[j].fleet != t.fleet)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "one token is listed for both '", tokens[j].principal, "' (", RoleName(tokens[j].role),
             ") and '", t.principal, "' (", RoleName(t.role), "); give each its own token"));
@@ -237,7 +240,7 @@ absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
         absl::StrCat("principal '", match->principal, "' (", RoleName(match->role),
                      ") cannot call this; it needs ", AccessName(access), " token"));
   }
-  return Principal{match->principal, match->role};
+  return Principal{match->principal, match->role, match->fleet};
 }
 
 absl::Status CheckJobAccess(const Principal& principal, absl::string_view job_id,

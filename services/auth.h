@@ -30,10 +30,17 @@ enum class Role { kUser, kOperator, kWorker };
 absl::string_view RoleName(Role role);
 
 // Who a call comes from.
+// A worker principal is one node: its name is the worker id it may register
+// as, and it may report, upload and fetch only for the ranks placed on that
+// node. A `fleet` worker credential (the environment shortcut, the older
+// `worker TOKEN` lines) may act as any node.
 struct Principal {
   std::string name;
   Role role = Role::kUser;
+  bool fleet = false;
   bool is_operator() const { return role == Role::kOperator; }
+  // The worker id this principal is confined to, when it is one node's.
+  bool bound_to_node() const { return role == Role::kWorker && !fleet; }
 };
 
 // What a call needs.
@@ -47,9 +54,11 @@ struct TokenEntry {
   std::string principal;
   Role role = Role::kUser;
   std::string token_sha256;  // 64 lowercase hex digits
+  bool fleet = false;        // a worker credential of every node (Principal)
 
   // An entry for a token given in clear (the environment shortcut, tests).
-  static TokenEntry ForToken(std::string principal, Role role, absl::string_view token);
+  static TokenEntry ForToken(std::string principal, Role role, absl::string_view token,
+                             bool fleet = false);
 };
 
 struct TokenFile {
@@ -63,8 +72,8 @@ struct TokenFile {
 // SHA-256 of the token (`printf %s TOKEN | sha256sum`); blank lines and
 // lines starting with '#' (after spaces) are skipped. The older
 // "<client|worker> <token>" lines are still read, with a warning to replace
-// them: `client` becomes the operator principal "client", `worker` the worker
-// principal "worker". INVALID_ARGUMENT names the line (1-based) for an
+// them: `client` becomes the operator principal "client", `worker` the fleet
+// worker principal "worker" (any node). INVALID_ARGUMENT names the line (1-based) for an
 // unknown role, a malformed digest, a bad principal name or a wrong field
 // count; `source` names the text in messages (a file path).
 absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view source);

@@ -38,11 +38,12 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   UploadReactor(Coordinator* coordinator, const Authorizer& authorizer,
                 grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
       : coordinator_(coordinator), context_(context), response_(response) {
-    if (absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
-        !auth.ok()) {
+    absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
+    if (!auth.ok()) {
       Finish(ToGrpcStatus(auth.status()));
       return;
     }
+    principal_ = *std::move(auth);
     StartRead(&in_);
   }
 
@@ -74,6 +75,11 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
       if (!in_.has_metadata()) {
         return absl::InvalidArgumentError(
             "an upload must start with the checkpoint's metadata, then its bytes");
+      }
+      if (principal_.bound_to_node()) {  // rank 0 uploads
+        RETURN_IF_ERROR(coordinator_->CheckTaskOnWorker(principal_.name, in_.metadata().job_id(),
+                                                        in_.metadata().attempt(), /*rank=*/0,
+                                                        /*require_running=*/false));
       }
       ASSIGN_OR_RETURN(upload_, coordinator_->BeginCheckpointUpload(in_.metadata()));
       return absl::OkStatus();
@@ -108,6 +114,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   Coordinator* const coordinator_;
   grpc::CallbackServerContext* const context_;
   v1::UploadCheckpointResponse* const response_;
+  Principal principal_;  // set before the first read
   v1::UploadCheckpointRequest in_;
   std::unique_ptr<CheckpointStore::Upload> upload_;
   bool sha256_received_ = false;
@@ -176,8 +183,14 @@ grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::
     grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) {
   return new DownloadReactor(coordinator_, *authorizer_, Access::kWorker, context,
                              request->offset(),
-                             [&](const Principal&) -> absl::StatusOr<v1::Checkpoint> {
+                             [&](const Principal& p) -> absl::StatusOr<v1::Checkpoint> {
                                RETURN_IF_ERROR(RequireJobId(request->job_id()));
+                               // An agent fetches for the ranks placed on it.
+                               if (p.bound_to_node()) {
+                                 RETURN_IF_ERROR(coordinator_->CheckTaskOnWorker(
+                                     p.name, request->job_id(), /*attempt=*/0, /*rank=*/-1,
+                                     /*require_running=*/true));
+                               }
                                v1::DownloadCheckpointRequest find;
                                find.set_job_id(request->job_id());
                                find.set_id(request->id());

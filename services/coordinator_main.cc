@@ -45,9 +45,10 @@ ABSL_FLAG(std::string, data_dir, "",
           "<data_dir>/checkpoints); created if missing. Required");
 ABSL_FLAG(std::string, tokens_file, "",
           "principals and their tokens, one '<principal> <role> sha256:<hex>' per line (role "
-          "user, operator or worker; the SHA-256 of the token, e.g. printf %s TOKEN | sha256sum; "
-          "'#' comments). CLMAE_CLIENT_TOKEN adds the operator 'local' and CLMAE_WORKER_TOKEN "
-          "the worker 'worker'");
+          "user, operator or worker; a worker principal is named after the worker id it may "
+          "register as; the SHA-256 of the token, e.g. printf %s TOKEN | sha256sum; '#' "
+          "comments). CLMAE_CLIENT_TOKEN adds the operator 'local' and CLMAE_WORKER_TOKEN a "
+          "worker token every node may use");
 ABSL_FLAG(bool, insecure_no_auth, false,
           "accept every call without a token when none is configured (local development only)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM certificate chain; with --tls_key turns TLS on");
@@ -116,8 +117,8 @@ absl::StatusOr<std::vector<clmae::TokenEntry>> LoadTokens() {
     tokens = std::move(file->entries);
   }
   // The shortcut for one machine (the demo, a single-team cluster): the
-  // client token is the operator "local", the worker token the worker
-  // "worker".
+  // client token is the operator "local", the worker token the fleet worker
+  // "worker" (any node may use it).
   struct EnvToken {
     const char* variable;
     const char* principal;
@@ -128,7 +129,8 @@ absl::StatusOr<std::vector<clmae::TokenEntry>> LoadTokens() {
   for (const EnvToken& e : env) {
     const char* value = std::getenv(e.variable);
     if (value != nullptr && *value != '\0') {
-      tokens.push_back(clmae::TokenEntry::ForToken(e.principal, e.role, value));
+      tokens.push_back(clmae::TokenEntry::ForToken(e.principal, e.role, value,
+                                                   /*fleet=*/e.role == clmae::Role::kWorker));
     }
   }
   return tokens;

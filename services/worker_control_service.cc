@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/status_macros.h"
 #include "services/status_mapping.h"
 #include "services/stream_writer.h"
 #include "services/unary_call.h"
@@ -35,11 +36,12 @@ class AttachReactor final : public AttachReactorBase {
         writer_(std::make_shared<AgentWriter>(
             this, WorkerControlService::kMaxQueuedMessages,
             "the agent reads too slowly; reconnect and register again", /*held=*/false)) {
-    if (absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
-        !auth.ok()) {
+    absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
+    if (!auth.ok()) {
       writer_->FinishNow(ToGrpcStatus(auth.status()));
       return;
     }
+    principal_ = *std::move(auth);
     StartRead(&in_);
   }
 
@@ -76,6 +78,12 @@ class AttachReactor final : public AttachReactorBase {
         return absl::FailedPreconditionError(
             "the first message on an Attach stream must be `register`");
       }
+      // A node's credential registers only as that node.
+      if (principal_.bound_to_node() && message.register_().worker_id() != principal_.name) {
+        return absl::PermissionDeniedError(
+            absl::StrCat("worker principal '", principal_.name, "' may register only as worker '",
+                         principal_.name, "', not '", message.register_().worker_id(), "'"));
+      }
       auto sink = std::make_shared<StreamSink>(writer_);
       absl::Status attached = coordinator_->AgentAttached(message.register_(), sink);
       if (!attached.ok()) return attached;
@@ -110,6 +118,7 @@ class AttachReactor final : public AttachReactorBase {
   clmae::Coordinator* const coordinator_;
   const std::shared_ptr<AgentWriter> writer_;
   v1::AgentMessage in_;
+  Principal principal_;  // set before the first read
   // Set once `register` succeeded; touched only by reactions (serialized).
   std::shared_ptr<StreamSink> sink_;
   std::string worker_id_;
@@ -125,8 +134,14 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* WorkerControl
 grpc::ServerUnaryReactor* WorkerControlService::ReportProgress(
     grpc::CallbackServerContext* context, const v1::ReportProgressRequest* request,
     v1::ReportProgressResponse* /*response*/) {
-  return RunUnary(context, *authorizer_, Access::kWorker,
-                  [&](const Principal&) { return coordinator_->ReportProgress(*request); });
+  return RunUnary(context, *authorizer_, Access::kWorker, [&](const Principal& p) -> absl::Status {
+    if (p.bound_to_node()) {
+      RETURN_IF_ERROR(coordinator_->CheckTaskOnWorker(p.name, request->job_id(), request->attempt(),
+                                                      request->rank(),
+                                                      /*require_running=*/false));
+    }
+    return coordinator_->ReportProgress(*request);
+  });
 }
 
 }  // namespace clmae

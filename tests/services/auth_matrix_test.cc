@@ -255,5 +255,104 @@ TEST_F(AuthMatrixTest, RefusedCallsChangeNothing) {
   EXPECT_EQ(response.jobs_size(), 1);  // alice's only
 }
 
+// A well-formed checkpoint id that names nothing.
+std::string IdNoCheckpointHas() { return "ck-" + std::string(20, 'a'); }
+
+// Node credentials: node-1's token registers only as node-1 and acts only for
+// the ranks placed on node-1; node-2's is refused there; the fleet token
+// (the environment shortcut) may act as any node.
+TEST_F(AuthMatrixTest, NodeCredentialsActOnlyForTheirOwnRanks) {
+  const auto attach = [&](const std::string& worker_id, grpc::ClientContext* context) {
+    auto stream = worker_stub_->Attach(context);
+    v1::AgentMessage hello;
+    hello.mutable_register_()->set_worker_id(worker_id);
+    hello.mutable_register_()->set_address(worker_id + ".test");
+    hello.mutable_register_()->set_cpu_slots(1);
+    stream->Write(hello);
+    return stream;
+  };
+  {
+    auto context = Context(kNode2Token);
+    auto stream = attach("node-1", context.get());
+    v1::CoordinatorMessage reply;
+    EXPECT_FALSE(stream->Read(&reply));
+    const grpc::Status status = stream->Finish();
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+    EXPECT_NE(status.error_message().find("may register only as worker 'node-2'"),
+              std::string::npos)
+        << status.error_message();
+  }
+  auto node1_context = Context(kNode1Token);
+  auto node1 = attach("node-1", node1_context.get());
+  v1::CoordinatorMessage reply;
+  ASSERT_TRUE(node1->Read(&reply));
+  ASSERT_TRUE(reply.has_registered());
+  const v1::Job job = Submit(CpuSpec(1), "", kAliceToken);
+  ASSERT_TRUE(node1->Read(&reply));
+  ASSERT_TRUE(reply.has_assign()) << reply.DebugString();
+  const int attempt = reply.assign().task().attempt();
+
+  const auto report = [&](const std::string& token) {
+    v1::ReportProgressRequest request;
+    request.set_job_id(job.id());
+    request.set_attempt(attempt);
+    request.set_rank(0);
+    request.mutable_progress()->set_step(1);
+    v1::ReportProgressResponse response;
+    auto context = Context(token);
+    return worker_stub_->ReportProgress(context.get(), request, &response);
+  };
+  const auto fetch = [&](const std::string& token) {
+    v1::FetchCheckpointRequest request;
+    request.set_job_id(job.id());
+    request.set_id(IdNoCheckpointHas());
+    auto context = Context(token);
+    auto reader = worker_stub_->FetchCheckpoint(context.get(), request);
+    v1::DownloadCheckpointResponse chunk;
+    while (reader->Read(&chunk)) {
+    }
+    return reader->Finish();
+  };
+  const auto upload = [&](const std::string& token) {
+    auto context = Context(token);
+    v1::UploadCheckpointResponse response;
+    auto writer = worker_stub_->UploadCheckpoint(context.get(), &response);
+    v1::UploadCheckpointRequest metadata;
+    metadata.mutable_metadata()->set_job_id(job.id());
+    metadata.mutable_metadata()->set_attempt(attempt);
+    metadata.mutable_metadata()->set_kind(v1::CHECKPOINT_KIND_FULL);
+    writer->Write(metadata);
+    writer->WritesDone();
+    return writer->Finish();
+  };
+
+  EXPECT_EQ(report(kNode1Token).error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(report(kWorkerToken).error_code(), grpc::StatusCode::OK);
+  const grpc::Status foreign = report(kNode2Token);
+  EXPECT_EQ(foreign.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_NE(foreign.error_message().find("worker 'node-2' runs no rank 0 of job " + job.id()),
+            std::string::npos)
+      << foreign.error_message();
+
+  EXPECT_EQ(fetch(kNode1Token).error_code(), grpc::StatusCode::NOT_FOUND);  // none yet
+  EXPECT_EQ(fetch(kWorkerToken).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  EXPECT_EQ(upload(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  // node-1's upload passes the check and ends for want of bytes.
+  EXPECT_NE(upload(kNode1Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+
+  // Once the job has ended, a node's report is answered as before: the
+  // trainer should stop.
+  auto cancel_context = Context(kAliceToken);
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(job.id());
+  v1::Job cancelled;
+  ASSERT_TRUE(coordinator_stub_->CancelJob(cancel_context.get(), cancel, &cancelled).ok());
+  EXPECT_EQ(report(kNode2Token).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  node1_context->TryCancel();
+}
+
 }  // namespace
 }  // namespace clmae

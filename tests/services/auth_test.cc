@@ -34,6 +34,7 @@ TEST(ParseTokensTest, ReadsPrincipalsRolesAndDigestsSkippingCommentsAndBlankLine
   EXPECT_EQ(parsed->entries[1].principal, "ops.team@example");
   EXPECT_EQ(parsed->entries[1].role, Role::kOperator);
   EXPECT_EQ(parsed->entries[2].role, Role::kWorker);
+  EXPECT_FALSE(parsed->entries[2].fleet);  // a node's own credential
   EXPECT_THAT(parsed->warnings, IsEmpty());
 }
 
@@ -45,6 +46,7 @@ TEST(ParseTokensTest, TheOlderClearTokenLinesAreReadWithAWarning) {
   EXPECT_EQ(parsed->entries[0].role, Role::kOperator);
   EXPECT_EQ(parsed->entries[0].token_sha256, Sha256Hex("abc"));
   EXPECT_EQ(parsed->entries[1].role, Role::kWorker);
+  EXPECT_TRUE(parsed->entries[1].fleet);  // the shared worker token of old: any node
   ASSERT_THAT(parsed->warnings, SizeIs(2));
   EXPECT_THAT(parsed->warnings[0], HasSubstr("tokens:1"));
   EXPECT_THAT(parsed->warnings[0], HasSubstr("sha256sum"));

@@ -23,11 +23,14 @@
 
 namespace clmae {
 
-// The operator "ops", the worker "agents", and two users.
+// The operator "ops", the fleet worker "agents" (any node), two users, and
+// the node credentials of the workers "node-1" and "node-2".
 inline constexpr char kClientToken[] = "client-secret-1";
 inline constexpr char kWorkerToken[] = "worker-secret-2";
 inline constexpr char kAliceToken[] = "alice-secret-3";
 inline constexpr char kBobToken[] = "bob-secret-4";
+inline constexpr char kNode1Token[] = "node-1-secret-5";
+inline constexpr char kNode2Token[] = "node-2-secret-6";
 
 class ServerFixture : public ::testing::Test {
  protected:
@@ -48,9 +51,12 @@ class ServerFixture : public ::testing::Test {
     ServerOptions server_options;
     server_options.listen_address = "127.0.0.1:0";
     server_options.tokens = {TokenEntry::ForToken("ops", Role::kOperator, kClientToken),
-                             TokenEntry::ForToken("agents", Role::kWorker, kWorkerToken),
+                             TokenEntry::ForToken("agents", Role::kWorker, kWorkerToken,
+                                                  /*fleet=*/true),
                              TokenEntry::ForToken("alice", Role::kUser, kAliceToken),
-                             TokenEntry::ForToken("bob", Role::kUser, kBobToken)};
+                             TokenEntry::ForToken("bob", Role::kUser, kBobToken),
+                             TokenEntry::ForToken("node-1", Role::kWorker, kNode1Token),
+                             TokenEntry::ForToken("node-2", Role::kWorker, kNode2Token)};
     server_options.reflection = reflection_;
     auto started = CoordinatorServer::Start(server_options, coordinator_.get());
     ASSERT_TRUE(started.ok()) << started.status();
