@@ -47,4 +47,14 @@ absl::StatusOr<std::string> Sha256File(const std::string& path, int64_t limit = 
 // True for 64 lowercase hex digits.
 bool IsSha256Hex(absl::string_view text);
 
+// HMAC-SHA256 of `message` under `key`, as 64 lowercase hex digits.
+std::string HmacSha256Hex(absl::string_view key, absl::string_view message);
+
+// Whether two strings are equal, in time that depends only on their lengths.
+bool ConstantTimeEqual(absl::string_view a, absl::string_view b);
+
+// `n` bytes from the operating system's cryptographic random source
+// (OpenSSL's RAND_bytes); INTERNAL when it fails.
+absl::StatusOr<std::string> SecureRandomBytes(size_t n);
+
 }  // namespace clmae

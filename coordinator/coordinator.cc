@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -55,9 +56,15 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
                                       .max_checkpoint_bytes = options.max_checkpoint_bytes,
                                       .min_free_bytes = options.checkpoint_min_free_bytes}));
   }
+  // Next to the job store, so task credentials outlive a restart.
+  ASSIGN_OR_RETURN(
+      TaskTokens task_tokens,
+      TaskTokens::Open(
+          (std::filesystem::path(options.store_path).parent_path() / "task-token.key").string()));
   std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(options), std::move(store)));
   Coordinator& c = *coordinator;
   c.checkpoints_ = std::move(checkpoints);
+  c.task_tokens_.emplace(std::move(task_tokens));
   absl::MutexLock lock(&c.mu_);
   const absl::Time now = c.options_.clock();
   c.recovering_until_ = active.empty() ? now : now + c.options_.lease;

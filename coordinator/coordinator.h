@@ -37,6 +37,7 @@
 #include "coordinator/job_resources.h"
 #include "coordinator/job_store.h"
 #include "coordinator/outbox.h"
+#include "coordinator/task_tokens.h"
 #include "coordinator/worker_registry.h"
 
 namespace clmae {
@@ -154,6 +155,13 @@ class Coordinator {
   // attempt is no longer running (the trainer should stop); INVALID_ARGUMENT
   // for a rank outside the world.
   absl::Status ReportProgress(const v1::ReportProgressRequest& request);
+
+  // The task a trainer's credential (TaskAssignment.task_token) was issued
+  // for, while that rank of that attempt is placed (the current attempt, or
+  // the superseded one that may still report). UNAUTHENTICATED for a token
+  // the coordinator did not issue; FAILED_PRECONDITION once the task has
+  // ended, saying the trainer should stop.
+  absl::StatusOr<TaskKey> VerifyTaskToken(absl::string_view token);
 
   // Whether the node `worker_id` may act for the job's attempt `attempt`
   // (0: the current one): OK when rank `rank` of it (any rank when `rank` is
@@ -329,6 +337,7 @@ class Coordinator {
 
   const CoordinatorOptions options_;
   std::unique_ptr<JobStore> store_;
+  std::optional<TaskTokens> task_tokens_;         // set by Open
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without options_.checkpoint_dir
   GangScheduler scheduler_;
   Outbox outbox_;

@@ -238,7 +238,35 @@ bool PlacedOn(const v1::Placement& placement, const std::string& worker_id, int 
   return false;
 }
 
+// Whether the placement has rank `rank` at all.
+bool PlacedOn(const v1::Placement& placement, int rank) {
+  for (const v1::RankPlacement& r : placement.ranks()) {
+    if (r.rank() == rank) return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+absl::StatusOr<TaskKey> Coordinator::VerifyTaskToken(absl::string_view token) {
+  ASSIGN_OR_RETURN(TaskKey task, task_tokens_->Verify(token));
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(task.job_id);
+  if (it != jobs_.end()) {
+    const ActiveJob& active = it->second;
+    if (task.attempt == active.job.attempt() && IsPlaced(active.job.state()) &&
+        PlacedOn(active.job.placement(), task.rank)) {
+      return task;
+    }
+    if (active.superseded.has_value() && task.attempt == active.superseded->attempt &&
+        PlacedOn(active.superseded->placement, task.rank)) {
+      return task;
+    }
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the task credential of rank ", task.rank, " of job ", task.job_id, " attempt ", task.attempt,
+      " is no longer valid: that task has ended; the trainer should stop"));
+}
 
 absl::Status Coordinator::CheckTaskOnWorker(const std::string& worker_id, const std::string& job_id,
                                             int attempt, int rank, bool require_running) {

@@ -172,6 +172,7 @@ absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placemen
     task_msg->set_device_kind(r.device_kind());
     task_msg->set_master_addr(p.master_addr());
     task_msg->set_master_port(p.master_port());
+    task_msg->set_task_token(task_tokens_->Issue(task));
     *task_msg->mutable_spec() = active.job.spec();
     if (resume.has_value()) {
       task_msg->set_resume_checkpoint(resume->id());

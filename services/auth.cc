@@ -15,23 +15,13 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "common/sha256.h"
+#include "common/status_macros.h"
 
 namespace clmae {
 namespace {
 
 constexpr absl::string_view kBearer = "bearer ";
 constexpr absl::string_view kDigestPrefix = "sha256:";
-
-// Equal contents of two equally long digests; the time taken does not depend
-// on where they differ.
-bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
-  if (a.size() != b.size() || a.empty()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i]);
-  }
-  return diff == 0;
-}
 
 bool IsDigest(absl::string_view hex) {
   return hex.size() == 64 && std::all_of(hex.begin(), hex.end(), [](char c) {
@@ -61,6 +51,8 @@ bool Allows(Role role, Access access) {
       return role == Role::kOperator;
     case Access::kWorker:
       return role == Role::kWorker;
+    case Access::kTrainer:
+      return role == Role::kWorker || role == Role::kTask;
   }
   return false;
 }
@@ -73,6 +65,8 @@ absl::string_view AccessName(Access access) {
       return "an operator";
     case Access::kWorker:
       return "a worker";
+    case Access::kTrainer:
+      return "a worker or task";
   }
   return "?";
 }
@@ -87,6 +81,8 @@ absl::string_view RoleName(Role role) {
       return "operator";
     case Role::kWorker:
       return "worker";
+    case Role::kTask:
+      return "task";
   }
   return "?";
 }
@@ -232,9 +228,24 @@ absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
   // Every entry is compared, so the time taken does not tell which matched.
   const TokenEntry* match = nullptr;
   for (const TokenEntry& entry : tokens_) {
-    if (ConstantTimeEquals(digest, entry.token_sha256) && match == nullptr) match = &entry;
+    if (ConstantTimeEqual(digest, entry.token_sha256) && match == nullptr) match = &entry;
   }
-  if (match == nullptr) return absl::UnauthenticatedError("unknown bearer token");
+  if (match == nullptr) {
+    if (task_verifier_ == nullptr) return absl::UnauthenticatedError("unknown bearer token");
+    ASSIGN_OR_RETURN(TaskScope scope,
+                     task_verifier_(absl::StripAsciiWhitespace(header.substr(kBearer.size()))));
+    Principal task{absl::StrCat("task:", scope.job_id, "/", scope.attempt, "/", scope.rank),
+                   Role::kTask};
+    task.task = std::move(scope);
+    if (!Allows(Role::kTask, access)) {
+      return absl::PermissionDeniedError(absl::StrCat(
+          "the task credential of rank ", task.task.rank, " of job ", task.task.job_id, " attempt ",
+          task.task.attempt,
+          " may only report progress and upload checkpoints for that rank; this call needs ",
+          AccessName(access), " token"));
+    }
+    return task;
+  }
   if (!Allows(match->role, access)) {
     return absl::PermissionDeniedError(
         absl::StrCat("principal '", match->principal, "' (", RoleName(match->role),
@@ -251,6 +262,16 @@ absl::Status CheckJobAccess(const Principal& principal, absl::string_view job_id
   return absl::PermissionDeniedError(absl::StrCat(
       "job ", job_id, " is not yours: principal '", principal.name, "' (", RoleName(principal.role),
       ") may act only on the jobs it submitted; an operator may act on every job"));
+}
+
+absl::Status CheckTaskScope(const Principal& principal, absl::string_view job_id, int attempt,
+                            int rank) {
+  if (principal.role != Role::kTask) return absl::OkStatus();
+  const TaskScope& t = principal.task;
+  if (t.job_id == job_id && t.attempt == attempt && t.rank == rank) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      "the task credential of rank ", t.rank, " of job ", t.job_id, " attempt ", t.attempt,
+      " cannot act for rank ", rank, " of job ", job_id, " attempt ", attempt));
 }
 
 }  // namespace clmae

@@ -1,12 +1,15 @@
 #pragma once
 
-// Who calls the coordinator, and what they may do (docs/README.md,
-// "Security"). A bearer token maps to a named principal with one role:
+// Who calls the coordinator, and what they may do (docs/security.md). A
+// bearer token maps to a named principal with one role:
 //   user      the Coordinator service on their own jobs: submit, get, watch,
 //             cancel, list, checkpoints and downloads;
 //   operator  what a user may, on every job, plus listing and draining
 //             workers;
-//   worker    the WorkerControl service (agents and their trainers).
+//   worker    the WorkerControl service as one node (a fleet credential:
+//             any node);
+//   task      issued by the coordinator to one trainer: report and upload
+//             for its rank only, while it runs.
 // Health needs no token; reflection neither, which is why it is off unless
 // --reflection turns it on.
 //
@@ -14,6 +17,7 @@
 // request; tokens arrive as per-call metadata `authorization: Bearer <t>`.
 // The coordinator keeps only SHA-256 digests of the tokens.
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -24,12 +28,21 @@
 
 namespace clmae {
 
-enum class Role { kUser, kOperator, kWorker };
+// kTask is never listed in a tokens file: it is the role of the credential
+// the coordinator issues to one trainer with its assignment (TaskScope).
+enum class Role { kUser, kOperator, kWorker, kTask };
 
-// "user" / "operator" / "worker".
+// "user" / "operator" / "worker" / "task".
 absl::string_view RoleName(Role role);
 
 // Who a call comes from.
+// One rank of one attempt of a job: what a task credential may act for.
+struct TaskScope {
+  std::string job_id;
+  int attempt = 0;
+  int rank = 0;
+};
+
 // A worker principal is one node: its name is the worker id it may register
 // as, and it may report, upload and fetch only for the ranks placed on that
 // node. A `fleet` worker credential (the environment shortcut, the older
@@ -38,6 +51,7 @@ struct Principal {
   std::string name;
   Role role = Role::kUser;
   bool fleet = false;
+  TaskScope task;  // role kTask: the rank it was issued for
   bool is_operator() const { return role == Role::kOperator; }
   // The worker id this principal is confined to, when it is one node's.
   bool bound_to_node() const { return role == Role::kWorker && !fleet; }
@@ -47,8 +61,15 @@ struct Principal {
 enum class Access {
   kClient,    // a user or an operator (the Coordinator service)
   kOperator,  // an operator (workers: list, drain)
-  kWorker,    // a worker (the WorkerControl service)
+  kWorker,    // a worker: an agent (attach, fetch checkpoints)
+  kTrainer,   // a worker or a task credential: a trainer (report, upload)
 };
+
+// Checks a task credential: its scope when the token is one the coordinator
+// issued for a task that is still running; UNAUTHENTICATED for a token that
+// is not one; FAILED_PRECONDITION once its task has ended (the trainer
+// should stop).
+using TaskTokenVerifier = std::function<absl::StatusOr<TaskScope>(absl::string_view token)>;
 
 struct TokenEntry {
   std::string principal;
@@ -106,13 +127,24 @@ class Authorizer {
 
   bool anonymous() const { return anonymous_; }
 
+  // Tokens that are not in the table are then checked as task credentials.
+  // Set before the authorizer is shared.
+  void set_task_verifier(TaskTokenVerifier verifier) { task_verifier_ = std::move(verifier); }
+
  private:
   Authorizer(std::vector<TokenEntry> tokens, bool anonymous)
       : tokens_(std::move(tokens)), anonymous_(anonymous) {}
 
   std::vector<TokenEntry> tokens_;
   bool anonymous_ = false;
+  TaskTokenVerifier task_verifier_;
 };
+
+// Whether a task credential may act for this rank: OK for any other
+// principal and for the task's own (job, attempt, rank); PERMISSION_DENIED
+// naming both otherwise.
+absl::Status CheckTaskScope(const Principal& principal, absl::string_view job_id, int attempt,
+                            int rank);
 
 // Whether `principal` may act on a job owned by `owner`: an operator on
 // every job, a user on their own. PERMISSION_DENIED names the job and the

@@ -38,7 +38,7 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
   UploadReactor(Coordinator* coordinator, const Authorizer& authorizer,
                 grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response)
       : coordinator_(coordinator), context_(context), response_(response) {
-    absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kWorker);
+    absl::StatusOr<Principal> auth = authorizer.Authorize(*context, Access::kTrainer);
     if (!auth.ok()) {
       Finish(ToGrpcStatus(auth.status()));
       return;
@@ -76,6 +76,8 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
         return absl::InvalidArgumentError(
             "an upload must start with the checkpoint's metadata, then its bytes");
       }
+      RETURN_IF_ERROR(CheckTaskScope(principal_, in_.metadata().job_id(), in_.metadata().attempt(),
+                                     /*rank=*/0));
       if (principal_.bound_to_node()) {  // rank 0 uploads
         RETURN_IF_ERROR(coordinator_->CheckTaskOnWorker(principal_.name, in_.metadata().job_id(),
                                                         in_.metadata().attempt(), /*rank=*/0,

@@ -60,6 +60,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   }
   ASSIGN_OR_RETURN(Authorizer authorizer,
                    Authorizer::Create(options.tokens, options.insecure_no_auth));
+  // Trainers call with the credential issued with their assignment.
+  authorizer.set_task_verifier([coordinator](absl::string_view token) -> absl::StatusOr<TaskScope> {
+    ASSIGN_OR_RETURN(TaskKey task, coordinator->VerifyTaskToken(token));
+    return TaskScope{std::move(task.job_id), task.attempt, task.rank};
+  });
   ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
                    MakeServerCredentials(options.tls));
 

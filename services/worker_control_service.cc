@@ -134,7 +134,8 @@ grpc::ServerBidiReactor<v1::AgentMessage, v1::CoordinatorMessage>* WorkerControl
 grpc::ServerUnaryReactor* WorkerControlService::ReportProgress(
     grpc::CallbackServerContext* context, const v1::ReportProgressRequest* request,
     v1::ReportProgressResponse* /*response*/) {
-  return RunUnary(context, *authorizer_, Access::kWorker, [&](const Principal& p) -> absl::Status {
+  return RunUnary(context, *authorizer_, Access::kTrainer, [&](const Principal& p) -> absl::Status {
+    RETURN_IF_ERROR(CheckTaskScope(p, request->job_id(), request->attempt(), request->rank()));
     if (p.bound_to_node()) {
       RETURN_IF_ERROR(coordinator_->CheckTaskOnWorker(p.name, request->job_id(), request->attempt(),
                                                       request->rank(),

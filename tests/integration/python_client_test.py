@@ -324,6 +324,9 @@ def run(binary, proto_dir, work_dir):
         check(task.master_addr == "127.0.0.1" and task.master_port > 0,
               f"MASTER_ADDR/PORT should be this agent's address and a port:\n{task}")
         check(task.spec == spec, "the assignment should carry the submitted spec")
+        check(task.task_token.startswith(f"task:{job.id}:1:0:"),
+              f"the assignment should carry the trainer's own credential:\n{task}")
+        as_task = metadata(task.task_token)  # what the agent hands its trainer
         log(f"agent registered and got rank 0 of {job.id} (master port {task.master_port})")
 
         scheduled = client.GetJob(get, metadata=as_client, timeout=RPC_TIMEOUT)
@@ -368,7 +371,12 @@ def run(binary, proto_dir, work_dir):
             if step == STEPS[-1]:
                 request.result.metrics["knn_top1"] = 0.625
                 request.result.output_dir = "runs/py-client-job"
-            workers.ReportProgress(request, metadata=as_worker, timeout=RPC_TIMEOUT)
+            workers.ReportProgress(request, metadata=as_task, timeout=RPC_TIMEOUT)
+        expect_code(lambda: workers.ReportProgress(
+                        worker_control_pb2.ReportProgressRequest(job_id=job.id, attempt=1, rank=1),
+                        metadata=as_task, timeout=RPC_TIMEOUT),
+                    grpc.StatusCode.PERMISSION_DENIED, "ReportProgress for another rank with a "
+                    "task credential")
         expect_code(lambda: workers.ReportProgress(
                         worker_control_pb2.ReportProgressRequest(job_id=job.id, attempt=2, rank=0),
                         metadata=as_worker, timeout=RPC_TIMEOUT),
@@ -390,6 +398,11 @@ def run(binary, proto_dir, work_dir):
         watcher.join(5.0)
         check(not watch_error,
               f"WatchJob ended with an error: {watch_error and watch_error[0]}")
+        expect_code(lambda: workers.ReportProgress(
+                        worker_control_pb2.ReportProgressRequest(job_id=job.id, attempt=1, rank=0),
+                        metadata=as_task, timeout=RPC_TIMEOUT),
+                    grpc.StatusCode.FAILED_PRECONDITION, "ReportProgress with the task "
+                    "credential after its task ended")
 
         # --- What the watch saw ---------------------------------------------
         kinds = [u.WhichOneof("update") for u in updates]

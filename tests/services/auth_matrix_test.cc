@@ -4,6 +4,7 @@
 // workers only their service.
 
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
@@ -255,14 +256,31 @@ TEST_F(AuthMatrixTest, RefusedCallsChangeNothing) {
   EXPECT_EQ(response.jobs_size(), 1);  // alice's only
 }
 
-// A well-formed checkpoint id that names nothing.
-std::string IdNoCheckpointHas() { return "ck-" + std::string(20, 'a'); }
+// The worker-side calls as a trainer or an agent would make them, and a
+// node-1 agent with one of alice's jobs placed on it.
+class WorkerCredentialsTest : public AuthMatrixTest {
+ protected:
+  void SetUp() override {
+    AuthMatrixTest::SetUp();
+    node1_context_ = Context(kNode1Token);
+    node1_ = AttachAs("node-1", node1_context_.get());
+    v1::CoordinatorMessage reply;
+    ASSERT_TRUE(node1_->Read(&reply));
+    ASSERT_TRUE(reply.has_registered());
+    job_ = Submit(CpuSpec(1), "", kAliceToken).id();
+    ASSERT_TRUE(node1_->Read(&reply));
+    ASSERT_TRUE(reply.has_assign()) << reply.DebugString();
+    task_ = reply.assign().task();
+  }
 
-// Node credentials: node-1's token registers only as node-1 and acts only for
-// the ranks placed on node-1; node-2's is refused there; the fleet token
-// (the environment shortcut) may act as any node.
-TEST_F(AuthMatrixTest, NodeCredentialsActOnlyForTheirOwnRanks) {
-  const auto attach = [&](const std::string& worker_id, grpc::ClientContext* context) {
+  void TearDown() override {
+    node1_context_->TryCancel();
+    node1_->Finish();
+    AuthMatrixTest::TearDown();
+  }
+
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>> AttachAs(
+      const std::string& worker_id, grpc::ClientContext* context) {
     auto stream = worker_stub_->Attach(context);
     v1::AgentMessage hello;
     hello.mutable_register_()->set_worker_id(worker_id);
@@ -270,88 +288,160 @@ TEST_F(AuthMatrixTest, NodeCredentialsActOnlyForTheirOwnRanks) {
     hello.mutable_register_()->set_cpu_slots(1);
     stream->Write(hello);
     return stream;
-  };
-  {
-    auto context = Context(kNode2Token);
-    auto stream = attach("node-1", context.get());
-    v1::CoordinatorMessage reply;
-    EXPECT_FALSE(stream->Read(&reply));
-    const grpc::Status status = stream->Finish();
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-    EXPECT_NE(status.error_message().find("may register only as worker 'node-2'"),
-              std::string::npos)
-        << status.error_message();
   }
-  auto node1_context = Context(kNode1Token);
-  auto node1 = attach("node-1", node1_context.get());
-  v1::CoordinatorMessage reply;
-  ASSERT_TRUE(node1->Read(&reply));
-  ASSERT_TRUE(reply.has_registered());
-  const v1::Job job = Submit(CpuSpec(1), "", kAliceToken);
-  ASSERT_TRUE(node1->Read(&reply));
-  ASSERT_TRUE(reply.has_assign()) << reply.DebugString();
-  const int attempt = reply.assign().task().attempt();
 
-  const auto report = [&](const std::string& token) {
+  // How an Attach with `token` as `worker_id` ends, or OK once registered.
+  grpc::Status Register(const std::string& token, const std::string& worker_id) {
+    auto context = Context(token);
+    auto stream = AttachAs(worker_id, context.get());
+    v1::CoordinatorMessage reply;
+    if (stream->Read(&reply) && reply.has_registered()) {
+      context->TryCancel();
+      stream->Finish();
+      return grpc::Status::OK;
+    }
+    return stream->Finish();
+  }
+
+  grpc::Status Report(const std::string& token, int rank = 0, int attempt_offset = 0) {
     v1::ReportProgressRequest request;
-    request.set_job_id(job.id());
-    request.set_attempt(attempt);
-    request.set_rank(0);
+    request.set_job_id(job_);
+    request.set_attempt(task_.attempt() + attempt_offset);
+    request.set_rank(rank);
     request.mutable_progress()->set_step(1);
     v1::ReportProgressResponse response;
     auto context = Context(token);
     return worker_stub_->ReportProgress(context.get(), request, &response);
-  };
-  const auto fetch = [&](const std::string& token) {
+  }
+
+  grpc::Status Fetch(const std::string& token) {
     v1::FetchCheckpointRequest request;
-    request.set_job_id(job.id());
-    request.set_id(IdNoCheckpointHas());
+    request.set_job_id(job_);
+    request.set_id("ck-" + std::string(20, 'a'));  // well-formed, names nothing
     auto context = Context(token);
     auto reader = worker_stub_->FetchCheckpoint(context.get(), request);
     v1::DownloadCheckpointResponse chunk;
     while (reader->Read(&chunk)) {
     }
     return reader->Finish();
-  };
-  const auto upload = [&](const std::string& token) {
+  }
+
+  // An upload's metadata alone: an allowed caller gets past the credential
+  // checks and is refused for want of bytes.
+  grpc::Status Upload(const std::string& token) {
     auto context = Context(token);
     v1::UploadCheckpointResponse response;
     auto writer = worker_stub_->UploadCheckpoint(context.get(), &response);
     v1::UploadCheckpointRequest metadata;
-    metadata.mutable_metadata()->set_job_id(job.id());
-    metadata.mutable_metadata()->set_attempt(attempt);
+    metadata.mutable_metadata()->set_job_id(job_);
+    metadata.mutable_metadata()->set_attempt(task_.attempt());
     metadata.mutable_metadata()->set_kind(v1::CHECKPOINT_KIND_FULL);
     writer->Write(metadata);
     writer->WritesDone();
     return writer->Finish();
-  };
+  }
 
-  EXPECT_EQ(report(kNode1Token).error_code(), grpc::StatusCode::OK);
-  EXPECT_EQ(report(kWorkerToken).error_code(), grpc::StatusCode::OK);
-  const grpc::Status foreign = report(kNode2Token);
+  void CancelTheJob() {
+    auto context = Context(kAliceToken);
+    v1::CancelJobRequest cancel;
+    cancel.set_job_id(job_);
+    v1::Job cancelled;
+    ASSERT_TRUE(coordinator_stub_->CancelJob(context.get(), cancel, &cancelled).ok());
+  }
+
+  static bool Says(const grpc::Status& status, const std::string& text) {
+    return status.error_message().find(text) != std::string::npos;
+  }
+
+  std::unique_ptr<grpc::ClientContext> node1_context_;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::AgentMessage, v1::CoordinatorMessage>> node1_;
+  std::string job_;
+  v1::TaskAssignment task_;
+};
+
+// Node credentials: node-1's token registers only as node-1 and acts only for
+// the ranks placed on node-1; node-2's is refused there; the fleet token
+// (the environment shortcut) may act as any node.
+TEST_F(WorkerCredentialsTest, NodeCredentialsActOnlyForTheirOwnRanks) {
+  const grpc::Status impostor = Register(kNode2Token, "node-1");
+  EXPECT_EQ(impostor.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Says(impostor, "may register only as worker 'node-2'")) << impostor.error_message();
+  EXPECT_TRUE(Register(kNode2Token, "node-2").ok());
+
+  EXPECT_EQ(Report(kNode1Token).error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(Report(kWorkerToken).error_code(), grpc::StatusCode::OK);
+  const grpc::Status foreign = Report(kNode2Token);
   EXPECT_EQ(foreign.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_NE(foreign.error_message().find("worker 'node-2' runs no rank 0 of job " + job.id()),
-            std::string::npos)
+  EXPECT_TRUE(Says(foreign, "worker 'node-2' runs no rank 0 of job " + job_))
       << foreign.error_message();
 
-  EXPECT_EQ(fetch(kNode1Token).error_code(), grpc::StatusCode::NOT_FOUND);  // none yet
-  EXPECT_EQ(fetch(kWorkerToken).error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Fetch(kNode1Token).error_code(), grpc::StatusCode::NOT_FOUND);  // none yet
+  EXPECT_EQ(Fetch(kWorkerToken).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
 
-  EXPECT_EQ(upload(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  // node-1's upload passes the check and ends for want of bytes.
-  EXPECT_NE(upload(kNode1Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Upload(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Upload(kNode1Token).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 
-  // Once the job has ended, a node's report is answered as before: the
-  // trainer should stop.
-  auto cancel_context = Context(kAliceToken);
-  v1::CancelJobRequest cancel;
-  cancel.set_job_id(job.id());
-  v1::Job cancelled;
-  ASSERT_TRUE(coordinator_stub_->CancelJob(cancel_context.get(), cancel, &cancelled).ok());
-  EXPECT_EQ(report(kNode2Token).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_EQ(fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  node1_context->TryCancel();
+  for (const char* node : {kNode1Token, kNode2Token}) {  // not a client
+    auto context = Context(node);
+    v1::GetJobRequest request;
+    request.set_job_id(job_);
+    v1::Job job;
+    EXPECT_EQ(coordinator_stub_->GetJob(context.get(), request, &job).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  // Once the job has ended a node's report is answered as before (the
+  // trainer should stop); fetching its checkpoints stays refused.
+  CancelTheJob();
+  EXPECT_EQ(Report(kNode2Token).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(Fetch(kNode2Token).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+// The credential issued with an assignment: the trainer of that rank may
+// report and upload for it alone, nothing else, and only while it runs.
+TEST_F(WorkerCredentialsTest, TaskCredentialsActOnlyForTheirRankWhileItRuns) {
+  const std::string token = task_.task_token();
+  ASSERT_EQ(token.rfind("task:" + job_ + ":", 0), 0u) << token;
+
+  EXPECT_EQ(Report(token).error_code(), grpc::StatusCode::OK);
+  EXPECT_EQ(Upload(token).error_code(), grpc::StatusCode::INVALID_ARGUMENT);  // past the checks
+  const grpc::Status other_rank = Report(token, /*rank=*/1);
+  EXPECT_EQ(other_rank.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Says(other_rank, "cannot act for rank 1")) << other_rank.error_message();
+  EXPECT_EQ(Report(token, 0, /*attempt_offset=*/1).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+
+  // Not an agent, a user or an operator.
+  EXPECT_EQ(Register(token, "node-1").error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  const grpc::Status fetch = Fetch(token);
+  EXPECT_EQ(fetch.error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_TRUE(Says(fetch, "may only report progress and upload checkpoints"))
+      << fetch.error_message();
+  {
+    auto context = Context(token);
+    v1::GetJobRequest request;
+    request.set_job_id(job_);
+    v1::Job job;
+    EXPECT_EQ(coordinator_stub_->GetJob(context.get(), request, &job).error_code(),
+              grpc::StatusCode::PERMISSION_DENIED);
+  }
+
+  // Forged: another rank's token made by changing the rank, a changed MAC.
+  std::string forged = token;
+  forged.replace(forged.rfind(":0:"), 3, ":1:");
+  EXPECT_EQ(Report(forged, 1).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  std::string tampered = token;
+  tampered.back() = tampered.back() == '0' ? '1' : '0';
+  EXPECT_EQ(Report(tampered).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // The task ends: the credential stops working, and says the trainer should
+  // stop (what a trainer does on FAILED_PRECONDITION).
+  CancelTheJob();
+  const grpc::Status ended = Report(token);
+  EXPECT_EQ(ended.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_TRUE(Says(ended, "is no longer valid")) << ended.error_message();
+  EXPECT_EQ(Upload(token).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 }  // namespace

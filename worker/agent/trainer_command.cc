@@ -95,12 +95,15 @@ SpawnOptions TrainerCommand(const TrainerCommandOptions& options, const v1::Task
     spawn.argv.push_back("--metrics_port");
     spawn.argv.push_back(absl::StrCat(options.metrics_port_base + task.device_index()));
   }
-  spawn.env = {{"RANK", absl::StrCat(task.rank())},
-               {"WORLD_SIZE", absl::StrCat(task.world_size())},
-               {"LOCAL_RANK", absl::StrCat(task.device_index())},
-               {"MASTER_ADDR", task.master_addr()},
-               {"MASTER_PORT", absl::StrCat(task.master_port())},
-               {"CLMAE_TOKEN", options.coordinator.token}};
+  spawn.env = {
+      {"RANK", absl::StrCat(task.rank())},
+      {"WORLD_SIZE", absl::StrCat(task.world_size())},
+      {"LOCAL_RANK", absl::StrCat(task.device_index())},
+      {"MASTER_ADDR", task.master_addr()},
+      {"MASTER_PORT", absl::StrCat(task.master_port())},
+      // The task's own credential; a coordinator that issues none
+      // leaves the agent's.
+      {"CLMAE_TOKEN", task.task_token().empty() ? options.coordinator.token : task.task_token()}};
   const std::pair<const char*, const std::string*> tls[] = {
       {"CLMAE_TLS_CA", &options.coordinator.tls_ca_file},
       {"CLMAE_TLS_CERT", &options.coordinator.tls_cert_file},

@@ -84,6 +84,16 @@ TEST(TrainerCommandTest, EnvironmentCarriesRankWorldMasterAndCredentials) {
   }
 }
 
+TEST(TrainerCommandTest, TheTrainerGetsItsTaskCredentialNotTheNodes) {
+  v1::TaskAssignment task = Assignment();
+  task.set_task_token("task:job-7:2:1:abc");
+  const SpawnOptions spawn = TrainerCommand(Options(), task);
+  EXPECT_THAT(spawn.env, Contains(Pair("CLMAE_TOKEN", "task:job-7:2:1:abc")));
+  for (const auto& [name, value] : spawn.env) {
+    EXPECT_NE(value, "secret") << name << " carries the node's token";
+  }
+}
+
 TEST(TrainerCommandTest, EnvironmentNamesTheNodesCheckpointCache) {
   TrainerCommandOptions options = Options();
   options.checkpoint_cache_dir = "/work/checkpoint-cache";
