@@ -118,8 +118,8 @@ absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view 
     }
     if (fields.size() != 3) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "%s: expected '<principal> <role> sha256:<hex digest of the token>' (role user, "
-          "operator or worker), got %d field(s)",
+          "%s: expected '<principal> <role> sha256:<hex digest of the token>' or "
+          "'<principal> <role> cert' (role user, operator or worker), got %d field(s)",
           where, fields.size()));
     }
     if (!IsPrincipalName(fields[0])) {
@@ -131,6 +131,12 @@ absl::StatusOr<TokenFile> ParseTokens(absl::string_view text, absl::string_view 
     if (!role.has_value()) {
       return absl::InvalidArgumentError(
           absl::StrCat(where, ": unknown role '", fields[1], "'; use user, operator or worker"));
+    }
+    if (fields[2] == "cert") {
+      TokenEntry entry{std::string(fields[0]), *role};
+      entry.certificate = true;
+      out.entries.push_back(std::move(entry));
+      continue;
     }
     if (!absl::StartsWith(fields[2], kDigestPrefix) ||
         !IsDigest(fields[2].substr(kDigestPrefix.size()))) {
@@ -169,7 +175,7 @@ absl::StatusOr<Authorizer> Authorizer::Create(std::vector<TokenEntry> tokens,
                                               bool allow_anonymous) {
   for (size_t i = 0; i < tokens.size(); ++i) {
     const TokenEntry& t = tokens[i];
-    if (!IsDigest(t.token_sha256)) {
+    if (t.certificate ? !t.token_sha256.empty() : !IsDigest(t.token_sha256)) {
       return absl::InvalidArgumentError(
           absl::StrCat("the token of principal '", t.principal, "' is not a SHA-256 digest"));
     }
@@ -178,7 +184,7 @@ absl::StatusOr<Authorizer> Authorizer::Create(std::vector<TokenEntry> tokens,
           "principal '", t.principal, "' must be 1-64 letters, digits, '.', '_', '@' or '-'"));
     }
     for (size_t j = 0; j < i; ++j) {
-      if (tokens[j].token_sha256 == t.token_sha256 &&
+      if (!t.certificate && tokens[j].token_sha256 == t.token_sha256 &&
           (tokens[j].principal != t.principal || tokens[j].role != t.role ||
            tokens[j].fleet != t.fleet)) {
         return absl::InvalidArgumentError(absl::StrCat(
@@ -207,17 +213,42 @@ absl::StatusOr<Principal> Authorizer::Authorize(const grpc::ServerContextBase& c
   if (anonymous_) return Principal{"anonymous", Role::kOperator};
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
-  if (it == metadata.end()) return AuthorizeHeader("", access);
-  return AuthorizeHeader(absl::string_view(it->second.data(), it->second.size()), access);
+  if (it != metadata.end()) {
+    return AuthorizeHeader(absl::string_view(it->second.data(), it->second.size()), access);
+  }
+  // No token: the client certificate, which the TLS layer verified against
+  // --tls_client_ca, when its common name is a listed `cert` principal.
+  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
+  if (auth != nullptr && auth->IsPeerAuthenticated()) {
+    for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
+      const absl::string_view cn(name.data(), name.size());
+      for (const TokenEntry& entry : tokens_) {
+        if (entry.certificate && entry.principal == cn) {
+          return Admit(Principal{entry.principal, entry.role, entry.fleet}, access);
+        }
+      }
+    }
+  }
+  return AuthorizeHeader("", access);
+}
+
+absl::StatusOr<Principal> Authorizer::Admit(Principal principal, Access access) {
+  if (!Allows(principal.role, access)) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("principal '", principal.name, "' (", RoleName(principal.role),
+                     ") cannot call this; it needs ", AccessName(access), " token"));
+  }
+  return principal;
 }
 
 absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
                                                       Access access) const {
   if (anonymous_) return Principal{"anonymous", Role::kOperator};
   if (header.empty()) {
-    return absl::UnauthenticatedError(
-        absl::StrCat("no bearer token: this call needs ", AccessName(access),
-                     " token in the 'authorization: Bearer <token>' metadata"));
+    return absl::UnauthenticatedError(absl::StrCat(
+        "no bearer token: this call needs ", AccessName(access),
+        " token in the 'authorization: Bearer <token>' metadata (or, under mutual TLS, a client "
+        "certificate listed as a 'cert' principal)"));
   }
   if (header.size() <= kBearer.size() ||
       !absl::EqualsIgnoreCase(header.substr(0, kBearer.size()), kBearer)) {
@@ -228,7 +259,9 @@ absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
   // Every entry is compared, so the time taken does not tell which matched.
   const TokenEntry* match = nullptr;
   for (const TokenEntry& entry : tokens_) {
-    if (ConstantTimeEqual(digest, entry.token_sha256) && match == nullptr) match = &entry;
+    if (!entry.certificate && ConstantTimeEqual(digest, entry.token_sha256) && match == nullptr) {
+      match = &entry;
+    }
   }
   if (match == nullptr) {
     if (task_verifier_ == nullptr) return absl::UnauthenticatedError("unknown bearer token");
@@ -246,12 +279,7 @@ absl::StatusOr<Principal> Authorizer::AuthorizeHeader(absl::string_view header,
     }
     return task;
   }
-  if (!Allows(match->role, access)) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("principal '", match->principal, "' (", RoleName(match->role),
-                     ") cannot call this; it needs ", AccessName(access), " token"));
-  }
-  return Principal{match->principal, match->role, match->fleet};
+  return Admit(Principal{match->principal, match->role, match->fleet}, access);
 }
 
 absl::Status CheckJobAccess(const Principal& principal, absl::string_view job_id,

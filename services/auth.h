@@ -74,8 +74,11 @@ using TaskTokenVerifier = std::function<absl::StatusOr<TaskScope>(absl::string_v
 struct TokenEntry {
   std::string principal;
   Role role = Role::kUser;
-  std::string token_sha256;  // 64 lowercase hex digits
+  std::string token_sha256;  // 64 lowercase hex digits; empty for a certificate
   bool fleet = false;        // a worker credential of every node (Principal)
+  // The principal authenticates with a client certificate under mutual TLS
+  // whose subject common name is the principal's name, instead of a token.
+  bool certificate = false;
 
   // An entry for a token given in clear (the environment shortcut, tests).
   static TokenEntry ForToken(std::string principal, Role role, absl::string_view token,
@@ -90,7 +93,9 @@ struct TokenFile {
 };
 
 // Parses "<principal> <role> sha256:<64 hex digits>" lines, the digest being
-// SHA-256 of the token (`printf %s TOKEN | sha256sum`); blank lines and
+// SHA-256 of the token (`printf %s TOKEN | sha256sum`), and
+// "<principal> <role> cert" lines for a principal that presents a client
+// certificate (mutual TLS) with that common name; blank lines and
 // lines starting with '#' (after spaces) are skipped. The older
 // "<client|worker> <token>" lines are still read, with a warning to replace
 // them: `client` becomes the operator principal "client", `worker` the fleet
@@ -115,8 +120,11 @@ class Authorizer {
   // FAILED_PRECONDITION saying to give tokens or --insecure_no_auth.
   static absl::StatusOr<Authorizer> Create(std::vector<TokenEntry> tokens, bool allow_anonymous);
 
-  // The principal of the call's token when its role has `access`.
-  // UNAUTHENTICATED for no token, a malformed header or an unknown token;
+  // The principal of the call's token when its role has `access`. A call
+  // without a token is the principal of its verified client certificate
+  // when that certificate's common name is listed as a `cert` principal.
+  // UNAUTHENTICATED for no token (and no listed certificate), a malformed
+  // header or an unknown token;
   // PERMISSION_DENIED, naming the principal and the role needed, for a
   // known token without the access. Digests are compared in time
   // independent of where they differ.
@@ -134,6 +142,9 @@ class Authorizer {
  private:
   Authorizer(std::vector<TokenEntry> tokens, bool anonymous)
       : tokens_(std::move(tokens)), anonymous_(anonymous) {}
+
+  // `principal` when its role has `access`; PERMISSION_DENIED otherwise.
+  static absl::StatusOr<Principal> Admit(Principal principal, Access access);
 
   std::vector<TokenEntry> tokens_;
   bool anonymous_ = false;

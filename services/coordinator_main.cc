@@ -198,6 +198,16 @@ absl::StatusOr<clmae::ServerOptions> ServerOptionsFromFlags() {
   if (server_options.tokens.empty()) {
     Say("warning: --insecure_no_auth: every call is accepted without a token");
   }
+  if (server_options.tls.client_ca_file.empty()) {
+    for (const clmae::TokenEntry& entry : server_options.tokens) {
+      if (!entry.certificate) continue;
+      return UsageError("", absl::InvalidArgumentError(absl::StrCat(
+                                "principal '", entry.principal,
+                                "' authenticates with a client certificate ('cert'), which "
+                                "needs mutual TLS: give --tls_client_ca (and --tls_cert, "
+                                "--tls_key)")));
+    }
+  }
   return server_options;
 }
 

@@ -38,6 +38,21 @@ TEST(ParseTokensTest, ReadsPrincipalsRolesAndDigestsSkippingCommentsAndBlankLine
   EXPECT_THAT(parsed->warnings, IsEmpty());
 }
 
+TEST(ParseTokensTest, CertificatePrincipalsAreListedWithoutAToken) {
+  auto parsed = ParseTokens("node-7 worker cert\nalice user cert\n", "tokens");
+  ASSERT_TRUE(parsed.ok()) << parsed.status();
+  ASSERT_THAT(parsed->entries, SizeIs(2));
+  EXPECT_EQ(parsed->entries[0].principal, "node-7");
+  EXPECT_EQ(parsed->entries[0].role, Role::kWorker);
+  EXPECT_TRUE(parsed->entries[0].certificate);
+  EXPECT_EQ(parsed->entries[0].token_sha256, "");
+  EXPECT_TRUE(Authorizer::Create(parsed->entries, false).ok());
+  // A certificate principal has no token: an empty bearer does not match it.
+  auto authorizer = Authorizer::Create(parsed->entries, false);
+  EXPECT_EQ(authorizer->AuthorizeHeader("Bearer ", Access::kWorker).status().code(),
+            absl::StatusCode::kUnauthenticated);
+}
+
 TEST(ParseTokensTest, TheOlderClearTokenLinesAreReadWithAWarning) {
   auto parsed = ParseTokens("client abc\nworker\tdef\n", "tokens");
   ASSERT_TRUE(parsed.ok()) << parsed.status();

@@ -177,6 +177,10 @@ TEST_F(CoordinatorMainTest, ReadsATokensFileOfPrincipalsAndDigests) {
 }
 
 TEST_F(CoordinatorMainTest, BadCommandLinesExit2SayingWhatToDo) {
+  const std::string cert_tokens = dir_ + "/cert-tokens";
+  std::ofstream(cert_tokens) << "node-1 worker cert\n";
+  std::filesystem::permissions(
+      cert_tokens, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   struct Case {
     std::vector<std::string> args;
     std::string says;
@@ -191,6 +195,7 @@ TEST_F(CoordinatorMainTest, BadCommandLinesExit2SayingWhatToDo) {
       {{"--data_dir=" + dir_, "--insecure_no_auth", "--lease=5s", "--heartbeat_interval=10s"},
        "heartbeat"},
       {{"--data_dir=" + dir_, "--tokens_file=" + dir_ + "/none"}, "/none"},
+      {{"--data_dir=" + dir_, "--tokens_file=" + cert_tokens}, "needs mutual TLS"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.says);

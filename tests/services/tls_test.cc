@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "gtest/gtest.h"
@@ -56,10 +57,11 @@ class TlsTest : public ::testing::Test {
     return std::system(line.c_str()) == 0;
   }
 
-  void StartServer(bool mutual) {
+  void StartServer(bool mutual, std::vector<TokenEntry> more_tokens = {}) {
     ServerOptions options;
     options.listen_address = "127.0.0.1:0";
     options.tokens = {TokenEntry::ForToken("tls-client", Role::kOperator, "tls-client-token")};
+    for (TokenEntry& t : more_tokens) options.tokens.push_back(std::move(t));
     options.tls.cert_file = dir_ + "/server.pem";
     options.tls.key_file = dir_ + "/server.key";
     if (mutual) options.tls.client_ca_file = dir_ + "/ca.pem";
@@ -117,6 +119,44 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
   with_cert.tls_cert_file = dir_ + "/client.pem";
   with_cert.tls_key_file = dir_ + "/client.key";
   EXPECT_EQ(ListWorkers(with_cert), grpc::StatusCode::OK);
+}
+
+// A client certificate names the principal: "client" (its common name) is
+// listed as a `cert` operator, so it needs no token; the same call as a
+// user is refused the operator RPC, and a token still wins over the
+// certificate.
+TEST_F(TlsTest, AListedClientCertificateIsItsPrincipal) {
+  TokenEntry client{"client", Role::kOperator};
+  client.certificate = true;
+  StartServer(/*mutual=*/true, {client});
+  ClientOptions cert_only = Client();
+  cert_only.token.clear();
+  cert_only.tls_cert_file = dir_ + "/client.pem";
+  cert_only.tls_key_file = dir_ + "/client.key";
+  EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::OK);
+  ClientOptions wrong_token = cert_only;
+  wrong_token.token = "not-a-token";
+  EXPECT_EQ(ListWorkers(wrong_token), grpc::StatusCode::UNAUTHENTICATED);
+}
+
+TEST_F(TlsTest, AClientCertificateAsAUserGetsAUsersRights) {
+  TokenEntry client{"client", Role::kUser};
+  client.certificate = true;
+  StartServer(/*mutual=*/true, {client});
+  ClientOptions cert_only = Client();
+  cert_only.token.clear();
+  cert_only.tls_cert_file = dir_ + "/client.pem";
+  cert_only.tls_key_file = dir_ + "/client.key";
+  EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::PERMISSION_DENIED);
+}
+
+TEST_F(TlsTest, AnUnlistedClientCertificateIsNoPrincipal) {
+  StartServer(/*mutual=*/true);  // "client" is not a `cert` principal
+  ClientOptions cert_only = Client();
+  cert_only.token.clear();
+  cert_only.tls_cert_file = dir_ + "/client.pem";
+  cert_only.tls_key_file = dir_ + "/client.key";
+  EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 }  // namespace
