@@ -91,6 +91,16 @@ chaos:
 sanitize:
 	$(MAKE) test BUILD_DIR=build-sanitize CMAKE_FLAGS="-DCLMAE_SANITIZE=ON"
 
+# libFuzzer targets (tests/fuzz) built with clang in build-fuzz/, each run for
+# FUZZ_SECONDS (findings and the grown corpus in runs/fuzz/). fuzz-regressions
+# replays the seed corpus and every past finding once (CI does).
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-regressions
+fuzz: deps
+	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --parallel $(JOBS)
+fuzz-regressions: deps
+	scripts/fuzz.sh --regressions-only --parallel $(JOBS)
+
 # Engine + benchmark only (LibTorch + Abseil), as on a GPU machine.
 engine-only:
 	$(MAKE) build BUILD_DIR=build-engine CMAKE_FLAGS="-DCLMAE_ENGINE_ONLY=ON"

@@ -9,6 +9,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "common/text.h"
 #include "google/protobuf/descriptor.h"
 #include "google/protobuf/util/json_util.h"
+#include "yaml-cpp/eventhandler.h"
 #include "yaml-cpp/yaml.h"
 
 namespace clmae {
@@ -341,23 +343,69 @@ absl::Status Converter::Scalar(const YAML::Node& node, const FieldDescriptor& fi
   return Error(node, path, "unsupported field type");
 }
 
-}  // namespace
+// Where each document of a stream starts, from yaml-cpp's event parser.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
 
-absl::Status MessageFromYaml(std::string_view yaml_text, google::protobuf::Message* message) {
+  std::vector<YAML::Mark> starts;
+};
+
+// The documents of `text`. YAML::LoadAll is not used: the yaml-cpp of Debian 12
+// (0.7) loops forever, allocating, on some malformed streams (a stray ',' at
+// the start of a line: yaml-cpp issue #1040, found here by fuzzing), its
+// parser reporting an empty document at the same place again and again. So
+// the documents are counted with the event parser first, stopping at the
+// second one or as soon as a document starts where the previous one did (a
+// syntax error there), and only a single document is loaded.
+absl::StatusOr<std::vector<YAML::Node>> LoadDocuments(std::string_view text) {
+  const std::string owned(text);
   std::vector<YAML::Node> documents;
   try {
-    documents = YAML::LoadAll(std::string(yaml_text));
+    std::istringstream in(owned);
+    YAML::Parser parser(in);
+    DocumentStarts starts;
+    while (starts.starts.size() < 2 && parser.HandleNextDocument(starts)) {
+      const std::vector<YAML::Mark>& s = starts.starts;
+      if (s.size() == 2 && s[0].pos == s[1].pos) {
+        const size_t at = static_cast<size_t>(std::max(0, s[1].pos));
+        return absl::InvalidArgumentError(
+            absl::StrCat("YAML syntax error at ", Position(s[1]), ": unexpected '",
+                         at < owned.size() ? Clip(owned.substr(at, 1)) : std::string(), "'"));
+      }
+    }
+    if (starts.starts.size() > 1) return std::vector<YAML::Node>(2);
+    if (starts.starts.empty()) return documents;
+    documents.push_back(YAML::Load(owned));
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(
         absl::StrCat("YAML syntax error at ", Position(e.mark), ": ", e.msg));
   }
+  return documents;
+}
+
+}  // namespace
+
+absl::Status MessageFromYaml(std::string_view yaml_text, google::protobuf::Message* message) {
+  ASSIGN_OR_RETURN(const std::vector<YAML::Node> documents, LoadDocuments(yaml_text));
   message->Clear();
   if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
     return absl::OkStatus();
   }
   if (documents.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat("expected one YAML document, got ",
-                                                   documents.size(), " (separated by '---')"));
+    return absl::InvalidArgumentError(
+        "expected one YAML document, got more than one (separated by '---')");
   }
   std::string json;
   try {

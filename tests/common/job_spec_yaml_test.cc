@@ -387,7 +387,20 @@ TEST_F(JobSpecYamlTest, TopLevelMustBeAMapping) {
 TEST_F(JobSpecYamlTest, MoreThanOneDocumentIsAnError) {
   const absl::Status status = ParseError("name: a\n---\nname: b\n");
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(status.message()), HasSubstr("expected one YAML document, got 2"));
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("expected one YAML document, got more than one"));
+}
+
+// Found by fuzzing (tests/fuzz): yaml-cpp 0.7's LoadAll looped forever,
+// allocating without bound, on a stray ',' at the start of a line.
+TEST_F(JobSpecYamlTest, AStrayCommaIsASyntaxErrorNotAHang) {
+  for (const std::string yaml : {", b\nname: x\n", ",", "name: x\n---\n,\n"}) {
+    SCOPED_TRACE(yaml);
+    const absl::Status status = ParseError(yaml);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  }
+  EXPECT_THAT(std::string(ParseError(", b\nname: x\n").message()),
+              HasSubstr("YAML syntax error at line 1, column 1: unexpected ','"));
 }
 
 TEST_F(JobSpecYamlTest, OversizedSpecIsRejected) {

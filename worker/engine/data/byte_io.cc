@@ -1,5 +1,6 @@
 #include "worker/engine/data/byte_io.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -39,11 +40,16 @@ absl::StatusOr<std::string> GunzipBytes(absl::string_view gz, absl::string_view 
     return absl::ResourceExhaustedError("zlib inflateInit2 failed");
   }
   std::string out;
-  // The trailer's ISIZE (size mod 2^32 of the last member) is a good first guess.
+  // The trailer's ISIZE (size mod 2^32 of the last member) is a good first
+  // guess, but only a guess: a corrupt or hostile file may claim 4 GiB (found
+  // by fuzzing). Deflate expands at most 1032-fold, so no more is reserved
+  // than the stream could produce.
   if (gz.size() >= 4) {
     const auto* t = reinterpret_cast<const unsigned char*>(gz.data() + gz.size() - 4);
-    out.reserve(static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 |
-                static_cast<size_t>(t[2]) << 16 | static_cast<size_t>(t[3]) << 24);
+    const size_t isize = static_cast<size_t>(t[0]) | static_cast<size_t>(t[1]) << 8 |
+                         static_cast<size_t>(t[2]) << 16 | static_cast<size_t>(t[3]) << 24;
+    constexpr size_t kMaxDeflateRatio = 1032;
+    out.reserve(std::min(isize, kMaxDeflateRatio * gz.size()));
   }
   zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
   zs.avail_in = static_cast<uInt>(gz.size());
