@@ -93,15 +93,21 @@ def generate_stubs(proto_dir, out_dir):
 class Coordinator:
     """The clmae-coordinator process, its port and its captured output."""
 
-    def __init__(self, binary, work_dir):
+    def __init__(self, binary, work_dir, tokens_file=None):
+        """With `tokens_file`, the principals come from it alone; otherwise
+        CLIENT_TOKEN and WORKER_TOKEN are the environment's shortcut tokens."""
         self.port_file = os.path.join(work_dir, "port")
         self.log_path = os.path.join(work_dir, "coordinator.log")
-        env = dict(os.environ, CLMAE_CLIENT_TOKEN=CLIENT_TOKEN, CLMAE_WORKER_TOKEN=WORKER_TOKEN)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("CLMAE_CLIENT_TOKEN", "CLMAE_WORKER_TOKEN")}
+        auth = ["--tokens_file", tokens_file] if tokens_file else []
+        if not tokens_file:
+            env.update(CLMAE_CLIENT_TOKEN=CLIENT_TOKEN, CLMAE_WORKER_TOKEN=WORKER_TOKEN)
         self.log_file = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [binary, "--listen", "127.0.0.1:0", "--data_dir", os.path.join(work_dir, "state"),
              "--port_file", self.port_file, "--heartbeat_interval", "1s", "--lease", "30s",
-             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0"],
+             "--shutdown_grace", "2s", "--metrics_listen", "127.0.0.1:0"] + auth,
             env=env, stdout=self.log_file, stderr=subprocess.STDOUT)
         self.port = self._wait_for_port(30.0)
 
