@@ -70,6 +70,15 @@ bench-metrics: deps $(BUILD_DIR)/build.ninja
 
 # Evaluation during training: the tiny job trained with and without its
 # periodic k-NN, same run; the overhead as a share of training time.
+# JPEG decode + RandomResizedCrop images/s per core and the cores a GPU needs,
+# against the same files through Pillow in the same run.
+.PHONY: bench-loader
+bench-loader: deps $(BUILD_DIR)/build.ninja
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-loader
+	rm -rf $(BUILD_DIR)/bench-loader-jpegs
+	$(BUILD_DIR)/bench/clmae-bench-loader --save $(BUILD_DIR)/bench-loader-jpegs
+	$(VENV_PYTHON) bench/loader_baseline.py $(BUILD_DIR)/bench-loader-jpegs
+
 .PHONY: bench-eval
 bench-eval: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-eval
