@@ -15,10 +15,13 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "common/command_line.h"
 #include "common/exit_codes.h"
+#include "common/file_io.h"
 #include "common/metrics_server.h"
 #include "prometheus/registry.h"
 #include "worker/agent/agent_log.h"
@@ -29,6 +32,9 @@
 ABSL_FLAG(std::string, coordinator, "",
           "coordinator address host:port (env CLMAE_ADDRESS; default localhost:50051)");
 ABSL_FLAG(std::string, token, "", "bearer token with the worker role (env CLMAE_TOKEN)");
+ABSL_FLAG(std::string, token_file, "",
+          "file holding the bearer token (its first line), e.g. this node's token mounted "
+          "from a Secret; instead of --token");
 ABSL_FLAG(std::string, tls_ca, "", "PEM CA file: TLS to the coordinator (env CLMAE_TLS_CA)");
 ABSL_FLAG(std::string, tls_cert, "", "PEM client certificate for mutual TLS (env CLMAE_TLS_CERT)");
 ABSL_FLAG(std::string, tls_key, "", "PEM client key for mutual TLS (env CLMAE_TLS_KEY)");
@@ -100,6 +106,22 @@ int main(int argc, char** argv) {
   options.coordinator.address =
       FlagOrEnv(absl::GetFlag(FLAGS_coordinator), "CLMAE_ADDRESS", "localhost:50051");
   options.coordinator.token = FlagOrEnv(absl::GetFlag(FLAGS_token), "CLMAE_TOKEN");
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    if (!absl::GetFlag(FLAGS_token).empty()) {
+      std::fprintf(stderr, "clmae-worker: give --token or --token_file, not both\n");
+      return clmae::kExitUsage;
+    }
+    absl::StatusOr<std::string> text = clmae::ReadFile(path);
+    const std::string token = text.ok() ? std::string(absl::StripAsciiWhitespace(
+                                              absl::string_view(*text).substr(0, text->find('\n'))))
+                                        : std::string();
+    if (token.empty()) {
+      std::fprintf(stderr, "clmae-worker: --token_file %s: %s\n", path.c_str(),
+                   text.ok() ? "the file is empty" : std::string(text.status().message()).c_str());
+      return clmae::kExitUsage;
+    }
+    options.coordinator.token = token;
+  }
   options.coordinator.tls_ca_file = FlagOrEnv(absl::GetFlag(FLAGS_tls_ca), "CLMAE_TLS_CA");
   options.coordinator.tls_cert_file = FlagOrEnv(absl::GetFlag(FLAGS_tls_cert), "CLMAE_TLS_CERT");
   options.coordinator.tls_key_file = FlagOrEnv(absl::GetFlag(FLAGS_tls_key), "CLMAE_TLS_KEY");

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -39,13 +40,14 @@ class ClmaeWorkerBinaryTest : public ::testing::Test {
                              " ", dir_.File("pid"), "\nwhile true; do sleep 0.05; done\n"));
   }
 
-  std::unique_ptr<Subprocess> StartWorker() {
+  // `token` is "--token tok" unless given (e.g. {"--token_file", path}).
+  std::unique_ptr<Subprocess> StartWorker(std::vector<std::string> token = {"--token", "tok"}) {
     SpawnOptions spawn;
     spawn.argv = {CLMAE_WORKER_BINARY,
                   "--coordinator",
                   server_->address(),
-                  "--token",
-                  "tok",
+                  token[0],
+                  token[1],
                   "--gpus",
                   "none",
                   "--cpu-slots",  // dashes and underscores alike
@@ -133,6 +135,33 @@ TEST_F(ClmaeWorkerBinaryTest, FlagsBecomeTheRegistration) {
   EXPECT_EQ(hello.cpu_slots(), 3);
   EXPECT_EQ(hello.devices_size(), 0);
   EXPECT_THAT(service_.tokens(), ::testing::Contains("Bearer tok"));
+}
+
+// A node's own token from a file (a Secret mounted per node): its first
+// line, without surrounding white space.
+TEST_F(ClmaeWorkerBinaryTest, TheTokenCanComeFromAFile) {
+  std::ofstream(dir_.File("node-token")) << "  file-tok \nsecond line\n";
+  std::unique_ptr<Subprocess> worker = StartWorker({"--token_file", dir_.File("node-token")});
+  ASSERT_NE(worker, nullptr);
+  ASSERT_TRUE(WaitUntil([&] { return !service_.messages().empty(); }));
+  EXPECT_THAT(service_.tokens(), ::testing::Contains("Bearer file-tok"));
+}
+
+TEST_F(ClmaeWorkerBinaryTest, AMissingOrEmptyTokenFileIsAUsageError) {
+  std::ofstream(dir_.File("empty-token")) << "\n";
+  for (const std::string& file : {dir_.File("no-such-token"), dir_.File("empty-token")}) {
+    SCOPED_TRACE(file);
+    SpawnOptions spawn;
+    spawn.argv = {CLMAE_WORKER_BINARY, "--coordinator", server_->address(), "--token_file", file};
+    spawn.output = LogFileOutput{dir_.File("token-file.log")};
+    absl::StatusOr<std::unique_ptr<Subprocess>> worker = Subprocess::Spawn(spawn);
+    ASSERT_TRUE(worker.ok()) << worker.status();
+    const std::optional<ExitStatus> status = (*worker)->Wait(absl::Seconds(30));
+    ASSERT_TRUE(status.has_value());
+    EXPECT_EQ(*status, ExitStatus::Exited(2));
+    EXPECT_THAT(ReadFileOrEmpty(dir_.File("token-file.log")), HasSubstr("--token_file " + file));
+  }
+  EXPECT_TRUE(service_.messages().empty());
 }
 
 TEST_F(ClmaeWorkerBinaryTest, SigtermStopsTrainersReportsAndExitsZero) {
