@@ -49,7 +49,9 @@ class C10dCollectives final : public Collectives {
     for (const auto& t : tensors) {
       groups[{static_cast<int>(t.scalar_type()), t.device().str()}].push_back(t);
     }
-    for (auto& [key, members] : groups) {
+    for (auto& group : groups) {
+      // Not a structured binding: clang before 16 cannot capture one.
+      std::vector<torch::Tensor>& members = group.second;
       RETURN_IF_ERROR(
           Run(absl::StrCat("broadcast of ", members.size(), " tensors from rank 0"), [&] {
             torch::NoGradGuard no_grad;
