@@ -104,11 +104,12 @@ sanitize:
 # FUZZ_SECONDS (findings and the grown corpus in runs/fuzz/). fuzz-regressions
 # replays the seed corpus and every past finding once (CI does).
 FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 .PHONY: fuzz fuzz-regressions
 fuzz: deps
-	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --parallel $(JOBS)
+	scripts/fuzz.sh --seconds $(FUZZ_SECONDS) --parallel $(JOBS) $(FUZZ_TARGETS)
 fuzz-regressions: deps
-	scripts/fuzz.sh --regressions-only --parallel $(JOBS)
+	scripts/fuzz.sh --regressions-only --parallel $(JOBS) $(FUZZ_TARGETS)
 
 # Engine + benchmark only (LibTorch + Abseil), as on a GPU machine.
 engine-only:
