@@ -21,14 +21,12 @@ the caller, the expected and the actual code.
 import hashlib
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from python_client_test import (  # noqa: E402  (the shared process and stub helpers)
-    RPC_TIMEOUT, Coordinator, TestFailure, check, generate_stubs, make_spec, metadata)
+    RPC_TIMEOUT, Coordinator, check, generate_stubs, make_spec, metadata, run_main)
 
 import grpc  # noqa: E402
 
@@ -234,21 +232,5 @@ def run(binary, proto_dir, work_dir):
         coordinator.kill()
 
 
-def main(argv):
-    if len(argv) != 3:
-        print(f"usage: {argv[0]} CLMAE_COORDINATOR PROTO_DIR", file=sys.stderr)
-        return 2
-    work_dir = tempfile.mkdtemp(prefix="clmae-auth-matrix-")
-    try:
-        run(argv[1], os.path.abspath(argv[2]), work_dir)
-    except TestFailure as failure:
-        print(f"auth_matrix_test: FAILED: {failure}", file=sys.stderr)
-        return 1
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    log("PASSED")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_main("auth_matrix_test", run, sys.argv))

@@ -486,25 +486,27 @@ def run(binary, proto_dir, work_dir):
         coordinator.kill()
 
 
-def main(argv):
+def run_main(name, run_test, argv):
+    """The command line shared by the process tests: CLMAE_COORDINATOR PROTO_DIR,
+    a temporary folder, PASSED or FAILED with the reason; the exit code."""
     if len(argv) != 3:
         print(f"usage: {argv[0]} CLMAE_COORDINATOR PROTO_DIR", file=sys.stderr)
         return 2
     binary, proto_dir = argv[1], argv[2]
     if not os.access(binary, os.X_OK):
-        print(f"python_client_test: FAILED: {binary} is not an executable", file=sys.stderr)
+        print(f"{name}: FAILED: {binary} is not an executable", file=sys.stderr)
         return 1
-    work_dir = tempfile.mkdtemp(prefix="clmae-python-client-")
+    work_dir = tempfile.mkdtemp(prefix=f"clmae-{name}-")
     try:
-        run(binary, os.path.abspath(proto_dir), work_dir)
+        run_test(binary, os.path.abspath(proto_dir), work_dir)
     except TestFailure as failure:
-        print(f"python_client_test: FAILED: {failure}", file=sys.stderr)
+        print(f"{name}: FAILED: {failure}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    log("PASSED")
+    print(f"{name}: PASSED", flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_main("python_client_test", run, sys.argv))

@@ -78,6 +78,15 @@ class TlsTest : public ::testing::Test {
     return options;
   }
 
+  // The client certificate (common name "client") and no token.
+  ClientOptions CertificateOnly() {
+    ClientOptions options = Client();
+    options.token.clear();
+    options.tls_cert_file = dir_ + "/client.pem";
+    options.tls_key_file = dir_ + "/client.key";
+    return options;
+  }
+
   grpc::StatusCode ListWorkers(const ClientOptions& options) {
     auto channel = MakeClientChannel(options);
     EXPECT_TRUE(channel.ok()) << channel.status();
@@ -122,17 +131,13 @@ TEST_F(TlsTest, MutualTlsNeedsAClientCertificateFromTheCa) {
 }
 
 // A client certificate names the principal: "client" (its common name) is
-// listed as a `cert` operator, so it needs no token; the same call as a
-// user is refused the operator RPC, and a token still wins over the
-// certificate.
+// listed as a `cert` operator, so it needs no token; a token, when given,
+// still wins over the certificate.
 TEST_F(TlsTest, AListedClientCertificateIsItsPrincipal) {
   TokenEntry client{"client", Role::kOperator};
   client.certificate = true;
   StartServer(/*mutual=*/true, {client});
-  ClientOptions cert_only = Client();
-  cert_only.token.clear();
-  cert_only.tls_cert_file = dir_ + "/client.pem";
-  cert_only.tls_key_file = dir_ + "/client.key";
+  const ClientOptions cert_only = CertificateOnly();
   EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::OK);
   ClientOptions wrong_token = cert_only;
   wrong_token.token = "not-a-token";
@@ -143,19 +148,13 @@ TEST_F(TlsTest, AClientCertificateAsAUserGetsAUsersRights) {
   TokenEntry client{"client", Role::kUser};
   client.certificate = true;
   StartServer(/*mutual=*/true, {client});
-  ClientOptions cert_only = Client();
-  cert_only.token.clear();
-  cert_only.tls_cert_file = dir_ + "/client.pem";
-  cert_only.tls_key_file = dir_ + "/client.key";
+  const ClientOptions cert_only = CertificateOnly();
   EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(TlsTest, AnUnlistedClientCertificateIsNoPrincipal) {
   StartServer(/*mutual=*/true);  // "client" is not a `cert` principal
-  ClientOptions cert_only = Client();
-  cert_only.token.clear();
-  cert_only.tls_cert_file = dir_ + "/client.pem";
-  cert_only.tls_key_file = dir_ + "/client.key";
+  const ClientOptions cert_only = CertificateOnly();
   EXPECT_EQ(ListWorkers(cert_only), grpc::StatusCode::UNAUTHENTICATED);
 }
 
