@@ -231,17 +231,13 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
 
 namespace {
 
-bool PlacedOn(const v1::Placement& placement, const std::string& worker_id, int rank) {
+// Whether the placement has rank `rank` (any rank when negative) on
+// `worker_id` (on any worker when empty).
+bool PlacedOn(const v1::Placement& placement, int rank, absl::string_view worker_id = "") {
   for (const v1::RankPlacement& r : placement.ranks()) {
-    if (r.worker_id() == worker_id && (rank < 0 || r.rank() == rank)) return true;
-  }
-  return false;
-}
-
-// Whether the placement has rank `rank` at all.
-bool PlacedOn(const v1::Placement& placement, int rank) {
-  for (const v1::RankPlacement& r : placement.ranks()) {
-    if (r.rank() == rank) return true;
+    if ((worker_id.empty() || r.worker_id() == worker_id) && (rank < 0 || r.rank() == rank)) {
+      return true;
+    }
   }
   return false;
 }
@@ -279,8 +275,8 @@ absl::Status Coordinator::CheckTaskOnWorker(const std::string& worker_id, const 
     const bool current =
         (attempt == 0 || attempt == active.job.attempt()) && IsPlaced(active.job.state());
     const bool superseded = active.superseded.has_value() && attempt == active.superseded->attempt;
-    if (current && PlacedOn(active.job.placement(), worker_id, rank)) return absl::OkStatus();
-    if (superseded && PlacedOn(active.superseded->placement, worker_id, rank)) {
+    if (current && PlacedOn(active.job.placement(), rank, worker_id)) return absl::OkStatus();
+    if (superseded && PlacedOn(active.superseded->placement, rank, worker_id)) {
       return absl::OkStatus();
     }
     // An attempt that is not running: the call refuses it itself.
