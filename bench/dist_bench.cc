@@ -180,7 +180,7 @@ StepFigures MeasureSteps(const Args& args, const ModelConfig& config, int world,
     for (int i = 0; i < args.warmup + args.steps; ++i) {
       if (i == args.warmup && !c.Barrier().ok()) return false;
       auto t0 = Clock::now();
-      auto stats = step.Run(imgs, 0.5, i, true);
+      auto stats = step.RunAndRead(imgs, 0.5, i, true);
       if (!stats.ok()) {
         std::fprintf(stderr, "rank %d: %s\n", rank, std::string(stats.status().message()).c_str());
         return false;

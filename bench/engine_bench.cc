@@ -127,25 +127,40 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
   }
   if (device.is_cuda())
     c10::cuda::CUDACachingAllocator::resetPeakStats(device.index() < 0 ? 0 : device.index());
-  double data = 0, a = 0, b = 0, opt = 0, total = 0;
-  for (int i = 0; i < args.warmup + args.steps; ++i) {
-    auto t0 = std::chrono::steady_clock::now();
-    auto imgs = pool[i % pool.size()].to(device, true);
-    if (device.is_cuda()) torch::cuda::synchronize();
-    const double d = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    auto stats = step.Run(imgs, 0.5, i, true);
+  // Warm-up steps are read one by one; the timed ones are queued as the
+  // trainer queues them, and read once at the end (the only wait for the
+  // device). "data" is the host time to queue the host-to-device copy.
+  for (int i = 0; i < args.warmup; ++i) {
+    auto stats = step.RunAndRead(pool[i % pool.size()].to(device, true), 0.5, i, true);
     if (!stats.ok()) {
       std::fprintf(stderr, "step failed: %s\n", std::string(stats.status().message()).c_str());
       return 1;
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if (i >= args.warmup) {
-      data += d;
-      a += stats->phase_a_seconds;
-      b += stats->phase_b_seconds;
-      opt += stats->optimizer_seconds;
-      total += s;
+  }
+  double data = 0, a = 0, b = 0, opt = 0;
+  std::vector<PendingStep> pending;
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = args.warmup; i < args.warmup + args.steps; ++i) {
+    auto t0 = std::chrono::steady_clock::now();
+    auto imgs = pool[i % pool.size()].to(device, true);
+    data += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    auto queued = step.Run(imgs, 0.5, i, true);
+    if (!queued.ok()) {
+      std::fprintf(stderr, "step failed: %s\n", std::string(queued.status().message()).c_str());
+      return 1;
     }
+    pending.push_back(std::move(*queued));
+  }
+  if (auto finite = step.CheckFinite(); !finite.ok()) {
+    std::fprintf(stderr, "step failed: %s\n", std::string(finite.message()).c_str());
+    return 1;
+  }
+  const double total =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const auto& s : TwoPhaseStep::Read(pending)) {
+    a += s.phase_a_seconds;
+    b += s.phase_b_seconds;
+    opt += s.optimizer_seconds;
   }
   const double ips = args.batch * args.steps / total;
   double peak = static_cast<double>(MaxRssBytes());
@@ -197,7 +212,7 @@ int CheckAgainstCpu(const ModelConfig& config, const Args& args) {
     TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
     torch::manual_seed(1);
     auto imgs = torch::randn({8, config.in_chans, config.img_size, config.img_size}).to(dev);
-    auto s = step.Run(imgs, 0.5, 0, true);
+    auto s = step.RunAndRead(imgs, 0.5, 0, true);
     if (!s.ok()) return torch::Tensor();
     losses = {s->loss_mae, s->masker_total, s->masker_rec, s->masker_kl, s->masker_div};
     return mae->patch_embed->proj->weight.detach().to(torch::kCPU);

@@ -1,10 +1,12 @@
 #include "worker/engine/train/optim.h"
 
+#include <ATen/ops/_foreach_add.h>
 #include <ATen/ops/_foreach_mul.h>
 #include <ATen/ops/_foreach_norm.h>
 #include <ATen/ops/_fused_adamw.h>
 #include <torch/torch.h>
 
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -40,22 +42,14 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
   }
 }
 
-void AdamWStep(torch::optim::AdamW& optimizer) {
-  const auto& groups = optimizer.param_groups();
-  const bool cuda =
-      !groups.empty() && !groups[0].params().empty() && groups[0].params()[0].is_cuda();
-  if (!cuda) {
-    optimizer.step();
-    return;
-  }
+void AdamWStepper::Step(const torch::Tensor& found_inf) {
   torch::NoGradGuard no_grad;
-  for (auto& group : optimizer.param_groups()) {
+  for (auto& group : optimizer_->param_groups()) {
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
-    std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs;
-    std::vector<double> steps;
+    std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
     for (auto& p : group.params()) {
       if (!p.grad().defined()) continue;
-      auto& slot = optimizer.state()[p.unsafeGetTensorImpl()];
+      auto& slot = optimizer_->state()[p.unsafeGetTensorImpl()];
       if (!slot) {
         auto state = std::make_unique<torch::optim::AdamWParamState>();
         state->step(0);
@@ -64,33 +58,45 @@ void AdamWStep(torch::optim::AdamW& optimizer) {
         slot = std::move(state);
       }
       auto& state = static_cast<torch::optim::AdamWParamState&>(*slot);
+      Mirror& mirror = mirrors_[p.unsafeGetTensorImpl()];
+      if (mirror.host_step != state.step() || !mirror.device_step.defined()) {
+        // A fill on the device, not a copy from the host: no synchronisation.
+        mirror.device_step = torch::full({}, static_cast<double>(state.step()),
+                                         torch::dtype(torch::kFloat32).device(p.device()));
+      }
       state.step(state.step() + 1);
+      mirror.host_step = state.step();
       params.push_back(p);
       grads.push_back(p.grad());
       exp_avgs.push_back(state.exp_avg());
       exp_avg_sqs.push_back(state.exp_avg_sq());
-      steps.push_back(static_cast<double>(state.step()));
+      steps.push_back(mirror.device_step);
     }
     if (params.empty()) continue;
-    // The kernel reads each parameter's step count from a device tensor.
-    auto step_tensors = torch::tensor(steps, torch::kFloat32).to(params[0].device()).unbind(0);
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, step_tensors,
-                      o.lr(), std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(),
-                      o.eps(), /*amsgrad=*/false, /*maximize=*/false);
+    at::_foreach_add_(steps, 1.0);  // the kernel reads the step it takes
+    std::optional<at::Tensor> inf;
+    if (found_inf.defined()) inf = found_inf;
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, o.lr(),
+                      std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
+                      /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
   }
 }
 
-double ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm) {
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
-  if (grads.empty()) return 0.0;
+  if (grads.empty()) return {};
   torch::NoGradGuard no_grad;
   auto norms = at::_foreach_norm(grads, 2);
-  const double total = torch::linalg_vector_norm(torch::stack(norms), 2).item<double>();
-  if (max_norm > 0 && std::isfinite(total) && total > max_norm) {
-    at::_foreach_mul_(grads, max_norm / (total + 1e-6));
+  auto total = torch::linalg_vector_norm(torch::stack(norms), 2).to(torch::kFloat32);
+  if (max_norm > 0) {
+    // Multiplying by exactly 1 when under the limit keeps the step free of a
+    // host decision; a non-finite norm makes the gradients non-finite, and
+    // the caller refuses that step.
+    auto coef = (max_norm / (total + 1e-6)).clamp_max(1.0);
+    at::_foreach_mul_(grads, coef);
   }
   return total;
 }

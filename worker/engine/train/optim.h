@@ -7,6 +7,7 @@
 
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace clmae {
@@ -32,16 +33,38 @@ std::unique_ptr<torch::optim::AdamW> MakeAdamW(torch::nn::Module& module,
 // Sets the lr of every group.
 void SetLearningRate(torch::optim::Optimizer& optimizer, double lr);
 
-// One AdamW step of `optimizer` (from MakeAdamW) over the parameters that have
-// gradients. On CUDA: one fused multi-tensor kernel per parameter group
-// (at::_fused_adamw_, PyTorch's fused AdamW) instead of LibTorch's
-// per-parameter loop, on the same state LibTorch's AdamW keeps, so
-// checkpoints are the same either way. Elsewhere: LibTorch's own step.
-void AdamWStep(torch::optim::AdamW& optimizer);
+// AdamW steps of one optimizer (from MakeAdamW) that never wait for the
+// device: PyTorch's fused multi-tensor AdamW kernel (at::_fused_adamw_, on
+// CUDA and on the CPU) on the same state LibTorch's AdamW keeps, so
+// checkpoints are the same either way. Each parameter's step count lives on
+// the host (LibTorch's state, saved in checkpoints) and is mirrored on the
+// device, where the kernel reads it; the mirror is rebuilt whenever the host
+// count moves without it (a checkpoint was loaded). Not thread-safe; the
+// optimizer must outlive it.
+class AdamWStepper {
+ public:
+  explicit AdamWStepper(torch::optim::AdamW* optimizer) : optimizer_(optimizer) {}
 
-// Global L2 norm of the gradients of `params` (those that have one), and,
-// when `max_norm` > 0 and the norm exceeds it, scales them down to it (as
-// torch.nn.utils.clip_grad_norm_). One multi-tensor norm and one host sync.
-double ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm);
+  // One step over the parameters that have gradients. `found_inf` (optional,
+  // a float scalar on the parameters' device): where it is non-zero the
+  // kernel leaves parameters and moments untouched, so a non-finite step is
+  // refused without the host reading anything. The step counts advance
+  // either way (the caller stops training on a refused step).
+  void Step(const torch::Tensor& found_inf = {});
+
+ private:
+  struct Mirror {
+    int64_t host_step = -1;
+    torch::Tensor device_step;  // float32 scalar on the parameter's device
+  };
+  torch::optim::AdamW* optimizer_;
+  std::unordered_map<const void*, Mirror> mirrors_;
+};
+
+// Global L2 norm of the gradients of `params` (those that have one), as a
+// float32 scalar on their device (undefined when none has a gradient); when
+// `max_norm` > 0 scales them by min(1, max_norm / (norm + 1e-6)) on the
+// device, as torch.nn.utils.clip_grad_norm_ does. No host synchronisation.
+torch::Tensor ClipGradNorm(const std::vector<torch::Tensor>& params, double max_norm);
 
 }  // namespace clmae

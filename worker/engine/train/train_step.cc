@@ -4,8 +4,8 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include <chrono>
 #include <cmath>
+#include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -16,12 +16,6 @@
 
 namespace clmae {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 // Turns off weight gradients of a frozen network for the guard's scope;
 // gradients still flow through it to its inputs.
@@ -45,9 +39,18 @@ uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-absl::Status NonFinite(const char* what, int64_t step, const char* phase, double value) {
-  return absl::FailedPreconditionError(
-      absl::StrCat("non-finite ", what, " (", value, ") at step ", step, " in ", phase));
+// What a recorded failure was: the value's name and the phase.
+std::pair<const char*, const char*> Describe(int64_t failure) {
+  switch (failure) {
+    case 1:
+      return {"MAE loss", "phase A"};
+    case 2:
+      return {"MAE gradient norm", "phase A"};
+    case 3:
+      return {"masker loss", "phase B"};
+    default:
+      return {"masker gradient norm", "phase B"};
+  }
 }
 
 }  // namespace
@@ -63,7 +66,10 @@ torch::Tensor RandomMaskOrder(const torch::Tensor& sample_ids, int64_t num_patch
         Mix(Mix(Mix(seed) ^ static_cast<uint64_t>(id[n])) ^ static_cast<uint64_t>(step)));
     noise[n].uniform_(0.0, 1.0, gen);
   }
-  return torch::argsort(noise, /*dim=*/1, /*descending=*/false).to(device);
+  auto order = torch::argsort(noise, /*dim=*/1, /*descending=*/false);
+  // From page-locked memory the copy is queued without the host waiting.
+  if (device.is_cuda()) return order.pin_memory().to(device, /*non_blocking=*/true);
+  return order.to(device);
 }
 
 TwoPhaseStep::TwoPhaseStep(MaeVit mae, MaskingNet masker, torch::optim::AdamW* mae_optimizer,
@@ -81,37 +87,107 @@ TwoPhaseStep::TwoPhaseStep(MaeVit mae, MaskingNet masker, torch::optim::AdamW* m
   if (!masker_.is_empty()) masker_params_ = masker_->parameters();
 }
 
-void TwoPhaseStep::Sync(const torch::Device& device) const {
-  if (options_.sync_timing && device.is_cuda()) torch::cuda::synchronize(device.index());
-}
-
-absl::Status TwoPhaseStep::EnsureAveragers() {
+absl::Status TwoPhaseStep::EnsureState(const torch::Device& device) {
   if (mae_averager_) return absl::OkStatus();
   ASSIGN_OR_RETURN(mae_averager_, collectives_->NewGradientAverager(mae_params_, "MAE gradients",
                                                                     options_.averaging));
+  mae_stepper_ = std::make_unique<AdamWStepper>(mae_optimizer_);
   if (!plain_mae()) {
     ASSIGN_OR_RETURN(masker_averager_, collectives_->NewGradientAverager(
                                            masker_params_, "masker gradients", options_.averaging));
+    masker_stepper_ = std::make_unique<AdamWStepper>(masker_optimizer_);
   }
+  failed_step_ = torch::full({}, -1, torch::dtype(torch::kInt64).device(device));
+  failed_what_ =
+      torch::full({}, static_cast<int64_t>(kNone), torch::dtype(torch::kInt64).device(device));
+  failed_value_ = torch::zeros({}, torch::dtype(torch::kFloat32).device(device));
+  found_inf_ = torch::zeros({}, torch::dtype(torch::kFloat32).device(device));
   return absl::OkStatus();
 }
 
-absl::StatusOr<double> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
-                                                    torch::optim::AdamW& opt,
-                                                    GradientAverager& averager, const char* phase,
-                                                    StepStats& stats) {
+void TwoPhaseStep::NoteIfNonFinite(const torch::Tensor& value, int64_t step, Failure failure) {
+  torch::NoGradGuard no_grad;
+  auto first = value.detach().isfinite().logical_not().logical_and(failed_step_ < 0);
+  failed_value_.copy_(torch::where(first, value.detach().to(torch::kFloat32), failed_value_));
+  failed_step_.masked_fill_(first, step);
+  failed_what_.masked_fill_(first, static_cast<int64_t>(failure));
+  found_inf_.masked_fill_(first, 1.0);
+}
+
+torch::Tensor TwoPhaseStep::BackwardSeed(const torch::Tensor& loss) const {
+  torch::NoGradGuard no_grad;
+  return torch::where(loss.detach().isfinite(), torch::full_like(loss, 1.0 / options_.accum_iter),
+                      std::numeric_limits<double>::quiet_NaN());
+}
+
+absl::StatusOr<torch::Tensor> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
+                                                           AdamWStepper& stepper,
+                                                           torch::optim::AdamW& opt,
+                                                           GradientAverager& averager, int64_t step,
+                                                           Failure failure, PendingStep& pending) {
   auto params = net.parameters();
   RETURN_IF_ERROR(averager.Finish());
-  stats.comm_wait_seconds += averager.last_wait_seconds();
-  const double norm = ClipGradNorm(params, options_.clip_grad);
-  if (!std::isfinite(norm)) {
-    opt.zero_grad();
-    return absl::FailedPreconditionError(
-        absl::StrCat("non-finite gradient norm in ", phase, "; the step was not applied"));
-  }
-  AdamWStep(opt);
+  pending.comm_wait_seconds += averager.last_wait_seconds();
+  torch::Tensor norm = ClipGradNorm(params, options_.clip_grad);
+  if (norm.defined()) NoteIfNonFinite(norm, step, failure);
+  stepper.Step(found_inf_);
   opt.zero_grad();
   return norm;
+}
+
+absl::Status TwoPhaseStep::CheckFinite() {
+  if (!failed_step_.defined()) return absl::OkStatus();
+  // One copy (and so one wait for the device) for the whole record.
+  auto record = torch::stack({failed_step_.to(torch::kFloat64), failed_what_.to(torch::kFloat64),
+                              failed_value_.to(torch::kFloat64)})
+                    .to(torch::kCPU);
+  auto r = record.accessor<double, 1>();
+  if (r[0] < 0) return absl::OkStatus();
+  const auto [what, phase] = Describe(static_cast<int64_t>(r[1]));
+  return absl::FailedPreconditionError(
+      absl::StrCat("non-finite ", what, " (", r[2], ") at step ", static_cast<int64_t>(r[0]),
+                   " in ", phase, "; no optimizer step was applied from then on"));
+}
+
+std::vector<StepStats> TwoPhaseStep::Read(const std::vector<PendingStep>& pending) {
+  std::vector<StepStats> out(pending.size());
+  if (pending.empty()) return out;
+  std::vector<torch::Tensor> rows;
+  rows.reserve(pending.size());
+  for (const auto& p : pending) rows.push_back(p.values);
+  auto host = torch::stack(rows).to(torch::kCPU, torch::kFloat64).contiguous();
+  auto v = host.accessor<double, 2>();
+  for (size_t i = 0; i < pending.size(); ++i) {
+    const PendingStep& p = pending[i];
+    StepStats& s = out[i];
+    s.loss_mae = v[i][kLossMae];
+    s.masker_rec = v[i][kMaskerRec];
+    s.masker_gauss = v[i][kMaskerGauss];
+    s.masker_kl = v[i][kMaskerKl];
+    s.masker_div = v[i][kMaskerDiv];
+    s.masker_total = v[i][kMaskerTotal];
+    s.mask_mean_score = v[i][kMaskMeanScore];
+    s.mask_near_binary = v[i][kMaskNearBinary];
+    s.grad_norm_mae = v[i][kGradNormMae];
+    s.grad_norm_masker = v[i][kGradNormMasker];
+    s.stepped = p.stepped;
+    const auto& t = p.stamps;
+    s.phase_a_seconds = p.clock.Seconds(t[0], t[1]);
+    s.phase_b_seconds = p.clock.Seconds(t[2], t[3]);
+    s.optimizer_seconds = p.clock.Seconds(t[1], t[2]) + p.clock.Seconds(t[3], t[4]);
+    s.comm_wait_seconds = p.comm_wait_seconds;
+    s.device_seconds = p.clock.Seconds(t[0], p.clock.size() - 1);
+  }
+  return out;
+}
+
+absl::StatusOr<StepStats> TwoPhaseStep::RunAndRead(const torch::Tensor& imgs, double lambda_cl,
+                                                   int64_t step, bool apply,
+                                                   const torch::Tensor& sample_ids) {
+  std::vector<PendingStep> pending(1);
+  ASSIGN_OR_RETURN(pending[0], Run(imgs, lambda_cl, step, apply, sample_ids));
+  RETURN_IF_ERROR(CheckFinite());
+  return Read(pending)[0];
 }
 
 torch::Tensor TwoPhaseStep::KeptPatches(const torch::Tensor& imgs) {
@@ -129,10 +205,11 @@ torch::Tensor TwoPhaseStep::KeptPatches(const torch::Tensor& imgs) {
   return kept.cpu();
 }
 
-absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
-                                            const torch::Tensor& sample_ids, int64_t step,
-                                            bool apply, StepStats& stats) {
-  const auto t0 = Clock::now();
+absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
+                                                   const torch::Tensor& sample_ids, int64_t step,
+                                                   bool apply, PendingStep& pending,
+                                                   torch::Tensor& grad_norm) {
+  pending.stamps[0] = pending.clock.Stamp();
   torch::Tensor loss;
   {
     AutocastGuard autocast(options_.bf16);
@@ -148,86 +225,87 @@ absl::StatusOr<double> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
     auto pred = mae_->Decode(enc.latent, enc.ids_restore);
     loss = MaskedReconstructionLoss(mae_->PerPatchError(imgs, pred), enc.mask);
   }
-  const double value = loss.item<double>();
-  if (!std::isfinite(value)) return NonFinite("MAE loss", step, "phase A", value);
+  NoteIfNonFinite(loss, step, kMaeLoss);
   if (apply) mae_averager_->Arm();  // buckets all-reduce while backward runs
-  (loss / options_.accum_iter).backward();
-  Sync(imgs.device());
-  stats.phase_a_seconds = SecondsSince(t0);
+  loss.backward(BackwardSeed(loss));
+  pending.stamps[1] = pending.clock.Stamp();
   if (apply) {
-    const auto t1 = Clock::now();
-    ASSIGN_OR_RETURN(stats.grad_norm_mae,
-                     ApplyGradients(*mae_, *mae_optimizer_, *mae_averager_, "phase A", stats));
-    Sync(imgs.device());
-    stats.optimizer_seconds += SecondsSince(t1);
+    ASSIGN_OR_RETURN(grad_norm, ApplyGradients(*mae_, *mae_stepper_, *mae_optimizer_,
+                                               *mae_averager_, step, kMaeGradNorm, pending));
   }
-  return value;
+  pending.stamps[2] = pending.clock.Stamp();
+  return loss.detach();
 }
 
-absl::Status TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step,
-                                  bool apply, StepStats& stats) {
-  const auto t0 = Clock::now();
-  MaskerLoss terms;
-  torch::Tensor m;
+absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl,
+                                                   int64_t step, bool apply, PendingStep& pending,
+                                                   torch::Tensor& grad_norm) {
+  torch::Tensor values;
   {
     FreezeGuard frozen(mae_params_);
     AutocastGuard autocast(options_.bf16);
     auto x = mae_->Embed(imgs);  // no grad: the backbone is frozen
-    m = masker_->forward(x);
+    auto m = masker_->forward(x);
     auto gated = x * m.unsqueeze(-1).to(x.dtype());
     auto ids_shuffle = torch::argsort(m.detach(), 1, /*descending=*/true);
     auto enc = mae_->Encode(gated, ids_shuffle, x.size(1));  // drop none
     auto pred = mae_->Decode(enc.latent, enc.ids_restore);
     auto e = mae_->PerPatchError(imgs, pred);
-    terms = ComputeMaskerLoss(e, m, lambda_cl, 1.0 - options_.mask_ratio, options_.weights);
-    auto values =
-        torch::stack({terms.rec, terms.gauss, terms.kl, terms.div, terms.total, m.detach().mean(),
-                      ((m.detach() < 0.1) | (m.detach() > 0.9)).to(torch::kFloat32).mean()})
-            .to(torch::kCPU, torch::kFloat64);
-    auto v = values.accessor<double, 1>();
-    stats.masker_rec = v[0];
-    stats.masker_gauss = v[1];
-    stats.masker_kl = v[2];
-    stats.masker_div = v[3];
-    stats.masker_total = v[4];
-    stats.mask_mean_score = v[5];
-    stats.mask_near_binary = v[6];
-    if (!std::isfinite(stats.masker_total)) {
-      return NonFinite("masker loss", step, "phase B", stats.masker_total);
-    }
+    MaskerLoss terms =
+        ComputeMaskerLoss(e, m, lambda_cl, 1.0 - options_.mask_ratio, options_.weights);
+    auto md = m.detach().to(torch::kFloat32);
+    values = torch::stack(
+        {terms.rec.detach().to(torch::kFloat32), terms.gauss.detach().to(torch::kFloat32),
+         terms.kl.detach().to(torch::kFloat32), terms.div.detach().to(torch::kFloat32),
+         terms.total.detach().to(torch::kFloat32), md.mean(),
+         ((md < 0.1) | (md > 0.9)).to(torch::kFloat32).mean()});
+    NoteIfNonFinite(terms.total, step, kMaskerLoss);
     if (apply) masker_averager_->Arm();
-    (terms.total / options_.accum_iter).backward();
+    terms.total.backward(BackwardSeed(terms.total));
   }
-  Sync(imgs.device());
-  stats.phase_b_seconds = SecondsSince(t0);
+  pending.stamps[3] = pending.clock.Stamp();
   if (apply) {
-    const auto t1 = Clock::now();
-    ASSIGN_OR_RETURN(stats.grad_norm_masker, ApplyGradients(*masker_, *masker_optimizer_,
-                                                            *masker_averager_, "phase B", stats));
-    Sync(imgs.device());
-    stats.optimizer_seconds += SecondsSince(t1);
+    ASSIGN_OR_RETURN(grad_norm, ApplyGradients(*masker_, *masker_stepper_, *masker_optimizer_,
+                                               *masker_averager_, step, kMaskerGradNorm, pending));
   }
-  return absl::OkStatus();
+  pending.stamps[4] = pending.clock.Stamp();
+  return values;
 }
 
-absl::StatusOr<StepStats> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
-                                            int64_t step, bool apply,
-                                            const torch::Tensor& sample_ids) {
-  StepStats stats;
-  stats.stepped = apply;
-  RETURN_IF_ERROR(CatchAll("setting up gradient averaging", [&] { return EnsureAveragers(); }));
+absl::StatusOr<PendingStep> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
+                                              int64_t step, bool apply,
+                                              const torch::Tensor& sample_ids) {
+  RETURN_IF_ERROR(CatchAll("setting up the step", [&] { return EnsureState(imgs.device()); }));
   torch::Tensor ids = sample_ids;
   if (!ids.defined()) {
     const int64_t b = imgs.size(0);
     ids = torch::arange(collectives_->rank() * b, (collectives_->rank() + 1) * b, torch::kInt64);
   }
-  ASSIGN_OR_RETURN(stats.loss_mae, CatchAll(absl::StrCat("step ", step, " phase A"),
-                                            [&] { return PhaseA(imgs, ids, step, apply, stats); }));
+  PendingStep pending;
+  pending.stepped = apply;
+  pending.clock = StreamClock(imgs.device());
+  torch::Tensor loss_mae, grad_mae, masker_values, grad_masker;
+  ASSIGN_OR_RETURN(loss_mae, CatchAll(absl::StrCat("step ", step, " phase A"), [&] {
+                     return PhaseA(imgs, ids, step, apply, pending, grad_mae);
+                   }));
   if (!plain_mae()) {
-    RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " phase B"),
-                             [&] { return PhaseB(imgs, lambda_cl, step, apply, stats); }));
+    ASSIGN_OR_RETURN(masker_values, CatchAll(absl::StrCat("step ", step, " phase B"), [&] {
+                       return PhaseB(imgs, lambda_cl, step, apply, pending, grad_masker);
+                     }));
   }
-  return stats;
+  RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " statistics"), [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    const auto opts = torch::dtype(torch::kFloat32).device(imgs.device());
+    auto scalar = [&](const torch::Tensor& t) {
+      return t.defined() ? t.to(torch::kFloat32).reshape({1}) : torch::zeros({1}, opts);
+    };
+    pending.values = torch::cat(
+        {scalar(loss_mae),
+         masker_values.defined() ? masker_values : torch::zeros({kGradNormMae - kMaskerRec}, opts),
+         scalar(grad_mae), scalar(grad_masker)});
+    return absl::OkStatus();
+  }));
+  return pending;
 }
 
 }  // namespace clmae

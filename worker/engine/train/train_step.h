@@ -6,6 +6,7 @@
 
 #include <torch/optim/adamw.h>
 
+#include <array>
 #include <cstdint>
 #include <vector>
 
@@ -14,6 +15,8 @@
 #include "worker/engine/model/losses.h"
 #include "worker/engine/model/mae_vit.h"
 #include "worker/engine/model/masking_net.h"
+#include "worker/engine/train/optim.h"
+#include "worker/engine/train/stream_clock.h"
 
 namespace clmae {
 
@@ -23,7 +26,6 @@ struct StepOptions {
   int accum_iter = 1;                 // micro-batches per optimizer step
   double clip_grad = 0.0;             // max global norm per network; 0 = no clipping
   bool bf16 = false;                  // bf16 autocast (CUDA)
-  bool sync_timing = true;            // synchronise the device at phase boundaries for timings
   uint64_t seed = 0;                  // random masks of plain-MAE mode: from (seed, sample, step)
   GradientAveragerOptions averaging;  // bucket size, overlap (world size > 1)
 };
@@ -41,14 +43,50 @@ struct StepStats {
   double grad_norm_mae = 0;     // before clipping; 0 unless the optimizer stepped
   double grad_norm_masker = 0;
   bool stepped = false;
+  // Device time of each part (stamps in stream order, see StreamClock).
   double phase_a_seconds = 0;
   double phase_b_seconds = 0;
   double optimizer_seconds = 0;  // gradient averaging, clipping and both steps
-  double comm_wait_seconds = 0;  // part of optimizer_seconds spent finishing all-reduces
+  double comm_wait_seconds = 0;  // host time spent finishing all-reduces
+  double device_seconds = 0;     // from the start of phase A to the end of the last phase
+};
+
+// The values of StepStats, in this order, in PendingStep::values.
+enum StepValue : int {
+  kLossMae,
+  kMaskerRec,
+  kMaskerGauss,
+  kMaskerKl,
+  kMaskerDiv,
+  kMaskerTotal,
+  kMaskMeanScore,
+  kMaskNearBinary,
+  kGradNormMae,
+  kGradNormMasker,
+  kStepValueCount,
+};
+
+// One micro-batch as queued on the device: its values are computed there
+// and read to the host only when asked (TwoPhaseStep::Read), so the host
+// keeps queueing the next iterations. Movable.
+struct PendingStep {
+  torch::Tensor values;  // float32 [kStepValueCount] on the training device
+  bool stepped = false;
+  StreamClock clock;  // stamps: start, A backward, A step, B backward, B step
+  std::array<int, 5> stamps = {-1, -1, -1, -1, -1};
+  double comm_wait_seconds = 0;
 };
 
 // Not thread-safe. Holds the networks and optimizers by reference (shared
 // module holders / raw pointers owned by the caller, which outlives it).
+//
+// No host synchronisation on the hot path: losses, gradient norms and the
+// finiteness checks stay on the device. A non-finite loss or gradient norm
+// is recorded there (the first one: step, phase and value) and from then on
+// every optimizer step is refused on the device (the fused AdamW kernel's
+// found_inf), so the weights stay those from before it; CheckFinite reads
+// the record. A rank's non-finite loss also makes its gradients non-finite,
+// so after averaging every rank refuses the same step.
 class TwoPhaseStep {
  public:
   // `masker` empty (nullptr holder) selects plain-MAE mode, and then
@@ -57,7 +95,7 @@ class TwoPhaseStep {
                torch::optim::AdamW* masker_optimizer, Collectives* collectives,
                StepOptions options);
 
-  // Runs both phases on `imgs` [N, C, H, W] (on the training device) at
+  // Queues both phases on `imgs` [N, C, H, W] (on the training device) at
   // curriculum factor `lambda_cl`. `step` is the global micro-batch index
   // (seeds the random masks of plain-MAE mode). When `apply` is true (the last
   // micro-batch of an accumulation window) each optimizer steps right after
@@ -65,11 +103,25 @@ class TwoPhaseStep {
   // `sample_ids` (int64 [N], dataset indices) seed plain-MAE's random masks
   // per image, so a sample gets the same mask whatever rank and batch it
   // lands in; undefined: positions rank·N .. rank·N+N-1.
-  // FAILED_PRECONDITION names the step and phase of a non-finite loss; the
-  // networks are then unchanged by that phase. Gradient averaging errors
-  // (a rank gone) come back as UNAVAILABLE / DEADLINE_EXCEEDED.
-  absl::StatusOr<StepStats> Run(const torch::Tensor& imgs, double lambda_cl, int64_t step,
-                                bool apply, const torch::Tensor& sample_ids = {});
+  // Errors: what LibTorch throws (INTERNAL, naming step and phase); gradient
+  // averaging errors (a rank gone) as UNAVAILABLE / DEADLINE_EXCEEDED.
+  // Non-finite values are not errors here: see CheckFinite.
+  absl::StatusOr<PendingStep> Run(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+                                  bool apply, const torch::Tensor& sample_ids = {});
+
+  // Waits for the device. FAILED_PRECONDITION when a loss or gradient norm
+  // was non-finite since construction, naming the first: its step, phase
+  // and value; no optimizer step was applied from that one on.
+  absl::Status CheckFinite();
+
+  // The host figures of `pending` (one device-to-host copy for all of them;
+  // waits for the device to pass them).
+  static std::vector<StepStats> Read(const std::vector<PendingStep>& pending);
+
+  // Run, then CheckFinite and Read: for callers that want the figures of
+  // every step at once (tests, benchmarks).
+  absl::StatusOr<StepStats> RunAndRead(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+                                       bool apply, const torch::Tensor& sample_ids = {});
 
   // Number of patches kept per image.
   int64_t len_keep() const { return len_keep_; }
@@ -81,16 +133,29 @@ class TwoPhaseStep {
   bool plain_mae() const { return masker_.is_empty(); }
 
  private:
-  absl::StatusOr<double> PhaseA(const torch::Tensor& imgs, const torch::Tensor& sample_ids,
-                                int64_t step, bool apply, StepStats& stats);
-  absl::Status PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step, bool apply,
-                      StepStats& stats);
-  absl::Status EnsureAveragers();
-  // Finishes averaging gradients over ranks, clips, steps and clears them.
-  absl::StatusOr<double> ApplyGradients(torch::nn::Module& net, torch::optim::AdamW& opt,
-                                        GradientAverager& averager, const char* phase,
-                                        StepStats& stats);
-  void Sync(const torch::Device& device) const;
+  // What a non-finite value was, in the device-side record.
+  enum Failure : int64_t { kNone, kMaeLoss, kMaeGradNorm, kMaskerLoss, kMaskerGradNorm };
+
+  // Each phase: forward, backward and (when `apply`) the optimizer step;
+  // returns phase A's loss / phase B's values (kMaskerRec..kMaskNearBinary)
+  // on the device and sets `grad_norm` when the optimizer stepped.
+  absl::StatusOr<torch::Tensor> PhaseA(const torch::Tensor& imgs, const torch::Tensor& sample_ids,
+                                       int64_t step, bool apply, PendingStep& pending,
+                                       torch::Tensor& grad_norm);
+  absl::StatusOr<torch::Tensor> PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+                                       bool apply, PendingStep& pending, torch::Tensor& grad_norm);
+  absl::Status EnsureState(const torch::Device& device);
+  // Finishes averaging gradients over ranks, clips, steps (unless a failure
+  // was recorded) and clears them; returns the norm before clipping.
+  absl::StatusOr<torch::Tensor> ApplyGradients(torch::nn::Module& net, AdamWStepper& stepper,
+                                               torch::optim::AdamW& opt, GradientAverager& averager,
+                                               int64_t step, Failure failure, PendingStep& pending);
+  // Records `value` (a scalar on the device) as the failure unless it is
+  // finite or an earlier one was recorded. No host synchronisation.
+  void NoteIfNonFinite(const torch::Tensor& value, int64_t step, Failure failure);
+  // The backward seed of a loss: 1/accum_iter, or NaN when `loss` is not
+  // finite (so every gradient, and every rank's average, is non-finite too).
+  torch::Tensor BackwardSeed(const torch::Tensor& loss) const;
 
   MaeVit mae_;
   MaskingNet masker_;
@@ -103,6 +168,14 @@ class TwoPhaseStep {
   std::vector<torch::Tensor> masker_params_;
   std::unique_ptr<GradientAverager> mae_averager_;
   std::unique_ptr<GradientAverager> masker_averager_;
+  std::unique_ptr<AdamWStepper> mae_stepper_;
+  std::unique_ptr<AdamWStepper> masker_stepper_;
+  // The device-side failure record: step (-1: none) and Failure (int64), the
+  // value (float32), and found_inf (float32, 1 once a failure is recorded).
+  torch::Tensor failed_step_;
+  torch::Tensor failed_what_;
+  torch::Tensor failed_value_;
+  torch::Tensor found_inf_;
 };
 
 // Ranking ids for the plain-MAE baseline: per image, argsort of uniform noise

@@ -33,6 +33,10 @@ constexpr char kCheckpointPrefix[] = "step-";
 // Images whose kept masks are compared between log steps (mask overlap).
 constexpr int64_t kOverlapImages = 8;
 constexpr char kCheckpointSuffix[] = ".ckpt";
+// Iterations queued on the device before their figures are read even
+// without a log step (bounds how late a stop request or a non-finite value
+// is noticed when log_every is large).
+constexpr size_t kMaxUnreadIterations = 100;
 
 // The first `limit` images of another dataset.
 class LimitedDataset final : public Dataset {
@@ -190,6 +194,15 @@ struct Trainer::State {
   std::shared_ptr<const Dataset> eval_test_set;
   std::unique_ptr<DataLoader> loader;
   std::unique_ptr<TwoPhaseStep> step_runner;
+  // Iterations queued on the device whose figures were not read yet: their
+  // reports wait here (without stats) until ReadIterations.
+  struct Unread {
+    StepReport report;
+    PendingStep step;
+  };
+  std::vector<Unread> unread;
+  // Every rank agreed to stop at the next resumable point.
+  bool stopping = false;
   TrainPosition position;
   torch::Tensor preview_images;
   torch::Tensor overlap_images;  // fixed images whose kept masks are compared
@@ -224,11 +237,16 @@ struct Trainer::State {
   double FractionalEpoch(int64_t per_epoch) const {
     return position.epoch + static_cast<double>(position.batch_in_epoch) / per_epoch;
   }
-  absl::StatusOr<StepReport> TrainIteration(const RunPlan& plan, RunProgress& progress);
+  absl::Status TrainIteration(const RunPlan& plan, RunProgress& progress);
   absl::Status TrainingStopped(const absl::Status& cause) const;
   void AdvancePosition(const RunPlan& plan);
-  absl::StatusOr<bool> AverageOverRanks(StepReport& report);
-  absl::Status PublishIteration(const RunPlan& plan, RunProgress& progress, StepReport& report);
+  bool LogStep(const RunPlan& plan) const {
+    return position.step % options.log_every == 0 || position.step == plan.limit;
+  }
+  bool ReadDue(const RunPlan& plan) const;
+  absl::StatusOr<bool> ReadIterations(const RunPlan& plan, RunProgress& progress);
+  void PublishIteration(const RunPlan& plan, RunProgress& progress, StepReport& report,
+                        bool log_step);
   absl::Status MeasureMaskOverlap(StepReport& report);
   absl::Status WritePeriodicOutputs(const RunPlan& plan);
   // Whether an evaluation during training is due at `position`: at an epoch
@@ -573,14 +591,18 @@ absl::Status Trainer::Run() {
   RunProgress progress = s.StartRun(plan);
   if (s.EvaluationDue()) RETURN_IF_ERROR(s.EvaluateDuringTraining(plan, progress));
   while (s.position.step < plan.limit) {
-    ASSIGN_OR_RETURN(StepReport report, s.TrainIteration(plan, progress));
-    ASSIGN_OR_RETURN(const bool stop, s.AverageOverRanks(report));
-    RETURN_IF_ERROR(s.PublishIteration(plan, progress, report));
+    RETURN_IF_ERROR(s.TrainIteration(plan, progress));
+    // The device runs ahead; the host reads what it computed only where
+    // something depends on it (a log line, a checkpoint, an evaluation, a
+    // stop), on the same iterations on every rank.
+    if (!s.ReadDue(plan)) continue;
+    ASSIGN_OR_RETURN(const bool stop, s.ReadIterations(plan, progress));
+    s.stopping = s.stopping || stop;
     RETURN_IF_ERROR(s.WritePeriodicOutputs(plan));
     if (s.EvaluationDue()) RETURN_IF_ERROR(s.EvaluateDuringTraining(plan, progress));
     // Stop on request at an accumulation boundary (a resumable state), after
     // a checkpoint there.
-    if (stop && s.AtResumablePoint(plan)) return s.StopOnRequest(plan);
+    if (s.stopping && s.AtResumablePoint(plan)) return s.StopOnRequest(plan);
   }
   return s.Finish();
 }
@@ -630,13 +652,13 @@ RunProgress Trainer::State::StartRun(const RunPlan& plan) {
   return progress;
 }
 
-// One iteration on the next batch: sets the learning rate at an
+// Queues one iteration on the next batch: sets the learning rate at an
 // accumulation boundary, runs the two-phase step and advances `position`
-// and the image counters of `progress`. The report holds this rank's losses
-// (not yet averaged over ranks). Errors: INTERNAL when the loader ends early,
-// a failed step's code (see TrainingStopped).
-absl::StatusOr<StepReport> Trainer::State::TrainIteration(const RunPlan& plan,
-                                                          RunProgress& progress) {
+// and the image counters of `progress`. Its report (without the step's
+// figures, which the device is still computing) joins `unread`. Errors:
+// INTERNAL when the loader ends early, a failed step's code (see
+// TrainingStopped).
+absl::Status Trainer::State::TrainIteration(const RunPlan& plan, RunProgress& progress) {
   const auto t0 = Clock::now();
   ASSIGN_OR_RETURN(std::optional<Batch> batch, loader->Next());
   if (!batch.has_value()) {
@@ -655,27 +677,98 @@ absl::StatusOr<StepReport> Trainer::State::TrainIteration(const RunPlan& plan,
   }
   const bool apply = (step + 1) % options.step.accum_iter == 0 || step + 1 == plan.limit;
   const double lambda_cl = plan.curriculum.Value(position.epoch, step);
-  auto stats = step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
-  if (!stats.ok()) return TrainingStopped(stats.status());
+  auto pending = step_runner->Run(imgs, lambda_cl, step, apply, batch->indices);
+  if (!pending.ok()) return TrainingStopped(pending.status());
   AdvancePosition(plan);
   const int64_t images = batch->images.size(0) * plan.world;
   progress.images_seen += images;
   progress.window_images += images;
 
-  StepReport report;
-  report.step = position.step;
-  report.total_steps = plan.limit;
-  report.epoch = position.epoch;
-  report.epochs = options.epochs;
-  report.lambda_cl = lambda_cl;
-  report.lr = progress.lr;
-  report.stats = *stats;
-  report.data_seconds = data_seconds;
-  report.step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  report.images_seen = progress.images_seen;
-  return report;
+  Unread u;
+  u.report.step = position.step;
+  u.report.total_steps = plan.limit;
+  u.report.epoch = position.epoch;
+  u.report.epochs = options.epochs;
+  u.report.lambda_cl = lambda_cl;
+  u.report.lr = progress.lr;
+  u.report.data_seconds = data_seconds;
+  u.report.images_seen = progress.images_seen;
+  u.step = std::move(*pending);
+  unread.push_back(std::move(u));
+  return absl::OkStatus();
 }
 
+// Whether the queued iterations must be read at `position`: a log step, a
+// checkpoint, a preview or an evaluation due, a stop at a resumable point,
+// or kMaxUnreadIterations queued. The same answer on every rank.
+bool Trainer::State::ReadDue(const RunPlan& plan) const {
+  const auto& o = options;
+  const int64_t step = position.step;
+  return LogStep(plan) || unread.size() >= kMaxUnreadIterations ||
+         (o.checkpoint_every > 0 && AtResumablePoint(plan) && step % o.checkpoint_every == 0) ||
+         (o.preview_every > 0 && step % o.preview_every == 0) || EvaluationDue() ||
+         (stopping && AtResumablePoint(plan));
+}
+
+// Waits for the device, checks that nothing non-finite was met, and reads
+// the queued iterations' figures; one collective then averages their losses
+// over ranks and carries the stop request and every rank's finiteness.
+// Each iteration is then published in order (metrics.jsonl, observer).
+// Returns true when any rank was asked to stop (on every rank at the same
+// step). A non-finite value on any rank stops every rank with
+// FAILED_PRECONDITION (see TrainingStopped); no checkpoint follows it.
+absl::StatusOr<bool> Trainer::State::ReadIterations(const RunPlan& plan, RunProgress& progress) {
+  std::vector<PendingStep> steps;
+  steps.reserve(unread.size());
+  for (auto& u : unread) steps.push_back(std::move(u.step));
+  absl::Status finite = absl::OkStatus();
+  std::vector<StepStats> stats;
+  const absl::Status read =
+      CatchAll(absl::StrCat("reading the figures of step ", position.step), [&]() -> absl::Status {
+        finite = step_runner->CheckFinite();  // waits for the device
+        stats = TwoPhaseStep::Read(steps);
+        return absl::OkStatus();
+      });
+  if (!read.ok()) return TrainingStopped(read);
+  const bool asked_to_stop = options.stop_requested != nullptr && options.stop_requested->load();
+  constexpr int kLogged = 6;  // loss_mae .. masker_total
+  std::vector<double> values;
+  values.reserve(stats.size() * kLogged + 2);
+  for (const auto& st : stats) {
+    values.insert(values.end(), {st.loss_mae, st.masker_rec, st.masker_gauss, st.masker_kl,
+                                 st.masker_div, st.masker_total});
+  }
+  values.push_back(asked_to_stop ? 1.0 : 0.0);
+  values.push_back(finite.ok() ? 0.0 : 1.0);
+  RETURN_IF_ERROR(collectives->AverageScalars(values));
+  if (values.back() > 0) {
+    if (finite.ok()) {
+      finite = absl::FailedPreconditionError(
+          absl::StrCat("another rank met a non-finite loss or gradient norm by step ",
+                       position.step, "; no optimizer step was applied from then on"));
+    }
+    unread.clear();
+    return TrainingStopped(finite);
+  }
+  const bool stop = values[values.size() - 2] > 0;
+  for (size_t i = 0; i < unread.size(); ++i) {
+    StepReport& report = unread[i].report;
+    report.stats = stats[i];
+    const double* avg = &values[i * kLogged];
+    report.stats.loss_mae = avg[0];
+    report.stats.masker_rec = avg[1];
+    report.stats.masker_gauss = avg[2];
+    report.stats.masker_kl = avg[3];
+    report.stats.masker_div = avg[4];
+    report.stats.masker_total = avg[5];
+    report.step_seconds = report.data_seconds + stats[i].device_seconds;
+    const bool log_step = i + 1 == unread.size() && LogStep(plan);
+    if (log_step) RETURN_IF_ERROR(MeasureMaskOverlap(report));
+    PublishIteration(plan, progress, report, log_step);
+  }
+  unread.clear();
+  return stop;
+}
 // A failed step's `cause` as Run returns it: the same code, the message
 // prefixed "training stopped: " and naming the last good checkpoint.
 absl::Status Trainer::State::TrainingStopped(const absl::Status& cause) const {
@@ -697,35 +790,13 @@ void Trainer::State::AdvancePosition(const RunPlan& plan) {
   }
 }
 
-// Replaces the losses in `report` by their average over all ranks. The stop
-// request rides on that average, which every rank does anyway: returns true
-// when any rank was asked to stop, on every rank at the same step.
-absl::StatusOr<bool> Trainer::State::AverageOverRanks(StepReport& report) {
-  const bool asked_to_stop = options.stop_requested != nullptr && options.stop_requested->load();
-  std::vector<double> logged = {report.stats.loss_mae,     report.stats.masker_rec,
-                                report.stats.masker_gauss, report.stats.masker_kl,
-                                report.stats.masker_div,   report.stats.masker_total,
-                                asked_to_stop ? 1.0 : 0.0};
-  RETURN_IF_ERROR(collectives->AverageScalars(logged));
-  const bool stop = logged[6] > 0;
-  report.stats.loss_mae = logged[0];
-  report.stats.masker_rec = logged[1];
-  report.stats.masker_gauss = logged[2];
-  report.stats.masker_kl = logged[3];
-  report.stats.masker_div = logged[4];
-  report.stats.masker_total = logged[5];
-  return stop;
-}
-
 // Appends `report` to metrics.jsonl, then hands it to the observer:
-// OnIteration every iteration; at logged iterations (every log_every and the
-// last) first the mask overlap is measured, and OnStep gets the images/s of
-// the log window, which then restarts.
-absl::Status Trainer::State::PublishIteration(const RunPlan& plan, RunProgress& progress,
-                                              StepReport& report) {
+// OnIteration for every iteration; at logged iterations (every log_every and
+// the last) OnStep too, with the images/s of the log window, which then
+// restarts.
+void Trainer::State::PublishIteration(const RunPlan& plan, RunProgress& progress,
+                                      StepReport& report, bool log_step) {
   LogJson(report);
-  const bool log_step = report.step % options.log_every == 0 || report.step == plan.limit;
-  if (log_step) RETURN_IF_ERROR(MeasureMaskOverlap(report));
   observer->OnIteration(report);
   if (log_step) {
     const double secs = std::chrono::duration<double>(Clock::now() - progress.window_start).count();
@@ -734,7 +805,6 @@ absl::Status Trainer::State::PublishIteration(const RunPlan& plan, RunProgress& 
     progress.window_images = 0;
     observer->OnStep(report);
   }
-  return absl::OkStatus();
 }
 
 // CL-MAE mode: sets report.mask_overlap (from the second call on) to the

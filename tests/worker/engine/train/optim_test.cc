@@ -49,37 +49,125 @@ TEST(OptimTest, ClipGradNormReportsAndClips) {
   auto c = torch::zeros({1}, torch::requires_grad());  // no gradient
   a.mutable_grad() = torch::tensor({3.0f, 0.0f});
   b.mutable_grad() = torch::tensor({4.0f});
-  EXPECT_NEAR(ClipGradNorm({a, b, c}, 0.0), 5.0, 1e-6);  // no clipping
+  EXPECT_NEAR(ClipGradNorm({a, b, c}, 0.0).item<double>(), 5.0, 1e-6);  // no clipping
   EXPECT_FLOAT_EQ(b.grad().item<float>(), 4.0f);
-  EXPECT_NEAR(ClipGradNorm({a, b, c}, 1.0), 5.0, 1e-6);  // reports the norm before clipping
+  EXPECT_NEAR(ClipGradNorm({a, b, c}, 10.0).item<double>(), 5.0, 1e-6);  // under the limit
+  EXPECT_FLOAT_EQ(b.grad().item<float>(), 4.0f);
+  // Reports the norm before clipping.
+  EXPECT_NEAR(ClipGradNorm({a, b, c}, 1.0).item<double>(), 5.0, 1e-6);
   EXPECT_NEAR(torch::cat({a.grad(), b.grad()}).norm().item<double>(), 1.0, 1e-5);
+  EXPECT_FALSE(ClipGradNorm({c}, 1.0).defined());
 }
 
-// The fused CUDA step follows LibTorch's AdamW (GPU only; skipped without one).
-TEST(OptimTest, FusedCudaStepMatchesLibTorchAdamW) {
-  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+// Two linear layers with the same weights trained side by side, one by
+// LibTorch's AdamW and one by AdamWStepper on `device`.
+void ExpectStepperMatchesLibTorch(const torch::Device& device) {
   torch::manual_seed(0);
-  torch::nn::Linear cpu(8, 4), gpu(8, 4);
+  torch::nn::Linear ref(8, 4), fused(8, 4);
   {
     torch::NoGradGuard no_grad;
-    gpu->weight.copy_(cpu->weight);
-    gpu->bias.copy_(cpu->bias);
+    fused->weight.copy_(ref->weight);
+    fused->bias.copy_(ref->bias);
   }
-  gpu->to(torch::kCUDA);
-  auto o1 = MakeAdamW(*cpu, {});
-  auto o2 = MakeAdamW(*gpu, {});
+  fused->to(device);
+  auto o1 = MakeAdamW(*ref, {});
+  auto o2 = MakeAdamW(*fused, {});
   SetLearningRate(*o1, 1e-2);
   SetLearningRate(*o2, 1e-2);
+  AdamWStepper stepper(o2.get());
   for (int i = 0; i < 3; ++i) {
     auto x = torch::randn({5, 8});
-    cpu(x).pow(2).sum().backward();
-    gpu(x.cuda()).pow(2).sum().backward();
-    AdamWStep(*o1);
-    AdamWStep(*o2);
+    ref(x).pow(2).sum().backward();
+    fused(x.to(device)).pow(2).sum().backward();
+    o1->step();
+    stepper.Step();
     o1->zero_grad();
     o2->zero_grad();
   }
-  EXPECT_TRUE(torch::allclose(cpu->weight, gpu->weight.cpu(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ref->weight, fused->weight.cpu(), 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(ref->bias, fused->bias.cpu(), 1e-5, 1e-6));
+  // The same state as LibTorch's: step counts and moments (checkpoints).
+  for (const auto& p : ref->parameters()) {
+    const auto& s1 =
+        static_cast<const torch::optim::AdamWParamState&>(*o1->state()[p.unsafeGetTensorImpl()]);
+    EXPECT_EQ(s1.step(), 3);
+  }
+  for (const auto& p : fused->parameters()) {
+    const auto& s2 =
+        static_cast<const torch::optim::AdamWParamState&>(*o2->state()[p.unsafeGetTensorImpl()]);
+    EXPECT_EQ(s2.step(), 3);
+  }
+}
+
+TEST(OptimTest, StepperOnTheCpuMatchesLibTorchAdamW) { ExpectStepperMatchesLibTorch(torch::kCPU); }
+
+// GPU only; skipped without one.
+TEST(OptimTest, StepperOnCudaMatchesLibTorchAdamW) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device";
+  ExpectStepperMatchesLibTorch(torch::kCUDA);
+}
+
+// found_inf refuses the step on the device: weights and moments unchanged.
+TEST(OptimTest, StepperRefusesAStepWhereFoundInfIsSet) {
+  torch::manual_seed(0);
+  torch::nn::Linear net(8, 4);
+  auto opt = MakeAdamW(*net, {});
+  SetLearningRate(*opt, 1e-2);
+  AdamWStepper stepper(opt.get());
+  auto before = net->weight.detach().clone();
+  net(torch::randn({5, 8})).pow(2).sum().backward();
+  stepper.Step(torch::ones({}));
+  EXPECT_TRUE(torch::equal(before, net->weight));
+  const auto& s = static_cast<const torch::optim::AdamWParamState&>(
+      *opt->state()[net->weight.unsafeGetTensorImpl()]);
+  EXPECT_EQ(s.exp_avg().abs().max().item<float>(), 0.0f);
+  stepper.Step(torch::zeros({}));
+  EXPECT_FALSE(torch::equal(before, net->weight));
+}
+
+// A checkpoint loaded into the optimizer moves the host step counts; the
+// stepper follows them (the bias correction uses the loaded count).
+TEST(OptimTest, StepperFollowsStepCountsLoadedIntoTheOptimizer) {
+  torch::manual_seed(0);
+  torch::nn::Linear a(4, 2), b(4, 2);
+  {
+    torch::NoGradGuard no_grad;
+    b->weight.copy_(a->weight);
+    b->bias.copy_(a->bias);
+  }
+  auto oa = MakeAdamW(*a, {}), ob = MakeAdamW(*b, {});
+  SetLearningRate(*oa, 1e-2);
+  SetLearningRate(*ob, 1e-2);
+  AdamWStepper sa(oa.get()), sb(ob.get());
+  auto x = torch::randn({3, 4});
+  for (int i = 0; i < 2; ++i) {
+    a(x).sum().backward();
+    sa.Step();
+    oa->zero_grad();
+  }
+  b(x).sum().backward();
+  sb.Step();  // b's mirror now says step 1
+  ob->zero_grad();
+  // Give b a's weights and optimizer state, as loading a checkpoint does.
+  {
+    torch::NoGradGuard no_grad;
+    b->weight.copy_(a->weight);
+    b->bias.copy_(a->bias);
+  }
+  for (size_t i = 0; i < a->parameters().size(); ++i) {
+    const auto& src = static_cast<const torch::optim::AdamWParamState&>(
+        *oa->state()[a->parameters()[i].unsafeGetTensorImpl()]);
+    auto& dst = static_cast<torch::optim::AdamWParamState&>(
+        *ob->state()[b->parameters()[i].unsafeGetTensorImpl()]);
+    dst.step(src.step());
+    dst.exp_avg(src.exp_avg().clone());
+    dst.exp_avg_sq(src.exp_avg_sq().clone());
+  }
+  a(x).sum().backward();
+  b(x).sum().backward();
+  sa.Step();
+  sb.Step();
+  EXPECT_TRUE(torch::equal(a->weight, b->weight));
 }
 
 }  // namespace

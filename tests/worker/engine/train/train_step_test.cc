@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
 #include <map>
 
 #include "tests/worker/engine/small_model_config.h"
@@ -101,7 +102,7 @@ void ExpectSameGrads(const std::map<std::string, torch::Tensor>& a,
 // leaks gradient into the frozen network.
 TEST_F(TrainStepTest, EachPhaseGradientsOnlyItsNetwork) {
   TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
-  ASSERT_TRUE(step.Run(imgs_, -0.5, 0, /*apply=*/false).ok());
+  ASSERT_TRUE(step.RunAndRead(imgs_, -0.5, 0, /*apply=*/false).ok());
   auto mae_grads = Grads(*mae_);
   auto masker_grads = Grads(*masker_);
   EXPECT_EQ(mae_grads.size(), mae_->parameters().size());
@@ -127,21 +128,21 @@ TEST_F(TrainStepTest, EachPhaseStepsOnlyItsNetwork) {
   auto masker_before = Snapshot(*masker_);
   SetLearningRate(*masker_opt_, 0.0);  // only phase A's update can move anything
   TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
-  ASSERT_TRUE(step.Run(imgs_, 1.0, 0, true).ok());
+  ASSERT_TRUE(step.RunAndRead(imgs_, 1.0, 0, true).ok());
   EXPECT_EQ(Changed(*masker_, masker_before).size(), 0u);
   EXPECT_EQ(Changed(*mae_, mae_before).size(), mae_->parameters().size());
 
   auto mae_after_a = Snapshot(*mae_);
   SetLearningRate(*masker_opt_, 1e-3);
   SetLearningRate(*mae_opt_, 0.0);  // only phase B's update can move anything
-  ASSERT_TRUE(step.Run(imgs_, 1.0, 1, true).ok());
+  ASSERT_TRUE(step.RunAndRead(imgs_, 1.0, 1, true).ok());
   EXPECT_EQ(Changed(*mae_, mae_after_a).size(), 0u);
   EXPECT_EQ(Changed(*masker_, masker_before).size(), masker_->parameters().size());
 }
 
 TEST_F(TrainStepTest, StatsReportEveryLossTerm) {
   TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
-  auto stats = step.Run(imgs_, 0.3, 0, true);
+  auto stats = step.RunAndRead(imgs_, 0.3, 0, true);
   ASSERT_TRUE(stats.ok()) << stats.status();
   EXPECT_GT(stats->loss_mae, 0);
   EXPECT_GT(stats->masker_rec, 0);
@@ -160,7 +161,7 @@ TEST_F(TrainStepTest, StatsReportEveryLossTerm) {
 TEST_F(TrainStepTest, PlainMaeTouchesNoMaskerAndIsDeterministicPerStep) {
   TwoPhaseStep step(mae_, MaskingNet(nullptr), mae_opt_.get(), nullptr, &local_, {});
   EXPECT_TRUE(step.plain_mae());
-  auto stats = step.Run(imgs_, 1.0, 7, true);
+  auto stats = step.RunAndRead(imgs_, 1.0, 7, true);
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->masker_total, 0);
   auto a = RandomMaskOrder(torch::arange(4), 16, 0, 7, torch::kCPU);
@@ -179,17 +180,88 @@ TEST_F(TrainStepTest, PlainMaeTouchesNoMaskerAndIsDeterministicPerStep) {
   EXPECT_TRUE(torch::equal(std::get<0>(a.sort(1)), torch::arange(16).expand({4, 16})));
 }
 
-TEST_F(TrainStepTest, NonFiniteLossStopsWithStepAndPhaseAndLeavesWeights) {
-  auto before = Snapshot(*mae_);
+// A non-finite loss is found on the device: Run queues the step without
+// complaint, CheckFinite names the step and phase, and no weight of either
+// network moved, neither at that step nor at the good ones after it.
+TEST_F(TrainStepTest, NonFiniteLossIsRefusedOnTheDeviceAndNamedByCheckFinite) {
+  auto mae_before = Snapshot(*mae_);
+  auto masker_before = Snapshot(*masker_);
   auto bad = imgs_.clone();
   bad[0][0][0][0] = std::numeric_limits<float>::quiet_NaN();
   TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
-  auto stats = step.Run(bad, 1.0, 42, true);
+  auto pending = step.Run(bad, 1.0, 42, true);
+  ASSERT_TRUE(pending.ok()) << pending.status();
+  ASSERT_TRUE(step.Run(imgs_, 1.0, 43, true).ok());
+  const absl::Status status = step.CheckFinite();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(status.message().find("MAE loss (nan) at step 42 in phase A"), std::string::npos)
+      << status;
+  EXPECT_TRUE(Changed(*mae_, mae_before).empty());
+  EXPECT_TRUE(Changed(*masker_, masker_before).empty());
+  // The optimizers' moments did not move either.
+  for (auto* opt : {mae_opt_.get(), masker_opt_.get()}) {
+    for (const auto& [key, state] : opt->state()) {
+      const auto& s = static_cast<const torch::optim::AdamWParamState&>(*state);
+      EXPECT_EQ(s.exp_avg().abs().max().item<float>(), 0.0f);
+    }
+  }
+  // RunAndRead reports the same.
+  EXPECT_EQ(step.RunAndRead(imgs_, 1.0, 44, true).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// A non-finite masker loss (here from the curriculum factor) is refused in
+// phase B: the MAE's step of phase A went through, the masker did not move.
+TEST_F(TrainStepTest, NonFiniteMaskerLossRefusesPhaseBOnly) {
+  auto mae_before = Snapshot(*mae_);
+  auto masker_before = Snapshot(*masker_);
+  TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  auto stats = step.RunAndRead(imgs_, std::numeric_limits<double>::infinity(), 3, true);
   ASSERT_FALSE(stats.ok());
-  EXPECT_EQ(stats.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_NE(stats.status().message().find("step 42"), std::string::npos) << stats.status();
-  EXPECT_NE(stats.status().message().find("phase A"), std::string::npos) << stats.status();
-  EXPECT_TRUE(Changed(*mae_, before).empty());
+  EXPECT_NE(stats.status().message().find("at step 3 in phase B"), std::string::npos)
+      << stats.status();
+  EXPECT_FALSE(Changed(*mae_, mae_before).empty());
+  EXPECT_TRUE(Changed(*masker_, masker_before).empty());
+}
+
+// Figures read for several queued steps at once are those each step had.
+TEST_F(TrainStepTest, ReadingQueuedStepsTogetherGivesEachStepsFigures) {
+  auto mae2 = MaeVit(Small());
+  auto masker2 = MaskingNet(Small());
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < mae_->parameters().size(); ++i)
+      mae2->parameters()[i].copy_(mae_->parameters()[i]);
+    for (size_t i = 0; i < masker_->parameters().size(); ++i)
+      masker2->parameters()[i].copy_(masker_->parameters()[i]);
+  }
+  auto o1 = MakeAdamW(*mae2, {}), o2 = MakeAdamW(*masker2, {});
+  SetLearningRate(*o1, 1e-3);
+  SetLearningRate(*o2, 1e-3);
+  TwoPhaseStep queued(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, {});
+  TwoPhaseStep one_by_one(mae2, masker2, o1.get(), o2.get(), &local_, {});
+  std::vector<PendingStep> pending;
+  std::vector<StepStats> expected;
+  for (int i = 0; i < 3; ++i) {
+    auto p = queued.Run(imgs_, 0.5, i, true);
+    ASSERT_TRUE(p.ok());
+    pending.push_back(std::move(*p));
+    auto s = one_by_one.RunAndRead(imgs_, 0.5, i, true);
+    ASSERT_TRUE(s.ok());
+    expected.push_back(*s);
+  }
+  ASSERT_TRUE(queued.CheckFinite().ok());
+  auto got = TwoPhaseStep::Read(pending);
+  ASSERT_EQ(got.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FLOAT_EQ(got[i].loss_mae, expected[i].loss_mae) << i;
+    EXPECT_FLOAT_EQ(got[i].masker_total, expected[i].masker_total) << i;
+    EXPECT_FLOAT_EQ(got[i].grad_norm_mae, expected[i].grad_norm_mae) << i;
+    EXPECT_FLOAT_EQ(got[i].mask_near_binary, expected[i].mask_near_binary) << i;
+    EXPECT_TRUE(got[i].stepped);
+    EXPECT_GE(got[i].device_seconds, got[i].phase_a_seconds);
+  }
+  EXPECT_NE(got[0].loss_mae, got[2].loss_mae);  // the steps trained
 }
 
 // Accumulation: no step before the window's last micro-batch; after it both
@@ -199,9 +271,9 @@ TEST_F(TrainStepTest, AccumulationStepsOnlyAtTheWindowEnd) {
   o.accum_iter = 2;
   auto before = Snapshot(*mae_);
   TwoPhaseStep step(mae_, masker_, mae_opt_.get(), masker_opt_.get(), &local_, o);
-  ASSERT_TRUE(step.Run(imgs_.slice(0, 0, 2), 1.0, 0, /*apply=*/false).ok());
+  ASSERT_TRUE(step.RunAndRead(imgs_.slice(0, 0, 2), 1.0, 0, /*apply=*/false).ok());
   EXPECT_TRUE(Changed(*mae_, before).empty());
-  ASSERT_TRUE(step.Run(imgs_.slice(0, 2, 4), 1.0, 1, /*apply=*/true).ok());
+  ASSERT_TRUE(step.RunAndRead(imgs_.slice(0, 2, 4), 1.0, 1, /*apply=*/true).ok());
   EXPECT_FALSE(Changed(*mae_, before).empty());
   for (const auto& p : mae_->parameters()) EXPECT_FALSE(p.grad().defined());
   for (const auto& p : masker_->parameters()) EXPECT_FALSE(p.grad().defined());

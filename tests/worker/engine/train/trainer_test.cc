@@ -179,6 +179,63 @@ TEST_F(TrainerTest, WritesLogCheckpointsPreviewsAndExports) {
   EXPECT_EQ(lines, 15);
 }
 
+// The device runs ahead and the figures are read at log steps: the log
+// has a line for every iteration, with the same values as a run that reads
+// them every iteration, and the observer sees the logged ones.
+TEST_F(TrainerTest, FiguresReadAtLogStepsMatchThoseReadEveryIteration) {
+  auto every = Options("every");
+  auto fifth = Options("fifth");
+  fifth.log_every = 5;
+  Recorder rec_every, rec_fifth;
+  auto a = Trainer::Create(every, nullptr, &rec_every);
+  auto b = Trainer::Create(fifth, nullptr, &rec_fifth);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->Run().ok());
+  ASSERT_TRUE((*b)->Run().ok());
+  EXPECT_EQ(rec_every.reports.size(), 15u);
+  ASSERT_EQ(rec_fifth.reports.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    const StepReport& x = rec_every.reports[5 * i + 4];
+    const StepReport& y = rec_fifth.reports[i];
+    EXPECT_EQ(x.step, y.step);
+    EXPECT_DOUBLE_EQ(x.stats.loss_mae, y.stats.loss_mae);
+    EXPECT_DOUBLE_EQ(x.stats.masker_total, y.stats.masker_total);
+    EXPECT_DOUBLE_EQ(x.stats.grad_norm_masker, y.stats.grad_norm_masker);
+  }
+  auto lines = [](const std::string& dir) {
+    std::ifstream log(fs::path(dir) / "metrics.jsonl");
+    std::vector<std::string> out;
+    for (std::string line; std::getline(log, line);) {
+      // Drop the timings, which differ from run to run.
+      out.push_back(line.substr(0, line.find(",\"data_s\"")));
+    }
+    return out;
+  };
+  const auto l1 = lines(every.output_dir), l2 = lines(fifth.output_dir);
+  ASSERT_EQ(l1.size(), 15u);
+  EXPECT_EQ(l1, l2);
+}
+
+// A stop asked between reads is seen at the next read (a log step) and
+// honoured at the accumulation boundary after it.
+TEST_F(TrainerTest, AStopSeenAtALogStepEndsAtTheNextBoundary) {
+  auto o = Options("stopped");
+  o.log_every = 3;
+  o.step.accum_iter = 2;
+  std::atomic<bool> stop{false};
+  o.stop_requested = &stop;
+  // Raised at logged step 6, seen at the read of step 9 (mid window): the
+  // run goes on to step 10 and stops there.
+  StopAt observer(&stop, 6);
+  auto t = Trainer::Create(o, nullptr, &observer);
+  ASSERT_TRUE(t.ok()) << t.status();
+  const absl::Status status = (*t)->Run();
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled) << status;
+  EXPECT_NE(std::string(status.message()).find("stopped on request at step 10"), std::string::npos)
+      << status;
+  EXPECT_TRUE(fs::exists(fs::path(o.output_dir) / "checkpoints" / "step-000000010.ckpt"));
+}
+
 TEST_F(TrainerTest, NonFiniteLossStopsAndKeepsTheLastGoodCheckpoint) {
   // Three good iterations with a checkpoint after each, then a resumed run
   // whose absurd learning rate makes the losses overflow.
