@@ -6,10 +6,20 @@
 //   clmae-bench-engine [--preset tiny] [--batch 64] [--steps 20] [--warmup 3]
 //                      [--threads 0] [--device cpu|cuda] [--bf16]
 //                      [--mode clmae|plain|both] [--check-against-cpu]
+//                      [--profile TRACE.json]
+//
+// --check-against-cpu (CUDA): one iteration on the device against the CPU on
+// the same weights and inputs, then a few queued iterations with CUDA's
+// synchronisation debug mode set to error: any host synchronisation on the
+// hot path fails the check.
+// --profile: after timing, profiles 5 more iterations per mode with Kineto and
+// prints where the time goes (bench/step_profile.h); the Chrome trace is
+// written to TRACE.json (TRACE-plain.json for plain MAE).
 //
 // The last line of each mode is a JSON record (for scripts/bench-engine.sh).
 
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <sys/resource.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
@@ -22,6 +32,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/step_profile.h"
 #include "common/model_config.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/train_step.h"
@@ -39,6 +50,7 @@ struct Args {
   bool bf16 = false;
   std::string mode = "both";
   bool check = false;
+  std::string profile;  // Chrome trace path; "" = no profile
 };
 
 int Usage(const char* bad) {
@@ -46,7 +58,7 @@ int Usage(const char* bad) {
                "clmae-bench-engine: bad argument '%s'\n"
                "usage: clmae-bench-engine [--preset NAME] [--batch N] [--steps N] [--warmup N]\n"
                "       [--threads N] [--device cpu|cuda] [--bf16] [--mode clmae|plain|both]\n"
-               "       [--check-against-cpu]\n",
+               "       [--check-against-cpu] [--profile TRACE.json]\n",
                bad);
   return 2;
 }
@@ -189,7 +201,66 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
       peak, 1e3 * data / args.steps, 1e3 * a / args.steps, 1e3 * b / args.steps,
       1e3 * opt / args.steps, flops / 1e12, matmul_rate / 1e12);
   std::fflush(stdout);
+  if (!args.profile.empty()) {
+    std::string trace = args.profile;
+    if (plain) {
+      const auto dot = trace.rfind(".json");
+      trace = dot == std::string::npos ? trace + "-plain" : trace.insert(dot, "-plain");
+    }
+    constexpr int kProfiled = 5;
+    std::printf("%s ", name);
+    const bool ok = ProfileSplit(device.is_cuda(), kProfiled, trace, [&] {
+      for (int i = 0; i < kProfiled; ++i) {
+        if (!step.Run(pool[i % pool.size()].to(device, true), 0.5, i, true).ok()) return false;
+      }
+      return step.CheckFinite().ok();
+    });
+    if (!ok) return 1;
+    std::printf("trace: %s\n", trace.c_str());
+    std::fflush(stdout);
+  }
   return 0;
+}
+
+// A few iterations queued with CUDA's synchronisation debug mode at "error":
+// any operation that makes the host wait for the device throws. Returns the
+// number of failures (0 or 1) after printing the verdict.
+int CheckNoHostSync(const ModelConfig& config, const Args& args, bool plain) {
+  const torch::Device device(args.device);
+  torch::manual_seed(0);
+  MaeVit mae(config);
+  MaskingNet masker{nullptr};
+  if (!plain) masker = MaskingNet(config);
+  mae->to(device);
+  if (!plain) masker->to(device);
+  auto o1 = MakeAdamW(*mae, {});
+  auto o2 = plain ? nullptr : MakeAdamW(*masker, {});
+  SetLearningRate(*o1, 1e-4);
+  if (o2) SetLearningRate(*o2, 1e-4);
+  LocalCollectives local;
+  StepOptions so;
+  so.bf16 = args.bf16;
+  so.clip_grad = 1.0;  // the clipping path too
+  TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
+  auto imgs = torch::randn({8, config.in_chans, config.img_size, config.img_size}).pin_memory();
+  // The first step allocates the optimizer state and caches; not timed, not checked.
+  if (!step.RunAndRead(imgs.to(device, true), 0.5, 0, true).ok()) return 1;
+  std::string error;
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_ERROR);
+  try {
+    for (int i = 1; i <= 3 && error.empty(); ++i) {
+      auto queued = step.Run(imgs.to(device, true), 0.5, i, /*apply=*/i != 2);
+      if (!queued.ok()) error = std::string(queued.status().message());
+    }
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  c10::cuda::warning_state().set_sync_debug_mode(c10::cuda::SyncDebugMode::L_DISABLED);
+  if (error.empty() && !step.CheckFinite().ok()) error = "a non-finite value";
+  const auto first_line = error.substr(0, error.find('\n'));
+  std::printf("check %s: no host synchronisation in 3 queued iterations %s%s\n",
+              plain ? "plain_mae" : "clmae", error.empty() ? "ok" : "FAILED: ", first_line.c_str());
+  return error.empty() ? 0 : 1;
 }
 
 // Same weights and inputs on CPU (fp32) and on the device: the losses and
@@ -240,6 +311,8 @@ int CheckAgainstCpu(const ModelConfig& config, const Args& args) {
   std::printf("check fp32 updated patch_embed weight max |cpu - %s| = %.2e %s\n",
               args.device.c_str(), wdiff, wdiff < 1e-5 ? "ok" : "MISMATCH");
   failures += wdiff >= 1e-5;
+  failures += CheckNoHostSync(config, args, /*plain=*/false);
+  failures += CheckNoHostSync(config, args, /*plain=*/true);
   std::printf("check %s\n", failures == 0 ? "PASSED" : "FAILED");
   return failures == 0 ? 0 : 1;
 }
@@ -257,8 +330,12 @@ int main(int argc, char** argv) {
       args.bf16 = true;
     } else if (a == "--check-against-cpu") {
       args.check = true;
-    } else if ((a == "--preset" || a == "--device" || a == "--mode") && (v = next())) {
-      (a == "--preset" ? args.preset : a == "--device" ? args.device : args.mode) = v;
+    } else if ((a == "--preset" || a == "--device" || a == "--mode" || a == "--profile") &&
+               (v = next())) {
+      (a == "--preset"   ? args.preset
+       : a == "--device" ? args.device
+       : a == "--mode"   ? args.mode
+                         : args.profile) = v;
     } else if ((a == "--batch" || a == "--steps" || a == "--warmup" || a == "--threads") &&
                (v = next())) {
       char* end = nullptr;
