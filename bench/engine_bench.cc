@@ -6,7 +6,11 @@
 //   clmae-bench-engine [--preset tiny] [--batch 64] [--steps 20] [--warmup 3]
 //                      [--threads 0] [--device cpu|cuda] [--bf16]
 //                      [--mode clmae|plain|both] [--check-against-cpu]
-//                      [--profile TRACE.json]
+//                      [--profile TRACE.json] [--cuda-graphs] [--check-graphs]
+//
+// --cuda-graphs: time the iteration replayed from a CUDA graph
+// (StepOptions::cuda_graphs). --check-graphs (CUDA): graphed runs against an
+// eager one, fp32, 20 iterations and across a resume (bench/graph_check.h).
 //
 // --check-against-cpu (CUDA): one iteration on the device against the CPU on
 // the same weights and inputs, then a few queued iterations with CUDA's
@@ -32,6 +36,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/graph_check.h"
 #include "bench/step_profile.h"
 #include "common/model_config.h"
 #include "worker/engine/train/optim.h"
@@ -51,15 +56,18 @@ struct Args {
   std::string mode = "both";
   bool check = false;
   std::string profile;  // Chrome trace path; "" = no profile
+  bool cuda_graphs = false;
+  bool check_graphs = false;
 };
 
 int Usage(const char* bad) {
-  std::fprintf(stderr,
-               "clmae-bench-engine: bad argument '%s'\n"
-               "usage: clmae-bench-engine [--preset NAME] [--batch N] [--steps N] [--warmup N]\n"
-               "       [--threads N] [--device cpu|cuda] [--bf16] [--mode clmae|plain|both]\n"
-               "       [--check-against-cpu] [--profile TRACE.json]\n",
-               bad);
+  std::fprintf(
+      stderr,
+      "clmae-bench-engine: bad argument '%s'\n"
+      "usage: clmae-bench-engine [--preset NAME] [--batch N] [--steps N] [--warmup N]\n"
+      "       [--threads N] [--device cpu|cuda] [--bf16] [--mode clmae|plain|both]\n"
+      "       [--check-against-cpu] [--profile TRACE.json] [--cuda-graphs] [--check-graphs]\n",
+      bad);
   return 2;
 }
 
@@ -130,6 +138,7 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
   LocalCollectives local;
   StepOptions so;
   so.bf16 = args.bf16;
+  so.cuda_graphs = args.cuda_graphs;
   TwoPhaseStep step(mae, masker, mae_opt.get(), masker_opt.get(), &local, so);
   // A fixed pool of host batches; "data" time is the host-to-device copy.
   std::vector<torch::Tensor> pool;
@@ -190,16 +199,22 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
       1e3 * (a - 0) / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps);
   if (matmul_rate > 0)
     std::printf(" | %.1f TFLOP/s model, MFU %.1f%%", flops / 1e12, 100 * flops / matmul_rate);
+  if (args.cuda_graphs) {
+    const std::string off = step.graphs_off_reason(device);
+    std::printf(" | CUDA graphs: %s", off.empty() ? "on" : off.c_str());
+  }
   std::printf("\n");
   std::printf(
-      "{\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,\"device\":\"%s\",\"bf16\":%s,\"images_per_"
+      "{\"variant\":\"%s\",\"mode\":\"%s\",\"preset\":\"%s\",\"batch\":%d,\"device\":\"%s\","
+      "\"bf16\":%s,\"images_per_"
       "second\":%.3f,"
       "\"peak_bytes\":%.0f,\"data_ms\":%.3f,\"phase_a_ms\":%.3f,\"phase_b_ms\":%.3f,\"optimizer_"
       "ms\":%.3f,"
       "\"model_tflops\":%.3f,\"matmul_tflops\":%.3f}\n",
-      name, args.preset.c_str(), args.batch, args.device.c_str(), args.bf16 ? "true" : "false", ips,
-      peak, 1e3 * data / args.steps, 1e3 * a / args.steps, 1e3 * b / args.steps,
-      1e3 * opt / args.steps, flops / 1e12, matmul_rate / 1e12);
+      args.cuda_graphs ? "clmae+graphs" : "clmae", name, args.preset.c_str(), args.batch,
+      args.device.c_str(), args.bf16 ? "true" : "false", ips, peak, 1e3 * data / args.steps,
+      1e3 * a / args.steps, 1e3 * b / args.steps, 1e3 * opt / args.steps, flops / 1e12,
+      matmul_rate / 1e12);
   std::fflush(stdout);
   if (!args.profile.empty()) {
     std::string trace = args.profile;
@@ -330,6 +345,10 @@ int main(int argc, char** argv) {
       args.bf16 = true;
     } else if (a == "--check-against-cpu") {
       args.check = true;
+    } else if (a == "--cuda-graphs") {
+      args.cuda_graphs = true;
+    } else if (a == "--check-graphs") {
+      args.check_graphs = true;
     } else if ((a == "--preset" || a == "--device" || a == "--mode" || a == "--profile") &&
                (v = next())) {
       (a == "--preset"   ? args.preset
@@ -372,6 +391,13 @@ int main(int argc, char** argv) {
   if (args.check) {
     if (!device.is_cuda()) return clmae::Usage("--check-against-cpu needs --device cuda");
     if (int rc = clmae::CheckAgainstCpu(*config, args); rc != 0) return rc;
+  }
+  if (args.check_graphs) {
+    if (!device.is_cuda()) return clmae::Usage("--check-graphs needs --device cuda");
+    const char* tmp = std::getenv("TMPDIR");
+    if (clmae::CheckGraphsAgainstEager(*config, args.device, tmp != nullptr ? tmp : "/tmp") != 0) {
+      return 1;
+    }
   }
   const double rate = device.is_cuda() ? clmae::MeasureBf16MatmulRate(device) : 0;
   if (rate > 0) std::printf("bf16 matmul (8192^3) on this device: %.1f TFLOP/s\n", rate / 1e12);

@@ -7,13 +7,15 @@
 #   (always) builds the engine-only target (engine + benchmarks);
 #   check    one CL-MAE iteration on CUDA against the CPU on the same weights
 #            and inputs (fp32 and bf16), then queued iterations under CUDA's
-#            sync-debug mode "error" (no host synchronisation on the hot path);
+#            sync-debug mode "error" (no host synchronisation on the hot path),
+#            then CUDA-graphed runs against eager ones (fp32, 20 iterations,
+#            and across a resume);
 #   profile  ViT-B/16 224 bf16 batch 64 through the Kineto profiler: time per
 #            kernel group (GEMM, attention, normalisation, elementwise,
 #            optimizer, copies) and the device's idle time; Chrome trace;
-#   engine   clmae at batch 64/128/256 and PyTorch eager at 64 on ViT-B/16 224
-#            bf16 (and the tiny preset), MFU against the bf16 matmul rate
-#            measured here;
+#   engine   clmae at batch 64/128/256, clmae with CUDA graphs at 64, and
+#            PyTorch eager at 64 on ViT-B/16 224 bf16 (and the tiny preset),
+#            MFU against the bf16 matmul rate measured here;
 #   compile  the same step in PyTorch with torch.compile at batch 64 (compile
 #            time reported apart); then the side-by-side table of everything
 #            measured (summary.txt);
@@ -51,6 +53,7 @@ vitb=(--preset mae_vit_base_patch16 --bf16)
 if want check; then
   echo "== correctness: CUDA vs CPU, one CL-MAE iteration; no host synchronisation"
   $bench --device cuda --preset tiny --bf16 --check-against-cpu --steps 3 --warmup 1 --mode clmae | tee "$out/check.txt"
+  $bench --device cuda --preset tiny --check-graphs --steps 3 --warmup 1 --mode clmae | tee "$out/check-graphs.txt"
 fi
 if want profile; then
   echo "== profile: ViT-B/16 224, batch 64, bf16"
@@ -65,6 +68,9 @@ if want engine; then
     echo "== ViT-B/16 224 bf16, batch $b: clmae"
     $bench --device cuda "${vitb[@]}" --batch "$b" --steps 20 --warmup 5 | tee "$out/vitb16-b$b.txt"
   done
+  echo "== ViT-B/16 224 bf16, batch 64: clmae with CUDA graphs"
+  $bench --device cuda "${vitb[@]}" --batch 64 --steps 20 --warmup 5 --cuda-graphs | tee "$out/vitb16-b64-graphs.txt"
+  $bench --device cuda --preset tiny --batch 64 --steps 30 --warmup 5 --cuda-graphs | tee "$out/tiny-fp32-graphs.txt"
   echo "== ViT-B/16 224 bf16, batch 64: PyTorch eager"
   "$py" bench/pytorch_baseline.py --device cuda "${vitb[@]}" --batch 64 --steps 20 --warmup 5 \
     | tee "$out/vitb16-b64-eager.txt"

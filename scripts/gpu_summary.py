@@ -37,15 +37,15 @@ def main():
     by = {}
     for r in rows:
         by.setdefault((r["preset"], r["mode"], r["batch"]), {})[r["variant"]] = r
-    print(f"{'workload':38s} {'variant':9s} {'img/s':>9s} {'MFU':>7s} {'peak GiB':>9s} "
+    print(f"{'workload':38s} {'variant':12s} {'img/s':>9s} {'MFU':>7s} {'peak GiB':>9s} "
           f"{'vs eager':>9s} {'vs compiled':>12s}")
     for (preset, mode, batch), v in sorted(by.items()):
-        c = v.get("clmae")
+        c = v.get("clmae") or v.get("clmae+graphs")
         flops_per_img = rate = None
         if c and c.get("matmul_tflops", 0) > 0:
             flops_per_img = c["model_tflops"] * 1e12 / c["images_per_second"]
             rate = c["matmul_tflops"] * 1e12
-        for variant in ("clmae", "eager", "compiled"):
+        for variant in ("clmae", "clmae+graphs", "eager", "compiled"):
             r = v.get(variant)
             if r is None:
                 continue
@@ -57,7 +57,7 @@ def main():
                 ratios.append(f"{ips / b['images_per_second']:.2f}x" if b and variant != base else "-")
             extra = (f"  (compile + warm-up {r['compile_seconds']:.0f} s)"
                      if r.get("compile_seconds") else "")
-            print(f"{preset + ' ' + mode + ' b' + str(batch):38s} {variant:9s} {ips:9.1f} {mfu:>7s} "
+            print(f"{preset + ' ' + mode + ' b' + str(batch):38s} {variant:12s} {ips:9.1f} {mfu:>7s} "
                   f"{r['peak_bytes'] / 2**30:9.2f} {ratios[0]:>9s} {ratios[1]:>12s}{extra}")
 
 

@@ -104,6 +104,7 @@ void ApplyTrain(const v1::TrainSpec& t, TrainerOptions& o) {
   o.step.seed = Or<uint64_t>(t.has_seed(), t.seed(), 0);
   o.device = t.device().empty() ? d::kDevice : t.device();
   o.step.bf16 = t.precision() == v1::TrainSpec::BF16;
+  o.step.cuda_graphs = t.has_cuda_graphs() && t.cuda_graphs();
   o.threads = Or(t.has_threads(), t.threads(), 0);
   o.log_every = Or(t.has_log_every(), t.log_every(), d::kLogEvery);
   o.init_from = t.init_from();

@@ -48,7 +48,8 @@ optimizer: {lr: 0.01, min_lr: 0.001, warmup_epochs: 1, weight_decay: 0.1, beta1:
             beta2: 0.9, clip_grad: 3, accum_iter: 2, decay_tokens: false}
 data: {kind: SYNTHETIC, synthetic_size: 100, transform: EVAL, num_workers: 0, prefetch: 2,
        limit: 50, mean: [0.1, 0.2, 0.3], std: [0.5, 0.5, 0.5]}
-train: {epochs: 3, batch_size: 8, max_steps: 5, seed: 9, threads: 1, log_every: 2}
+train: {epochs: 3, batch_size: 8, max_steps: 5, seed: 9, threads: 1, log_every: 2,
+       cuda_graphs: true}
 eval: {enabled: true, knn_k: 3, probe_epochs: 0, train_limit: 40, test_limit: 20,
        every_epochs: 2, periodic_train_limit: 30, periodic_test_limit: 25}
 output: {dir: /tmp/x, checkpoint_every: 4, keep_checkpoints: 1, preview_every: 2,
@@ -79,6 +80,7 @@ output: {dir: /tmp/x, checkpoint_every: 4, keep_checkpoints: 1, preview_every: 2
   EXPECT_EQ(o->transform.std, (std::vector<double>{0.5, 0.5, 0.5}));
   EXPECT_EQ(o->epochs, 3);
   EXPECT_EQ(o->max_steps, 5);
+  EXPECT_TRUE(o->step.cuda_graphs);
   EXPECT_EQ(o->step.seed, 9u);
   EXPECT_EQ(o->log_every, 2);
   EXPECT_TRUE(o->eval_enabled);

@@ -40,12 +40,19 @@ torch::Tensor DiversityLoss(const torch::Tensor& m) {
 
 MaskerLoss ComputeMaskerLoss(const torch::Tensor& e, const torch::Tensor& m, double lambda_cl,
                              double keep_ratio, const MaskerLossWeights& w) {
+  return ComputeMaskerLoss(e, m, torch::full({}, lambda_cl, e.options().dtype(torch::kFloat32)),
+                           keep_ratio, w);
+}
+
+MaskerLoss ComputeMaskerLoss(const torch::Tensor& e, const torch::Tensor& m,
+                             const torch::Tensor& lambda_cl, double keep_ratio,
+                             const MaskerLossWeights& w) {
   MaskerLoss out;
   out.rec = MaskerReconstructionLoss(e, m);
   out.gauss = w.lambda_gauss * GaussianLoss(m);
   out.kl = w.lambda_kl * KlLoss(m, keep_ratio);
   out.div = w.lambda_div > 0 ? w.lambda_div * DiversityLoss(m) : torch::zeros({}, m.options());
-  out.total = lambda_cl * out.rec + out.gauss + out.kl + out.div;
+  out.total = lambda_cl.to(out.rec.dtype()) * out.rec + out.gauss + out.kl + out.div;
   return out;
 }
 

@@ -41,5 +41,10 @@ struct MaskerLoss {
 
 MaskerLoss ComputeMaskerLoss(const torch::Tensor& e, const torch::Tensor& m, double lambda_cl,
                              double keep_ratio, const MaskerLossWeights& weights);
+// The same with the curriculum factor as a float32 scalar tensor on the
+// device (so a captured CUDA graph reads the current value).
+MaskerLoss ComputeMaskerLoss(const torch::Tensor& e, const torch::Tensor& m,
+                             const torch::Tensor& lambda_cl, double keep_ratio,
+                             const MaskerLossWeights& weights);
 
 }  // namespace clmae

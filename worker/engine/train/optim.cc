@@ -42,9 +42,38 @@ void SetLearningRate(torch::optim::Optimizer& optimizer, double lr) {
   }
 }
 
-void AdamWStepper::Step(const torch::Tensor& found_inf) {
+void AdamWStepper::RefreshLr() {
   torch::NoGradGuard no_grad;
-  for (auto& group : optimizer_->param_groups()) {
+  auto& groups = optimizer_->param_groups();
+  lr_.resize(groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    if (groups[g].params().empty()) continue;
+    const double lr = static_cast<const torch::optim::AdamWOptions&>(groups[g].options()).lr();
+    const auto device = groups[g].params()[0].device();
+    if (!lr_[g].defined() || lr_[g].device() != device) {
+      lr_[g] = torch::full({}, lr, torch::dtype(torch::kFloat32).device(device));
+    } else {
+      lr_[g].fill_(lr);
+    }
+  }
+}
+
+void AdamWStepper::AdvanceHostCounts() {
+  for (const auto& p : last_stepped_) {
+    auto& state = static_cast<torch::optim::AdamWParamState&>(
+        *optimizer_->state().at(p.unsafeGetTensorImpl()));
+    state.step(state.step() + 1);
+    mirrors_[p.unsafeGetTensorImpl()].host_step = state.step();
+  }
+}
+
+void AdamWStepper::Step(const torch::Tensor& found_inf, bool refresh_lr) {
+  torch::NoGradGuard no_grad;
+  if (refresh_lr || lr_.size() != optimizer_->param_groups().size()) RefreshLr();
+  last_stepped_.clear();
+  auto& groups = optimizer_->param_groups();
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& group = groups[g];
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(group.options());
     std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, steps;
     for (auto& p : group.params()) {
@@ -71,12 +100,13 @@ void AdamWStepper::Step(const torch::Tensor& found_inf) {
       exp_avgs.push_back(state.exp_avg());
       exp_avg_sqs.push_back(state.exp_avg_sq());
       steps.push_back(mirror.device_step);
+      last_stepped_.push_back(p);
     }
     if (params.empty()) continue;
     at::_foreach_add_(steps, 1.0);  // the kernel reads the step it takes
     std::optional<at::Tensor> inf;
     if (found_inf.defined()) inf = found_inf;
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, o.lr(),
+    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, /*max_exp_avg_sqs=*/{}, steps, lr_[g],
                       std::get<0>(o.betas()), std::get<1>(o.betas()), o.weight_decay(), o.eps(),
                       /*amsgrad=*/false, /*maximize=*/false, /*grad_scale=*/std::nullopt, inf);
   }

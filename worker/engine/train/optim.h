@@ -49,8 +49,20 @@ class AdamWStepper {
   // a float scalar on the parameters' device): where it is non-zero the
   // kernel leaves parameters and moments untouched, so a non-finite step is
   // refused without the host reading anything. The step counts advance
-  // either way (the caller stops training on a refused step).
-  void Step(const torch::Tensor& found_inf = {});
+  // either way (the caller stops training on a refused step). The kernel
+  // reads each group's lr from a device tensor: `refresh_lr` first copies the
+  // groups' current lr there (RefreshLr); inside a CUDA graph capture pass
+  // false, so the graph reads the tensor that RefreshLr updates before each
+  // replay.
+  void Step(const torch::Tensor& found_inf = {}, bool refresh_lr = true);
+
+  // Writes each group's lr (from its options) into the device tensor the
+  // kernel reads. A fill on the device, no host synchronisation.
+  void RefreshLr();
+
+  // A replayed CUDA graph ran the captured Step again: advances the host
+  // step counts of the parameters that Step last stepped, as Step would have.
+  void AdvanceHostCounts();
 
  private:
   struct Mirror {
@@ -59,6 +71,8 @@ class AdamWStepper {
   };
   torch::optim::AdamW* optimizer_;
   std::unordered_map<const void*, Mirror> mirrors_;
+  std::vector<torch::Tensor> lr_;            // per group: float32 scalar on the device
+  std::vector<torch::Tensor> last_stepped_;  // the parameters of the last Step
 };
 
 // Global L2 norm of the gradients of `params` (those that have one), as a

@@ -102,14 +102,36 @@ absl::Status TwoPhaseStep::EnsureState(const torch::Device& device) {
       torch::full({}, static_cast<int64_t>(kNone), torch::dtype(torch::kInt64).device(device));
   failed_value_ = torch::zeros({}, torch::dtype(torch::kFloat32).device(device));
   found_inf_ = torch::zeros({}, torch::dtype(torch::kFloat32).device(device));
+  step_t_ = torch::zeros({}, torch::dtype(torch::kInt64).device(device));
+  lambda_t_ = torch::zeros({}, torch::dtype(torch::kFloat32).device(device));
+  if (options_.cuda_graphs && graphs_off_reason(device).empty()) {
+    graph_ = std::make_unique<CudaGraph>(device);
+  }
   return absl::OkStatus();
 }
 
-void TwoPhaseStep::NoteIfNonFinite(const torch::Tensor& value, int64_t step, Failure failure) {
+std::string TwoPhaseStep::graphs_off_reason(const torch::Device& device) const {
+  if (!options_.cuda_graphs) return "";
+  if (!CudaGraph::Available()) return "this LibTorch has no CUDA";
+  if (!device.is_cuda()) return "not on a CUDA device";
+  if (collectives_->world_size() != 1) return "world size > 1 (the all-reduce runs eagerly)";
+  if (options_.accum_iter != 1) return "accum_iter > 1";
+  return "";
+}
+
+void TwoPhaseStep::SetInputs(int64_t step, double lambda_cl) {
+  torch::NoGradGuard no_grad;
+  step_t_.fill_(step);
+  lambda_t_.fill_(lambda_cl);
+  mae_stepper_->RefreshLr();
+  if (masker_stepper_) masker_stepper_->RefreshLr();
+}
+
+void TwoPhaseStep::NoteIfNonFinite(const torch::Tensor& value, Failure failure) {
   torch::NoGradGuard no_grad;
   auto first = value.detach().isfinite().logical_not().logical_and(failed_step_ < 0);
   failed_value_.copy_(torch::where(first, value.detach().to(torch::kFloat32), failed_value_));
-  failed_step_.masked_fill_(first, step);
+  failed_step_.copy_(torch::where(first, step_t_, failed_step_));
   failed_what_.masked_fill_(first, static_cast<int64_t>(failure));
   found_inf_.masked_fill_(first, 1.0);
 }
@@ -123,14 +145,14 @@ torch::Tensor TwoPhaseStep::BackwardSeed(const torch::Tensor& loss) const {
 absl::StatusOr<torch::Tensor> TwoPhaseStep::ApplyGradients(torch::nn::Module& net,
                                                            AdamWStepper& stepper,
                                                            torch::optim::AdamW& opt,
-                                                           GradientAverager& averager, int64_t step,
+                                                           GradientAverager& averager,
                                                            Failure failure, PendingStep& pending) {
   auto params = net.parameters();
   RETURN_IF_ERROR(averager.Finish());
   pending.comm_wait_seconds += averager.last_wait_seconds();
   torch::Tensor norm = ClipGradNorm(params, options_.clip_grad);
-  if (norm.defined()) NoteIfNonFinite(norm, step, failure);
-  stepper.Step(found_inf_);
+  if (norm.defined()) NoteIfNonFinite(norm, failure);
+  stepper.Step(found_inf_, /*refresh_lr=*/false);  // SetInputs refreshed the lr
   opt.zero_grad();
   return norm;
 }
@@ -206,17 +228,16 @@ torch::Tensor TwoPhaseStep::KeptPatches(const torch::Tensor& imgs) {
 }
 
 absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
-                                                   const torch::Tensor& sample_ids, int64_t step,
-                                                   bool apply, PendingStep& pending,
-                                                   torch::Tensor& grad_norm) {
-  pending.stamps[0] = pending.clock.Stamp();
+                                                   const torch::Tensor& order, bool apply,
+                                                   PendingStep& pending, torch::Tensor& grad_norm) {
+  Stamp(pending, 0);
   torch::Tensor loss;
   {
     AutocastGuard autocast(options_.bf16);
     auto x = mae_->Embed(imgs);
     torch::Tensor ids_shuffle;
     if (plain_mae()) {
-      ids_shuffle = RandomMaskOrder(sample_ids, x.size(1), options_.seed, step, x.device());
+      ids_shuffle = order;
     } else {
       torch::NoGradGuard no_grad;  // masker frozen: only its ranking is used
       ids_shuffle = torch::argsort(masker_->forward(x.detach()), 1, /*descending=*/true);
@@ -225,21 +246,20 @@ absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseA(const torch::Tensor& imgs,
     auto pred = mae_->Decode(enc.latent, enc.ids_restore);
     loss = MaskedReconstructionLoss(mae_->PerPatchError(imgs, pred), enc.mask);
   }
-  NoteIfNonFinite(loss, step, kMaeLoss);
+  NoteIfNonFinite(loss, kMaeLoss);
   if (apply) mae_averager_->Arm();  // buckets all-reduce while backward runs
   loss.backward(BackwardSeed(loss));
-  pending.stamps[1] = pending.clock.Stamp();
+  Stamp(pending, 1);
   if (apply) {
     ASSIGN_OR_RETURN(grad_norm, ApplyGradients(*mae_, *mae_stepper_, *mae_optimizer_,
-                                               *mae_averager_, step, kMaeGradNorm, pending));
+                                               *mae_averager_, kMaeGradNorm, pending));
   }
-  pending.stamps[2] = pending.clock.Stamp();
+  Stamp(pending, 2);
   return loss.detach();
 }
 
-absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseB(const torch::Tensor& imgs, double lambda_cl,
-                                                   int64_t step, bool apply, PendingStep& pending,
-                                                   torch::Tensor& grad_norm) {
+absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseB(const torch::Tensor& imgs, bool apply,
+                                                   PendingStep& pending, torch::Tensor& grad_norm) {
   torch::Tensor values;
   {
     FreezeGuard frozen(mae_params_);
@@ -252,48 +272,38 @@ absl::StatusOr<torch::Tensor> TwoPhaseStep::PhaseB(const torch::Tensor& imgs, do
     auto pred = mae_->Decode(enc.latent, enc.ids_restore);
     auto e = mae_->PerPatchError(imgs, pred);
     MaskerLoss terms =
-        ComputeMaskerLoss(e, m, lambda_cl, 1.0 - options_.mask_ratio, options_.weights);
+        ComputeMaskerLoss(e, m, lambda_t_, 1.0 - options_.mask_ratio, options_.weights);
     auto md = m.detach().to(torch::kFloat32);
     values = torch::stack(
         {terms.rec.detach().to(torch::kFloat32), terms.gauss.detach().to(torch::kFloat32),
          terms.kl.detach().to(torch::kFloat32), terms.div.detach().to(torch::kFloat32),
          terms.total.detach().to(torch::kFloat32), md.mean(),
          ((md < 0.1) | (md > 0.9)).to(torch::kFloat32).mean()});
-    NoteIfNonFinite(terms.total, step, kMaskerLoss);
+    NoteIfNonFinite(terms.total, kMaskerLoss);
     if (apply) masker_averager_->Arm();
     terms.total.backward(BackwardSeed(terms.total));
   }
-  pending.stamps[3] = pending.clock.Stamp();
+  Stamp(pending, 3);
   if (apply) {
     ASSIGN_OR_RETURN(grad_norm, ApplyGradients(*masker_, *masker_stepper_, *masker_optimizer_,
-                                               *masker_averager_, step, kMaskerGradNorm, pending));
+                                               *masker_averager_, kMaskerGradNorm, pending));
   }
-  pending.stamps[4] = pending.clock.Stamp();
+  Stamp(pending, 4);
   return values;
 }
 
-absl::StatusOr<PendingStep> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
-                                              int64_t step, bool apply,
-                                              const torch::Tensor& sample_ids) {
-  RETURN_IF_ERROR(CatchAll("setting up the step", [&] { return EnsureState(imgs.device()); }));
-  torch::Tensor ids = sample_ids;
-  if (!ids.defined()) {
-    const int64_t b = imgs.size(0);
-    ids = torch::arange(collectives_->rank() * b, (collectives_->rank() + 1) * b, torch::kInt64);
-  }
-  PendingStep pending;
-  pending.stepped = apply;
-  pending.clock = StreamClock(imgs.device());
+absl::Status TwoPhaseStep::Body(const torch::Tensor& imgs, const torch::Tensor& order, int64_t step,
+                                bool apply, PendingStep& pending) {
   torch::Tensor loss_mae, grad_mae, masker_values, grad_masker;
   ASSIGN_OR_RETURN(loss_mae, CatchAll(absl::StrCat("step ", step, " phase A"), [&] {
-                     return PhaseA(imgs, ids, step, apply, pending, grad_mae);
+                     return PhaseA(imgs, order, apply, pending, grad_mae);
                    }));
   if (!plain_mae()) {
     ASSIGN_OR_RETURN(masker_values, CatchAll(absl::StrCat("step ", step, " phase B"), [&] {
-                       return PhaseB(imgs, lambda_cl, step, apply, pending, grad_masker);
+                       return PhaseB(imgs, apply, pending, grad_masker);
                      }));
   }
-  RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " statistics"), [&]() -> absl::Status {
+  return CatchAll(absl::StrCat("step ", step, " statistics"), [&]() -> absl::Status {
     torch::NoGradGuard no_grad;
     const auto opts = torch::dtype(torch::kFloat32).device(imgs.device());
     auto scalar = [&](const torch::Tensor& t) {
@@ -304,7 +314,98 @@ absl::StatusOr<PendingStep> TwoPhaseStep::Run(const torch::Tensor& imgs, double 
          masker_values.defined() ? masker_values : torch::zeros({kGradNormMae - kMaskerRec}, opts),
          scalar(grad_mae), scalar(grad_masker)});
     return absl::OkStatus();
+  });
+}
+
+bool TwoPhaseStep::UseGraph(const torch::Tensor& imgs, bool apply) const {
+  if (graph_ == nullptr || !apply) return false;
+  // A batch of another shape (a short last batch) runs eagerly.
+  return !static_imgs_.defined() || static_imgs_.sizes() == imgs.sizes();
+}
+
+absl::StatusOr<PendingStep> TwoPhaseStep::RunGraphed(const torch::Tensor& imgs,
+                                                     const torch::Tensor& order, int64_t step) {
+  // The graph reads these buffers; the copies into them are queued before
+  // the graph runs (CudaGraph orders its stream after the current one).
+  RETURN_IF_ERROR(CatchAll("CUDA graph inputs", [&]() -> absl::Status {
+    torch::NoGradGuard no_grad;
+    if (!static_imgs_.defined()) static_imgs_ = torch::empty_like(imgs);
+    static_imgs_.copy_(imgs, /*non_blocking=*/true);
+    if (order.defined()) {
+      if (!static_order_.defined()) static_order_ = torch::empty_like(order);
+      static_order_.copy_(order, /*non_blocking=*/true);
+    }
+    return absl::OkStatus();
   }));
+  PendingStep pending;
+  pending.stepped = true;
+  pending.clock = StreamClock(imgs.device());
+  pending.stamps[0] = pending.clock.Stamp();
+  auto body = [&]() -> absl::Status {
+    PendingStep inner;
+    RETURN_IF_ERROR(Body(static_imgs_, static_order_, step, /*apply=*/true, inner));
+    static_values_ = inner.values;
+    return absl::OkStatus();
+  };
+  // Eager warm-up iterations first (optimizer state, allocator pools and
+  // library handles settle), then one capture, then replays.
+  constexpr int64_t kWarmup = 3;
+  in_graph_ = true;
+  absl::Status status;
+  bool replayed = false;
+  if (graph_runs_ < kWarmup) {
+    status = graph_->Warmup(body);
+  } else if (!graph_->captured()) {
+    status = graph_->CaptureAndReplay(body);  // the capture ran Step's host code once
+  } else {
+    status = graph_->Replay();
+    replayed = status.ok();
+  }
+  in_graph_ = false;
+  if (!status.ok()) {
+    return absl::Status(status.code(),
+                        absl::StrCat("step ", step, " (CUDA graph): ", status.message(),
+                                     "; train.cuda_graphs: false runs iterations eagerly"));
+  }
+  if (replayed) {
+    mae_stepper_->AdvanceHostCounts();
+    if (masker_stepper_) masker_stepper_->AdvanceHostCounts();
+    ++graph_replays_;
+  }
+  ++graph_runs_;
+  RETURN_IF_ERROR(CatchAll("CUDA graph outputs", [&]() -> absl::Status {
+    // The graph overwrites its output every replay: keep this iteration's.
+    pending.values = static_values_.clone();
+    return absl::OkStatus();
+  }));
+  pending.stamps[4] = pending.clock.Stamp();
+  return pending;
+}
+
+absl::StatusOr<PendingStep> TwoPhaseStep::Run(const torch::Tensor& imgs, double lambda_cl,
+                                              int64_t step, bool apply,
+                                              const torch::Tensor& sample_ids) {
+  RETURN_IF_ERROR(CatchAll("setting up the step", [&] { return EnsureState(imgs.device()); }));
+  torch::Tensor order;
+  RETURN_IF_ERROR(CatchAll(absl::StrCat("step ", step, " inputs"), [&]() -> absl::Status {
+    SetInputs(step, lambda_cl);
+    if (plain_mae()) {
+      torch::Tensor ids = sample_ids;
+      if (!ids.defined()) {
+        const int64_t b = imgs.size(0);
+        ids =
+            torch::arange(collectives_->rank() * b, (collectives_->rank() + 1) * b, torch::kInt64);
+      }
+      order =
+          RandomMaskOrder(ids, mae_->config().num_patches(), options_.seed, step, imgs.device());
+    }
+    return absl::OkStatus();
+  }));
+  if (UseGraph(imgs, apply)) return RunGraphed(imgs, order, step);
+  PendingStep pending;
+  pending.stepped = apply;
+  pending.clock = StreamClock(imgs.device());
+  RETURN_IF_ERROR(Body(imgs, order, step, apply, pending));
   return pending;
 }
 

@@ -8,6 +8,8 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,6 +17,7 @@
 #include "worker/engine/model/losses.h"
 #include "worker/engine/model/mae_vit.h"
 #include "worker/engine/model/masking_net.h"
+#include "worker/engine/train/cuda_graph.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/stream_clock.h"
 
@@ -23,9 +26,14 @@ namespace clmae {
 struct StepOptions {
   double mask_ratio = 0.75;
   MaskerLossWeights weights;
-  int accum_iter = 1;                 // micro-batches per optimizer step
-  double clip_grad = 0.0;             // max global norm per network; 0 = no clipping
-  bool bf16 = false;                  // bf16 autocast (CUDA)
+  int accum_iter = 1;      // micro-batches per optimizer step
+  double clip_grad = 0.0;  // max global norm per network; 0 = no clipping
+  bool bf16 = false;       // bf16 autocast (CUDA)
+  // Capture the whole iteration (both phases and optimizer steps) as one CUDA
+  // graph after a few eager warm-up iterations, and replay it. Used on CUDA
+  // with world size 1, accum_iter 1 and a fixed batch shape; elsewhere (see
+  // graphs_off_reason) the iteration runs eagerly.
+  bool cuda_graphs = false;
   uint64_t seed = 0;                  // random masks of plain-MAE mode: from (seed, sample, step)
   GradientAveragerOptions averaging;  // bucket size, overlap (world size > 1)
 };
@@ -131,6 +139,11 @@ class TwoPhaseStep {
   // what LibTorch throws.
   torch::Tensor KeptPatches(const torch::Tensor& imgs);
   bool plain_mae() const { return masker_.is_empty(); }
+  // Why StepOptions::cuda_graphs has no effect for iterations on `device`
+  // ("" when graphs are used, or were not asked for).
+  std::string graphs_off_reason(const torch::Device& device) const;
+  // Iterations replayed from a captured CUDA graph so far.
+  int64_t graph_replays() const { return graph_replays_; }
 
  private:
   // What a non-finite value was, in the device-side record.
@@ -138,21 +151,35 @@ class TwoPhaseStep {
 
   // Each phase: forward, backward and (when `apply`) the optimizer step;
   // returns phase A's loss / phase B's values (kMaskerRec..kMaskNearBinary)
-  // on the device and sets `grad_norm` when the optimizer stepped.
-  absl::StatusOr<torch::Tensor> PhaseA(const torch::Tensor& imgs, const torch::Tensor& sample_ids,
-                                       int64_t step, bool apply, PendingStep& pending,
-                                       torch::Tensor& grad_norm);
-  absl::StatusOr<torch::Tensor> PhaseB(const torch::Tensor& imgs, double lambda_cl, int64_t step,
+  // on the device and sets `grad_norm` when the optimizer stepped. `order`:
+  // plain-MAE mode's random mask order on the device.
+  absl::StatusOr<torch::Tensor> PhaseA(const torch::Tensor& imgs, const torch::Tensor& order,
                                        bool apply, PendingStep& pending, torch::Tensor& grad_norm);
+  absl::StatusOr<torch::Tensor> PhaseB(const torch::Tensor& imgs, bool apply, PendingStep& pending,
+                                       torch::Tensor& grad_norm);
+  // Both phases and the figures (pending.values): the work a graph captures.
+  absl::Status Body(const torch::Tensor& imgs, const torch::Tensor& order, int64_t step, bool apply,
+                    PendingStep& pending);
+  // The same through the CUDA graph: warm-up, capture or replay.
+  absl::StatusOr<PendingStep> RunGraphed(const torch::Tensor& imgs, const torch::Tensor& order,
+                                         int64_t step);
+  bool UseGraph(const torch::Tensor& imgs, bool apply) const;
+  // The per-iteration inputs a graph reads from the device: step, curriculum
+  // factor, learning rates. Fills, no host synchronisation.
+  void SetInputs(int64_t step, double lambda_cl);
+  void Stamp(PendingStep& pending, int index) const {
+    if (!in_graph_) pending.stamps[index] = pending.clock.Stamp();
+  }
   absl::Status EnsureState(const torch::Device& device);
   // Finishes averaging gradients over ranks, clips, steps (unless a failure
   // was recorded) and clears them; returns the norm before clipping.
   absl::StatusOr<torch::Tensor> ApplyGradients(torch::nn::Module& net, AdamWStepper& stepper,
                                                torch::optim::AdamW& opt, GradientAverager& averager,
-                                               int64_t step, Failure failure, PendingStep& pending);
-  // Records `value` (a scalar on the device) as the failure unless it is
-  // finite or an earlier one was recorded. No host synchronisation.
-  void NoteIfNonFinite(const torch::Tensor& value, int64_t step, Failure failure);
+                                               Failure failure, PendingStep& pending);
+  // Records `value` (a scalar on the device) as the failure at the current
+  // step (step_t_) unless it is finite or an earlier one was recorded. No
+  // host synchronisation.
+  void NoteIfNonFinite(const torch::Tensor& value, Failure failure);
   // The backward seed of a loss: 1/accum_iter, or NaN when `loss` is not
   // finite (so every gradient, and every rank's average, is non-finite too).
   torch::Tensor BackwardSeed(const torch::Tensor& loss) const;
@@ -176,6 +203,19 @@ class TwoPhaseStep {
   torch::Tensor failed_what_;
   torch::Tensor failed_value_;
   torch::Tensor found_inf_;
+  // The iteration's inputs on the device (SetInputs): step (int64) and
+  // curriculum factor (float32).
+  torch::Tensor step_t_;
+  torch::Tensor lambda_t_;
+  // CUDA graph mode: the graph, its static inputs and output, how many
+  // iterations went through it (the first few are eager warm-up).
+  std::unique_ptr<CudaGraph> graph_;
+  torch::Tensor static_imgs_;
+  torch::Tensor static_order_;
+  torch::Tensor static_values_;
+  int64_t graph_runs_ = 0;
+  int64_t graph_replays_ = 0;
+  bool in_graph_ = false;  // running the graph's body: no stamps inside
 };
 
 // Ranking ids for the plain-MAE baseline: per image, argsort of uniform noise

@@ -640,6 +640,12 @@ RunProgress Trainer::State::StartRun(const RunPlan& plan) {
       "%s on %s: %s, %d iterations/epoch, %d epochs, peak lr %.3g (effective batch %d)",
       masker.is_empty() ? "plain MAE" : "CL-MAE", device.str(), dataset->Describe(), plan.per_epoch,
       options.epochs, plan.lr_options.lr, plan.effective_batch));
+  if (options.step.cuda_graphs) {
+    const std::string off = step_runner->graphs_off_reason(device);
+    observer->OnMessage(off.empty() ? "CUDA graphs: each iteration replays one captured graph "
+                                      "(after 3 eager warm-up iterations)"
+                                    : absl::StrCat("CUDA graphs not used: ", off));
+  }
 
   mae->train();
   if (!masker.is_empty()) masker->train();
