@@ -11,6 +11,7 @@
 #include <ATen/cuda/CUDAEvent.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAFunctions.h>
 #include <c10/cuda/CUDAStream.h>
 #endif
 
@@ -18,9 +19,15 @@ namespace clmae {
 
 #if CLMAE_HAVE_CUDA
 
+// "cuda" without an index means the current device.
+c10::Device WithIndex(c10::Device d) {
+  return d.has_index() ? d : c10::Device(c10::DeviceType::CUDA, c10::cuda::current_device());
+}
+
 struct CudaGraph::Impl {
   explicit Impl(c10::Device d)
-      : device(d), stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, d.index())) {}
+      : device(WithIndex(d)),
+        stream(c10::cuda::getStreamFromPool(/*isHighPriority=*/false, device.index())) {}
 
   // Runs `fn` on `stream`, which first waits for the caller's stream; the
   // caller's stream then waits for it.
