@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "bench/bench_model.h"
 #include "bench/graph_check.h"
 #include "bench/step_profile.h"
 #include "common/model_config.h"
@@ -125,21 +126,11 @@ long MaxRssBytes() {
 
 int RunMode(const Args& args, const ModelConfig& config, bool plain, double matmul_rate) {
   const torch::Device device(args.device);
-  torch::manual_seed(0);
-  MaeVit mae(config);
-  MaskingNet masker{nullptr};
-  if (!plain) masker = MaskingNet(config);
-  mae->to(device);
-  if (!plain) masker->to(device);
-  auto mae_opt = MakeAdamW(*mae, {});
-  auto masker_opt = plain ? nullptr : MakeAdamW(*masker, {});
-  SetLearningRate(*mae_opt, 1e-4);
-  if (masker_opt) SetLearningRate(*masker_opt, 1e-4);
-  LocalCollectives local;
+  auto model = BenchModel::Make(config, device, plain, 1e-4);
   StepOptions so;
   so.bf16 = args.bf16;
   so.cuda_graphs = args.cuda_graphs;
-  TwoPhaseStep step(mae, masker, mae_opt.get(), masker_opt.get(), &local, so);
+  TwoPhaseStep& step = model->Start(so);
   // A fixed pool of host batches; "data" time is the host-to-device copy.
   std::vector<torch::Tensor> pool;
   for (int i = 0; i < 4; ++i) {
@@ -242,21 +233,11 @@ int RunMode(const Args& args, const ModelConfig& config, bool plain, double matm
 // number of failures (0 or 1) after printing the verdict.
 int CheckNoHostSync(const ModelConfig& config, const Args& args, bool plain) {
   const torch::Device device(args.device);
-  torch::manual_seed(0);
-  MaeVit mae(config);
-  MaskingNet masker{nullptr};
-  if (!plain) masker = MaskingNet(config);
-  mae->to(device);
-  if (!plain) masker->to(device);
-  auto o1 = MakeAdamW(*mae, {});
-  auto o2 = plain ? nullptr : MakeAdamW(*masker, {});
-  SetLearningRate(*o1, 1e-4);
-  if (o2) SetLearningRate(*o2, 1e-4);
-  LocalCollectives local;
+  auto model = BenchModel::Make(config, device, plain, 1e-4);
   StepOptions so;
   so.bf16 = args.bf16;
   so.clip_grad = 1.0;  // the clipping path too
-  TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
+  TwoPhaseStep& step = model->Start(so);
   auto imgs = torch::randn({8, config.in_chans, config.img_size, config.img_size}).pin_memory();
   // The first step allocates the optimizer state and caches; not timed, not checked.
   if (!step.RunAndRead(imgs.to(device, true), 0.5, 0, true).ok()) return 1;
@@ -283,25 +264,16 @@ int CheckNoHostSync(const ModelConfig& config, const Args& args, bool plain) {
 int CheckAgainstCpu(const ModelConfig& config, const Args& args) {
   const torch::Device device(args.device);
   auto run = [&](const torch::Device& dev, bool bf16, std::vector<double>& losses) {
-    torch::manual_seed(0);
-    MaeVit mae(config);
-    MaskingNet masker(config);
-    mae->to(dev);
-    masker->to(dev);
-    auto o1 = MakeAdamW(*mae, {});
-    auto o2 = MakeAdamW(*masker, {});
-    SetLearningRate(*o1, 1e-4);
-    SetLearningRate(*o2, 1e-4);
-    LocalCollectives local;
+    auto model = BenchModel::Make(config, dev, /*plain=*/false, 1e-4);
     StepOptions so;
     so.bf16 = bf16;
-    TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
+    TwoPhaseStep& step = model->Start(so);
     torch::manual_seed(1);
     auto imgs = torch::randn({8, config.in_chans, config.img_size, config.img_size}).to(dev);
     auto s = step.RunAndRead(imgs, 0.5, 0, true);
     if (!s.ok()) return torch::Tensor();
     losses = {s->loss_mae, s->masker_total, s->masker_rec, s->masker_kl, s->masker_div};
-    return mae->patch_embed->proj->weight.detach().to(torch::kCPU);
+    return model->mae->patch_embed->proj->weight.detach().to(torch::kCPU);
   };
   std::vector<double> cpu, dev, dev16;
   auto w_cpu = run(torch::kCPU, false, cpu);

@@ -8,7 +8,7 @@
 #include <filesystem>
 #include <vector>
 
-#include "worker/engine/dist/collectives.h"
+#include "bench/bench_model.h"
 #include "worker/engine/train/checkpoint.h"
 #include "worker/engine/train/optim.h"
 #include "worker/engine/train/train_step.h"
@@ -31,28 +31,21 @@ struct Trace {
 Trace RunTrace(const ModelConfig& config, const torch::Device& device, bool plain, bool graphs,
                int from, int to, const std::string& load, const std::string& save) {
   Trace t;
-  torch::manual_seed(0);
-  MaeVit mae(config);
-  MaskingNet masker{nullptr};
-  if (!plain) masker = MaskingNet(config);
-  mae->to(device);
-  if (!plain) masker->to(device);
-  auto o1 = MakeAdamW(*mae, {});
-  auto o2 = plain ? nullptr : MakeAdamW(*masker, {});
-  const TrainStateRefs refs{mae, masker, o1.get(), o2.get()};
+  auto model = BenchModel::Make(config, device, plain, 1e-4);
   if (!load.empty()) {
-    auto position = LoadCheckpoint(load, refs);
+    auto position = LoadCheckpoint(load, model->refs());
     if (!position.ok()) {
       std::printf("check graphs: loading %s: %s\n", load.c_str(),
                   std::string(position.status().message()).c_str());
       return t;
     }
   }
-  LocalCollectives local;
   StepOptions so;
   so.cuda_graphs = graphs;
   so.clip_grad = 1.0;
-  TwoPhaseStep step(mae, masker, o1.get(), o2.get(), &local, so);
+  TwoPhaseStep& step = model->Start(so);
+  torch::optim::AdamW* o1 = model->mae_opt.get();
+  torch::optim::AdamW* o2 = model->masker_opt.get();
   std::vector<PendingStep> pending;
   for (int i = from; i < to; ++i) {
     // The same batch and lr for a given iteration in every run.
@@ -75,15 +68,15 @@ Trace RunTrace(const ModelConfig& config, const torch::Device& device, bool plai
     t.losses.push_back(s.loss_mae);
     t.losses.push_back(s.masker_total);
   }
-  for (const auto& p : mae->parameters()) t.weights.push_back(p.detach().cpu());
+  for (const auto& p : model->mae->parameters()) t.weights.push_back(p.detach().cpu());
   if (!plain) {
-    for (const auto& p : masker->parameters()) t.weights.push_back(p.detach().cpu());
+    for (const auto& p : model->masker->parameters()) t.weights.push_back(p.detach().cpu());
   }
   t.replays = step.graph_replays();
   if (!save.empty()) {
     TrainPosition position;
     position.step = to;
-    if (auto s = SaveCheckpoint(save, refs, position); !s.ok()) {
+    if (auto s = SaveCheckpoint(save, model->refs(), position); !s.ok()) {
       std::printf("check graphs: saving %s: %s\n", save.c_str(), std::string(s.message()).c_str());
       return t;
     }
