@@ -94,9 +94,12 @@ class Service:
         r = subprocess.run([os.path.join(self.build, "services/clmaectl/clmaectl"), *args],
                            env=dict(os.environ, CLMAE_ADDRESS=self.address, CLMAE_TOKEN=CLIENT_TOKEN),
                            capture_output=True, text=True, timeout=timeout)
-        if check_exit:
-            check(r.returncode == 0, f"clmaectl {' '.join(args)} exited {r.returncode}:\n"
-                                     f"{r.stdout}{r.stderr}")
+        if check_exit and r.returncode != 0:
+            # Say whether the coordinator is still running, and show its log.
+            alive = ("running" if self.coordinator is not None and self.coordinator.poll() is None
+                     else f"exited with {self.coordinator.poll() if self.coordinator else None}")
+            raise TestFailure(f"clmaectl {' '.join(args)} exited {r.returncode}:\n"
+                              f"{r.stdout}{r.stderr}(clmae-coordinator: {alive})\n" + self.dump())
         return r.returncode, r.stdout, r.stderr
 
     def job(self, job_id):
