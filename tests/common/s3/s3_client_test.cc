@@ -139,9 +139,9 @@ TEST_F(S3ClientTest, AbortFreesAnUpload) {
   absl::StatusOr<std::string> id = client_->CreateMultipartUpload("ck/aborted", {});
   ASSERT_TRUE(id.ok());
   ASSERT_TRUE(client_->AbortMultipartUpload("ck/aborted", *id).ok());
-  for (const S3MultipartInfo& u : *client_->ListMultipartUploads("ck/")) {
-    EXPECT_NE(u.upload_id, *id);
-  }
+  auto uploads = client_->ListMultipartUploads("ck/");
+  ASSERT_TRUE(uploads.ok()) << uploads.status();
+  for (const S3MultipartInfo& u : *uploads) EXPECT_NE(u.upload_id, *id);
 }
 
 TEST_F(S3ClientTest, AnExpiredOrAlteredUrlIsRefused) {
