@@ -60,7 +60,9 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
 size_t OnWrite(char* data, size_t size, size_t count, void* user) {
   auto* state = static_cast<CallState*>(user);
   const absl::string_view bytes(data, size * count);
-  if (state->request->sink && state->response->status / 100 == 2) {
+  const long status = state->response->status;
+  const long wanted = state->request->sink_status;
+  if (state->request->sink && (wanted == 0 ? status / 100 == 2 : status == wanted)) {
     absl::Status sunk = state->request->sink(bytes);
     if (!sunk.ok()) {
       state->failure = sunk;

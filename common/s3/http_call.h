@@ -35,6 +35,10 @@ struct HttpRequest {
   // for a 2xx status; error bodies are kept for the message). A non-OK
   // return aborts the transfer with that status.
   std::function<absl::Status(absl::string_view)> sink;
+  // Only a body of this status goes to the sink (206 for a ranged GET, so
+  // that a server ignoring the range never appends the whole object); 0:
+  // any 2xx.
+  long sink_status = 0;
   // Signs the request with libcurl's SigV4 ("aws:amz:<region>:s3") when set.
   std::string aws_sigv4;
   std::string user;  // "access_key:secret_key" for aws_sigv4
