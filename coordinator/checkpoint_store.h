@@ -209,23 +209,24 @@ class CheckpointStore {
   // a fresh key. FAILED_PRECONDITION with the local backend; the store's
   // errors otherwise. Thread-safe.
   absl::StatusOr<PresignedUpload> BeginPresignedUpload(const v1::CheckpointMetadata& metadata);
-  // The metadata a presigned upload of `job_id` was begun with; NOT_FOUND
-  // for an unknown (or already committed or aborted) upload id.
+  // The metadata a presigned upload of `job_id` was begun with; ABORTED
+  // for an unknown (or already committed or aborted) upload id: begin again.
   absl::StatusOr<v1::CheckpointMetadata> PresignedUploadMetadata(const std::string& job_id,
                                                                  const std::string& upload_id);
   // Completes and verifies the upload (S3BlobBackend::FinishUpload: size,
   // the declared SHA-256 on the object, the ETag of the parts' MD5s the
   // uploader computed, one per part in order) and records it like Commit,
-  // under `policy`. An upload id commits at most once: after any error the
-  // upload is gone (NOT_FOUND if tried again) and its parts or object are
-  // removed, except on UNAVAILABLE from the store, after which the same
-  // commit may be retried. INVALID_ARGUMENT for a wrong number of parts.
+  // under `policy`. ABORTED when the object fails a check: nothing is
+  // recorded, the object is deleted, and the upload is gone (ABORTED again
+  // if retried: begin a new one). UNAVAILABLE when the store cannot be
+  // reached; the same commit may then be retried. INVALID_ARGUMENT for a
+  // wrong number or form of part digests (the upload stays).
   absl::StatusOr<v1::Checkpoint> CommitPresignedUpload(const std::string& job_id,
                                                        const std::string& upload_id,
                                                        const std::vector<std::string>& part_md5s,
                                                        const RetentionPolicy& policy,
                                                        absl::Time now);
-  // Gives up an upload: aborts it and frees its parts. NOT_FOUND when unknown.
+  // Gives up an upload: aborts it and frees its parts. ABORTED when unknown.
   absl::Status AbortPresignedUpload(const std::string& job_id, const std::string& upload_id);
 
   // A presigned GET of a committed checkpoint, after checking that its

@@ -21,7 +21,8 @@ absl::Status LocalBackend() {
 }
 
 absl::Status UnknownUpload(const std::string& job_id, const std::string& upload_id) {
-  return absl::NotFoundError(absl::StrCat(
+  // ABORTED, not NOT_FOUND: the job is there, the uploader should begin again.
+  return absl::AbortedError(absl::StrCat(
       "job ", job_id, " has no presigned upload ", upload_id.substr(0, 40),
       " in progress (unknown, already committed or aborted, or begun before the coordinator "
       "restarted): begin the upload again"));

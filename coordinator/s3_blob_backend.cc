@@ -93,7 +93,7 @@ absl::StatusOr<std::string> S3BlobBackend::FinishUpload(const std::string& key,
   if (!completed.ok()) {
     if (absl::IsFailedPrecondition(completed.status())) {
       client_->AbortMultipartUpload(key, upload_id).IgnoreError();
-      return absl::FailedPreconditionError(
+      return absl::AbortedError(
           absl::StrCat("the object store refused to assemble the upload from the parts' "
                        "digests the uploader computed (a part holds other bytes, or is "
                        "missing): ",
@@ -115,9 +115,9 @@ absl::StatusOr<std::string> S3BlobBackend::FinishUpload(const std::string& key,
   }
   if (!mismatch.empty()) {
     client_->Delete(key).IgnoreError();
-    return absl::FailedPreconditionError(absl::StrCat("checkpoint object ", key,
-                                                      " failed verification at commit: ", mismatch,
-                                                      "; it was deleted"));
+    return absl::AbortedError(absl::StrCat("checkpoint object ", key,
+                                           " failed verification at commit: ", mismatch,
+                                           "; it was deleted"));
   }
   return head.etag;
 }

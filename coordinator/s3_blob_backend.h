@@ -73,8 +73,9 @@ class S3BlobBackend final : public CheckpointBackend {
   // over the bytes it read, then checks the object with a HEAD: its size is
   // `size`, its x-amz-meta-sha256 is `sha256`, and its ETag is the one S3
   // derives from those MD5s (so every part holds what the uploader hashed).
-  // FAILED_PRECONDITION naming the mismatch (the object is deleted: nothing
-  // half-checked stays); the store's errors otherwise. Returns the ETag.
+  // ABORTED naming the mismatch (the object is deleted: nothing half-checked
+  // stays; the uploader should upload again); the store's errors otherwise.
+  // Returns the ETag.
   absl::StatusOr<std::string> FinishUpload(const std::string& key, const std::string& upload_id,
                                            const std::string& sha256, int64_t size,
                                            const std::vector<std::string>& part_md5s);

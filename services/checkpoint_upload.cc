@@ -154,10 +154,13 @@ absl::StatusOr<std::vector<std::string>> PutParts(const v1::BeginCheckpointUploa
         break;
       }
       if (!absl::IsUnavailable(status) || attempt >= options.attempts) {
-        return absl::Status(status.code(),
-                            absl::StrCat("uploading part ", part.part_number(), " of ",
-                                         plan.parts_size(), " of ", path, " (try ", attempt, " of ",
-                                         options.attempts, "): ", status.message()));
+        // A refused PUT (an expired URL, an upload the sweep aborted) spoils
+        // this upload only: ABORTED, so that the uploader begins a new one.
+        return absl::Status(
+            absl::IsUnavailable(status) ? status.code() : absl::StatusCode::kAborted,
+            absl::StrCat("uploading part ", part.part_number(), " of ", plan.parts_size(), " of ",
+                         path, " (try ", attempt, " of ", options.attempts,
+                         "): ", status.message()));
       }
       absl::SleepFor(backoff);
       backoff = std::min(backoff * 2, options.max_backoff);

@@ -162,7 +162,7 @@ TEST_F(CheckpointStoreS3Test, UploadCommitListDownload) {
   EXPECT_EQ(checkpoints_->CommitPresignedUpload("job-1", upload->upload_id, {}, {}, absl::Now())
                 .status()
                 .code(),
-            absl::StatusCode::kNotFound);
+            absl::StatusCode::kAborted);
   // The streaming calls are not for this backend.
   EXPECT_EQ(checkpoints_->BeginUpload(Metadata(11, bytes)).status().code(),
             absl::StatusCode::kFailedPrecondition);
@@ -183,7 +183,7 @@ TEST_F(CheckpointStoreS3Test, APartWithOtherBytesThanTheUploaderHashedIsRefusedA
   etags[1] = Md5Hex(bytes.substr(kPart));
   auto committed =
       checkpoints_->CommitPresignedUpload("job-1", upload->upload_id, etags, {}, absl::Now());
-  ASSERT_EQ(committed.status().code(), absl::StatusCode::kFailedPrecondition) << committed.status();
+  ASSERT_EQ(committed.status().code(), absl::StatusCode::kAborted) << committed.status();
   EXPECT_TRUE(absl::StrContains(committed.status().message(), "refused to assemble"))
       << committed.status();
   EXPECT_TRUE(checkpoints_->List("job-1", v1::CHECKPOINT_KIND_UNSPECIFIED)->empty());
@@ -191,7 +191,7 @@ TEST_F(CheckpointStoreS3Test, APartWithOtherBytesThanTheUploaderHashedIsRefusedA
   EXPECT_EQ(checkpoints_->CommitPresignedUpload("job-1", upload->upload_id, etags, {}, absl::Now())
                 .status()
                 .code(),
-            absl::StatusCode::kNotFound);
+            absl::StatusCode::kAborted);
 }
 
 TEST_F(CheckpointStoreS3Test, APartReplacedAfterItWasSentNeverBecomesTheCheckpoint) {
@@ -212,7 +212,7 @@ TEST_F(CheckpointStoreS3Test, APartReplacedAfterItWasSentNeverBecomesTheCheckpoi
   if (committed.ok()) {
     EXPECT_EQ(Download(checkpoints_->PresignDownload(*committed)->url), bytes);
   } else {
-    EXPECT_EQ(committed.status().code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_EQ(committed.status().code(), absl::StatusCode::kAborted);
     EXPECT_TRUE(Keys().empty());
   }
 }
@@ -308,7 +308,7 @@ TEST_F(CheckpointStoreS3Test, BadInputIsRefusedBeforeAnythingIsStored) {
           ->CommitPresignedUpload("job-2", upload->upload_id, {Md5Hex("abc")}, {}, absl::Now())
           .status()
           .code(),
-      absl::StatusCode::kNotFound)
+      absl::StatusCode::kAborted)
       << "another job's upload";
   EXPECT_TRUE(checkpoints_->AbortPresignedUpload("job-1", upload->upload_id).ok());
   EXPECT_TRUE(Keys().empty());
