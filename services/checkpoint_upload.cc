@@ -151,6 +151,8 @@ absl::StatusOr<std::vector<std::string>> PutParts(const v1::BeginCheckpointUploa
                                                   ", but the bytes sent have MD5 ", sent));
         }
         md5s.push_back(sent);
+        if (options.part_stored)
+          options.part_stored(static_cast<int>(md5s.size()), plan.parts_size());
         break;
       }
       if (!absl::IsUnavailable(status) || attempt >= options.attempts) {

@@ -36,6 +36,9 @@ struct UploadOptions {
   absl::Duration initial_backoff = absl::Milliseconds(500);
   absl::Duration max_backoff = absl::Seconds(10);
   absl::Duration stall_timeout = absl::Seconds(30);
+  // Called after each part of a presigned upload is stored (parts done, of
+  // how many), on the calling thread; may be empty.
+  std::function<void(int done, int total)> part_stored;
 };
 
 // Uploads the file at `path` the way the coordinator asks
