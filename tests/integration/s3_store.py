@@ -54,7 +54,8 @@ class SeaweedFs:
     def start(self, timeout=60):
         p = self.ports
         argv = [self.weed, "server", f"-dir={self.folder}/data", "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1", "-master.telemetry=false", "-master.volumeSizeLimitMB=1024", "-volume.max=0",
+                "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                "-master.volumeSizeLimitMB=1024", "-volume.max=0",
                 f"-master.port={p[0]}", f"-master.port.grpc={p[1]}", f"-volume.port={p[2]}",
                 f"-volume.port.grpc={p[3]}", f"-filer.port={p[4]}", f"-filer.port.grpc={p[5]}",
                 "-s3", f"-s3.port={p[6]}", f"-s3.port.grpc={p[7]}", "-s3.port.iceberg=0",
