@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -81,6 +82,8 @@ class SeaweedFs {
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
+      // Dies with the test process, even one killed before its destructors.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       FILE* out = std::freopen(log.c_str(), "w", stdout);
       (void)out;
       dup2(fileno(stdout), fileno(stderr));
