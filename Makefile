@@ -55,8 +55,10 @@ bench-coordinator: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-coordinator clmae-coordinator
 	$(BUILD_DIR)/bench/clmae-bench-coordinator
 
-# Checkpoint transfer (issue 5): 256 MiB and 1 GiB uploaded and downloaded
-# over loopback against a plain local copy of the same bytes.
+# Checkpoint transfer (issues 5, 18): 256 MiB and 2 GiB uploaded and
+# downloaded over loopback through the coordinator (grpc) and through
+# presigned URLs to a SeaweedFS started by the bench (s3), against a plain
+# local copy of the same bytes, with the coordinator's CPU and peak RSS.
 .PHONY: bench-checkpoint
 bench-checkpoint: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-checkpoint clmae-coordinator

@@ -1,20 +1,25 @@
 // clmae-bench-checkpoint: checkpoint upload and download throughput over
-// loopback against a plain local copy of the same bytes, in one run.
+// loopback against a plain local copy of the same bytes, in one run, for both
+// ways of keeping checkpoints: grpc (the bytes stream through the
+// coordinator to its disk) and s3 (presigned URLs, straight between this
+// process and a SeaweedFS started here; the coordinator only signs and
+// checks).
 //
-// Starts a real clmae-coordinator (child process, data folder on the same
-// file system as the source file), attaches a fake agent that runs a
-// one-rank job so uploads are accepted, then for each size:
+// Starts a real clmae-coordinator per path (child process, data folder on
+// the same file system as the source file), attaches a fake agent that runs
+// a one-rank job so uploads are accepted, then for each size:
 //   copy      read the file and write a new one in 1 MiB blocks, fsync it
 //             (what the store must at least do: the bytes land once, durably)
 //   upload    UploadCheckpointFile (hash pass + stream; the coordinator
 //             writes, hashes, fsyncs and renames, then records)
 //   download  DownloadCheckpointToFile (the coordinator reads; the client
 //             writes, fsyncs, verifies the SHA-256, renames)
-// and prints MB/s, the ratios to the copy, the coordinator's peak RSS and
-// this process's peak RSS after each size (flat memory = no growth with the
-// size).
+// and prints MB/s, the ratios to the copy, the coordinator's CPU seconds
+// during the upload and the download, its peak RSS over the two (VmHWM,
+// reset before each size) and this process's peak RSS (flat memory = no
+// growth with the size).
 //
-//   clmae-bench-checkpoint [--sizes_mb=256,1024] [--dir=/tmp]
+//   clmae-bench-checkpoint [--sizes_mb=256,2048] [--backends=grpc,s3] [--dir=/tmp]
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -23,6 +28,9 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -39,8 +47,12 @@
 #include "services/checkpoint_download.h"
 #include "services/checkpoint_upload.h"
 #include "services/grpc_client.h"
+#include "tests/testing/seaweedfs.h"
 
-ABSL_FLAG(std::string, sizes_mb, "256,1024", "checkpoint sizes to time, in MiB");
+ABSL_FLAG(std::string, sizes_mb, "256,2048", "checkpoint sizes to time, in MiB");
+ABSL_FLAG(std::string, backends, "grpc,s3",
+          "checkpoint paths to time: grpc (the coordinator's own disk) and s3 (a SeaweedFS "
+          "started here, with the venv's weed or $CLMAE_WEED)");
 ABSL_FLAG(std::string, dir, "/tmp", "folder for the files and the coordinator's data");
 ABSL_FLAG(std::string, coordinator_binary, CLMAE_COORDINATOR_BINARY, "clmae-coordinator to start");
 
@@ -151,24 +163,45 @@ absl::StatusOr<RunningJob> StartJob(const std::shared_ptr<grpc::Channel>& channe
   return job;
 }
 
-int Run() {
-  std::vector<int64_t> sizes;
-  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_sizes_mb), ',')) {
-    int64_t mb = 0;
-    if (!absl::SimpleAtoi(part, &mb) || mb < 1) return Fail("--sizes_mb: bad size");
-    sizes.push_back(mb);
+// CPU seconds (user + system) the process has used so far, from
+// /proc/<pid>/stat; -1 when it cannot be read.
+double CpuSeconds(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t close = text.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::vector<std::string> fields = absl::StrSplit(text.substr(close + 2), ' ');
+  // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the name.
+  int64_t user = 0, system = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &user) ||
+      !absl::SimpleAtoi(fields[12], &system)) {
+    return -1;
   }
-  std::string dir = absl::StrCat(absl::GetFlag(FLAGS_dir), "/clmae-ckpt-bench-XXXXXX");
-  if (mkdtemp(dir.data()) == nullptr) return Fail("mkdtemp failed");
+  return static_cast<double>(user + system) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
+// Resets the process's peak RSS (VmHWM) to its current RSS, so that the
+// peak read after a transfer is that transfer's.
+void ResetPeakRss(pid_t pid) { std::ofstream(absl::StrCat("/proc/", pid, "/clear_refs")) << "5"; }
+
+// One way of storing checkpoints: the coordinator's extra flags.
+struct Backend {
+  std::string name;
+  std::vector<std::string> flags;
+};
+
+// Times every size through one coordinator started with `backend`'s flags;
+// prints a row per size.
+int RunBackend(const Backend& backend, const std::string& dir, const std::vector<int64_t>& sizes) {
   CoordinatorProcessOptions process;
   process.binary = absl::GetFlag(FLAGS_coordinator_binary);
-  process.data_dir = dir + "/coordinator";
-  process.log_path = dir + "/coordinator.log";
+  process.data_dir = absl::StrCat(dir, "/coordinator-", backend.name);
+  process.log_path = absl::StrCat(dir, "/coordinator-", backend.name, ".log");
   process.client_token = "bench-client-token";
   process.worker_token = "bench-worker-token";
   // No heartbeats from the fake agent: a lease longer than the run.
   process.extra_flags = {"--metrics_listen=", "--lease=24h", "--heartbeat_interval=1h"};
+  for (const std::string& flag : backend.flags) process.extra_flags.push_back(flag);
   auto coordinator = CoordinatorProcess::Start(process, absl::Seconds(60));
   if (!coordinator.ok()) return Fail(coordinator.status().ToString(), process.log_path);
   auto channel = (*coordinator)->NewChannel();
@@ -180,11 +213,8 @@ int Run() {
   if (!job.ok()) return Fail(job.status().ToString(), process.log_path);
   auto worker_stub = v1::WorkerControl::NewStub(channel);
   auto client_stub = v1::Coordinator::NewStub(channel);
+  const pid_t pid = (*coordinator)->pid();
 
-  std::printf("clmae-bench-checkpoint: coordinator pid %d on %s, files in %s\n",
-              (*coordinator)->pid(), (*coordinator)->address().c_str(), dir.c_str());
-  std::printf("%8s %10s %10s %7s %10s %7s %14s %14s\n", "MiB", "copy MB/s", "upload", "ratio",
-              "download", "ratio", "coord peak MiB", "client peak MiB");
   int64_t step = 0;
   for (int64_t mb : sizes) {
     const int64_t bytes = mb << 20;
@@ -202,9 +232,12 @@ int Run() {
     metadata.set_attempt(job->task.attempt());
     metadata.set_kind(v1::CHECKPOINT_KIND_FULL);
     metadata.set_step(++step);
+    ResetPeakRss(pid);
+    const double cpu0 = CpuSeconds(pid);
     t0 = Now();
     auto uploaded = UploadCheckpointFile(*worker_stub, worker, metadata, source, UploadOptions{});
     const double upload_s = Now() - t0;
+    const double cpu1 = CpuSeconds(pid);
     if (!uploaded.ok()) return Fail("upload: " + uploaded.status().ToString(), process.log_path);
 
     DownloadOptions options;
@@ -217,26 +250,76 @@ int Run() {
       request.set_job_id(job_id);
       request.set_id(id);
       request.set_offset(offset);
+      request.set_accept_url(true);
       return client_stub->DownloadCheckpoint(context, request);
     };
     t0 = Now();
     auto got = DownloadCheckpointToFile(open, downloaded, options);
     const double download_s = Now() - t0;
+    const double cpu2 = CpuSeconds(pid);
     if (!got.ok()) return Fail("download: " + got.status().ToString(), process.log_path);
     if (got->metadata().sha256() != uploaded->metadata().sha256()) return Fail("digest differs");
 
     auto memory = (*coordinator)->Memory();
     const double mbs = static_cast<double>(bytes) / 1e6;
-    std::printf("%8lld %10.0f %10.0f %7.2f %10.0f %7.2f %14.1f %14.1f\n",
-                static_cast<long long>(mb), mbs / copy_s, mbs / upload_s, copy_s / upload_s,
-                mbs / download_s, copy_s / download_s,
+    std::printf("%-6s %6lld %9.0f %9.0f %6.2f %9.0f %6.2f %9.2f %9.2f %9.1f %9.1f\n",
+                backend.name.c_str(), static_cast<long long>(mb), mbs / copy_s, mbs / upload_s,
+                copy_s / upload_s, mbs / download_s, copy_s / download_s, cpu1 - cpu0, cpu2 - cpu1,
                 memory.ok() ? memory->hwm_kib / 1024.0 : -1.0, MaxRssKib() / 1024.0);
     std::fflush(stdout);
     for (const auto& p : {source, copy, downloaded}) std::filesystem::remove(p);
   }
-  std::printf("ratios are upload or download rate / copy rate (goal: >= 0.5)\n");
   job->context->TryCancel();
   (*coordinator)->Terminate();
+  return 0;
+}
+
+int Run() {
+  std::vector<int64_t> sizes;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_sizes_mb), ',')) {
+    int64_t mb = 0;
+    if (!absl::SimpleAtoi(part, &mb) || mb < 1) return Fail("--sizes_mb: bad size");
+    sizes.push_back(mb);
+  }
+  std::vector<std::string> wanted = absl::StrSplit(absl::GetFlag(FLAGS_backends), ',');
+  for (const std::string& name : wanted) {
+    if (name != "grpc" && name != "s3") {
+      return Fail(absl::StrCat("--backends: \"", name, "\" is neither grpc nor s3"));
+    }
+  }
+  std::string dir = absl::StrCat(absl::GetFlag(FLAGS_dir), "/clmae-ckpt-bench-XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) return Fail("mkdtemp failed");
+
+  std::printf(
+      "clmae-bench-checkpoint: files in %s; coordinator CPU seconds and peak RSS are "
+      "measured per transfer\n",
+      dir.c_str());
+  std::printf("%-6s %6s %9s %9s %6s %9s %6s %9s %9s %9s %9s\n", "path", "MiB", "copy MB/s",
+              "up MB/s", "ratio", "down MB/s", "ratio", "coord CPU", "coord CPU", "coord",
+              "client");
+  std::printf("%-6s %6s %9s %9s %6s %9s %6s %9s %9s %9s %9s\n", "", "", "", "", "", "", "", "up s",
+              "down s", "peak MiB", "peak MiB");
+  std::unique_ptr<testing::SeaweedFs> store;
+  for (const std::string& name : wanted) {
+    Backend backend{name, {}};
+    if (name == "s3") {
+      store = std::make_unique<testing::SeaweedFs>();
+      if (!store->ok()) return Fail(absl::StrCat("SeaweedFS: ", store->error()));
+      const S3Config config = store->config();
+      const std::string credentials = dir + "/s3-credentials";
+      std::ofstream(credentials) << "aws_access_key_id = " << config.access_key_id
+                                 << "\naws_secret_access_key = " << config.secret_access_key
+                                 << "\n";
+      backend.flags = {"--checkpoint_backend=s3", "--s3_endpoint=" + config.endpoint,
+                       "--s3_bucket=" + config.bucket, "--s3_credentials_file=" + credentials,
+                       "--s3_create_bucket"};
+    }
+    if (int code = RunBackend(backend, dir, sizes); code != 0) return code;
+    store.reset();
+  }
+  std::printf(
+      "ratios are upload or download rate / copy rate; grpc: the bytes stream through "
+      "the coordinator to its disk; s3: presigned URLs, straight to SeaweedFS\n");
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -20,6 +20,7 @@
 #include "absl/strings/string_view.h"
 #include "common/file_writeback.h"
 #include "common/sha256.h"
+#include "coordinator/checkpoint_backend.h"
 
 namespace clmae {
 
@@ -133,8 +134,9 @@ class BlobReader {
 
 // The blobs/ and tmp/ folders under one directory. Install and Remove must be
 // serialised by the caller (the checkpoint store's commit lock); NewTemp,
-// OpenReader and stored_bytes are thread-safe.
-class BlobStore {
+// OpenReader and stored_bytes are thread-safe. The default CheckpointBackend:
+// a blob's name is its SHA-256.
+class BlobStore final : public CheckpointBackend {
  public:
   // Creates `dir`, `dir`/blobs and `dir`/tmp when missing. INTERNAL when a
   // folder cannot be created.
@@ -158,7 +160,7 @@ class BlobStore {
   absl::Status Install(TempBlob& temp, const std::string& sha256);
 
   // Unlinks the blob (absent is fine). Readers keep their open files.
-  absl::Status Remove(const std::string& sha256);
+  absl::Status Remove(const std::string& sha256) override;
 
   // Opens the blob to read [offset, size), verifying it against its name
   // and `size` (BlobReader). NOT_FOUND when it is missing.
@@ -168,13 +170,13 @@ class BlobStore {
   // Removes every file in tmp/ and every file under blobs/ that is not the
   // blob of a digest in `referenced`, then recounts stored_bytes(). Only
   // while no upload is in progress (at Open).
-  absl::Status Sweep(const std::set<std::string>& referenced);
+  absl::Status Sweep(const std::set<std::string>& referenced) override;
 
   // True when the blob is on disk.
   bool Contains(const std::string& sha256) const;
 
   // Bytes of blobs on disk.
-  int64_t stored_bytes() const { return stored_bytes_.load(); }
+  int64_t stored_bytes() const override { return stored_bytes_.load(); }
 
   const std::string& dir() const { return dir_; }
 

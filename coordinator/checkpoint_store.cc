@@ -1,6 +1,7 @@
 #include "coordinator/checkpoint_store.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <set>
 #include <utility>
@@ -19,6 +20,8 @@ namespace {
 constexpr absl::string_view kIdPrefix = "ck-";
 constexpr int kIdRandomChars = 20;
 constexpr absl::string_view kBase32 = "abcdefghijklmnopqrstuvwxyz234567";
+// A record's blob in the backend: its object, else its SHA-256.
+constexpr absl::string_view kBlob = "COALESCE(object_key, sha256)";
 // What each query selecting checkpoints reads, in this order.
 constexpr absl::string_view kColumns = "id, metadata, create_time_us";
 
@@ -52,6 +55,14 @@ CREATE INDEX checkpoints_by_sha256 ON checkpoints (sha256);
 ALTER TABLE checkpoints ADD COLUMN quarantined_us INTEGER;
 ALTER TABLE checkpoints ADD COLUMN quarantine_reason TEXT;
 )sql",
+    // v3: a checkpoint in object storage (the S3 backend) is an object of its
+    // own, named here with the ETag it had when it was verified; NULL for
+    // the local backend, whose blobs are named by their SHA-256.
+    R"sql(
+ALTER TABLE checkpoints ADD COLUMN object_key TEXT;
+ALTER TABLE checkpoints ADD COLUMN object_etag TEXT;
+CREATE INDEX checkpoints_by_object_key ON checkpoints (object_key);
+)sql",
 };
 static_assert(std::size(kMigrations) == CheckpointStore::kSchemaVersion);
 
@@ -62,7 +73,9 @@ std::string Quote(absl::string_view text) {
                       text.size() > kMax ? "..." : "");
 }
 
-absl::Status ValidateMetadata(const v1::CheckpointMetadata& m) {
+}  // namespace
+
+absl::Status ValidateCheckpointMetadata(const v1::CheckpointMetadata& m) {
   const auto bad = [](absl::string_view field, absl::string_view why) {
     return absl::InvalidArgumentError(absl::StrCat("checkpoint metadata: ", field, " ", why));
   };
@@ -84,6 +97,8 @@ absl::Status ValidateMetadata(const v1::CheckpointMetadata& m) {
   }
   return absl::OkStatus();
 }
+
+namespace {
 
 absl::Status CheckId(absl::string_view id) {
   if (IsCheckpointId(id)) return absl::OkStatus();
@@ -214,11 +229,22 @@ class CheckpointStore::ReaderImpl : public CheckpointStore::Reader {
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
     const CheckpointStoreOptions& options) {
   if (options.dir.empty()) return absl::InvalidArgumentError("checkpoint store: dir is empty");
-  ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs, BlobStore::Open(options.dir, options.io));
+  std::unique_ptr<BlobStore> blobs;
+  std::unique_ptr<S3BlobBackend> objects;
+  if (options.s3.has_value()) {
+    // The index still lives in dir (a small file); only it is created there.
+    if (std::error_code error; !std::filesystem::create_directories(options.dir, error) && error) {
+      return absl::InternalError(
+          absl::StrCat("checkpoint store: cannot create ", options.dir, ": ", error.message()));
+    }
+    ASSIGN_OR_RETURN(objects, S3BlobBackend::Open(*options.s3));
+  } else {
+    ASSIGN_OR_RETURN(blobs, BlobStore::Open(options.dir, options.io));
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
                    SqliteDb::Open(options.dir + "/index.db", options.busy_timeout));
   std::unique_ptr<CheckpointStore> store(
-      new CheckpointStore(options, std::move(db), std::move(blobs)));
+      new CheckpointStore(options, std::move(db), std::move(blobs), std::move(objects)));
   absl::MutexLock lock(&store->mu_);
   RETURN_IF_ERROR(store->Migrate());
   RETURN_IF_ERROR(store->SweepOrphans());
@@ -240,15 +266,21 @@ absl::Status CheckpointStore::Migrate() {
   return MigrateSchema(*db_, "checkpoint index", kList);
 }
 
-absl::Status CheckpointStore::SweepOrphans() {
-  ASSIGN_OR_RETURN(auto stmt, db_->Prepare("SELECT DISTINCT sha256 FROM checkpoints"));
+absl::StatusOr<std::set<std::string>> CheckpointStore::ReferencedBlobs() const {
+  ASSIGN_OR_RETURN(auto stmt,
+                   db_->Prepare(absl::StrCat("SELECT DISTINCT ", kBlob, " FROM checkpoints")));
   std::set<std::string> referenced;
   while (true) {
     ASSIGN_OR_RETURN(bool row, stmt->Step());
     if (!row) break;
     referenced.insert(stmt->ColumnText(0));
   }
-  return blobs_->Sweep(referenced);
+  return referenced;
+}
+
+absl::Status CheckpointStore::SweepOrphans() {
+  ASSIGN_OR_RETURN(std::set<std::string> referenced, ReferencedBlobs());
+  return backend_->Sweep(referenced);
 }
 
 std::string CheckpointStore::NewId() {
@@ -261,7 +293,12 @@ std::string CheckpointStore::NewId() {
 
 absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> CheckpointStore::BeginUpload(
     const v1::CheckpointMetadata& metadata) {
-  RETURN_IF_ERROR(ValidateMetadata(metadata));
+  if (blobs_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this coordinator keeps checkpoints in object storage: upload through presigned URLs "
+        "(WorkerControl.BeginCheckpointUpload), not through the coordinator");
+  }
+  RETURN_IF_ERROR(ValidateCheckpointMetadata(metadata));
   const int64_t size = metadata.size_bytes();
   if (size > options_.max_checkpoint_bytes) {
     return absl::ResourceExhaustedError(
@@ -330,8 +367,9 @@ absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoi
                                                   std::vector<std::string>& candidates) {
   const v1::CheckpointMetadata& m = checkpoint.metadata();
   // Every blob of the series may lose its last record (replaced or retired).
-  ASSIGN_OR_RETURN(auto series, db_->Prepare("SELECT DISTINCT sha256 FROM checkpoints "
-                                             "WHERE job_id = ? AND kind = ?"));
+  ASSIGN_OR_RETURN(auto series, db_->Prepare(absl::StrCat("SELECT DISTINCT ", kBlob,
+                                                          " FROM checkpoints "
+                                                          "WHERE job_id = ? AND kind = ?")));
   series->Bind(1, m.job_id()).Bind(2, int64_t{m.kind()});
   while (true) {
     ASSIGN_OR_RETURN(bool row, series->Step());
@@ -383,15 +421,15 @@ absl::Status CheckpointStore::RecordInTransaction(const v1::Checkpoint& checkpoi
   return absl::OkStatus();
 }
 
-void CheckpointStore::RemoveUnreferenced(const std::vector<std::string>& digests) {
+void CheckpointStore::RemoveUnreferenced(const std::vector<std::string>& blobs) {
   absl::StatusOr<std::unique_ptr<SqliteStatement>> used =
-      db_->Prepare("SELECT 1 FROM checkpoints WHERE sha256 = ? LIMIT 1");
-  if (!used.ok()) return;  // the next Open sweeps what is left
-  for (const std::string& digest : std::set<std::string>(digests.begin(), digests.end())) {
-    (*used)->Bind(1, digest);
+      db_->Prepare(absl::StrCat("SELECT 1 FROM checkpoints WHERE ", kBlob, " = ? LIMIT 1"));
+  if (!used.ok()) return;  // the next sweep removes what is left
+  for (const std::string& blob : std::set<std::string>(blobs.begin(), blobs.end())) {
+    (*used)->Bind(1, blob);
     absl::StatusOr<bool> row = (*used)->Step();
     (*used)->Reset();
-    if (row.ok() && !*row) blobs_->Remove(digest).IgnoreError();
+    if (row.ok() && !*row) backend_->Remove(blob).IgnoreError();
   }
 }
 
@@ -482,6 +520,11 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenRe
 absl::StatusOr<std::unique_ptr<BlobReader>> CheckpointStore::OpenBlob(
     const v1::Checkpoint& checkpoint, int64_t offset) const {
   const std::string& job_id = checkpoint.metadata().job_id();
+  if (blobs_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this coordinator keeps checkpoints in object storage: download through a presigned URL "
+        "(a client that sets accept_url), not through the coordinator");
+  }
   // Under the lock, a commit cannot unlink the blob between the lookup and
   // the open; once open, the file outlives any later unlink.
   absl::MutexLock lock(&mu_);
@@ -512,8 +555,9 @@ absl::Status CheckpointStore::Quarantine(const std::string& job_id, const std::s
   RETURN_IF_ERROR(CheckId(id));
   const absl::Time now = options_.clock ? options_.clock() : absl::Now();
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto find,
-                   db_->Prepare("SELECT sha256 FROM checkpoints WHERE job_id = ? AND id = ?"));
+  ASSIGN_OR_RETURN(auto find, db_->Prepare(absl::StrCat("SELECT ", kBlob,
+                                                        " FROM checkpoints WHERE job_id = ? AND "
+                                                        "id = ?")));
   find->Bind(1, job_id).Bind(2, id);
   ASSIGN_OR_RETURN(bool row, find->Step());
   if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", id));
@@ -534,9 +578,10 @@ absl::Status CheckpointStore::QuarantineInTransaction(const std::string& id,
                                                       absl::string_view reason, absl::Time now,
                                                       std::vector<std::string>& lines) {
   // Every record of the blob: they all read the same bytes.
-  ASSIGN_OR_RETURN(auto healthy,
-                   db_->Prepare("SELECT id, job_id, step, kind FROM checkpoints WHERE sha256 = ? "
-                                "AND quarantined_us IS NULL ORDER BY id = ? DESC, job_id, step"));
+  ASSIGN_OR_RETURN(auto healthy, db_->Prepare(absl::StrCat(
+                                     "SELECT id, job_id, step, kind FROM checkpoints WHERE ", kBlob,
+                                     " = ? AND quarantined_us IS NULL ORDER BY id = ? "
+                                     "DESC, job_id, step")));
   healthy->Bind(1, digest).Bind(2, id);
   struct Marked {
     std::string id, job_id;
@@ -576,6 +621,6 @@ void CheckpointStore::Log(absl::string_view line) const {
   std::fputs(text.c_str(), stderr);
 }
 
-int64_t CheckpointStore::stored_bytes() const { return blobs_->stored_bytes(); }
+int64_t CheckpointStore::stored_bytes() const { return backend_->stored_bytes(); }
 
 }  // namespace clmae

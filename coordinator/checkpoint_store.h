@@ -24,7 +24,10 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -36,12 +39,20 @@
 #include "absl/time/time.h"
 #include "clmae/v1/checkpoint.pb.h"
 #include "coordinator/blob_store.h"
+#include "coordinator/s3_blob_backend.h"
 #include "coordinator/sqlite_db.h"
 
 namespace clmae {
 
 struct CheckpointStoreOptions {
-  std::string dir;  // holds blobs/, tmp/ and index.db (created if missing)
+  // Holds index.db, and with the local backend blobs/ and tmp/ (created if
+  // missing).
+  std::string dir;
+  // The bytes in S3-compatible object storage instead of dir/blobs: uploads
+  // and downloads then go through presigned URLs (BeginPresignedUpload,
+  // PresignDownload) and the streaming calls (BeginUpload, OpenReader)
+  // answer FAILED_PRECONDITION. Unset: the local BlobStore.
+  std::optional<S3BackendOptions> s3;
   int64_t max_checkpoint_bytes = int64_t{64} << 30;  // uploads larger than this are refused
   int64_t min_free_bytes = int64_t{256} << 20;  // refuse an upload that would leave less free space
   // Free space and chunk writes; nullptr = POSIX. Tests pass one that
@@ -66,6 +77,11 @@ struct RetentionPolicy {
   int keep_every = 0;  // also keep steps that are multiples of this (0 = none, >= 0)
 };
 
+// INVALID_ARGUMENT naming the field: empty job_id, attempt < 1, kind
+// UNSPECIFIED or unknown, step < 0, size_bytes < 0, sha256 neither empty nor
+// 64 lowercase hex.
+absl::Status ValidateCheckpointMetadata(const v1::CheckpointMetadata& metadata);
+
 // True for the ids this store hands out: "ck-" and 20 lowercase base32
 // characters (a-z, 2-7).
 bool IsCheckpointId(absl::string_view id);
@@ -77,7 +93,7 @@ bool IsCheckpointId(absl::string_view id);
 class CheckpointStore {
  public:
   // The index schema version this build writes.
-  static constexpr int kSchemaVersion = 2;
+  static constexpr int kSchemaVersion = 3;
 
   // Creates the folders, opens/migrates the index, removes every temp file
   // left in tmp/ and every blob that no record references. INVALID_ARGUMENT
@@ -176,7 +192,62 @@ class CheckpointStore {
   absl::Status Quarantine(const std::string& job_id, const std::string& id,
                           absl::string_view reason);
 
-  // Bytes of blobs on disk (for metrics and tests).
+  // --- The S3 backend (checkpoint_store_presigned.cc) ------------------------
+  // True when the bytes live in object storage and move by presigned URLs.
+  bool presigned() const { return objects_ != nullptr; }
+
+  // An upload in progress through presigned URLs: its id (the id the
+  // checkpoint will have), a PUT URL per part, and when they expire.
+  struct PresignedUpload {
+    std::string upload_id;
+    std::vector<PresignedPart> parts;
+    absl::Time expire_time;
+  };
+  // Validates the metadata as BeginUpload does, and the space limit
+  // (max_checkpoint_bytes); the SHA-256 must be given here (INVALID_ARGUMENT
+  // otherwise): it is stored with the object. Starts a multipart upload to
+  // a fresh key. FAILED_PRECONDITION with the local backend; the store's
+  // errors otherwise. Thread-safe.
+  absl::StatusOr<PresignedUpload> BeginPresignedUpload(const v1::CheckpointMetadata& metadata);
+  // The metadata a presigned upload of `job_id` was begun with; ABORTED
+  // for an unknown (or already committed or aborted) upload id: begin again.
+  absl::StatusOr<v1::CheckpointMetadata> PresignedUploadMetadata(const std::string& job_id,
+                                                                 const std::string& upload_id);
+  // Completes and verifies the upload (S3BlobBackend::FinishUpload: size,
+  // the declared SHA-256 on the object, the ETag of the parts' MD5s the
+  // uploader computed, one per part in order) and records it like Commit,
+  // under `policy`. ABORTED when the object fails a check: nothing is
+  // recorded, the object is deleted, and the upload is gone (ABORTED again
+  // if retried: begin a new one). UNAVAILABLE when the store cannot be
+  // reached; the same commit may then be retried. INVALID_ARGUMENT for a
+  // wrong number or form of part digests (the upload stays).
+  absl::StatusOr<v1::Checkpoint> CommitPresignedUpload(const std::string& job_id,
+                                                       const std::string& upload_id,
+                                                       const std::vector<std::string>& part_md5s,
+                                                       const RetentionPolicy& policy,
+                                                       absl::Time now);
+  // Gives up an upload: aborts it and frees its parts. ABORTED when unknown.
+  absl::Status AbortPresignedUpload(const std::string& job_id, const std::string& upload_id);
+
+  // A presigned GET of a committed checkpoint, after checking that its
+  // object still has the recorded size and ETag. Errors as OpenReader's:
+  // NOT_FOUND when the record is gone, FAILED_PRECONDITION when quarantined
+  // (or with the local backend), DATA_LOSS when the object is missing or
+  // was changed, and the checkpoint is then quarantined. The downloader
+  // verifies the bytes' SHA-256 against the record.
+  struct PresignedDownload {
+    std::string url;
+    absl::Time expire_time;
+  };
+  absl::StatusOr<PresignedDownload> PresignDownload(const v1::Checkpoint& checkpoint) const;
+
+  // Deletes objects without a record and abandoned multipart uploads that
+  // are older than the backend's grace period. The coordinator runs it
+  // periodically; Open runs it once. OK and nothing to do with the local
+  // backend (Open sweeps it). Thread-safe.
+  absl::Status SweepObjects();
+
+  // Bytes of blobs on disk (for metrics and tests; 0 for object storage).
   int64_t stored_bytes() const;
   // Checkpoints quarantined by this store since it was opened (for a
   // counter metric).
@@ -193,8 +264,13 @@ class CheckpointStore {
   };
 
   CheckpointStore(CheckpointStoreOptions options, std::unique_ptr<SqliteDb> db,
-                  std::unique_ptr<BlobStore> blobs)
-      : options_(std::move(options)), db_(std::move(db)), blobs_(std::move(blobs)) {
+                  std::unique_ptr<BlobStore> blobs, std::unique_ptr<S3BlobBackend> objects)
+      : options_(std::move(options)),
+        db_(std::move(db)),
+        blobs_(std::move(blobs)),
+        objects_(std::move(objects)),
+        backend_(blobs_ != nullptr ? static_cast<CheckpointBackend*>(blobs_.get())
+                                   : objects_.get()) {
     absl::MutexLock lock(&anchor_->mu);
     anchor_->store = this;
   }
@@ -226,9 +302,14 @@ class CheckpointStore {
   absl::Status RecordInTransaction(const v1::Checkpoint& checkpoint, const RetentionPolicy& policy,
                                    std::vector<std::string>& candidates)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Unlinks each blob of `digests` that no record references any more.
-  void RemoveUnreferenced(const std::vector<std::string>& digests)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes each blob of `blobs` that no record references any more.
+  void RemoveUnreferenced(const std::vector<std::string>& blobs) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The blob names every record references.
+  absl::StatusOr<std::set<std::string>> ReferencedBlobs() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records a verified object (id = checkpoint.id()) under `policy`.
+  absl::StatusOr<v1::Checkpoint> RecordObject(v1::Checkpoint checkpoint, const std::string& key,
+                                              const std::string& etag,
+                                              const RetentionPolicy& policy);
   // Marks the records of `digest` that are not quarantined yet (`id` with
   // `reason`, the others with a note that they share its file) at `now`;
   // appends a log line for each to `lines`.
@@ -242,7 +323,18 @@ class CheckpointStore {
   const CheckpointStoreOptions options_;
   mutable absl::Mutex mu_;
   std::unique_ptr<SqliteDb> db_ ABSL_GUARDED_BY(mu_);
-  std::unique_ptr<BlobStore> blobs_;  // Install/Remove only under mu_
+  std::unique_ptr<BlobStore> blobs_;  // local backend (else null); Install/Remove only under mu_
+  std::unique_ptr<S3BlobBackend> objects_;  // S3 backend (else null)
+  CheckpointBackend* const backend_;        // whichever of the two is set
+  // Presigned uploads begun and not yet committed or aborted, by upload id.
+  struct PendingUpload {
+    v1::CheckpointMetadata metadata;
+    std::string key;
+    std::string s3_upload_id;
+    int parts = 0;
+  };
+  absl::Mutex pending_mu_;
+  std::map<std::string, PendingUpload> pending_ ABSL_GUARDED_BY(pending_mu_);
   const std::shared_ptr<Anchor> anchor_ = std::make_shared<Anchor>();
   std::atomic<int64_t> quarantined_total_{0};
 };

@@ -53,6 +53,7 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   if (!options.checkpoint_dir.empty()) {
     ASSIGN_OR_RETURN(checkpoints, CheckpointStore::Open(CheckpointStoreOptions{
                                       .dir = options.checkpoint_dir,
+                                      .s3 = options.checkpoint_s3,
                                       .max_checkpoint_bytes = options.max_checkpoint_bytes,
                                       .min_free_bytes = options.checkpoint_min_free_bytes}));
   }

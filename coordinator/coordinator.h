@@ -50,6 +50,9 @@ struct CoordinatorOptions {
   std::string checkpoint_dir;
   int64_t max_checkpoint_bytes = int64_t{64} << 30;        // larger uploads are refused
   int64_t checkpoint_min_free_bytes = int64_t{256} << 20;  // free space an upload must leave
+  // Checkpoint bytes in S3-compatible object storage (presigned uploads and
+  // downloads; checkpoint_dir then holds only the index). Unset: on disk.
+  std::optional<S3BackendOptions> checkpoint_s3;
   absl::Duration lease = absl::Seconds(15);              // agent lost without a heartbeat this long
   absl::Duration heartbeat_interval = absl::Seconds(5);  // told to agents on attach
   // A running rank whose reported step has not advanced this long is hung;
@@ -200,6 +203,26 @@ class Coordinator {
   // way the checkpoint is quarantined.
   absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> OpenCheckpoint(
       const v1::Checkpoint& checkpoint, int64_t offset);
+  // The S3 backend's calls (CheckpointStore's presigned ones), after the
+  // same job and attempt checks as the streaming upload: a presigned upload
+  // begins only for the running attempt (BeginCheckpointUpload's errors).
+  // FAILED_PRECONDITION with the local backend or no store.
+  absl::StatusOr<CheckpointStore::PresignedUpload> BeginPresignedCheckpointUpload(
+      const v1::CheckpointMetadata& metadata);
+  absl::StatusOr<v1::CheckpointMetadata> PresignedCheckpointUploadMetadata(
+      const std::string& job_id, const std::string& upload_id);
+  // Commits under the job's retention, as CommitCheckpointUpload.
+  absl::StatusOr<v1::Checkpoint> CommitPresignedCheckpointUpload(
+      const std::string& job_id, const std::string& upload_id,
+      const std::vector<std::string>& part_md5s);
+  absl::Status AbortPresignedCheckpointUpload(const std::string& job_id,
+                                              const std::string& upload_id);
+  absl::StatusOr<CheckpointStore::PresignedDownload> PresignCheckpointDownload(
+      const v1::Checkpoint& checkpoint);
+  // True when checkpoints move by presigned URLs (the S3 backend).
+  bool CheckpointsPresigned() const;
+  // CheckpointStore::SweepObjects (run periodically by the server's main).
+  absl::Status SweepCheckpointObjects();
   // Checkpoints quarantined since this coordinator opened its store (they
   // failed verification or their file was missing).
   int64_t QuarantinedCheckpoints() const;
@@ -327,6 +350,9 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The newest committed full checkpoint of the job, which a new attempt
   // resumes from; none: it starts from scratch.
+  // Whether `metadata` may be uploaded now: its job is active and it names
+  // the running attempt (or the superseded one that may still finish).
+  absl::Status CheckUploadAttempt(const v1::CheckpointMetadata& metadata);
   std::optional<v1::Checkpoint> ResumeCheckpoint(const ActiveJob& active) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -43,9 +43,7 @@ RetentionPolicy RetentionOf(const v1::JobSpec& spec) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheckpointUpload(
-    const v1::CheckpointMetadata& metadata) {
-  if (checkpoints_ == nullptr) return NoStore();
+absl::Status Coordinator::CheckUploadAttempt(const v1::CheckpointMetadata& metadata) {
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(metadata.job_id());
@@ -72,7 +70,61 @@ absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheck
                        v1::JobState_Name(job.state()), ")"));
     }
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<CheckpointStore::Upload>> Coordinator::BeginCheckpointUpload(
+    const v1::CheckpointMetadata& metadata) {
+  if (checkpoints_ == nullptr) return NoStore();
+  RETURN_IF_ERROR(CheckUploadAttempt(metadata));
   return checkpoints_->BeginUpload(metadata);
+}
+
+absl::StatusOr<CheckpointStore::PresignedUpload> Coordinator::BeginPresignedCheckpointUpload(
+    const v1::CheckpointMetadata& metadata) {
+  if (checkpoints_ == nullptr) return NoStore();
+  RETURN_IF_ERROR(CheckUploadAttempt(metadata));
+  return checkpoints_->BeginPresignedUpload(metadata);
+}
+
+absl::StatusOr<v1::CheckpointMetadata> Coordinator::PresignedCheckpointUploadMetadata(
+    const std::string& job_id, const std::string& upload_id) {
+  if (checkpoints_ == nullptr) return NoStore();
+  return checkpoints_->PresignedUploadMetadata(job_id, upload_id);
+}
+
+absl::StatusOr<v1::Checkpoint> Coordinator::CommitPresignedCheckpointUpload(
+    const std::string& job_id, const std::string& upload_id,
+    const std::vector<std::string>& part_md5s) {
+  if (checkpoints_ == nullptr) return NoStore();
+  ASSIGN_OR_RETURN(const v1::Job job, Get(job_id));
+  ASSIGN_OR_RETURN(v1::Checkpoint checkpoint,
+                   checkpoints_->CommitPresignedUpload(job_id, upload_id, part_md5s,
+                                                       RetentionOf(job.spec()), options_.clock()));
+  absl::MutexLock lock(&mu_);
+  last_checkpoint_[job_id] = FromProtoTime(checkpoint.create_time());
+  return checkpoint;
+}
+
+absl::Status Coordinator::AbortPresignedCheckpointUpload(const std::string& job_id,
+                                                         const std::string& upload_id) {
+  if (checkpoints_ == nullptr) return NoStore();
+  return checkpoints_->AbortPresignedUpload(job_id, upload_id);
+}
+
+absl::StatusOr<CheckpointStore::PresignedDownload> Coordinator::PresignCheckpointDownload(
+    const v1::Checkpoint& checkpoint) {
+  if (checkpoints_ == nullptr) return NoStore();
+  return checkpoints_->PresignDownload(checkpoint);
+}
+
+bool Coordinator::CheckpointsPresigned() const {
+  return checkpoints_ != nullptr && checkpoints_->presigned();
+}
+
+absl::Status Coordinator::SweepCheckpointObjects() {
+  if (checkpoints_ == nullptr) return absl::OkStatus();
+  return checkpoints_->SweepObjects();
 }
 
 absl::StatusOr<v1::Checkpoint> Coordinator::CommitCheckpointUpload(

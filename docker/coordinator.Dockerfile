@@ -6,7 +6,8 @@
 # `make test` (scripts/install-deps.sh --debian; no PyTorch: the control
 # plane links no LibTorch) and builds with CLMAE_CONTROL_PLANE_ONLY. The
 # runtime stage is the same Debian release with the executables and the
-# shared libraries they load, run as UID 10001.
+# shared libraries they load and the CA bundle (HTTPS object storage for
+# checkpoints), run as UID 10001.
 ARG DEBIAN_IMAGE=debian:bookworm-slim
 
 FROM ${DEBIAN_IMAGE} AS build
@@ -20,6 +21,8 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
  && cmake --build /build --target clmae-coordinator clmaectl \
  && docker/collect-runtime.sh /rootfs \
       /build/services/clmae-coordinator /build/services/clmaectl/clmaectl \
+ && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt \
+      /rootfs/etc/ssl/certs/ca-certificates.crt \
  && install -d -m 0750 -o 10001 -g 10001 /rootfs/var/lib/clmae
 
 FROM ${DEBIAN_IMAGE}

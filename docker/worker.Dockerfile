@@ -34,6 +34,8 @@ RUN --mount=type=cache,target=/root/.cache/ccache \
  && install -D -m 0755 /usr/bin/tini-static /rootfs/usr/bin/tini \
  && mkdir -p /rootfs/usr/share/datasets \
  && cp -a /usr/share/datasets/fashion-mnist /rootfs/usr/share/datasets/ \
+ && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt \
+      /rootfs/etc/ssl/certs/ca-certificates.crt \
  && install -d -m 0750 -o 10001 -g 10001 /rootfs/var/lib/clmae-worker
 
 FROM ${DEBIAN_IMAGE}

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_io.h"
 #include "common/file_writeback.h"
+#include "common/s3/http_call.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
 #include "services/status_mapping.h"
@@ -68,7 +69,7 @@ absl::Status TruncateTo(int fd, const std::string& path, int64_t size) {
   return absl::OkStatus();
 }
 
-absl::Status Append(int fd, const std::string& path, const std::string& bytes) {
+absl::Status Append(int fd, const std::string& path, absl::string_view bytes) {
   size_t written = 0;
   while (written < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + written, bytes.size() - written);
@@ -251,6 +252,17 @@ class Download {
 
     Outcome outcome;
     while (reader.Read(&message)) {
+      if (message.has_url() && outcome.new_bytes == 0) {
+        // Object storage: the bytes come from the URL, not the stream.
+        const v1::PresignedDownload url = message.url();
+        if (reader.Read(&message)) {
+          Abandon(context, reader);
+          return {absl::DataLossError("the download stream sent more after the presigned URL")};
+        }
+        const absl::Status status = FromGrpcStatus(reader.Finish());
+        if (!status.ok()) return {status, IsRetryable(status.code())};
+        return FetchUrl(url.url(), record);
+      }
       absl::Status bad;
       if (!message.has_data()) {
         bad = absl::DataLossError("the download stream sent a second record among the bytes");
@@ -282,6 +294,53 @@ class Download {
     } else if (offset_ < size) {
       outcome.status =
           absl::DataLossError(absl::StrCat("the download stream of checkpoint ", record.id(),
+                                           " ended at byte ", offset_, " of ", size));
+      outcome.retryable = true;
+    }
+    return outcome;
+  }
+
+  // Appends [offset_, size) of the checkpoint from a presigned URL (a
+  // ranged GET), hashing as it goes. Retryable: an unreachable or stalled
+  // store, a 5xx, an expired URL (403: the next try gets a fresh one), a
+  // response that ended early.
+  Outcome FetchUrl(const std::string& url, const v1::Checkpoint& record) {
+    const int64_t size = record.metadata().size_bytes();
+    Outcome outcome;
+    if (offset_ >= size) return outcome;
+    HttpRequest get;
+    get.url = url;
+    get.headers.emplace_back("Range", absl::StrCat("bytes=", offset_, "-"));
+    get.sink_status = 206;
+    get.stall_timeout = options_.stall_timeout;
+    get.sink = [&](absl::string_view bytes) -> absl::Status {
+      if (offset_ + static_cast<int64_t>(bytes.size()) > size) {
+        return absl::DataLossError(absl::StrCat("object storage sent more than the ", size,
+                                                " bytes of checkpoint ", record.id()));
+      }
+      RETURN_IF_ERROR(Append(fd_.get(), part_, bytes));
+      hasher_.Update(bytes);
+      offset_ += static_cast<int64_t>(bytes.size());
+      writeback_.Written(fd_.get(), offset_);
+      outcome.new_bytes += static_cast<int64_t>(bytes.size());
+      if (options_.progress) options_.progress(offset_, size);
+      return absl::OkStatus();
+    };
+    absl::StatusOr<HttpResponse> response = PerformHttp(get);
+    if (!response.ok()) {
+      outcome.status = response.status();
+      outcome.retryable = absl::IsUnavailable(response.status());
+      return outcome;
+    }
+    if (response->status != 206) {
+      outcome.status = HttpError(
+          absl::StrCat("GET of checkpoint ", record.id(), " from object storage"), *response);
+      outcome.retryable = response->status == 403 || absl::IsUnavailable(outcome.status);
+      return outcome;
+    }
+    if (offset_ < size) {
+      outcome.status =
+          absl::DataLossError(absl::StrCat("object storage's response for checkpoint ", record.id(),
                                            " ended at byte ", offset_, " of ", size));
       outcome.retryable = true;
     }

@@ -3,7 +3,9 @@
 // Client side of checkpoint downloads: Coordinator.DownloadCheckpoint for
 // clmaectl, WorkerControl.FetchCheckpoint for the node agent. Both answer the
 // same stream (checkpoint.proto): the record first, then the bytes from the
-// requested offset in chunks of at most 1 MiB. This file streams them to
+// requested offset in chunks of at most 1 MiB, or (object storage, for
+// requests that set accept_url) a presigned URL the bytes are fetched from
+// with a ranged GET. This file streams them to
 // disk, resuming where a previous try (or a previous process) stopped, and
 // verifies size and SHA-256 before the file appears under its name.
 
@@ -54,6 +56,9 @@ struct DownloadOptions {
   // Sets deadline/credentials on each context before the stream opens (e.g.
   // AuthorizeCall); may be empty.
   std::function<void(grpc::ClientContext&)> prepare_context;
+  // A GET from object storage (a presigned URL) in which no byte moves this
+  // long fails UNAVAILABLE and is tried again, resuming.
+  absl::Duration stall_timeout = absl::Seconds(30);
 };
 
 // Where a download to `path` keeps its bytes until they are verified

@@ -17,11 +17,13 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "coordinator/proto_time.h"
 #include "services/coordinator_service.h"
 #include "services/status_mapping.h"
 #include "services/unary_call.h"
@@ -126,12 +128,15 @@ class UploadReactor final : public grpc::ServerReadReactor<v1::UploadCheckpointR
 class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckpointResponse> {
  public:
   // `find(principal)` runs after authorization and names the checkpoint.
+  // With object storage the record is followed by one presigned URL
+  // instead of the bytes, for a client that set `accept_url`.
   template <typename Find>
   DownloadReactor(Coordinator* coordinator, const Authorizer& authorizer, Access access,
-                  grpc::CallbackServerContext* context, int64_t offset, Find&& find) {
+                  grpc::CallbackServerContext* context, int64_t offset, bool accept_url,
+                  Find&& find) {
     absl::StatusOr<Principal> principal = authorizer.Authorize(*context, access);
-    absl::Status status =
-        principal.ok() ? Open(coordinator, offset, find(*principal)) : principal.status();
+    absl::Status status = principal.ok() ? Open(coordinator, offset, accept_url, find(*principal))
+                                         : principal.status();
     if (!status.ok()) {
       Finish(ToGrpcStatus(status));
       return;
@@ -143,6 +148,16 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
   void OnWriteDone(bool ok) override {
     if (!ok) {
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+      return;
+    }
+    if (url_.has_value()) {
+      if (url_sent_) {
+        Finish(grpc::Status::OK);
+        return;
+      }
+      url_sent_ = true;
+      *out_.mutable_url() = *url_;
+      StartWrite(&out_);
       return;
     }
     absl::StatusOr<std::string> chunk = reader_->Read(kMaxChunkBytes);
@@ -161,15 +176,36 @@ class DownloadReactor final : public grpc::ServerWriteReactor<v1::DownloadCheckp
   void OnDone() override { delete this; }
 
  private:
-  absl::Status Open(Coordinator* coordinator, int64_t offset,
+  absl::Status Open(Coordinator* coordinator, int64_t offset, bool accept_url,
                     absl::StatusOr<v1::Checkpoint> checkpoint) {
     if (!checkpoint.ok()) return checkpoint.status();
     checkpoint_ = std::move(*checkpoint);
+    if (coordinator->CheckpointsPresigned()) {
+      if (!accept_url) {
+        return absl::FailedPreconditionError(
+            "this coordinator keeps checkpoints in object storage and hands out presigned URLs "
+            "only to clients that accept them (accept_url); update the client");
+      }
+      if (offset < 0 || offset > checkpoint_.metadata().size_bytes()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("offset ", offset, " is outside checkpoint ", checkpoint_.id(), " of ",
+                         checkpoint_.metadata().size_bytes(), " bytes"));
+      }
+      ASSIGN_OR_RETURN(CheckpointStore::PresignedDownload download,
+                       coordinator->PresignCheckpointDownload(checkpoint_));
+      v1::PresignedDownload url;
+      url.set_url(download.url);
+      *url.mutable_expire_time() = ToProtoTime(download.expire_time);
+      url_ = std::move(url);
+      return absl::OkStatus();
+    }
     ASSIGN_OR_RETURN(reader_, coordinator->OpenCheckpoint(checkpoint_, offset));
     return absl::OkStatus();
   }
 
   v1::Checkpoint checkpoint_;
+  std::optional<v1::PresignedDownload> url_;  // object storage: sent after the record
+  bool url_sent_ = false;
   std::unique_ptr<CheckpointStore::Reader> reader_;
   v1::DownloadCheckpointResponse out_;
 };
@@ -184,7 +220,7 @@ grpc::ServerReadReactor<v1::UploadCheckpointRequest>* WorkerControlService::Uplo
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* WorkerControlService::FetchCheckpoint(
     grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) {
   return new DownloadReactor(coordinator_, *authorizer_, Access::kWorker, context,
-                             request->offset(),
+                             request->offset(), request->accept_url(),
                              [&](const Principal& p) -> absl::StatusOr<v1::Checkpoint> {
                                RETURN_IF_ERROR(RequireJobId(request->job_id()));
                                // An agent fetches for the ranks placed on it.
@@ -216,7 +252,7 @@ grpc::ServerUnaryReactor* CoordinatorService::ListCheckpoints(
 grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* CoordinatorService::DownloadCheckpoint(
     grpc::CallbackServerContext* context, const v1::DownloadCheckpointRequest* request) {
   return new DownloadReactor(coordinator_, *authorizer_, Access::kClient, context,
-                             request->offset(),
+                             request->offset(), request->accept_url(),
                              [&](const Principal& p) -> absl::StatusOr<v1::Checkpoint> {
                                RETURN_IF_ERROR(RequireJobId(request->job_id()));
                                RETURN_IF_ERROR(CheckOwner(*coordinator_, p, request->job_id()));

@@ -33,6 +33,8 @@
 #include "common/file_io.h"
 #include "common/job_spec/job_spec_validator.h"
 #include "common/metrics_server.h"
+#include "common/s3/s3_config.h"
+#include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "prometheus/registry.h"
 #include "services/auth.h"
@@ -93,6 +95,32 @@ ABSL_FLAG(int64_t, max_checkpoint_mb, 64 * 1024,
 ABSL_FLAG(int64_t, checkpoint_min_free_mb, 256,
           "refuse a checkpoint upload that would leave less free space than this (MiB) on the "
           "data folder's file system");
+ABSL_FLAG(std::string, checkpoint_backend, "local",
+          "where checkpoint bytes live: local (<data_dir>/checkpoints; they pass through the "
+          "coordinator) or s3 (S3-compatible object storage: ranks and downloaders move them "
+          "straight to and from the bucket by presigned URLs; <data_dir> keeps only the index). "
+          "s3 needs --s3_endpoint and --s3_bucket, and credentials from --s3_credentials_file or "
+          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY");
+ABSL_FLAG(std::string, s3_endpoint, "",
+          "object store URL, scheme://host[:port] (e.g. https://s3.us-east-1.amazonaws.com, "
+          "http://minio:9000); requests use path style");
+ABSL_FLAG(std::string, s3_bucket, "", "bucket holding the checkpoints");
+ABSL_FLAG(std::string, s3_prefix, "clmae/",
+          "key prefix; objects are <prefix>jobs/<job id>/<checkpoint id>");
+ABSL_FLAG(std::string, s3_region, "us-east-1", "region signed for (SigV4)");
+ABSL_FLAG(std::string, s3_credentials_file, "",
+          "file with aws_access_key_id = ... and aws_secret_access_key = ... lines (an AWS "
+          "credentials file with one profile); empty: the AWS_* environment variables");
+ABSL_FLAG(int64_t, s3_part_mb, 64, "multipart upload part size in MiB (5..5120)");
+ABSL_FLAG(absl::Duration, s3_url_ttl, absl::Minutes(30),
+          "how long presigned upload and download URLs stay valid");
+ABSL_FLAG(absl::Duration, s3_orphan_grace, absl::Hours(1),
+          "objects and multipart uploads without a record are deleted once this old (an upload "
+          "that died before its commit); at least --s3_url_ttl");
+ABSL_FLAG(absl::Duration, s3_sweep_interval, absl::Minutes(10),
+          "how often the orphan sweep runs (it also runs at start)");
+ABSL_FLAG(bool, s3_create_bucket, false,
+          "create the bucket at start when missing (for test and demo stores)");
 
 namespace {
 
@@ -256,6 +284,36 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
   options.max_checkpoint_bytes = max_checkpoint_mb << 20;
   options.checkpoint_min_free_bytes = min_free_mb << 20;
+  const std::string backend = absl::GetFlag(FLAGS_checkpoint_backend);
+  if (backend == "s3") {
+    clmae::S3BackendOptions s3;
+    s3.config.endpoint = absl::GetFlag(FLAGS_s3_endpoint);
+    s3.config.bucket = absl::GetFlag(FLAGS_s3_bucket);
+    s3.config.prefix = absl::GetFlag(FLAGS_s3_prefix);
+    s3.config.region = absl::GetFlag(FLAGS_s3_region);
+    if (absl::Status loaded =
+            clmae::LoadS3Credentials(absl::GetFlag(FLAGS_s3_credentials_file), s3.config);
+        !loaded.ok()) {
+      return loaded;
+    }
+    RETURN_IF_ERROR(clmae::ValidateS3Config(s3.config));
+    const int64_t part_mb = absl::GetFlag(FLAGS_s3_part_mb);
+    if (part_mb < 5 || part_mb > 5120) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--s3_part_mb is ", part_mb, "; S3 parts are 5 to 5120 MiB"));
+    }
+    s3.part_bytes = part_mb << 20;
+    s3.url_ttl = absl::GetFlag(FLAGS_s3_url_ttl);
+    s3.orphan_grace = absl::GetFlag(FLAGS_s3_orphan_grace);
+    s3.create_bucket = absl::GetFlag(FLAGS_s3_create_bucket);
+    if (absl::GetFlag(FLAGS_s3_sweep_interval) <= absl::ZeroDuration()) {
+      return absl::InvalidArgumentError("--s3_sweep_interval must be positive");
+    }
+    options.checkpoint_s3 = std::move(s3);
+  } else if (backend != "local") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_backend is \"", backend, "\"; give local or s3"));
+  }
   options.lease = absl::GetFlag(FLAGS_lease);
   options.heartbeat_interval = absl::GetFlag(FLAGS_heartbeat_interval);
   options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
@@ -323,10 +381,21 @@ int Serve(clmae::Coordinator& coordinator, const clmae::ServerOptions& server_op
   if (!server.ok()) return ExitFor(server.status());
   absl::Notification stop_ticking;
   std::thread ticker([&] { TickUntil(coordinator, stop_ticking); });
+  // Object storage: objects of uploads that died before their commit.
+  std::thread sweeper([&] {
+    if (!coordinator.CheckpointsPresigned()) return;
+    const absl::Duration interval = absl::GetFlag(FLAGS_s3_sweep_interval);
+    while (!stop_ticking.WaitForNotificationWithTimeout(interval)) {
+      if (absl::Status swept = coordinator.SweepCheckpointObjects(); !swept.ok()) {
+        Say(absl::StrCat("checkpoint orphan sweep: ", swept.message()));
+      }
+    }
+  });
   auto stop = [&](absl::Duration grace) {
     (*server)->Shutdown(grace);
     stop_ticking.Notify();
     ticker.join();
+    sweeper.join();
   };
 
   const std::string bound = BoundAddress(server_options.listen_address, (*server)->port());

@@ -41,6 +41,16 @@ class WorkerControlService final : public v1::WorkerControl::CallbackService {
       grpc::CallbackServerContext* context, v1::UploadCheckpointResponse* response) override;
   grpc::ServerWriteReactor<v1::DownloadCheckpointResponse>* FetchCheckpoint(
       grpc::CallbackServerContext* context, const v1::FetchCheckpointRequest* request) override;
+  // Presigned uploads (checkpoint_presigned_handlers.cc).
+  grpc::ServerUnaryReactor* BeginCheckpointUpload(
+      grpc::CallbackServerContext* context, const v1::BeginCheckpointUploadRequest* request,
+      v1::BeginCheckpointUploadResponse* response) override;
+  grpc::ServerUnaryReactor* CommitCheckpointUpload(grpc::CallbackServerContext* context,
+                                                   const v1::CommitCheckpointUploadRequest* request,
+                                                   v1::UploadCheckpointResponse* response) override;
+  grpc::ServerUnaryReactor* AbortCheckpointUpload(
+      grpc::CallbackServerContext* context, const v1::AbortCheckpointUploadRequest* request,
+      v1::AbortCheckpointUploadResponse* response) override;
 
  private:
   clmae::Coordinator* const coordinator_;

@@ -205,6 +205,7 @@ ExitCode RunDownload(const DownloadCheckpointOptions& options, const CommandEnv&
       request.set_kind(options.kind);
     }
     request.set_offset(offset);
+    request.set_accept_url(true);  // object storage: the bytes come from a presigned URL
     return env.stub.DownloadCheckpoint(context, request);
   };
   DownloadOptions download;

@@ -708,9 +708,12 @@ TEST_F(CheckpointStoreTest, AVersion1IndexIsMigratedAndKeepsItsCheckpoints) {
     auto db = SqliteDb::Open(options_.dir + "/index.db", absl::Seconds(5));
     ASSERT_TRUE(db.ok()) << db.status();
     ASSERT_TRUE((*db)
-                    ->Exec("ALTER TABLE checkpoints DROP COLUMN quarantine_reason;"
+                    ->Exec("DROP INDEX checkpoints_by_object_key;"
+                           "ALTER TABLE checkpoints DROP COLUMN object_etag;"
+                           "ALTER TABLE checkpoints DROP COLUMN object_key;"
+                           "ALTER TABLE checkpoints DROP COLUMN quarantine_reason;"
                            "ALTER TABLE checkpoints DROP COLUMN quarantined_us;"
-                           "DELETE FROM schema_migrations WHERE version = 2;"
+                           "DELETE FROM schema_migrations WHERE version >= 2;"
                            "PRAGMA user_version = 1;")
                     .ok());
   }

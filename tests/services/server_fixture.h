@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "clmae/v1/coordinator.grpc.pb.h"
@@ -41,6 +42,7 @@ class ServerFixture : public ::testing::Test {
     CoordinatorOptions options;
     options.store_path = dir_ + "/coordinator.db";
     options.checkpoint_dir = dir_ + "/checkpoints";
+    options.checkpoint_s3 = checkpoint_s3_;
     options.lease = absl::Seconds(30);
     options.heartbeat_interval = absl::Seconds(5);
     options.validate_spec = ValidateJobSpec;
@@ -68,6 +70,8 @@ class ServerFixture : public ::testing::Test {
 
   // Set by a derived fixture's constructor, before SetUp.
   bool reflection_ = false;
+  // Set by a derived fixture before SetUp: checkpoints in object storage.
+  std::optional<S3BackendOptions> checkpoint_s3_;
 
   void TearDown() override {
     if (server_ != nullptr) server_->Shutdown(absl::Seconds(5));

@@ -245,6 +245,7 @@ absl::StatusOr<v1::Checkpoint> CheckpointFetcher::FetchOnce(
     request.set_job_id(job_id);
     request.set_id(checkpoint_id);
     request.set_offset(offset);
+    request.set_accept_url(true);  // object storage: the bytes come from a presigned URL
     return std::make_unique<TrackedReader>(this, context, stub_->FetchCheckpoint(context, request),
                                            &server);
   };

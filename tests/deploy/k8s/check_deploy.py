@@ -45,11 +45,12 @@ import yaml
 # (1.24), NetworkPolicy endPort (1.25), PDB unhealthyPodEvictionPolicy (GA
 # 1.31, beta and on by default since 1.27).
 KUBERNETES_VERSION = "1.31.0"
-OVERLAYS = ["overlays/cpu-dev", "overlays/gpu"]
+OVERLAYS = ["overlays/cpu-dev", "overlays/gpu", "overlays/gpu-s3"]
 # Environment variables read by libraries, not by clmae's own code.
 LIBRARY_ENV_PREFIXES = ("NCCL_",)
 TOKENS_SECRET = "clmae-tokens"
 TLS_SECRET = "clmae-tls"
+S3_SECRET = "clmae-s3"
 
 failures = []
 
@@ -135,6 +136,19 @@ def check_render(args):
             fail("overlays/cpu-dev: the worker mentions nvidia.com/gpu")
         if w["kind"] != "Deployment" or w["spec"].get("replicas") != 2:
             fail("overlays/cpu-dev: the worker is not a Deployment of 2 replicas")
+    # Object storage: the coordinator signs for the bucket, its volume holds
+    # only the index, and the pods may reach the store.
+    s3 = render(args.source, args.venv, "overlays/gpu-s3")
+    (coordinator,) = [w for w in pod_workloads(s3) if component(w) == "coordinator"]
+    (container,) = coordinator["spec"]["template"]["spec"]["containers"]
+    if "--checkpoint_backend=s3" not in container.get("args", []):
+        fail("overlays/gpu-s3: the coordinator does not pass --checkpoint_backend=s3")
+    claim = coordinator["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    if not claim.endswith("Gi") or int(claim[:-2]) > 10:
+        fail(f"overlays/gpu-s3: the coordinator's volume is {claim}; it holds only the index")
+    if not any(o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "allow-object-storage"
+               for o in s3):
+        fail("overlays/gpu-s3: no NetworkPolicy lets the pods reach the object store")
 
 
 # --- schemas --------------------------------------------------------------
@@ -286,6 +300,7 @@ def check_binaries(args):
     runs = {"coordinator": ["coordinator"], "worker": ["worker", "trainer"]}
     doc_tokens = docs_secret_keys(args.source, TOKENS_SECRET)
     doc_tls = docs_secret_keys(args.source, TLS_SECRET)
+    doc_s3 = docs_secret_keys(args.source, S3_SECRET)
     if not doc_tokens:
         fail(f"docs/deploy.md has no `kubectl create secret generic {TOKENS_SECRET} --from-literal=KEY=...`")
 
@@ -330,6 +345,11 @@ def check_binaries(args):
                 if ref and ref["name"] == TOKENS_SECRET and ref["key"] not in doc_tokens:
                     fail(f"{label}: env {env['name']} reads {TOKENS_SECRET}/{ref['key']}, which "
                          f"docs/deploy.md does not create (it creates {sorted(doc_tokens)})")
+                if ref and ref["name"] == S3_SECRET and ref["key"] not in doc_s3:
+                    fail(f"{label}: env {env['name']} reads {S3_SECRET}/{ref['key']}, which "
+                         f"docs/deploy.md does not create (it creates {sorted(doc_s3)})")
+                if ref and ref["name"] not in (TOKENS_SECRET, S3_SECRET, TLS_SECRET):
+                    fail(f"{label}: env {env['name']} reads unknown Secret {ref['name']}")
             mounts = {m["name"]: m["mountPath"] for m in container.get("volumeMounts", [])}
             for volume in pod.get("volumes", []):
                 secret = volume.get("secret")
@@ -661,7 +681,7 @@ def collect_coordinator_runtime(args):
                              text=True, env=env, check=False).stdout
         outside = [line.split()[0] for line in ldd.splitlines()
                    if "=>" in line and rootfs not in line and not re.search(
-                       r"lib(c|m|gcc_s|stdc\+\+|z|pthread|dl|rt)\.so", line)]
+                       r"lib(c|m|gcc_s|stdc\+\+|z|pthread|dl|rt|resolv)\.so", line)]
         if outside:
             fail(f"clmae-coordinator loads libraries the runtime image would lack: {outside}")
         ok(f"collect-runtime.sh: clmae-coordinator + clmaectl with {len(libs)} libraries")
