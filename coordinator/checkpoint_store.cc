@@ -12,18 +12,17 @@
 #include "absl/time/clock.h"
 #include "common/proto_enums.h"
 #include "common/status_macros.h"
+#include "coordinator/checkpoint_store_rows.h"
 #include "coordinator/proto_time.h"
 
 namespace clmae {
 namespace {
 
-constexpr absl::string_view kIdPrefix = "ck-";
-constexpr int kIdRandomChars = 20;
-constexpr absl::string_view kBase32 = "abcdefghijklmnopqrstuvwxyz234567";
-// A record's blob in the backend: its object, else its SHA-256.
-constexpr absl::string_view kBlob = "COALESCE(object_key, sha256)";
-// What each query selecting checkpoints reads, in this order.
-constexpr absl::string_view kColumns = "id, metadata, create_time_us";
+using checkpoint_rows::kBase32;
+using checkpoint_rows::kBlob;
+using checkpoint_rows::kIdPrefix;
+using checkpoint_rows::kIdRandomChars;
+using checkpoint_rows::Quote;
 
 // Applied in order; migration i brings the schema from version i to i + 1.
 // Append only: never edit a migration that has shipped.
@@ -66,13 +65,6 @@ CREATE INDEX checkpoints_by_object_key ON checkpoints (object_key);
 };
 static_assert(std::size(kMigrations) == CheckpointStore::kSchemaVersion);
 
-// A request's string quoted for an error message: escaped, at most 32 bytes.
-std::string Quote(absl::string_view text) {
-  constexpr size_t kMax = 32;
-  return absl::StrCat("\"", absl::CHexEscape(text.substr(0, kMax)), "\"",
-                      text.size() > kMax ? "..." : "");
-}
-
 }  // namespace
 
 absl::Status ValidateCheckpointMetadata(const v1::CheckpointMetadata& m) {
@@ -97,51 +89,6 @@ absl::Status ValidateCheckpointMetadata(const v1::CheckpointMetadata& m) {
   }
   return absl::OkStatus();
 }
-
-namespace {
-
-absl::Status CheckId(absl::string_view id) {
-  if (IsCheckpointId(id)) return absl::OkStatus();
-  return absl::InvalidArgumentError(
-      absl::StrCat("checkpoint id ", Quote(id), " is not one this store hands out (\"ck-\" and ",
-                   kIdRandomChars, " characters a-z, 2-7); take ids from ListCheckpoints"));
-}
-
-absl::Status NotFound(const std::string& job_id, absl::string_view what) {
-  return absl::NotFoundError(absl::StrCat("job ", Quote(job_id), " has no ", what));
-}
-
-// The record in the current row of a statement selecting kColumns.
-absl::StatusOr<v1::Checkpoint> CheckpointOf(const SqliteStatement& row) {
-  v1::Checkpoint checkpoint;
-  checkpoint.set_id(row.ColumnText(0));
-  if (!checkpoint.mutable_metadata()->ParseFromString(row.ColumnBlob(1))) {
-    return absl::DataLossError(
-        absl::StrCat("checkpoint index: unreadable metadata of ", checkpoint.id()));
-  }
-  *checkpoint.mutable_create_time() = ToProtoTime(absl::FromUnixMicros(row.ColumnInt(2)));
-  return checkpoint;
-}
-
-// FAILED_PRECONDITION naming the quarantine of checkpoint `id` when columns
-// `first` and `first + 1` of `row` (quarantined_us, quarantine_reason) mark
-// one; OK otherwise.
-absl::Status NotQuarantined(const std::string& job_id, const std::string& id,
-                            const SqliteStatement& row, int first) {
-  if (row.ColumnIsNull(first)) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "checkpoint ", id, " of job ", Quote(job_id), " was quarantined at ",
-      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", absl::FromUnixMicros(row.ColumnInt(first)),
-                       absl::UTCTimeZone()),
-      " (", row.ColumnText(first + 1), "); it is not offered any more"));
-}
-
-// The condition on kind: any kind for UNSPECIFIED.
-std::string KindIs(v1::CheckpointKind kind) {
-  return kind == v1::CHECKPOINT_KIND_UNSPECIFIED ? "1" : absl::StrCat("kind = ", int64_t{kind});
-}
-
-}  // namespace
 
 bool IsCheckpointId(absl::string_view id) {
   if (id.size() != kIdPrefix.size() + kIdRandomChars || !absl::StartsWith(id, kIdPrefix)) {
@@ -182,48 +129,6 @@ class CheckpointStore::UploadImpl : public CheckpointStore::Upload {
   const CheckpointStore* owner_;
   v1::CheckpointMetadata metadata_;
   std::unique_ptr<TempBlob> temp_;  // limited to metadata_.size_bytes()
-};
-
-absl::Status CheckpointStore::QuarantinedLoss(Anchor& anchor, const std::string& job_id,
-                                              const std::string& id, absl::string_view reason,
-                                              absl::string_view context) {
-  absl::Status quarantined = absl::FailedPreconditionError("the store has closed");
-  {
-    absl::MutexLock lock(&anchor.mu);
-    if (anchor.store != nullptr) quarantined = anchor.store->Quarantine(job_id, id, reason);
-  }
-  return absl::DataLossError(absl::StrCat(
-      context, reason,
-      quarantined.ok() ? "; it has been quarantined"
-                       : absl::StrCat("; quarantining it failed: ", quarantined.ToString())));
-}
-
-class CheckpointStore::ReaderImpl : public CheckpointStore::Reader {
- public:
-  ReaderImpl(std::unique_ptr<BlobReader> blob, std::shared_ptr<Anchor> anchor, std::string job_id,
-             std::string id)
-      : blob_(std::move(blob)),
-        anchor_(std::move(anchor)),
-        job_id_(std::move(job_id)),
-        id_(std::move(id)) {}
-
-  absl::StatusOr<std::string> Read(size_t max_bytes) override {
-    if (!failure_.ok()) return failure_;
-    absl::StatusOr<std::string> chunk = blob_->Read(max_bytes);
-    if (chunk.ok() || !absl::IsDataLoss(chunk.status())) return chunk;
-    // The blob failed verification (BlobReader answers DATA_LOSS for nothing else).
-    failure_ = QuarantinedLoss(
-        *anchor_, job_id_, id_, chunk.status().message(),
-        absl::StrCat("checkpoint ", id_, " failed verification on the coordinator: "));
-    return failure_;
-  }
-
- private:
-  std::unique_ptr<BlobReader> blob_;
-  const std::shared_ptr<Anchor> anchor_;
-  const std::string job_id_;
-  const std::string id_;
-  absl::Status failure_;
 };
 
 absl::StatusOr<std::unique_ptr<CheckpointStore>> CheckpointStore::Open(
@@ -431,183 +336,6 @@ void CheckpointStore::RemoveUnreferenced(const std::vector<std::string>& blobs) 
     (*used)->Reset();
     if (row.ok() && !*row) backend_->Remove(blob).IgnoreError();
   }
-}
-
-absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::ReadCheckpoints(
-    SqliteStatement& stmt) const {
-  std::vector<v1::Checkpoint> out;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, stmt.Step());
-    if (!row) break;
-    ASSIGN_OR_RETURN(out.emplace_back(), CheckpointOf(stmt));
-  }
-  return out;
-}
-
-absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::Select(
-    const std::string& job_id, absl::string_view where, const std::vector<int64_t>& ints,
-    absl::string_view order) const {
-  ASSIGN_OR_RETURN(auto stmt, db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                                        " FROM checkpoints WHERE job_id = ? AND "
-                                                        "quarantined_us IS NULL AND ",
-                                                        where, " ORDER BY ", order)));
-  stmt->Bind(1, job_id);
-  for (size_t i = 0; i < ints.size(); ++i) stmt->Bind(static_cast<int>(i) + 2, ints[i]);
-  return ReadCheckpoints(*stmt);
-}
-
-absl::StatusOr<std::vector<v1::Checkpoint>> CheckpointStore::List(const std::string& job_id,
-                                                                  v1::CheckpointKind kind) const {
-  absl::MutexLock lock(&mu_);
-  return Select(job_id, KindIs(kind), {}, "step, kind");
-}
-
-absl::StatusOr<v1::Checkpoint> CheckpointStore::Get(const std::string& job_id,
-                                                    const std::string& id) const {
-  RETURN_IF_ERROR(CheckId(id));
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto stmt,
-                   db_->Prepare(absl::StrCat("SELECT ", kColumns,
-                                             ", quarantined_us, quarantine_reason FROM checkpoints "
-                                             "WHERE job_id = ? AND id = ?")));
-  stmt->Bind(1, job_id).Bind(2, id);
-  ASSIGN_OR_RETURN(bool row, stmt->Step());
-  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", id));
-  RETURN_IF_ERROR(NotQuarantined(job_id, id, *stmt, 3));
-  return CheckpointOf(*stmt);
-}
-
-absl::StatusOr<v1::Checkpoint> CheckpointStore::Latest(const std::string& job_id,
-                                                       v1::CheckpointKind kind) const {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::vector<v1::Checkpoint> found,
-                   Select(job_id, KindIs(kind), {}, "step DESC, kind DESC LIMIT 1"));
-  if (found.empty()) {
-    return NotFound(job_id, absl::StrCat(v1::CheckpointKind_Name(kind), " checkpoint"));
-  }
-  return std::move(found.front());
-}
-
-absl::StatusOr<v1::Checkpoint> CheckpointStore::AtStep(const std::string& job_id, int64_t step,
-                                                       v1::CheckpointKind kind) const {
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(
-      std::vector<v1::Checkpoint> found,
-      Select(job_id, absl::StrCat(KindIs(kind), " AND step = ?"), {step}, "kind LIMIT 1"));
-  if (found.empty()) {
-    return NotFound(job_id,
-                    absl::StrCat(v1::CheckpointKind_Name(kind), " checkpoint at step ", step));
-  }
-  return std::move(found.front());
-}
-
-absl::StatusOr<std::unique_ptr<CheckpointStore::Reader>> CheckpointStore::OpenReader(
-    const v1::Checkpoint& checkpoint, int64_t offset) const {
-  RETURN_IF_ERROR(CheckId(checkpoint.id()));
-  const std::string& job_id = checkpoint.metadata().job_id();
-  absl::StatusOr<std::unique_ptr<BlobReader>> blob = OpenBlob(checkpoint, offset);
-  if (absl::IsDataLoss(blob.status())) {
-    // Recorded but its file is gone (or cannot be what was recorded): as
-    // unusable as a corrupt one, and the next attempt must resume from
-    // another.
-    return QuarantinedLoss(*anchor_, job_id, checkpoint.id(), blob.status().message());
-  }
-  if (!blob.ok()) return blob.status();
-  return std::unique_ptr<Reader>(
-      new ReaderImpl(std::move(*blob), anchor_, job_id, checkpoint.id()));
-}
-
-absl::StatusOr<std::unique_ptr<BlobReader>> CheckpointStore::OpenBlob(
-    const v1::Checkpoint& checkpoint, int64_t offset) const {
-  const std::string& job_id = checkpoint.metadata().job_id();
-  if (blobs_ == nullptr) {
-    return absl::FailedPreconditionError(
-        "this coordinator keeps checkpoints in object storage: download through a presigned URL "
-        "(a client that sets accept_url), not through the coordinator");
-  }
-  // Under the lock, a commit cannot unlink the blob between the lookup and
-  // the open; once open, the file outlives any later unlink.
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto stmt,
-                   db_->Prepare("SELECT sha256, size_bytes, quarantined_us, quarantine_reason "
-                                "FROM checkpoints WHERE job_id = ? AND id = ?"));
-  stmt->Bind(1, job_id).Bind(2, checkpoint.id());
-  ASSIGN_OR_RETURN(bool row, stmt->Step());
-  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", checkpoint.id(), " any more"));
-  RETURN_IF_ERROR(NotQuarantined(job_id, checkpoint.id(), *stmt, 2));
-  const std::string digest = stmt->ColumnText(0);
-  const int64_t size = stmt->ColumnInt(1);
-  if (offset < 0 || offset > size) {
-    return absl::InvalidArgumentError(absl::StrCat("offset ", offset, " is outside checkpoint ",
-                                                   checkpoint.id(), " of ", size, " bytes"));
-  }
-  absl::StatusOr<std::unique_ptr<BlobReader>> blob = blobs_->OpenReader(digest, offset, size);
-  if (absl::IsNotFound(blob.status())) {
-    return absl::DataLossError(
-        absl::StrCat("checkpoint ", checkpoint.id(),
-                     " is recorded but its file is missing: ", blob.status().message()));
-  }
-  return blob;
-}
-
-absl::Status CheckpointStore::Quarantine(const std::string& job_id, const std::string& id,
-                                         absl::string_view reason) {
-  RETURN_IF_ERROR(CheckId(id));
-  const absl::Time now = options_.clock ? options_.clock() : absl::Now();
-  absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(auto find, db_->Prepare(absl::StrCat("SELECT ", kBlob,
-                                                        " FROM checkpoints WHERE job_id = ? AND "
-                                                        "id = ?")));
-  find->Bind(1, job_id).Bind(2, id);
-  ASSIGN_OR_RETURN(bool row, find->Step());
-  if (!row) return NotFound(job_id, absl::StrCat("checkpoint ", id));
-  const std::string digest = find->ColumnText(0);
-  find.reset();
-  std::vector<std::string> lines;
-  RETURN_IF_ERROR(db_->Begin());
-  SqliteTransaction txn(db_.get());
-  RETURN_IF_ERROR(QuarantineInTransaction(id, digest, reason, now, lines));
-  RETURN_IF_ERROR(txn.Commit());
-  quarantined_total_ += static_cast<int64_t>(lines.size());
-  for (const std::string& line : lines) Log(line);
-  return absl::OkStatus();
-}
-
-absl::Status CheckpointStore::QuarantineInTransaction(const std::string& id,
-                                                      const std::string& digest,
-                                                      absl::string_view reason, absl::Time now,
-                                                      std::vector<std::string>& lines) {
-  // Every record of the blob: they all read the same bytes.
-  ASSIGN_OR_RETURN(auto healthy, db_->Prepare(absl::StrCat(
-                                     "SELECT id, job_id, step, kind FROM checkpoints WHERE ", kBlob,
-                                     " = ? AND quarantined_us IS NULL ORDER BY id = ? "
-                                     "DESC, job_id, step")));
-  healthy->Bind(1, digest).Bind(2, id);
-  struct Marked {
-    std::string id, job_id;
-    int64_t step;
-    v1::CheckpointKind kind;
-  };
-  std::vector<Marked> marked;
-  while (true) {
-    ASSIGN_OR_RETURN(bool row, healthy->Step());
-    if (!row) break;
-    marked.push_back({healthy->ColumnText(0), healthy->ColumnText(1), healthy->ColumnInt(2),
-                      static_cast<v1::CheckpointKind>(healthy->ColumnInt(3))});
-  }
-  healthy.reset();
-  ASSIGN_OR_RETURN(auto mark, db_->Prepare("UPDATE checkpoints SET quarantined_us = ?, "
-                                           "quarantine_reason = ? WHERE id = ?"));
-  for (const Marked& m : marked) {
-    const std::string why = m.id == id
-                                ? std::string(reason)
-                                : absl::StrCat(reason, " (the same file as checkpoint ", id, ")");
-    mark->Bind(1, absl::ToUnixMicros(now)).Bind(2, why).Bind(3, m.id);
-    RETURN_IF_ERROR(mark->Run());
-    lines.push_back(absl::StrCat("checkpoint ", m.id, " of job ", m.job_id, " (step ", m.step, ", ",
-                                 CheckpointKindName(m.kind), ") quarantined: ", why));
-  }
-  return absl::OkStatus();
 }
 
 void CheckpointStore::Log(absl::string_view line) const {
