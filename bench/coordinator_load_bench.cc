@@ -17,9 +17,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -58,6 +60,12 @@ ABSL_FLAG(absl::Duration, lease, absl::Seconds(20), "--lease given to the coordi
 ABSL_FLAG(absl::Duration, task_time, absl::Milliseconds(500),
           "a simulated rank reports EXITED 0 this long after its Assign");
 ABSL_FLAG(std::string, coordinator_binary, CLMAE_COORDINATOR_BINARY, "the clmae-coordinator");
+ABSL_FLAG(std::string, data_root, "/tmp",
+          "the coordinator's data folder is made under this one (e.g. /dev/shm, a tmpfs: "
+          "no disk in the commit, so the CPU bound shows)");
+ABSL_FLAG(absl::Duration, commit_delay, absl::ZeroDuration(),
+          "--store_commit_delay given to the coordinator: an artificial fsync time slept after "
+          "every job store commit (e.g. 4ms, a slow disk)");
 ABSL_FLAG(bool, keep_data, false, "keep the temporary data folder (its path is printed)");
 
 namespace clmae::bench {
@@ -246,7 +254,9 @@ CoordinatorProcessOptions ProcessOptionsFor(const std::string& dir) {
   options.extra_flags = {
       absl::StrCat("--heartbeat_interval=",
                    absl::FormatDuration(absl::GetFlag(FLAGS_heartbeat_interval))),
-      absl::StrCat("--lease=", absl::FormatDuration(absl::GetFlag(FLAGS_lease)))};
+      absl::StrCat("--lease=", absl::FormatDuration(absl::GetFlag(FLAGS_lease))),
+      absl::StrCat("--store_commit_delay=",
+                   absl::FormatDuration(absl::GetFlag(FLAGS_commit_delay)))};
   return options;
 }
 
@@ -259,6 +269,11 @@ double PrintSetup(const CoordinatorProcessOptions& process_options, const std::s
   const double fsync_ms = FsyncMillis(dir);
   std::printf("disk: 4 KiB overwrite + fdatasync takes %.2f ms (median of 50) in %s\n", fsync_ms,
               dir.c_str());
+  if (const absl::Duration delay = absl::GetFlag(FLAGS_commit_delay);
+      delay > absl::ZeroDuration()) {
+    std::printf("plus an artificial %s after every job store commit (--commit_delay)\n",
+                absl::FormatDuration(delay).c_str());
+  }
   return fsync_ms;
 }
 
@@ -517,7 +532,8 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
 
   std::printf(
       "{\"bench\":\"coordinator_load\",\"agents\":%d,\"gpus_per_agent\":%d,\"client_threads\":%d,"
-      "\"hardware_threads\":%u,\"fsync_ms\":%.3f,\"attach_s\":%.3f,\"heartbeats_per_s\":%.0f,"
+      "\"hardware_threads\":%u,\"fsync_ms\":%.3f,\"commit_delay_ms\":%.3f,\"attach_s\":%.3f,"
+      "\"heartbeats_per_s\":%.0f,"
       "\"heartbeats_per_s_during_submit\":%.0f,\"submissions_placed\":%zu,"
       "\"durable_submissions_per_s_placed\":%.1f,\"submit_to_assign_p50_ms\":%.3f,"
       "\"submit_to_assign_p99_ms\":%.3f,\"submit_ack_p50_ms\":%.3f,\"submit_ack_p99_ms\":%.3f,"
@@ -528,11 +544,11 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
       "\"missing_jobs\":%lld,"
       "\"goal_submissions\":%.2f,\"goal_p99\":%.2f,\"goal_recovery\":%.2f}\n",
       config.agents, config.gpus, config.threads, std::thread::hardware_concurrency(), f.fsync_ms,
-      f.attach_s, f.flood_rate, placed.hb_rate, placed.run.jobs.size(), placed.run.per_second(),
-      placed.p50, placed.p99, Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99),
-      f.stored.jobs.size(), f.stored.per_second(),
-      static_cast<long long>(placed.run.errors + f.stored.errors), placed.unassigned,
-      f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
+      absl::ToDoubleMilliseconds(absl::GetFlag(FLAGS_commit_delay)), f.attach_s, f.flood_rate,
+      placed.hb_rate, placed.run.jobs.size(), placed.run.per_second(), placed.p50, placed.p99,
+      Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99), f.stored.jobs.size(),
+      f.stored.per_second(), static_cast<long long>(placed.run.errors + f.stored.errors),
+      placed.unassigned, f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
       static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
       recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
       static_cast<long long>(recovery.missing()), goal_submit, goal_p99, goal_recover);
@@ -540,9 +556,11 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
 
 int Run() {
   const BenchConfig config = ReadConfig();
-  char dir_template[] = "/tmp/clmae-load-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) return Fail("mkdtemp failed");
-  const std::string dir = dir_template;
+  std::string dir = absl::StrCat(absl::GetFlag(FLAGS_data_root), "/clmae-load-XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) {
+    return Fail(absl::StrCat("cannot make a folder under --data_root ",
+                             absl::GetFlag(FLAGS_data_root), ": ", std::strerror(errno)));
+  }
   const CoordinatorProcessOptions process_options = ProcessOptionsFor(dir);
   const std::string& log = process_options.log_path;
   const std::string& token = process_options.client_token;

@@ -44,8 +44,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     return absl::InvalidArgumentError(
         "the restart back-off must be 0 or more and its maximum at least its minimum");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
-                   JobStore::Open(JobStoreOptions{.path = options.store_path}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<JobStore> store,
+      JobStore::Open(JobStoreOptions{.path = options.store_path,
+                                     .extra_commit_latency = options.store_extra_commit_latency}));
   ASSIGN_OR_RETURN(std::vector<v1::Job> active, store->LoadActive());
   using DrainedWorkers = std::map<std::string, bool>;
   ASSIGN_OR_RETURN(DrainedWorkers drained, store->LoadDrained());

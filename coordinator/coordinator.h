@@ -44,6 +44,9 @@ namespace clmae {
 
 struct CoordinatorOptions {
   std::string store_path;  // SQLite job store
+  // JobStoreOptions::extra_commit_latency: an artificial fsync time for
+  // benchmarks. Zero in service.
+  absl::Duration store_extra_commit_latency = absl::ZeroDuration();
   // The checkpoint store's folder (blobs and their index); empty = this
   // coordinator keeps no checkpoints (the checkpoint calls then answer
   // FAILED_PRECONDITION and restarts start from scratch).

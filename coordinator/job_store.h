@@ -32,6 +32,10 @@ namespace clmae {
 struct JobStoreOptions {
   std::string path;  // the SQLite file; created with its schema when missing
   absl::Duration busy_timeout = absl::Seconds(5);  // wait for another connection's lock
+  // Slept after every commit, before its writers are answered, as a slower
+  // disk's fsync would take: benchmarks use it to show a slow disk's cost on
+  // a fast one. Zero (the default) in service.
+  absl::Duration extra_commit_latency = absl::ZeroDuration();
 };
 
 // What Submit did: `created` is false when a retry found the job that an
@@ -119,7 +123,8 @@ class JobStore {
     bool done = false;
   };
 
-  explicit JobStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  JobStore(std::unique_ptr<SqliteDb> db, absl::Duration extra_commit_latency)
+      : extra_commit_latency_(extra_commit_latency), db_(std::move(db)) {}
   // Runs `body` in a group-committed transaction and returns once that has
   // committed: `body`'s status, or the commit's error (then nothing of it
   // was stored).
@@ -144,6 +149,7 @@ class JobStore {
   absl::StatusOr<std::vector<v1::Job>> ReadJobs(SqliteStatement& stmt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const absl::Duration extra_commit_latency_;
   // Taken before mu_ is, never while holding it.
   absl::Mutex batch_mu_;
   std::vector<PendingWrite*> batch_ ABSL_GUARDED_BY(batch_mu_);  // waiting for a commit
