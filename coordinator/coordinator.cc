@@ -19,6 +19,8 @@ Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> s
     : options_(std::move(options)),
       store_(std::move(store)),
       scheduler_(SchedulerOptions{options_.master_port_min, options_.master_port_max}),
+      commits_(store_.get()),
+      outbox_(&commits_),
       registry_(WorkerRegistryOptions{options_.lease}) {}
 
 Coordinator::~Coordinator() = default;
@@ -125,6 +127,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::
   ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(spec, request_id, now, owner));
   v1::Job job;
   bool active = false;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     if (outcome.created) {
@@ -145,58 +148,81 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::
     active = it != jobs_.end();
     job = active ? it->second.job : outcome.job;
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  // The answer shows the job as placed only once the placement is durable.
+  RETURN_IF_ERROR(Deliver(barrier));
   // A retry of a job that has ended since: its final record.
   if (!outcome.created && !active) return store_->Get(job.id());
   return job;
 }
 
 absl::StatusOr<v1::Job> Coordinator::Get(const std::string& job_id) {
+  std::optional<v1::Job> job;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) return it->second.job;
+    if (it != jobs_.end()) job = it->second.job;
+    barrier = commits_.staged();
   }
+  // Only what is durable is shown (and a job that ended is in the store only
+  // once its last transition has committed).
+  RETURN_IF_ERROR(commits_.AwaitDurable(barrier));
+  if (job.has_value()) return *std::move(job);
   return store_->Get(job_id);
 }
 
 absl::StatusOr<JobPage> Coordinator::List(const ListJobsQuery& query) {
   ASSIGN_OR_RETURN(JobPage page, store_->List(query));
-  absl::MutexLock lock(&mu_);
-  for (v1::Job& job : page.jobs) {
-    auto it = jobs_.find(job.id());
-    // Only the same state: a listing filtered by state stays consistent.
-    if (it != jobs_.end() && it->second.job.state() == job.state()) job = it->second.job;
+  int64_t barrier = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (v1::Job& job : page.jobs) {
+      auto it = jobs_.find(job.id());
+      // Only the same state: a listing filtered by state stays consistent.
+      if (it != jobs_.end() && it->second.job.state() == job.state()) job = it->second.job;
+    }
+    barrier = commits_.staged();
   }
+  RETURN_IF_ERROR(commits_.AwaitDurable(barrier));  // only what is durable is shown
   return page;
 }
 
 absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std::string& reason,
                                             const std::string& principal) {
   v1::Job result;
+  int64_t barrier = 0;
+  bool ended = false;  // terminal or unknown: the store answers
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) return store_->Get(job_id);  // terminal or unknown
-    ActiveJob& active = it->second;
-    const absl::Time now = options_.clock();
-    v1::Job next = active.job;
-    next.set_state(v1::JOB_STATE_CANCELLED);
-    next.set_failure_message(reason.empty()
-                                 ? absl::StrCat("cancelled by ", principal)
-                                 : absl::StrCat("cancelled by ", principal, ": ", reason));
-    RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now, principal));
-    CancelRanks(active, next.failure_message(), options_.cancel_grace);
-    result = active.job;
-    Reap();
+    ended = it == jobs_.end();
+    if (!ended) {
+      ActiveJob& active = it->second;
+      const absl::Time now = options_.clock();
+      v1::Job next = active.job;
+      next.set_state(v1::JOB_STATE_CANCELLED);
+      next.set_failure_message(reason.empty()
+                                   ? absl::StrCat("cancelled by ", principal)
+                                   : absl::StrCat("cancelled by ", principal, ": ", reason));
+      RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now, principal));
+      CancelRanks(active, next.failure_message(), options_.cancel_grace);
+      result = active.job;
+      Reap();
+    }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  // Answered once CANCELLED is durable; a job that ended is in the store
+  // once its last transition has committed.
+  RETURN_IF_ERROR(Deliver(barrier));
+  if (ended) return store_->Get(job_id);
   return result;
 }
 
 absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallback callback) {
   WatchId id;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     std::vector<v1::Job> snapshots;
@@ -205,8 +231,10 @@ absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallb
     } else if (auto it = jobs_.find(job_id); it != jobs_.end()) {
       snapshots.push_back(it->second.job);
     } else {
-      // Terminal (or unknown): the store has its final record. The store's
-      // lock nests inside ours, as in every transition.
+      // Terminal (or unknown): the store has its final record once the
+      // transition into it has committed. The committer never takes our
+      // lock, and the store's nests inside it.
+      RETURN_IF_ERROR(commits_.AwaitDurable(commits_.staged()));
       ASSIGN_OR_RETURN(snapshots.emplace_back(), store_->Get(job_id));
     }
     id = next_watch_id_++;
@@ -218,8 +246,9 @@ absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallb
       *update.mutable_snapshot() = std::move(job);
       outbox_.ToWatcher(watcher, std::move(update));
     }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  Deliver(barrier).IgnoreError();  // registered; a store failure shows on every write
   return id;
 }
 
@@ -255,6 +284,7 @@ absl::Status Coordinator::AgentLeaving(const std::string& worker_id, const std::
 absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining,
                                             bool move_jobs) {
   absl::Status status;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     status = registry_.SetDraining(worker_id, draining);
@@ -290,8 +320,9 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
       }
     }
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  status.Update(Deliver(barrier));
   return status;
 }
 
@@ -306,12 +337,18 @@ void Coordinator::Log(absl::string_view message) const {
   std::fputs(line.c_str(), stderr);
 }
 
-void Coordinator::Publish(const v1::JobUpdate& update) {
+void Coordinator::Publish(const v1::JobUpdate& update, std::shared_ptr<const v1::JobEvent> event) {
   for (const auto& [id, entry] : watchers_) {
     if (entry.job_id.empty() || entry.job_id == update.job_id()) {
-      outbox_.ToWatcher(entry.watcher, update);
+      outbox_.ToWatcher(entry.watcher, update, event);
     }
   }
+}
+
+absl::Status Coordinator::Deliver(int64_t barrier) {
+  absl::Status durable = commits_.AwaitDurable(barrier);
+  outbox_.Flush();
+  return durable;
 }
 
 void Coordinator::Reap() {

@@ -5,11 +5,15 @@
 // (attach, heartbeat, task status) and for trainers (progress). No gRPC here.
 //
 // Thread-safety: every public method may be called from any thread. Domain
-// state sits behind one mutex; store writes happen under it (a transition is
-// committed before anything acts on it). Messages to agents and updates to
-// watchers are queued under the lock and delivered after it is released, in
-// decision order (see outbox.h); sinks and watch callbacks must therefore not
-// call back into the Coordinator.
+// state sits behind one mutex. Transitions are decided under it and staged
+// in a CommitQueue; after releasing it a method waits until what it staged is
+// durable (one commit shared by every caller in flight, see commit_queue.h),
+// and only then answers. Messages to agents and updates to watchers are
+// queued under the lock and delivered after it is released, in decision
+// order and only once the writes before them are durable (see outbox.h);
+// sinks and watch callbacks must therefore not call back into the
+// Coordinator. A failed commit is final: every later call answers its error
+// (StoreFailure) and the process should restart to reload the store.
 
 #include <cstdint>
 #include <functional>
@@ -33,6 +37,7 @@
 #include "clmae/v1/job.pb.h"
 #include "clmae/v1/worker_control.pb.h"
 #include "coordinator/checkpoint_store.h"
+#include "coordinator/commit_queue.h"
 #include "coordinator/gang_scheduler.h"
 #include "coordinator/job_resources.h"
 #include "coordinator/job_store.h"
@@ -216,6 +221,10 @@ class Coordinator {
   // the first store error met, if any (the work is retried next tick).
   absl::Status Tick(absl::Time now);
 
+  // OK, or the error of the job store commit that failed: the coordinator's
+  // memory is then ahead of its store, and it must be restarted.
+  absl::Status StoreFailure() const { return commits_.failure(); }
+
  private:
   struct RankState {
     enum class Phase { kAssigned, kRunning, kExited };
@@ -282,6 +291,11 @@ class Coordinator {
 
   Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store);
 
+  // After the domain lock is released: waits until every write staged up to
+  // `barrier` (commits_.staged() read under the lock) is durable, then
+  // delivers what waited for it. The commit's error, if it failed.
+  absl::Status Deliver(int64_t barrier) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Keeps pending_ in step with a job's state moving from `from` to `to`.
   void IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -332,7 +346,10 @@ class Coordinator {
   // resumes from; none: it starts from scratch.
   std::optional<v1::Checkpoint> ResumeCheckpoint(const ActiveJob& active) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // To every watcher of the update's job; `event`, when set, becomes the
+  // update's event once committed.
+  void Publish(const v1::JobUpdate& update, std::shared_ptr<const v1::JobEvent> event = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The active job whose current attempt is `task`'s, placed on `worker_id`.
   ActiveJob* CurrentAttempt(const TaskKey& task, const std::string& worker_id)
@@ -343,6 +360,7 @@ class Coordinator {
   std::optional<TaskTokens> task_tokens_;         // set by Open
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without options_.checkpoint_dir
   GangScheduler scheduler_;
+  CommitQueue commits_;  // the job writes decided under mu_, committed after it
   Outbox outbox_;
 
   absl::Mutex mu_;

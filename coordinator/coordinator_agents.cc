@@ -25,12 +25,21 @@ std::string ExitReason(int rank, const std::string& worker_id, const v1::TaskSta
   return reason;
 }
 
+// A write of the job's record (its result) without a state change.
+JobWrite RecordUpdate(const v1::Job& job) {
+  JobWrite write;
+  write.job = job;
+  write.transition = false;
+  return write;
+}
+
 }  // namespace
 
 absl::Status Coordinator::AgentAttached(const v1::Register& registration,
                                         std::shared_ptr<AgentSink> sink) {
   if (sink == nullptr) return absl::InvalidArgumentError("AgentAttached: no sink");
   const std::string& worker_id = registration.worker_id();
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
@@ -115,8 +124,9 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
     Reap();
     // The registration itself succeeded; store errors are retried on Tick.
     first.IgnoreError();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  Deliver(barrier).IgnoreError();  // a failed commit answers every later call
   return absl::OkStatus();
 }
 
@@ -158,6 +168,7 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
     return absl::InvalidArgumentError("task_status.state: must be RUNNING or EXITED");
   }
   absl::Status result;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
@@ -224,8 +235,9 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
                  options_.cancel_grace);
     }
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  result.Update(Deliver(barrier));
   return result;
 }
 
@@ -292,11 +304,15 @@ absl::Status Coordinator::CheckTaskOnWorker(const std::string& worker_id, const 
 
 absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& request) {
   absl::Status status;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
     auto it = jobs_.find(request.job_id());
     if (it == jobs_.end()) {
+      // Its last transition may still be committing (the committer never
+      // takes our lock).
+      RETURN_IF_ERROR(commits_.AwaitDurable(commits_.staged()));
       ASSIGN_OR_RETURN(v1::Job job, store_->Get(request.job_id()));  // NOT_FOUND
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", job.id(), " is ", JobStateName(job.state()), "; the trainer should stop"));
@@ -307,11 +323,12 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
     // all finish.
     if (active.superseded.has_value() && request.attempt() == active.superseded->attempt &&
         active.job.state() == v1::JOB_STATE_PENDING) {
-      if (request.has_result()) {
-        *active.job.mutable_result() = request.result();
-        status = store_->Update(active.job);
-      }
-      return status;
+      if (!request.has_result()) return absl::OkStatus();
+      *active.job.mutable_result() = request.result();
+      commits_.Stage(RecordUpdate(active.job));
+      // Rare (a late attempt's result): waited for under the lock, which the
+      // committer never takes.
+      return commits_.AwaitDurable(commits_.staged());
     }
     if (request.attempt() != active.job.attempt() || !IsPlaced(active.job.state())) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -341,10 +358,12 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
     }
     if (request.has_result()) {
       *active.job.mutable_result() = request.result();
-      status = store_->Update(active.job);  // the result outlives a coordinator restart
+      // The result outlives a coordinator restart.
+      commits_.Stage(RecordUpdate(active.job));
     }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  status.Update(Deliver(barrier));
   return status;
 }
 

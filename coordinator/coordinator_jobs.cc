@@ -36,24 +36,41 @@ absl::Duration Backoff(absl::Duration min, absl::Duration max, int n) {
 absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
                                  const std::string& message, absl::Time now,
                                  absl::string_view principal) {
-  v1::Job next = next_in;
+  const v1::JobState from = active.job.state();
+  RETURN_IF_ERROR(CheckTransition(from, next_in.state()));
+  JobWrite write{.job = next_in,
+                 .from = from,
+                 .message = message,
+                 .time = now,
+                 .principal = std::string(principal),
+                 .event = std::make_shared<v1::JobEvent>()};
+  v1::Job& next = write.job;
   *next.mutable_update_time() = ToProtoTime(now);
   if (next.state() == v1::JOB_STATE_RUNNING && !next.has_start_time()) {
     *next.mutable_start_time() = ToProtoTime(now);
   }
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
-  ASSIGN_OR_RETURN(v1::JobEvent event,
-                   store_->Transition(next, active.job.state(), message, now, principal));
-  const v1::JobState from = active.job.state();
-  Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from), " -> ",
-                   JobStateName(next.state()), ": ", message));
-  active.job = std::move(next);
+  // The event as the store will append it; its seq is set by the commit.
+  v1::JobEvent& event = *write.event;
+  event.set_job_id(next.id());
+  *event.mutable_time() = ToProtoTime(now);
+  event.set_from_state(from);
+  event.set_to_state(next.state());
+  event.set_attempt(next.attempt());
+  event.set_message(message);
+  event.set_principal(std::string(principal));
+  std::shared_ptr<const v1::JobEvent> published = write.event;
+  active.job = next;
+  // Nothing acts on it (Assigns, answers, events) before it has committed:
+  // the outbox and the callers wait for this write (commit_queue.h).
+  commits_.Stage(std::move(write));
+  Log(absl::StrCat("job ", active.job.id(), " attempt ", active.job.attempt(), ": ",
+                   JobStateName(from), " -> ", JobStateName(active.job.state()), ": ", message));
   IndexPending(active, from, active.job.state());
   if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
   v1::JobUpdate update;
   update.set_job_id(active.job.id());
-  *update.mutable_event() = std::move(event);
-  Publish(update);
+  Publish(update, std::move(published));
   return absl::OkStatus();
 }
 
@@ -472,6 +489,7 @@ Coordinator::ActiveJob* Coordinator::CurrentAttempt(const TaskKey& task,
 
 absl::Status Coordinator::Tick(absl::Time now) {
   absl::Status first;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     for (const std::string& worker_id : registry_.ExpireLeases(now)) {
@@ -486,8 +504,9 @@ absl::Status Coordinator::Tick(absl::Time now) {
     }
     first.Update(Schedule(now));
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  first.Update(Deliver(barrier));
   return first;
 }
 

@@ -297,6 +297,24 @@ absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState 
   return absl::OkStatus();
 }
 
+absl::Status JobStore::Apply(const std::vector<JobWrite>& writes) {
+  const std::function<absl::Status()> body = [&]() -> absl::Status {
+    mu_.AssertHeld();
+    for (const JobWrite& write : writes) {
+      if (!write.transition) {
+        RETURN_IF_ERROR(UpdateInTransaction(write.job));
+        continue;
+      }
+      v1::JobEvent appended;
+      RETURN_IF_ERROR(TransitionInTransaction(write.job, write.from, write.message, write.time,
+                                              write.principal, appended));
+      if (write.event != nullptr) write.event->set_seq(appended.seq());
+    }
+    return absl::OkStatus();
+  };
+  return Write(body);
+}
+
 absl::Status JobStore::Update(const v1::Job& job) {
   const std::function<absl::Status()> body = [&] {
     mu_.AssertHeld();

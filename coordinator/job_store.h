@@ -63,6 +63,21 @@ struct JobPage {
   std::string next_page_token;  // empty on the last page
 };
 
+// One write of a batch (JobStore::Apply): the job's record replaced by `job`
+// and, for a transition, the event `from -> job.state()` appended.
+struct JobWrite {
+  v1::Job job;
+  bool transition = true;  // false: a record update without a state change
+  v1::JobState from = v1::JOB_STATE_UNSPECIFIED;
+  std::string message;
+  absl::Time time;
+  std::string principal = kCoordinatorPrincipal;
+  // A transition's event: every field but `seq` set by the writer; Apply
+  // sets `seq` once it is appended. May be shared with whoever publishes
+  // it after the commit.
+  std::shared_ptr<v1::JobEvent> event;
+};
+
 // Thread-safe: one connection behind a mutex; writes are group-committed.
 class JobStore {
  public:
@@ -94,6 +109,12 @@ class JobStore {
   absl::StatusOr<v1::JobEvent> Transition(const v1::Job& job, v1::JobState from,
                                           absl::string_view message, absl::Time now,
                                           absl::string_view principal = kCoordinatorPrincipal);
+
+  // Applies `writes` in order, all in one group-committed transaction (so
+  // one fsync, shared with concurrent writers): all of them or, with the
+  // first error (Transition's and Update's), none. Each transition's event
+  // gets its `seq`.
+  absl::Status Apply(const std::vector<JobWrite>& writes);
 
   // Replaces the job's record without a state change (progress, result).
   // FAILED_PRECONDITION when `job.state()` is not the stored state.

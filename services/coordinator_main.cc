@@ -146,10 +146,16 @@ std::string BoundAddress(const std::string& listen, int port) {
 }
 
 // Calls Coordinator::Tick every kTickPeriod until `stop`; reports each new
-// store error once.
+// store error once. A failed job store commit leaves the coordinator's memory
+// ahead of its store: the process exits at once (as a crash would), and the
+// restarted one reloads the store and reconciles with the agents.
 void TickUntil(clmae::Coordinator& coordinator, absl::Notification& stop) {
   std::string last_error;
   while (!stop.WaitForNotificationWithTimeout(kTickPeriod)) {
+    if (const absl::Status failed = coordinator.StoreFailure(); !failed.ok()) {
+      Say(absl::StrCat("exiting: ", failed.ToString()));
+      std::_Exit(clmae::kExitFailure);
+    }
     const absl::Status ticked = coordinator.Tick(absl::Now());
     if (!ticked.ok() && std::string(ticked.message()) != last_error) {
       last_error = std::string(ticked.message());
