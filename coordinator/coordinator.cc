@@ -18,7 +18,10 @@ namespace clmae {
 Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store)
     : options_(std::move(options)),
       store_(std::move(store)),
-      scheduler_(SchedulerOptions{options_.master_port_min, options_.master_port_max}),
+      scheduler_(SchedulerOptions{.master_port_min = options_.master_port_min,
+                                  .master_port_max = options_.master_port_max,
+                                  .backfill = options_.backfill,
+                                  .backfill_depth = options_.backfill_depth}),
       commits_(store_.get()),
       outbox_(&commits_),
       registry_(WorkerRegistryOptions{options_.lease}) {}
@@ -40,6 +43,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   if (!options.clock) options.clock = [] { return absl::Now(); };
   if (options.recovery_grace <= absl::ZeroDuration()) {
     options.recovery_grace = options.lease + absl::Seconds(30);
+  }
+  if (options.backfill_depth < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backfill_depth: ", options.backfill_depth, " is below 1"));
   }
   if (options.restart_backoff_min < absl::ZeroDuration() ||
       options.restart_backoff_max < options.restart_backoff_min) {
@@ -97,7 +104,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     a.job = std::move(job);
     if (a.job.placement().master_port() > 0)
       a.recent_ports.push_back(a.job.placement().master_port());
+    a.placed_at = now;
     c.IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
+    c.IndexHolding(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
     if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
       // Every rank is unknown until its agent re-attaches and lists it.
       a.ranks.resize(a.job.placement().ranks_size());

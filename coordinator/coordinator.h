@@ -26,6 +26,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -69,6 +70,12 @@ struct CoordinatorOptions {
   absl::Duration preempt_grace = absl::Minutes(5);
   int master_port_min = 29500;  // MASTER_PORT range
   int master_port_max = 29999;
+  // Conservative backfill (SchedulingPass): a job behind a blocked head job
+  // of its device kind may start only if it cannot delay the head's
+  // reservation. False: strict order. backfill_depth: jobs tried behind the
+  // head per pass (at least 1).
+  bool backfill = true;
+  int backfill_depth = 100;
   // After a failed attempt the next one is not placed before this long,
   // doubling with every restart up to restart_backoff_max (preemptions do
   // not wait). Zero: at once.
@@ -250,6 +257,7 @@ class Coordinator {
     int64_t order = 0;
     std::vector<RankState> ranks;  // current attempt; empty while PENDING
     absl::Time running_since;
+    absl::Time placed_at;  // when the current attempt was placed
     // The coordinator asked the current attempt's ranks to stop (a drain):
     // their exits on SIGTERM/SIGKILL count as a preemption too.
     bool stop_requested = false;
@@ -300,7 +308,16 @@ class Coordinator {
   void IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // coordinator_jobs.cc: transitions, scheduling and failure handling.
+  // Keeps holding_ in step with a job's state moving from `from` to `to`.
+  void IndexHolding(const ActiveJob& active, v1::JobState from, v1::JobState to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The jobs holding devices of `kind`, with their estimated ends (from
+  // rank 0's progress, else the spec's estimate), for a reservation.
+  std::vector<RunningJob> RunningJobs(const std::string& kind, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // coordinator_jobs.cc: transitions and failure handling;
+  // coordinator_schedule.cc: scheduling and placing.
   absl::Status Commit(ActiveJob& active, const v1::Job& next, const std::string& message,
                       absl::Time now, absl::string_view principal = kCoordinatorPrincipal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -370,6 +387,9 @@ class Coordinator {
   // The PENDING jobs by device kind, in scheduling order, so a pass looks
   // only at the head of each queue instead of sorting every pending job.
   std::map<std::string, std::set<PendingKey>> pending_ ABSL_GUARDED_BY(mu_);
+  // The jobs SCHEDULED, RUNNING or RESTARTING (holding devices) by device
+  // kind: what a backfill reservation waits for.
+  std::map<std::string, absl::flat_hash_set<std::string>> holding_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<AgentSink>> sinks_ ABSL_GUARDED_BY(mu_);
   struct WatchEntry {
     std::string job_id;  // empty: every job

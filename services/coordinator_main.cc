@@ -75,6 +75,10 @@ ABSL_FLAG(absl::Duration, recovery_grace, absl::ZeroDuration(),
 ABSL_FLAG(absl::Duration, store_commit_delay, absl::ZeroDuration(),
           "for benchmarks only: sleep this long after every job store commit, as a slower "
           "disk's fsync would (e.g. 4ms); 0 in service");
+ABSL_FLAG(bool, backfill, true,
+          "conservative backfill: a job behind a blocked job of its device kind may start only "
+          "if it cannot delay that job's reservation (estimated from running jobs' progress and "
+          "resources.estimated_seconds); false: strict priority order");
 ABSL_FLAG(std::string, master_port_range, "29500-29999",
           "MIN-MAX ports handed to jobs for their rendezvous (MASTER_PORT) on rank 0's node");
 ABSL_FLAG(std::string, port_file, "",
@@ -269,6 +273,7 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   clmae::CoordinatorOptions options;
   options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
   options.store_extra_commit_latency = absl::GetFlag(FLAGS_store_commit_delay);
+  options.backfill = absl::GetFlag(FLAGS_backfill);
   options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
   options.max_checkpoint_bytes = max_checkpoint_mb << 20;
   options.checkpoint_min_free_bytes = min_free_mb << 20;
