@@ -11,6 +11,8 @@
 //   4. coordinator memory (VmRSS / VmHWM)
 //   5. kill -9, restart on the same folder, time from exec to SERVING and
 //      a GetJob answer; then every acknowledged job is looked for.
+//   6. a mixed-size workload (mixed_workload.h) with backfill off and on:
+//      utilisation and mean wait.
 // Prints a line per figure and a final JSON line. Figures, not pass/fail.
 
 #include <fcntl.h>
@@ -38,6 +40,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/coordinator_process.h"
+#include "bench/mixed_workload.h"
 #include "bench/sim_agent_fleet.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "common/status_macros.h"
@@ -66,6 +69,10 @@ ABSL_FLAG(std::string, data_root, "/tmp",
 ABSL_FLAG(absl::Duration, commit_delay, absl::ZeroDuration(),
           "--store_commit_delay given to the coordinator: an artificial fsync time slept after "
           "every job store commit (e.g. 4ms, a slow disk)");
+ABSL_FLAG(int, mixed_jobs, 48,
+          "jobs of the mixed-size workload, run with backfill off and on (0 = skip it)");
+ABSL_FLAG(int, mixed_agents, 8, "simulated agents (x --gpus_per_agent) of the mixed workload");
+ABSL_FLAG(bool, only_mixed, false, "run only the mixed-size workload");
 ABSL_FLAG(bool, keep_data, false, "keep the temporary data folder (its path is printed)");
 
 namespace clmae::bench {
@@ -554,6 +561,36 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
       static_cast<long long>(recovery.missing()), goal_submit, goal_p99, goal_recover);
 }
 
+// The mixed-size workload with backfill off, then on: prints utilisation
+// and waits of each and a JSON line. Errors are RunMixedWorkload's.
+absl::Status MeasureBackfill(const CoordinatorProcessOptions& process, const std::string& dir) {
+  MixedWorkloadOptions options;
+  options.process = process;
+  options.agents = absl::GetFlag(FLAGS_mixed_agents);
+  options.gpus_per_agent = absl::GetFlag(FLAGS_gpus_per_agent);
+  options.jobs = absl::GetFlag(FLAGS_mixed_jobs);
+  MixedWorkloadFigures runs[2];
+  for (const bool backfill : {false, true}) {
+    ASSIGN_OR_RETURN(runs[backfill], RunMixedWorkload(options, dir, backfill));
+    const MixedWorkloadFigures& f = runs[backfill];
+    std::printf(
+        "mixed workload, backfill %s: %d jobs on %d devices in %.2f s, utilisation %.1f%%, mean "
+        "wait %.2f s (jobs wider than a node: mean %.2f s, max %.2f s)\n",
+        backfill ? "on " : "off", f.jobs, f.devices, f.makespan_s, 100 * f.utilisation,
+        f.mean_wait_s, f.mean_wait_wide_s, f.max_wait_wide_s);
+  }
+  std::printf(
+      "{\"bench\":\"coordinator_backfill\",\"jobs\":%d,\"devices\":%d,"
+      "\"utilisation_strict\":%.3f,\"utilisation_backfill\":%.3f,\"mean_wait_strict_s\":%.3f,"
+      "\"mean_wait_backfill_s\":%.3f,\"mean_wait_wide_strict_s\":%.3f,"
+      "\"mean_wait_wide_backfill_s\":%.3f,\"makespan_strict_s\":%.2f,"
+      "\"makespan_backfill_s\":%.2f}\n",
+      runs[0].jobs, runs[0].devices, runs[0].utilisation, runs[1].utilisation, runs[0].mean_wait_s,
+      runs[1].mean_wait_s, runs[0].mean_wait_wide_s, runs[1].mean_wait_wide_s, runs[0].makespan_s,
+      runs[1].makespan_s);
+  return absl::OkStatus();
+}
+
 int Run() {
   const BenchConfig config = ReadConfig();
   std::string dir = absl::StrCat(absl::GetFlag(FLAGS_data_root), "/clmae-load-XXXXXX");
@@ -566,6 +603,12 @@ int Run() {
   const std::string& token = process_options.client_token;
   LoadFigures figures;
   figures.fsync_ms = PrintSetup(process_options, dir);
+  if (absl::GetFlag(FLAGS_only_mixed)) {
+    if (absl::Status s = MeasureBackfill(process_options, dir); !s.ok()) {
+      return Fail(s.ToString());
+    }
+    return 0;
+  }
 
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> coordinator =
       CoordinatorProcess::Start(process_options, absl::Seconds(60));
@@ -606,6 +649,11 @@ int Run() {
   std::printf("restarted coordinator stopped by SIGTERM: %s\n", exit_text.c_str());
 
   PrintSummary(config, figures);
+  if (absl::GetFlag(FLAGS_mixed_jobs) > 0) {
+    if (absl::Status s = MeasureBackfill(process_options, dir); !s.ok()) {
+      return Fail(s.ToString());
+    }
+  }
   std::fflush(stdout);
   if (!absl::GetFlag(FLAGS_keep_data)) {
     std::error_code ignored;

@@ -307,8 +307,11 @@ void SimAgentFleet::OnAssign(int agent, const v1::TaskAssignment& task) {
     record.last_ns = now;
   }
   if (hold_.load()) return;
+  // A job that says how long it runs runs that long.
+  const int64_t estimated_s = task.spec().resources().estimated_seconds();
+  const absl::Duration run_time = estimated_s > 0 ? absl::Seconds(estimated_s) : options_.task_time;
   absl::MutexLock lock(&mu_);
-  exits_.push_back(PendingExit{now + absl::ToInt64Nanoseconds(options_.task_time), agent, task});
+  exits_.push_back(PendingExit{now + absl::ToInt64Nanoseconds(run_time), agent, task});
   std::push_heap(exits_.begin(), exits_.end(), [](const PendingExit& a, const PendingExit& b) {
     return HeapLater(a.due_ns, b.due_ns);
   });

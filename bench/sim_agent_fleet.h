@@ -6,8 +6,9 @@
 //
 // Each agent registers with `gpus_per_agent` CUDA devices, answers every
 // Assign with TaskStatus RUNNING at once and, unless holding, EXITED 0 after
-// `task_time`, and answers a Cancel with EXITED by SIGTERM. The arrival time
-// of every Assign is recorded by job id, for submit-to-assignment latency.
+// the job spec's resources.estimated_seconds (when set) or `task_time`, and answers a Cancel with
+// EXITED by SIGTERM. The arrival time of every Assign is recorded by job id, for
+// submit-to-assignment latency.
 
 #include <atomic>
 #include <cstdint>
