@@ -26,7 +26,11 @@ Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> s
       outbox_(&commits_),
       registry_(WorkerRegistryOptions{options_.lease}) {}
 
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  // The committer flushes the outbox: it stops (committing what is staged)
+  // before the outbox goes.
+  commits_.StopCommitter();
+}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOptions options) {
   if (options.master_port_min < 1 || options.master_port_max > 65535 ||
@@ -74,6 +78,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
           (std::filesystem::path(options.store_path).parent_path() / "task-token.key").string()));
   std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(options), std::move(store)));
   Coordinator& c = *coordinator;
+  // Writes staged by callers that do not wait (agent messages, placements
+  // after a submission) are committed by this thread, which then delivers
+  // what they released.
+  c.commits_.StartCommitter([&c] { c.outbox_.Flush(); });
   c.checkpoints_ = std::move(checkpoints);
   c.task_tokens_.emplace(std::move(task_tokens));
   absl::MutexLock lock(&c.mu_);
@@ -159,10 +167,18 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::
     Reap();
     barrier = commits_.staged();
   }
-  // The answer shows the job as placed only once the placement is durable.
+  if (outcome.created) {
+    // Answered as soon as the submission is durable, as stored (PENDING):
+    // its placement, if any, commits in the committer's next batch, and its
+    // Assigns go out only after that.
+    outbox_.Flush();
+    RETURN_IF_ERROR(commits_.failure());
+    return outcome.job;
+  }
+  // A retry: what it shows must be durable.
   RETURN_IF_ERROR(Deliver(barrier));
   // A retry of a job that has ended since: its final record.
-  if (!outcome.created && !active) return store_->Get(job.id());
+  if (!active) return store_->Get(job.id());
   return job;
 }
 
@@ -352,6 +368,15 @@ void Coordinator::Publish(const v1::JobUpdate& update, std::shared_ptr<const v1:
       outbox_.ToWatcher(entry.watcher, update, event);
     }
   }
+}
+
+absl::Status Coordinator::Settle() {
+  int64_t barrier = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    barrier = commits_.staged();
+  }
+  return Deliver(barrier);
 }
 
 absl::Status Coordinator::Deliver(int64_t barrier) {

@@ -6,9 +6,11 @@
 //
 // Thread-safety: every public method may be called from any thread. Domain
 // state sits behind one mutex. Transitions are decided under it and staged
-// in a CommitQueue; after releasing it a method waits until what it staged is
-// durable (one commit shared by every caller in flight, see commit_queue.h),
-// and only then answers. Messages to agents and updates to watchers are
+// in a CommitQueue, which a committer thread commits in batches (one commit
+// shared by every write staged while the previous one ran, see
+// commit_queue.h). A method that answers someone waits, after releasing the
+// lock, until what it shows is durable; the agent-stream calls, which answer
+// nobody, return at once. Messages to agents and updates to watchers are
 // queued under the lock and delivered after it is released, in decision
 // order and only once the writes before them are durable (see outbox.h);
 // sinks and watch callbacks must therefore not call back into the
@@ -113,8 +115,11 @@ class Coordinator {
   // --- Clients --------------------------------------------------------------
 
   // Stores the job durably (PENDING, attempt 1, owned by `owner`), then
-  // tries to place it. INVALID_ARGUMENT for a bad spec or request id (at
-  // most 128 characters); a retried request id: see JobStore::Submit.
+  // tries to place it, and answers the job as stored (PENDING) once the
+  // submission is durable: a placement commits with the committer's next
+  // batch and its Assigns go out only after that (Get shows it then). A
+  // retried request id answers the job as it durably is. INVALID_ARGUMENT for a bad spec or request
+  // id (at most 128 characters); a retried request id: see JobStore::Submit.
   absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id,
                                  const std::string& owner = "");
   // NOT_FOUND for an unknown id.
@@ -148,7 +153,9 @@ class Coordinator {
 
   // A `register` arrived on a stream whose outbound half is `sink`. Answers
   // `registered` through the sink, adopts the reported tasks that belong to
-  // current attempts and cancels the others (orphans). A re-attach replaces
+  // current attempts and cancels the others (orphans). Returns without
+  // waiting for the writes it decided: the answer and the messages go out
+  // once they are durable. A re-attach replaces
   // the previous sink. INVALID_ARGUMENT names a bad registration field.
   absl::Status AgentAttached(const v1::Register& registration, std::shared_ptr<AgentSink> sink);
   // The agent is shutting down and stops its own trainers: it gets no new
@@ -161,7 +168,10 @@ class Coordinator {
   // FAILED_PRECONDITION when the lease already expired: the edge should end
   // the stream so the agent registers again. NOT_FOUND when never registered.
   absl::Status Heartbeat(const std::string& worker_id);
-  // A rank started or exited on `worker_id`.
+  // A rank started or exited on `worker_id`. Returns once the transition is
+  // decided and staged, without waiting for its commit: the agent is not
+  // answered, and what it causes (Assigns, Cancels, watch events) is sent
+  // only once durable. The error of a failed commit shows on a later call.
   absl::Status TaskStatus(const std::string& worker_id, const v1::TaskStatus& status);
 
   // --- Trainers ---------------------------------------------------------------
@@ -231,6 +241,17 @@ class Coordinator {
   // OK, or the error of the job store commit that failed: the coordinator's
   // memory is then ahead of its store, and it must be restarted.
   absl::Status StoreFailure() const { return commits_.failure(); }
+
+  // Returns once every write decided so far is durable and every message and
+  // update waiting for it has been delivered (tests and orderly shutdown;
+  // the calls that answer someone already wait for what they show). The
+  // commit's error, if it failed.
+  absl::Status Settle() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Job writes decided so far / batches committed (each one transaction
+  // and one fsync): how many writes shared a commit.
+  int64_t StagedWrites() const { return commits_.staged(); }
+  int64_t CommittedBatches() const { return commits_.batches(); }
 
  private:
   struct RankState {

@@ -39,7 +39,6 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
                                         std::shared_ptr<AgentSink> sink) {
   if (sink == nullptr) return absl::InvalidArgumentError("AgentAttached: no sink");
   const std::string& worker_id = registration.worker_id();
-  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
@@ -124,9 +123,11 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
     Reap();
     // The registration itself succeeded; store errors are retried on Tick.
     first.IgnoreError();
-    barrier = commits_.staged();
   }
-  Deliver(barrier).IgnoreError();  // a failed commit answers every later call
+  // Not waited for: the committer commits what was decided and then sends
+  // `registered`, the Assigns and the Cancels queued behind it. A failed
+  // commit answers every later call.
+  outbox_.Flush();
   return absl::OkStatus();
 }
 
@@ -168,7 +169,6 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
     return absl::InvalidArgumentError("task_status.state: must be RUNNING or EXITED");
   }
   absl::Status result;
-  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
@@ -235,9 +235,12 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
                  options_.cancel_grace);
     }
     Reap();
-    barrier = commits_.staged();
   }
-  result.Update(Deliver(barrier));
+  // Not waited for (the agent is not answered): the committer commits what
+  // this decided and then delivers what it released, so the stream's next
+  // message is read at once and the writes of many share a commit.
+  outbox_.Flush();
+  result.Update(commits_.failure());
   return result;
 }
 

@@ -167,5 +167,39 @@ TEST_F(CommitQueueTest, WatchersGetTheEventWithItsCommittedSeq) {
   EXPECT_EQ(updates[0].event().seq(), store_->Events(job.id())->back().seq());
 }
 
+TEST_F(CommitQueueTest, TheCommitterCommitsWithoutAWaiterAndSharesCommits) {
+  constexpr int kJobs = 8;
+  std::vector<v1::Job> jobs;
+  for (int i = 0; i < kJobs; ++i) jobs.push_back(Submitted(absl::StrCat("j", i)));
+  // Staged before the committer starts: it commits them all as one batch.
+  for (v1::Job& job : jobs) commits_->Stage(Move(job, v1::JOB_STATE_SCHEDULED));
+  absl::Mutex mu;
+  int64_t seen_durable = 0;
+  int calls = 0;
+  commits_->StartCommitter([&] {
+    absl::MutexLock lock(&mu);
+    seen_durable = commits_->durable();
+    ++calls;
+  });
+  {
+    absl::MutexLock lock(&mu);
+    const auto called = [&] {
+      mu.AssertReaderHeld();
+      return calls > 0;
+    };
+    mu.Await(absl::Condition(&called));
+    EXPECT_EQ(seen_durable, kJobs);  // the callback runs after the commit
+  }
+  EXPECT_EQ(commits_->batches(), 1);
+  for (const v1::Job& job : jobs) {
+    EXPECT_EQ(store_->Get(job.id())->state(), v1::JOB_STATE_SCHEDULED);
+  }
+  // Staged later, committed by the thread on stop without anyone waiting.
+  const int64_t last = commits_->Stage(Move(jobs[0], v1::JOB_STATE_RUNNING));
+  commits_->StopCommitter();
+  EXPECT_EQ(commits_->durable(), last);
+  EXPECT_EQ(store_->Get(jobs[0].id())->state(), v1::JOB_STATE_RUNNING);
+}
+
 }  // namespace
 }  // namespace clmae
