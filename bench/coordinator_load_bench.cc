@@ -10,7 +10,9 @@
 //      storing --recovery_jobs more jobs
 //   4. coordinator memory (VmRSS / VmHWM)
 //   5. kill -9, restart on the same folder, time from exec to SERVING and
-//      a GetJob answer; then every acknowledged job is looked for.
+//      a GetJob answer; then every acknowledged job is looked for, and every
+//      Assign made before the kill is checked for duplicates
+//      (load_recovery.h).
 //   6. a mixed-size workload (mixed_workload.h) with backfill off and on:
 //      utilisation and mean wait.
 // Prints a line per figure and a final JSON line. Figures, not pass/fail.
@@ -40,6 +42,8 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/coordinator_process.h"
+#include "bench/load_clients.h"
+#include "bench/load_recovery.h"
 #include "bench/mixed_workload.h"
 #include "bench/sim_agent_fleet.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
@@ -77,82 +81,6 @@ ABSL_FLAG(bool, keep_data, false, "keep the temporary data folder (its path is p
 
 namespace clmae::bench {
 namespace {
-
-struct Submitted {
-  std::string job_id;
-  int world = 0;
-  int64_t sent_ns = 0;
-  int64_t acked_ns = 0;
-};
-
-struct SubmitRun {
-  std::vector<Submitted> jobs;
-  int64_t errors = 0;
-  std::string first_error;
-  double seconds = 0;
-  double per_second() const { return seconds > 0 ? jobs.size() / seconds : 0; }
-};
-
-v1::JobSpec BenchSpec(int world) {
-  v1::JobSpec spec;
-  spec.set_name("load-bench");
-  (*spec.mutable_labels())["bench"] = "coordinator-load";
-  spec.mutable_data()->set_kind(v1::DataSpec::SYNTHETIC);
-  spec.mutable_train()->set_device("cuda");
-  spec.mutable_train()->set_max_steps(100);
-  spec.mutable_resources()->set_world_size(world);
-  spec.mutable_resources()->set_device_kind("cuda");
-  return spec;
-}
-
-// `count` SubmitJob calls (world sizes 1..8, unique request ids) from
-// `threads` threads, each on its own connection, back to back.
-SubmitRun SubmitMany(const CoordinatorProcess& coordinator, const std::string& token, int count,
-                     int threads, const std::string& prefix) {
-  SubmitRun run;
-  absl::Mutex mu;
-  std::vector<std::thread> workers;
-  const int64_t start = NowNs();
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      auto stub = v1::Coordinator::NewStub(coordinator.NewChannel());
-      std::vector<Submitted> mine;
-      int64_t errors = 0;
-      std::string first_error;
-      for (int i = t; i < count; i += threads) {
-        v1::SubmitJobRequest request;
-        const int world = 1 + (i * 5) % 8;
-        *request.mutable_spec() = BenchSpec(world);
-        request.set_request_id(absl::StrCat(prefix, "-", i));
-        grpc::ClientContext context;
-        context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
-        v1::Job job;
-        const int64_t sent = NowNs();
-        const grpc::Status status = stub->SubmitJob(&context, request, &job);
-        const int64_t acked = NowNs();
-        if (!status.ok()) {
-          if (errors++ == 0) first_error = status.error_message();
-          continue;
-        }
-        mine.push_back(Submitted{job.id(), world, sent, acked});
-      }
-      absl::MutexLock lock(&mu);
-      run.jobs.insert(run.jobs.end(), mine.begin(), mine.end());
-      if (run.errors == 0 && errors > 0) run.first_error = first_error;
-      run.errors += errors;
-    });
-  }
-  for (std::thread& w : workers) w.join();
-  run.seconds = static_cast<double>(NowNs() - start) * 1e-9;
-  return run;
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return NAN;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * values.size()));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
 
 // How far a figure is from its goal: > 1 means met (with that much room).
 double GoalRatio(double measured, double goal, bool higher_is_better) {
@@ -211,17 +139,6 @@ struct PlacementFigures {
   int unassigned = 0;       // jobs not fully assigned within 60 s
   double p50 = 0, p99 = 0;  // submit -> Assign of every rank, ms
   double hb_rate = 0;       // heartbeats/s written during the submissions
-};
-
-// The figures of phase 5: recovery after kill -9.
-struct RecoveryFigures {
-  double port_file_s = 0;  // from just before the exec
-  double serving_s = 0;
-  double get_job_s = 0;
-  int64_t listed = 0;  // jobs the restarted coordinator lists
-  int64_t active = 0;  // of those, not in a terminal state
-  int64_t acknowledged = 0;
-  int64_t missing() const { return std::max<int64_t>(0, acknowledged - listed); }
 };
 
 // Everything the summary (goals and the JSON line) reports.
@@ -296,11 +213,6 @@ FleetOptions FleetOptionsFor(const BenchConfig& config, const std::string& addre
   options.connections = absl::GetFlag(FLAGS_agent_connections);
   options.task_time = absl::GetFlag(FLAGS_task_time);
   return options;
-}
-
-// Adds the client bearer `token` to `context`.
-void Authorize(grpc::ClientContext& context, const std::string& token) {
-  context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
 }
 
 // Starts `fleet` (the simulated agents) and prints how long attaching and
@@ -444,81 +356,6 @@ absl::Status MeasureMemory(const BenchConfig& config, const CoordinatorProcess& 
   return absl::OkStatus();
 }
 
-// GetJob of `job_id`; an error names the call.
-absl::Status ProbeJob(v1::Coordinator::Stub& stub, const std::string& token,
-                      const std::string& job_id) {
-  grpc::ClientContext context;
-  Authorize(context, token);
-  v1::GetJobRequest request;
-  request.set_job_id(job_id);
-  v1::Job job;
-  if (grpc::Status s = stub.GetJob(&context, request, &job); !s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("GetJob after restart: ", s.error_message()));
-  }
-  return absl::OkStatus();
-}
-
-// Pages through ListJobs, counting into `recovery` every job listed and
-// the active ones; an error names the call.
-absl::Status CountListedJobs(v1::Coordinator::Stub& stub, const std::string& token,
-                             RecoveryFigures& recovery) {
-  std::string page_token;
-  do {
-    grpc::ClientContext context;
-    Authorize(context, token);
-    v1::ListJobsRequest request;
-    request.set_page_size(1000);
-    request.set_page_token(page_token);
-    v1::ListJobsResponse page;
-    if (grpc::Status s = stub.ListJobs(&context, request, &page); !s.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("ListJobs after restart: ", s.error_message()));
-    }
-    recovery.listed += page.jobs_size();
-    for (const v1::Job& j : page.jobs()) {
-      recovery.active +=
-          j.state() == v1::JOB_STATE_PENDING || j.state() == v1::JOB_STATE_SCHEDULED ||
-          j.state() == v1::JOB_STATE_RUNNING || j.state() == v1::JOB_STATE_RESTARTING;
-    }
-    page_token = page.next_page_token();
-  } while (!page_token.empty());
-  return absl::OkStatus();
-}
-
-// Phase 5 on the `restarted` coordinator: the first answer after SERVING
-// (GetJob of one of the jobs left PENDING), then every acknowledged job is
-// looked for; prints the recovery figures and the recovered memory. Errors
-// name the failed call.
-absl::StatusOr<RecoveryFigures> MeasureRecovery(const CoordinatorProcess& restarted,
-                                                v1::Coordinator::Stub& stub,
-                                                const std::string& token,
-                                                const LoadFigures& figures) {
-  const std::string probe_id = figures.stored.jobs.empty() ? figures.placed.run.jobs.back().job_id
-                                                           : figures.stored.jobs.back().job_id;
-  RETURN_IF_ERROR(ProbeJob(stub, token, probe_id));
-  RecoveryFigures recovery;
-  // Counted from just before the exec.
-  recovery.serving_s = restarted.ready().health;
-  recovery.get_job_s = (NowNs() - restarted.ready().exec_ns) * 1e-9;
-  RETURN_IF_ERROR(CountListedJobs(stub, token, recovery));
-  recovery.acknowledged = figures.placed.run.jobs.size() + figures.stored.jobs.size();
-  recovery.port_file_s = restarted.ready().port_file;
-  std::printf(
-      "recovery after kill -9: port file %.3f s, SERVING %.3f s, first GetJob answered "
-      "%.3f s after exec; %lld jobs stored (%lld active, reloaded), %lld acknowledged, "
-      "%lld missing\n",
-      recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
-      static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
-      static_cast<long long>(recovery.acknowledged), static_cast<long long>(recovery.missing()));
-  absl::StatusOr<MemoryFigures> memory_after = restarted.Memory();
-  if (memory_after.ok()) {
-    std::printf("recovered coordinator memory: VmRSS %.1f MiB, VmHWM %.1f MiB\n",
-                memory_after->rss_kib / 1024.0, memory_after->hwm_kib / 1024.0);
-  }
-  return recovery;
-}
-
 // Prints each figure against its goal, then the final JSON line.
 void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
   const PlacementFigures& placed = f.placed;
@@ -548,7 +385,7 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
       "\"submit_errors\":%lld,\"unassigned\":%d,\"ready_workers\":%d,\"vm_rss_mib\":%.1f,"
       "\"vm_hwm_mib\":%.1f,\"recovered_jobs\":%lld,\"recovered_active_jobs\":%lld,"
       "\"recovery_port_file_s\":%.3f,\"recovery_serving_s\":%.3f,\"recovery_get_job_s\":%.3f,"
-      "\"missing_jobs\":%lld,"
+      "\"missing_jobs\":%lld,\"duplicated_placements\":%lld,"
       "\"goal_submissions\":%.2f,\"goal_p99\":%.2f,\"goal_recovery\":%.2f}\n",
       config.agents, config.gpus, config.threads, std::thread::hardware_concurrency(), f.fsync_ms,
       absl::ToDoubleMilliseconds(absl::GetFlag(FLAGS_commit_delay)), f.attach_s, f.flood_rate,
@@ -558,37 +395,20 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
       placed.unassigned, f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
       static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
       recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
-      static_cast<long long>(recovery.missing()), goal_submit, goal_p99, goal_recover);
+      static_cast<long long>(recovery.missing()), static_cast<long long>(recovery.duplicated()),
+      goal_submit, goal_p99, goal_recover);
 }
 
-// The mixed-size workload with backfill off, then on: prints utilisation
-// and waits of each and a JSON line. Errors are RunMixedWorkload's.
-absl::Status MeasureBackfill(const CoordinatorProcessOptions& process, const std::string& dir) {
+// The mixed-size workload of the flags with backfill off, then on
+// (MeasureBackfill). Errors are RunMixedWorkload's.
+absl::Status MeasureBackfillOfFlags(const CoordinatorProcessOptions& process,
+                                    const std::string& dir) {
   MixedWorkloadOptions options;
   options.process = process;
   options.agents = absl::GetFlag(FLAGS_mixed_agents);
   options.gpus_per_agent = absl::GetFlag(FLAGS_gpus_per_agent);
   options.jobs = absl::GetFlag(FLAGS_mixed_jobs);
-  MixedWorkloadFigures runs[2];
-  for (const bool backfill : {false, true}) {
-    ASSIGN_OR_RETURN(runs[backfill], RunMixedWorkload(options, dir, backfill));
-    const MixedWorkloadFigures& f = runs[backfill];
-    std::printf(
-        "mixed workload, backfill %s: %d jobs on %d devices in %.2f s, utilisation %.1f%%, mean "
-        "wait %.2f s (jobs wider than a node: mean %.2f s, max %.2f s)\n",
-        backfill ? "on " : "off", f.jobs, f.devices, f.makespan_s, 100 * f.utilisation,
-        f.mean_wait_s, f.mean_wait_wide_s, f.max_wait_wide_s);
-  }
-  std::printf(
-      "{\"bench\":\"coordinator_backfill\",\"jobs\":%d,\"devices\":%d,"
-      "\"utilisation_strict\":%.3f,\"utilisation_backfill\":%.3f,\"mean_wait_strict_s\":%.3f,"
-      "\"mean_wait_backfill_s\":%.3f,\"mean_wait_wide_strict_s\":%.3f,"
-      "\"mean_wait_wide_backfill_s\":%.3f,\"makespan_strict_s\":%.2f,"
-      "\"makespan_backfill_s\":%.2f}\n",
-      runs[0].jobs, runs[0].devices, runs[0].utilisation, runs[1].utilisation, runs[0].mean_wait_s,
-      runs[1].mean_wait_s, runs[0].mean_wait_wide_s, runs[1].mean_wait_wide_s, runs[0].makespan_s,
-      runs[1].makespan_s);
-  return absl::OkStatus();
+  return MeasureBackfill(options, dir);
 }
 
 int Run() {
@@ -604,7 +424,7 @@ int Run() {
   LoadFigures figures;
   figures.fsync_ms = PrintSetup(process_options, dir);
   if (absl::GetFlag(FLAGS_only_mixed)) {
-    if (absl::Status s = MeasureBackfill(process_options, dir); !s.ok()) {
+    if (absl::Status s = MeasureBackfillOfFlags(process_options, dir); !s.ok()) {
       return Fail(s.ToString());
     }
     return 0;
@@ -641,8 +461,12 @@ int Run() {
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> restarted =
       CoordinatorProcess::Start(process_options, absl::Seconds(60));
   if (!restarted.ok()) return Fail(restarted.status().ToString(), log);
-  auto stub = v1::Coordinator::NewStub((*restarted)->NewChannel());
-  absl::StatusOr<RecoveryFigures> recovery = MeasureRecovery(**restarted, *stub, token, figures);
+  // The first answer after SERVING: GetJob of one of the jobs left PENDING.
+  const std::string probe_id = figures.stored.jobs.empty() ? figures.placed.run.jobs.back().job_id
+                                                           : figures.stored.jobs.back().job_id;
+  absl::StatusOr<RecoveryFigures> recovery =
+      MeasureRecovery(**restarted, token, probe_id,
+                      figures.placed.run.jobs.size() + figures.stored.jobs.size(), fleet);
   if (!recovery.ok()) return Fail(std::string(recovery.status().message()), log);
   figures.recovery = *recovery;
   const std::string exit_text = (*restarted)->Terminate();
@@ -650,7 +474,7 @@ int Run() {
 
   PrintSummary(config, figures);
   if (absl::GetFlag(FLAGS_mixed_jobs) > 0) {
-    if (absl::Status s = MeasureBackfill(process_options, dir); !s.ok()) {
+    if (absl::Status s = MeasureBackfillOfFlags(process_options, dir); !s.ok()) {
       return Fail(s.ToString());
     }
   }

@@ -1,6 +1,7 @@
 #include "bench/mixed_workload.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <random>
@@ -138,6 +139,29 @@ absl::StatusOr<MixedWorkloadFigures> RunMixedWorkload(const MixedWorkloadOptions
   coordinator->Terminate();
   fleet.Stop();
   return figures;
+}
+
+absl::Status MeasureBackfill(const MixedWorkloadOptions& options, const std::string& dir) {
+  MixedWorkloadFigures runs[2];
+  for (const bool backfill : {false, true}) {
+    ASSIGN_OR_RETURN(runs[backfill], RunMixedWorkload(options, dir, backfill));
+    const MixedWorkloadFigures& f = runs[backfill];
+    std::printf(
+        "mixed workload, backfill %s: %d jobs on %d devices in %.2f s, utilisation %.1f%%, mean "
+        "wait %.2f s (jobs wider than a node: mean %.2f s, max %.2f s)\n",
+        backfill ? "on " : "off", f.jobs, f.devices, f.makespan_s, 100 * f.utilisation,
+        f.mean_wait_s, f.mean_wait_wide_s, f.max_wait_wide_s);
+  }
+  std::printf(
+      "{\"bench\":\"coordinator_backfill\",\"jobs\":%d,\"devices\":%d,"
+      "\"utilisation_strict\":%.3f,\"utilisation_backfill\":%.3f,\"mean_wait_strict_s\":%.3f,"
+      "\"mean_wait_backfill_s\":%.3f,\"mean_wait_wide_strict_s\":%.3f,"
+      "\"mean_wait_wide_backfill_s\":%.3f,\"makespan_strict_s\":%.2f,"
+      "\"makespan_backfill_s\":%.2f}\n",
+      runs[0].jobs, runs[0].devices, runs[0].utilisation, runs[1].utilisation, runs[0].mean_wait_s,
+      runs[1].mean_wait_s, runs[0].mean_wait_wide_s, runs[1].mean_wait_wide_s, runs[0].makespan_s,
+      runs[1].makespan_s);
+  return absl::OkStatus();
 }
 
 }  // namespace clmae::bench

@@ -38,4 +38,8 @@ struct MixedWorkloadFigures {
 absl::StatusOr<MixedWorkloadFigures> RunMixedWorkload(const MixedWorkloadOptions& options,
                                                       const std::string& dir, bool backfill);
 
+// RunMixedWorkload with backfill off, then on: prints the utilisation and
+// waits of each and a JSON line. Errors are RunMixedWorkload's.
+absl::Status MeasureBackfill(const MixedWorkloadOptions& options, const std::string& dir);
+
 }  // namespace clmae::bench

@@ -40,11 +40,21 @@ struct FleetOptions {
   absl::Duration task_time = absl::Milliseconds(500);  // RUNNING -> EXITED 0
 };
 
-// When the ranks of one job were assigned, in steady-clock nanoseconds.
+// One Assign an agent received.
+struct AssignedRank {
+  int attempt = 0;
+  int rank = 0;
+  std::string worker_id;
+  int device_index = 0;
+};
+
+// When the ranks of one job were assigned, in steady-clock nanoseconds, and
+// every Assign of it, in arrival order.
 struct AssignRecord {
   int count = 0;
   int64_t first_ns = 0;
   int64_t last_ns = 0;
+  std::vector<AssignedRank> ranks;
 };
 
 class AgentReactor;
@@ -90,6 +100,9 @@ class SimAgentFleet {
 
   // The Assign record of `job_id`, if any arrived.
   bool Lookup(const std::string& job_id, AssignRecord* out);
+
+  // The worker id agent number `agent` registers as.
+  static std::string WorkerId(int agent);
 
  private:
   friend class AgentReactor;
