@@ -10,16 +10,22 @@
 //      storing --recovery_jobs more jobs
 //   4. coordinator memory (VmRSS / VmHWM)
 //   5. kill -9, restart on the same folder, time from exec to SERVING and
-//      a GetJob answer; then every acknowledged job is looked for.
+//      a GetJob answer; then every acknowledged job is looked for, and every
+//      Assign made before the kill is checked for duplicates
+//      (load_recovery.h).
+//   6. a mixed-size workload (mixed_workload.h) with backfill off and on:
+//      utilisation and mean wait.
 // Prints a line per figure and a final JSON line. Figures, not pass/fail.
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -36,6 +42,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/coordinator_process.h"
+#include "bench/load_clients.h"
+#include "bench/load_recovery.h"
+#include "bench/mixed_workload.h"
 #include "bench/sim_agent_fleet.h"
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "common/status_macros.h"
@@ -58,86 +67,20 @@ ABSL_FLAG(absl::Duration, lease, absl::Seconds(20), "--lease given to the coordi
 ABSL_FLAG(absl::Duration, task_time, absl::Milliseconds(500),
           "a simulated rank reports EXITED 0 this long after its Assign");
 ABSL_FLAG(std::string, coordinator_binary, CLMAE_COORDINATOR_BINARY, "the clmae-coordinator");
+ABSL_FLAG(std::string, data_root, "/tmp",
+          "the coordinator's data folder is made under this one (e.g. /dev/shm, a tmpfs: "
+          "no disk in the commit, so the CPU bound shows)");
+ABSL_FLAG(absl::Duration, commit_delay, absl::ZeroDuration(),
+          "--store_commit_delay given to the coordinator: an artificial fsync time slept after "
+          "every job store commit (e.g. 4ms, a slow disk)");
+ABSL_FLAG(int, mixed_jobs, 48,
+          "jobs of the mixed-size workload, run with backfill off and on (0 = skip it)");
+ABSL_FLAG(int, mixed_agents, 8, "simulated agents (x --gpus_per_agent) of the mixed workload");
+ABSL_FLAG(bool, only_mixed, false, "run only the mixed-size workload");
 ABSL_FLAG(bool, keep_data, false, "keep the temporary data folder (its path is printed)");
 
 namespace clmae::bench {
 namespace {
-
-struct Submitted {
-  std::string job_id;
-  int world = 0;
-  int64_t sent_ns = 0;
-  int64_t acked_ns = 0;
-};
-
-struct SubmitRun {
-  std::vector<Submitted> jobs;
-  int64_t errors = 0;
-  std::string first_error;
-  double seconds = 0;
-  double per_second() const { return seconds > 0 ? jobs.size() / seconds : 0; }
-};
-
-v1::JobSpec BenchSpec(int world) {
-  v1::JobSpec spec;
-  spec.set_name("load-bench");
-  (*spec.mutable_labels())["bench"] = "coordinator-load";
-  spec.mutable_data()->set_kind(v1::DataSpec::SYNTHETIC);
-  spec.mutable_train()->set_device("cuda");
-  spec.mutable_train()->set_max_steps(100);
-  spec.mutable_resources()->set_world_size(world);
-  spec.mutable_resources()->set_device_kind("cuda");
-  return spec;
-}
-
-// `count` SubmitJob calls (world sizes 1..8, unique request ids) from
-// `threads` threads, each on its own connection, back to back.
-SubmitRun SubmitMany(const CoordinatorProcess& coordinator, const std::string& token, int count,
-                     int threads, const std::string& prefix) {
-  SubmitRun run;
-  absl::Mutex mu;
-  std::vector<std::thread> workers;
-  const int64_t start = NowNs();
-  for (int t = 0; t < threads; ++t) {
-    workers.emplace_back([&, t] {
-      auto stub = v1::Coordinator::NewStub(coordinator.NewChannel());
-      std::vector<Submitted> mine;
-      int64_t errors = 0;
-      std::string first_error;
-      for (int i = t; i < count; i += threads) {
-        v1::SubmitJobRequest request;
-        const int world = 1 + (i * 5) % 8;
-        *request.mutable_spec() = BenchSpec(world);
-        request.set_request_id(absl::StrCat(prefix, "-", i));
-        grpc::ClientContext context;
-        context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
-        v1::Job job;
-        const int64_t sent = NowNs();
-        const grpc::Status status = stub->SubmitJob(&context, request, &job);
-        const int64_t acked = NowNs();
-        if (!status.ok()) {
-          if (errors++ == 0) first_error = status.error_message();
-          continue;
-        }
-        mine.push_back(Submitted{job.id(), world, sent, acked});
-      }
-      absl::MutexLock lock(&mu);
-      run.jobs.insert(run.jobs.end(), mine.begin(), mine.end());
-      if (run.errors == 0 && errors > 0) run.first_error = first_error;
-      run.errors += errors;
-    });
-  }
-  for (std::thread& w : workers) w.join();
-  run.seconds = static_cast<double>(NowNs() - start) * 1e-9;
-  return run;
-}
-
-double Percentile(std::vector<double> values, double p) {
-  if (values.empty()) return NAN;
-  std::sort(values.begin(), values.end());
-  const size_t rank = static_cast<size_t>(std::ceil(p * values.size()));
-  return values[std::clamp<size_t>(rank, 1, values.size()) - 1];
-}
 
 // How far a figure is from its goal: > 1 means met (with that much room).
 double GoalRatio(double measured, double goal, bool higher_is_better) {
@@ -198,17 +141,6 @@ struct PlacementFigures {
   double hb_rate = 0;       // heartbeats/s written during the submissions
 };
 
-// The figures of phase 5: recovery after kill -9.
-struct RecoveryFigures {
-  double port_file_s = 0;  // from just before the exec
-  double serving_s = 0;
-  double get_job_s = 0;
-  int64_t listed = 0;  // jobs the restarted coordinator lists
-  int64_t active = 0;  // of those, not in a terminal state
-  int64_t acknowledged = 0;
-  int64_t missing() const { return std::max<int64_t>(0, acknowledged - listed); }
-};
-
 // Everything the summary (goals and the JSON line) reports.
 struct LoadFigures {
   double fsync_ms = 0;
@@ -246,7 +178,9 @@ CoordinatorProcessOptions ProcessOptionsFor(const std::string& dir) {
   options.extra_flags = {
       absl::StrCat("--heartbeat_interval=",
                    absl::FormatDuration(absl::GetFlag(FLAGS_heartbeat_interval))),
-      absl::StrCat("--lease=", absl::FormatDuration(absl::GetFlag(FLAGS_lease)))};
+      absl::StrCat("--lease=", absl::FormatDuration(absl::GetFlag(FLAGS_lease))),
+      absl::StrCat("--store_commit_delay=",
+                   absl::FormatDuration(absl::GetFlag(FLAGS_commit_delay)))};
   return options;
 }
 
@@ -259,6 +193,11 @@ double PrintSetup(const CoordinatorProcessOptions& process_options, const std::s
   const double fsync_ms = FsyncMillis(dir);
   std::printf("disk: 4 KiB overwrite + fdatasync takes %.2f ms (median of 50) in %s\n", fsync_ms,
               dir.c_str());
+  if (const absl::Duration delay = absl::GetFlag(FLAGS_commit_delay);
+      delay > absl::ZeroDuration()) {
+    std::printf("plus an artificial %s after every job store commit (--commit_delay)\n",
+                absl::FormatDuration(delay).c_str());
+  }
   return fsync_ms;
 }
 
@@ -274,11 +213,6 @@ FleetOptions FleetOptionsFor(const BenchConfig& config, const std::string& addre
   options.connections = absl::GetFlag(FLAGS_agent_connections);
   options.task_time = absl::GetFlag(FLAGS_task_time);
   return options;
-}
-
-// Adds the client bearer `token` to `context`.
-void Authorize(grpc::ClientContext& context, const std::string& token) {
-  context.AddMetadata("authorization", absl::StrCat("Bearer ", token));
 }
 
 // Starts `fleet` (the simulated agents) and prints how long attaching and
@@ -422,81 +356,6 @@ absl::Status MeasureMemory(const BenchConfig& config, const CoordinatorProcess& 
   return absl::OkStatus();
 }
 
-// GetJob of `job_id`; an error names the call.
-absl::Status ProbeJob(v1::Coordinator::Stub& stub, const std::string& token,
-                      const std::string& job_id) {
-  grpc::ClientContext context;
-  Authorize(context, token);
-  v1::GetJobRequest request;
-  request.set_job_id(job_id);
-  v1::Job job;
-  if (grpc::Status s = stub.GetJob(&context, request, &job); !s.ok()) {
-    return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                        absl::StrCat("GetJob after restart: ", s.error_message()));
-  }
-  return absl::OkStatus();
-}
-
-// Pages through ListJobs, counting into `recovery` every job listed and
-// the active ones; an error names the call.
-absl::Status CountListedJobs(v1::Coordinator::Stub& stub, const std::string& token,
-                             RecoveryFigures& recovery) {
-  std::string page_token;
-  do {
-    grpc::ClientContext context;
-    Authorize(context, token);
-    v1::ListJobsRequest request;
-    request.set_page_size(1000);
-    request.set_page_token(page_token);
-    v1::ListJobsResponse page;
-    if (grpc::Status s = stub.ListJobs(&context, request, &page); !s.ok()) {
-      return absl::Status(static_cast<absl::StatusCode>(s.error_code()),
-                          absl::StrCat("ListJobs after restart: ", s.error_message()));
-    }
-    recovery.listed += page.jobs_size();
-    for (const v1::Job& j : page.jobs()) {
-      recovery.active +=
-          j.state() == v1::JOB_STATE_PENDING || j.state() == v1::JOB_STATE_SCHEDULED ||
-          j.state() == v1::JOB_STATE_RUNNING || j.state() == v1::JOB_STATE_RESTARTING;
-    }
-    page_token = page.next_page_token();
-  } while (!page_token.empty());
-  return absl::OkStatus();
-}
-
-// Phase 5 on the `restarted` coordinator: the first answer after SERVING
-// (GetJob of one of the jobs left PENDING), then every acknowledged job is
-// looked for; prints the recovery figures and the recovered memory. Errors
-// name the failed call.
-absl::StatusOr<RecoveryFigures> MeasureRecovery(const CoordinatorProcess& restarted,
-                                                v1::Coordinator::Stub& stub,
-                                                const std::string& token,
-                                                const LoadFigures& figures) {
-  const std::string probe_id = figures.stored.jobs.empty() ? figures.placed.run.jobs.back().job_id
-                                                           : figures.stored.jobs.back().job_id;
-  RETURN_IF_ERROR(ProbeJob(stub, token, probe_id));
-  RecoveryFigures recovery;
-  // Counted from just before the exec.
-  recovery.serving_s = restarted.ready().health;
-  recovery.get_job_s = (NowNs() - restarted.ready().exec_ns) * 1e-9;
-  RETURN_IF_ERROR(CountListedJobs(stub, token, recovery));
-  recovery.acknowledged = figures.placed.run.jobs.size() + figures.stored.jobs.size();
-  recovery.port_file_s = restarted.ready().port_file;
-  std::printf(
-      "recovery after kill -9: port file %.3f s, SERVING %.3f s, first GetJob answered "
-      "%.3f s after exec; %lld jobs stored (%lld active, reloaded), %lld acknowledged, "
-      "%lld missing\n",
-      recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
-      static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
-      static_cast<long long>(recovery.acknowledged), static_cast<long long>(recovery.missing()));
-  absl::StatusOr<MemoryFigures> memory_after = restarted.Memory();
-  if (memory_after.ok()) {
-    std::printf("recovered coordinator memory: VmRSS %.1f MiB, VmHWM %.1f MiB\n",
-                memory_after->rss_kib / 1024.0, memory_after->hwm_kib / 1024.0);
-  }
-  return recovery;
-}
-
 // Prints each figure against its goal, then the final JSON line.
 void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
   const PlacementFigures& placed = f.placed;
@@ -517,7 +376,8 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
 
   std::printf(
       "{\"bench\":\"coordinator_load\",\"agents\":%d,\"gpus_per_agent\":%d,\"client_threads\":%d,"
-      "\"hardware_threads\":%u,\"fsync_ms\":%.3f,\"attach_s\":%.3f,\"heartbeats_per_s\":%.0f,"
+      "\"hardware_threads\":%u,\"fsync_ms\":%.3f,\"commit_delay_ms\":%.3f,\"attach_s\":%.3f,"
+      "\"heartbeats_per_s\":%.0f,"
       "\"heartbeats_per_s_during_submit\":%.0f,\"submissions_placed\":%zu,"
       "\"durable_submissions_per_s_placed\":%.1f,\"submit_to_assign_p50_ms\":%.3f,"
       "\"submit_to_assign_p99_ms\":%.3f,\"submit_ack_p50_ms\":%.3f,\"submit_ack_p99_ms\":%.3f,"
@@ -525,29 +385,50 @@ void PrintSummary(const BenchConfig& config, const LoadFigures& f) {
       "\"submit_errors\":%lld,\"unassigned\":%d,\"ready_workers\":%d,\"vm_rss_mib\":%.1f,"
       "\"vm_hwm_mib\":%.1f,\"recovered_jobs\":%lld,\"recovered_active_jobs\":%lld,"
       "\"recovery_port_file_s\":%.3f,\"recovery_serving_s\":%.3f,\"recovery_get_job_s\":%.3f,"
-      "\"missing_jobs\":%lld,"
+      "\"missing_jobs\":%lld,\"duplicated_placements\":%lld,"
       "\"goal_submissions\":%.2f,\"goal_p99\":%.2f,\"goal_recovery\":%.2f}\n",
       config.agents, config.gpus, config.threads, std::thread::hardware_concurrency(), f.fsync_ms,
-      f.attach_s, f.flood_rate, placed.hb_rate, placed.run.jobs.size(), placed.run.per_second(),
-      placed.p50, placed.p99, Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99),
-      f.stored.jobs.size(), f.stored.per_second(),
-      static_cast<long long>(placed.run.errors + f.stored.errors), placed.unassigned,
-      f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
+      absl::ToDoubleMilliseconds(absl::GetFlag(FLAGS_commit_delay)), f.attach_s, f.flood_rate,
+      placed.hb_rate, placed.run.jobs.size(), placed.run.per_second(), placed.p50, placed.p99,
+      Percentile(placed.ack_ms, 0.5), Percentile(placed.ack_ms, 0.99), f.stored.jobs.size(),
+      f.stored.per_second(), static_cast<long long>(placed.run.errors + f.stored.errors),
+      placed.unassigned, f.ready_workers, f.memory.rss_kib / 1024.0, f.memory.hwm_kib / 1024.0,
       static_cast<long long>(recovery.listed), static_cast<long long>(recovery.active),
       recovery.port_file_s, recovery.serving_s, recovery.get_job_s,
-      static_cast<long long>(recovery.missing()), goal_submit, goal_p99, goal_recover);
+      static_cast<long long>(recovery.missing()), static_cast<long long>(recovery.duplicated()),
+      goal_submit, goal_p99, goal_recover);
+}
+
+// The mixed-size workload of the flags with backfill off, then on
+// (MeasureBackfill). Errors are RunMixedWorkload's.
+absl::Status MeasureBackfillOfFlags(const CoordinatorProcessOptions& process,
+                                    const std::string& dir) {
+  MixedWorkloadOptions options;
+  options.process = process;
+  options.agents = absl::GetFlag(FLAGS_mixed_agents);
+  options.gpus_per_agent = absl::GetFlag(FLAGS_gpus_per_agent);
+  options.jobs = absl::GetFlag(FLAGS_mixed_jobs);
+  return MeasureBackfill(options, dir);
 }
 
 int Run() {
   const BenchConfig config = ReadConfig();
-  char dir_template[] = "/tmp/clmae-load-XXXXXX";
-  if (mkdtemp(dir_template) == nullptr) return Fail("mkdtemp failed");
-  const std::string dir = dir_template;
+  std::string dir = absl::StrCat(absl::GetFlag(FLAGS_data_root), "/clmae-load-XXXXXX");
+  if (mkdtemp(dir.data()) == nullptr) {
+    return Fail(absl::StrCat("cannot make a folder under --data_root ",
+                             absl::GetFlag(FLAGS_data_root), ": ", std::strerror(errno)));
+  }
   const CoordinatorProcessOptions process_options = ProcessOptionsFor(dir);
   const std::string& log = process_options.log_path;
   const std::string& token = process_options.client_token;
   LoadFigures figures;
   figures.fsync_ms = PrintSetup(process_options, dir);
+  if (absl::GetFlag(FLAGS_only_mixed)) {
+    if (absl::Status s = MeasureBackfillOfFlags(process_options, dir); !s.ok()) {
+      return Fail(s.ToString());
+    }
+    return 0;
+  }
 
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> coordinator =
       CoordinatorProcess::Start(process_options, absl::Seconds(60));
@@ -580,14 +461,23 @@ int Run() {
   absl::StatusOr<std::unique_ptr<CoordinatorProcess>> restarted =
       CoordinatorProcess::Start(process_options, absl::Seconds(60));
   if (!restarted.ok()) return Fail(restarted.status().ToString(), log);
-  auto stub = v1::Coordinator::NewStub((*restarted)->NewChannel());
-  absl::StatusOr<RecoveryFigures> recovery = MeasureRecovery(**restarted, *stub, token, figures);
+  // The first answer after SERVING: GetJob of one of the jobs left PENDING.
+  const std::string probe_id = figures.stored.jobs.empty() ? figures.placed.run.jobs.back().job_id
+                                                           : figures.stored.jobs.back().job_id;
+  absl::StatusOr<RecoveryFigures> recovery =
+      MeasureRecovery(**restarted, token, probe_id,
+                      figures.placed.run.jobs.size() + figures.stored.jobs.size(), fleet);
   if (!recovery.ok()) return Fail(std::string(recovery.status().message()), log);
   figures.recovery = *recovery;
   const std::string exit_text = (*restarted)->Terminate();
   std::printf("restarted coordinator stopped by SIGTERM: %s\n", exit_text.c_str());
 
   PrintSummary(config, figures);
+  if (absl::GetFlag(FLAGS_mixed_jobs) > 0) {
+    if (absl::Status s = MeasureBackfillOfFlags(process_options, dir); !s.ok()) {
+      return Fail(s.ToString());
+    }
+  }
   std::fflush(stdout);
   if (!absl::GetFlag(FLAGS_keep_data)) {
     std::error_code ignored;

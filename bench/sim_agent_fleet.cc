@@ -25,6 +25,8 @@ int64_t NowNs() {
       .count();
 }
 
+std::string SimAgentFleet::WorkerId(int agent) { return absl::StrFormat("sim-node-%05d", agent); }
+
 namespace {
 
 constexpr char kProbePrefix[] = "probe-";
@@ -196,7 +198,7 @@ absl::Status SimAgentFleet::Start(absl::Duration timeout) {
   }
   for (int i = 0; i < options_.agents; ++i) {
     v1::Register registration;
-    registration.set_worker_id(absl::StrFormat("sim-node-%05d", i));
+    registration.set_worker_id(WorkerId(i));
     registration.set_address(
         absl::StrFormat("10.%d.%d.%d", (i >> 16) & 255, (i >> 8) & 255, i & 255));
     for (int g = 0; g < options_.gpus_per_agent; ++g) {
@@ -305,10 +307,15 @@ void SimAgentFleet::OnAssign(int agent, const v1::TaskAssignment& task) {
     AssignRecord& record = shard.records[task.job_id()];
     if (record.count++ == 0) record.first_ns = now;
     record.last_ns = now;
+    record.ranks.push_back(
+        AssignedRank{task.attempt(), task.rank(), WorkerId(agent), task.device_index()});
   }
   if (hold_.load()) return;
+  // A job that says how long it runs runs that long.
+  const int64_t estimated_s = task.spec().resources().estimated_seconds();
+  const absl::Duration run_time = estimated_s > 0 ? absl::Seconds(estimated_s) : options_.task_time;
   absl::MutexLock lock(&mu_);
-  exits_.push_back(PendingExit{now + absl::ToInt64Nanoseconds(options_.task_time), agent, task});
+  exits_.push_back(PendingExit{now + absl::ToInt64Nanoseconds(run_time), agent, task});
   std::push_heap(exits_.begin(), exits_.end(), [](const PendingExit& a, const PendingExit& b) {
     return HeapLater(a.due_ns, b.due_ns);
   });

@@ -6,8 +6,9 @@
 //
 // Each agent registers with `gpus_per_agent` CUDA devices, answers every
 // Assign with TaskStatus RUNNING at once and, unless holding, EXITED 0 after
-// `task_time`, and answers a Cancel with EXITED by SIGTERM. The arrival time
-// of every Assign is recorded by job id, for submit-to-assignment latency.
+// the job spec's resources.estimated_seconds (when set) or `task_time`, and answers a Cancel with
+// EXITED by SIGTERM. The arrival time of every Assign is recorded by job id, for
+// submit-to-assignment latency.
 
 #include <atomic>
 #include <cstdint>
@@ -39,11 +40,21 @@ struct FleetOptions {
   absl::Duration task_time = absl::Milliseconds(500);  // RUNNING -> EXITED 0
 };
 
-// When the ranks of one job were assigned, in steady-clock nanoseconds.
+// One Assign an agent received.
+struct AssignedRank {
+  int attempt = 0;
+  int rank = 0;
+  std::string worker_id;
+  int device_index = 0;
+};
+
+// When the ranks of one job were assigned, in steady-clock nanoseconds, and
+// every Assign of it, in arrival order.
 struct AssignRecord {
   int count = 0;
   int64_t first_ns = 0;
   int64_t last_ns = 0;
+  std::vector<AssignedRank> ranks;
 };
 
 class AgentReactor;
@@ -89,6 +100,9 @@ class SimAgentFleet {
 
   // The Assign record of `job_id`, if any arrived.
   bool Lookup(const std::string& job_id, AssignRecord* out);
+
+  // The worker id agent number `agent` registers as.
+  static std::string WorkerId(int agent);
 
  private:
   friend class AgentReactor;

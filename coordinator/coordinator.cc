@@ -18,10 +18,19 @@ namespace clmae {
 Coordinator::Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store)
     : options_(std::move(options)),
       store_(std::move(store)),
-      scheduler_(SchedulerOptions{options_.master_port_min, options_.master_port_max}),
+      scheduler_(SchedulerOptions{.master_port_min = options_.master_port_min,
+                                  .master_port_max = options_.master_port_max,
+                                  .backfill = options_.backfill,
+                                  .backfill_depth = options_.backfill_depth}),
+      commits_(store_.get()),
+      outbox_(&commits_),
       registry_(WorkerRegistryOptions{options_.lease}) {}
 
-Coordinator::~Coordinator() = default;
+Coordinator::~Coordinator() {
+  // The committer flushes the outbox: it stops (committing what is staged)
+  // before the outbox goes.
+  commits_.StopCommitter();
+}
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOptions options) {
   if (options.master_port_min < 1 || options.master_port_max > 65535 ||
@@ -39,13 +48,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
   if (options.recovery_grace <= absl::ZeroDuration()) {
     options.recovery_grace = options.lease + absl::Seconds(30);
   }
+  if (options.backfill_depth < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backfill_depth: ", options.backfill_depth, " is below 1"));
+  }
   if (options.restart_backoff_min < absl::ZeroDuration() ||
       options.restart_backoff_max < options.restart_backoff_min) {
     return absl::InvalidArgumentError(
         "the restart back-off must be 0 or more and its maximum at least its minimum");
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<JobStore> store,
-                   JobStore::Open(JobStoreOptions{.path = options.store_path}));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<JobStore> store,
+      JobStore::Open(JobStoreOptions{.path = options.store_path,
+                                     .extra_commit_latency = options.store_extra_commit_latency}));
   ASSIGN_OR_RETURN(std::vector<v1::Job> active, store->LoadActive());
   using DrainedWorkers = std::map<std::string, bool>;
   ASSIGN_OR_RETURN(DrainedWorkers drained, store->LoadDrained());
@@ -64,6 +79,10 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
           (std::filesystem::path(options.store_path).parent_path() / "task-token.key").string()));
   std::unique_ptr<Coordinator> coordinator(new Coordinator(std::move(options), std::move(store)));
   Coordinator& c = *coordinator;
+  // Writes staged by callers that do not wait (agent messages, placements
+  // after a submission) are committed by this thread, which then delivers
+  // what they released.
+  c.commits_.StartCommitter([&c] { c.outbox_.Flush(); });
   c.checkpoints_ = std::move(checkpoints);
   c.task_tokens_.emplace(std::move(task_tokens));
   absl::MutexLock lock(&c.mu_);
@@ -94,7 +113,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Open(CoordinatorOption
     a.job = std::move(job);
     if (a.job.placement().master_port() > 0)
       a.recent_ports.push_back(a.job.placement().master_port());
+    a.placed_at = now;
     c.IndexPending(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
+    c.IndexHolding(a, v1::JOB_STATE_UNSPECIFIED, a.job.state());
     if (a.job.state() == v1::JOB_STATE_SCHEDULED || a.job.state() == v1::JOB_STATE_RUNNING) {
       // Every rank is unknown until its agent re-attaches and lists it.
       a.ranks.resize(a.job.placement().ranks_size());
@@ -124,6 +145,7 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::
   ASSIGN_OR_RETURN(SubmitOutcome outcome, store_->Submit(spec, request_id, now, owner));
   v1::Job job;
   bool active = false;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     if (outcome.created) {
@@ -144,58 +166,89 @@ absl::StatusOr<v1::Job> Coordinator::Submit(const v1::JobSpec& spec, const std::
     active = it != jobs_.end();
     job = active ? it->second.job : outcome.job;
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  if (outcome.created) {
+    // Answered as soon as the submission is durable, as stored (PENDING):
+    // its placement, if any, commits in the committer's next batch, and its
+    // Assigns go out only after that.
+    outbox_.Flush();
+    RETURN_IF_ERROR(commits_.failure());
+    return outcome.job;
+  }
+  // A retry: what it shows must be durable.
+  RETURN_IF_ERROR(Deliver(barrier));
   // A retry of a job that has ended since: its final record.
-  if (!outcome.created && !active) return store_->Get(job.id());
+  if (!active) return store_->Get(job.id());
   return job;
 }
 
 absl::StatusOr<v1::Job> Coordinator::Get(const std::string& job_id) {
+  std::optional<v1::Job> job;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
-    if (it != jobs_.end()) return it->second.job;
+    if (it != jobs_.end()) job = it->second.job;
+    barrier = commits_.staged();
   }
+  // Only what is durable is shown (and a job that ended is in the store only
+  // once its last transition has committed).
+  RETURN_IF_ERROR(commits_.AwaitDurable(barrier));
+  if (job.has_value()) return *std::move(job);
   return store_->Get(job_id);
 }
 
 absl::StatusOr<JobPage> Coordinator::List(const ListJobsQuery& query) {
   ASSIGN_OR_RETURN(JobPage page, store_->List(query));
-  absl::MutexLock lock(&mu_);
-  for (v1::Job& job : page.jobs) {
-    auto it = jobs_.find(job.id());
-    // Only the same state: a listing filtered by state stays consistent.
-    if (it != jobs_.end() && it->second.job.state() == job.state()) job = it->second.job;
+  int64_t barrier = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (v1::Job& job : page.jobs) {
+      auto it = jobs_.find(job.id());
+      // Only the same state: a listing filtered by state stays consistent.
+      if (it != jobs_.end() && it->second.job.state() == job.state()) job = it->second.job;
+    }
+    barrier = commits_.staged();
   }
+  RETURN_IF_ERROR(commits_.AwaitDurable(barrier));  // only what is durable is shown
   return page;
 }
 
 absl::StatusOr<v1::Job> Coordinator::Cancel(const std::string& job_id, const std::string& reason,
                                             const std::string& principal) {
   v1::Job result;
+  int64_t barrier = 0;
+  bool ended = false;  // terminal or unknown: the store answers
   {
     absl::MutexLock lock(&mu_);
     auto it = jobs_.find(job_id);
-    if (it == jobs_.end()) return store_->Get(job_id);  // terminal or unknown
-    ActiveJob& active = it->second;
-    const absl::Time now = options_.clock();
-    v1::Job next = active.job;
-    next.set_state(v1::JOB_STATE_CANCELLED);
-    next.set_failure_message(reason.empty()
-                                 ? absl::StrCat("cancelled by ", principal)
-                                 : absl::StrCat("cancelled by ", principal, ": ", reason));
-    RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now, principal));
-    CancelRanks(active, next.failure_message(), options_.cancel_grace);
-    result = active.job;
-    Reap();
+    ended = it == jobs_.end();
+    if (!ended) {
+      ActiveJob& active = it->second;
+      const absl::Time now = options_.clock();
+      v1::Job next = active.job;
+      next.set_state(v1::JOB_STATE_CANCELLED);
+      next.set_failure_message(reason.empty()
+                                   ? absl::StrCat("cancelled by ", principal)
+                                   : absl::StrCat("cancelled by ", principal, ": ", reason));
+      RETURN_IF_ERROR(Commit(active, next, next.failure_message(), now, principal));
+      CancelRanks(active, next.failure_message(), options_.cancel_grace);
+      result = active.job;
+      Reap();
+    }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  // Answered once CANCELLED is durable; a job that ended is in the store
+  // once its last transition has committed.
+  RETURN_IF_ERROR(Deliver(barrier));
+  if (ended) return store_->Get(job_id);
   return result;
 }
 
 absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallback callback) {
   WatchId id;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     std::vector<v1::Job> snapshots;
@@ -204,8 +257,10 @@ absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallb
     } else if (auto it = jobs_.find(job_id); it != jobs_.end()) {
       snapshots.push_back(it->second.job);
     } else {
-      // Terminal (or unknown): the store has its final record. The store's
-      // lock nests inside ours, as in every transition.
+      // Terminal (or unknown): the store has its final record once the
+      // transition into it has committed. The committer never takes our
+      // lock, and the store's nests inside it.
+      RETURN_IF_ERROR(commits_.AwaitDurable(commits_.staged()));
       ASSIGN_OR_RETURN(snapshots.emplace_back(), store_->Get(job_id));
     }
     id = next_watch_id_++;
@@ -217,8 +272,9 @@ absl::StatusOr<WatchId> Coordinator::Watch(const std::string& job_id, WatchCallb
       *update.mutable_snapshot() = std::move(job);
       outbox_.ToWatcher(watcher, std::move(update));
     }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  Deliver(barrier).IgnoreError();  // registered; a store failure shows on every write
   return id;
 }
 
@@ -254,6 +310,7 @@ absl::Status Coordinator::AgentLeaving(const std::string& worker_id, const std::
 absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool draining,
                                             bool move_jobs) {
   absl::Status status;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     status = registry_.SetDraining(worker_id, draining);
@@ -289,8 +346,9 @@ absl::Status Coordinator::SetWorkerDraining(const std::string& worker_id, bool d
       }
     }
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  status.Update(Deliver(barrier));
   return status;
 }
 
@@ -305,12 +363,27 @@ void Coordinator::Log(absl::string_view message) const {
   std::fputs(line.c_str(), stderr);
 }
 
-void Coordinator::Publish(const v1::JobUpdate& update) {
+void Coordinator::Publish(const v1::JobUpdate& update, std::shared_ptr<const v1::JobEvent> event) {
   for (const auto& [id, entry] : watchers_) {
     if (entry.job_id.empty() || entry.job_id == update.job_id()) {
-      outbox_.ToWatcher(entry.watcher, update);
+      outbox_.ToWatcher(entry.watcher, update, event);
     }
   }
+}
+
+absl::Status Coordinator::Settle() {
+  int64_t barrier = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    barrier = commits_.staged();
+  }
+  return Deliver(barrier);
+}
+
+absl::Status Coordinator::Deliver(int64_t barrier) {
+  absl::Status durable = commits_.AwaitDurable(barrier);
+  outbox_.Flush();
+  return durable;
 }
 
 void Coordinator::Reap() {

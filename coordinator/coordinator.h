@@ -5,11 +5,17 @@
 // (attach, heartbeat, task status) and for trainers (progress). No gRPC here.
 //
 // Thread-safety: every public method may be called from any thread. Domain
-// state sits behind one mutex; store writes happen under it (a transition is
-// committed before anything acts on it). Messages to agents and updates to
-// watchers are queued under the lock and delivered after it is released, in
-// decision order (see outbox.h); sinks and watch callbacks must therefore not
-// call back into the Coordinator.
+// state sits behind one mutex. Transitions are decided under it and staged
+// in a CommitQueue, which a committer thread commits in batches (one commit
+// shared by every write staged while the previous one ran, see
+// commit_queue.h). A method that answers someone waits, after releasing the
+// lock, until what it shows is durable; the agent-stream calls, which answer
+// nobody, return at once. Messages to agents and updates to watchers are
+// queued under the lock and delivered after it is released, in decision
+// order and only once the writes before them are durable (see outbox.h);
+// sinks and watch callbacks must therefore not call back into the
+// Coordinator. A failed commit is final: every later call answers its error
+// (StoreFailure) and the process should restart to reload the store.
 
 #include <cstdint>
 #include <functional>
@@ -22,6 +28,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -33,6 +40,7 @@
 #include "clmae/v1/job.pb.h"
 #include "clmae/v1/worker_control.pb.h"
 #include "coordinator/checkpoint_store.h"
+#include "coordinator/commit_queue.h"
 #include "coordinator/gang_scheduler.h"
 #include "coordinator/job_resources.h"
 #include "coordinator/job_store.h"
@@ -44,6 +52,9 @@ namespace clmae {
 
 struct CoordinatorOptions {
   std::string store_path;  // SQLite job store
+  // JobStoreOptions::extra_commit_latency: an artificial fsync time for
+  // benchmarks. Zero in service.
+  absl::Duration store_extra_commit_latency = absl::ZeroDuration();
   // The checkpoint store's folder (blobs and their index); empty = this
   // coordinator keeps no checkpoints (the checkpoint calls then answer
   // FAILED_PRECONDITION and restarts start from scratch).
@@ -64,6 +75,12 @@ struct CoordinatorOptions {
   absl::Duration preempt_grace = absl::Minutes(5);
   int master_port_min = 29500;  // MASTER_PORT range
   int master_port_max = 29999;
+  // Conservative backfill (SchedulingPass): a job behind a blocked head job
+  // of its device kind may start only if it cannot delay the head's
+  // reservation. False: strict order. backfill_depth: jobs tried behind the
+  // head per pass (at least 1).
+  bool backfill = true;
+  int backfill_depth = 100;
   // After a failed attempt the next one is not placed before this long,
   // doubling with every restart up to restart_backoff_max (preemptions do
   // not wait). Zero: at once.
@@ -101,8 +118,11 @@ class Coordinator {
   // --- Clients --------------------------------------------------------------
 
   // Stores the job durably (PENDING, attempt 1, owned by `owner`), then
-  // tries to place it. INVALID_ARGUMENT for a bad spec or request id (at
-  // most 128 characters); a retried request id: see JobStore::Submit.
+  // tries to place it, and answers the job as stored (PENDING) once the
+  // submission is durable: a placement commits with the committer's next
+  // batch and its Assigns go out only after that (Get shows it then). A
+  // retried request id answers the job as it durably is. INVALID_ARGUMENT for a bad spec or request
+  // id (at most 128 characters); a retried request id: see JobStore::Submit.
   absl::StatusOr<v1::Job> Submit(const v1::JobSpec& spec, const std::string& request_id,
                                  const std::string& owner = "");
   // NOT_FOUND for an unknown id.
@@ -136,7 +156,9 @@ class Coordinator {
 
   // A `register` arrived on a stream whose outbound half is `sink`. Answers
   // `registered` through the sink, adopts the reported tasks that belong to
-  // current attempts and cancels the others (orphans). A re-attach replaces
+  // current attempts and cancels the others (orphans). Returns without
+  // waiting for the writes it decided: the answer and the messages go out
+  // once they are durable. A re-attach replaces
   // the previous sink. INVALID_ARGUMENT names a bad registration field.
   absl::Status AgentAttached(const v1::Register& registration, std::shared_ptr<AgentSink> sink);
   // The agent is shutting down and stops its own trainers: it gets no new
@@ -149,7 +171,10 @@ class Coordinator {
   // FAILED_PRECONDITION when the lease already expired: the edge should end
   // the stream so the agent registers again. NOT_FOUND when never registered.
   absl::Status Heartbeat(const std::string& worker_id);
-  // A rank started or exited on `worker_id`.
+  // A rank started or exited on `worker_id`. Returns once the transition is
+  // decided and staged, without waiting for its commit: the agent is not
+  // answered, and what it causes (Assigns, Cancels, watch events) is sent
+  // only once durable. The error of a failed commit shows on a later call.
   absl::Status TaskStatus(const std::string& worker_id, const v1::TaskStatus& status);
 
   // --- Trainers ---------------------------------------------------------------
@@ -236,6 +261,21 @@ class Coordinator {
   // the first store error met, if any (the work is retried next tick).
   absl::Status Tick(absl::Time now);
 
+  // OK, or the error of the job store commit that failed: the coordinator's
+  // memory is then ahead of its store, and it must be restarted.
+  absl::Status StoreFailure() const { return commits_.failure(); }
+
+  // Returns once every write decided so far is durable and every message and
+  // update waiting for it has been delivered (tests and orderly shutdown;
+  // the calls that answer someone already wait for what they show). The
+  // commit's error, if it failed.
+  absl::Status Settle() ABSL_LOCKS_EXCLUDED(mu_);
+
+  // Job writes decided so far / batches committed (each one transaction
+  // and one fsync): how many writes shared a commit.
+  int64_t StagedWrites() const { return commits_.staged(); }
+  int64_t CommittedBatches() const { return commits_.batches(); }
+
  private:
   struct RankState {
     enum class Phase { kAssigned, kRunning, kExited };
@@ -261,6 +301,7 @@ class Coordinator {
     int64_t order = 0;
     std::vector<RankState> ranks;  // current attempt; empty while PENDING
     absl::Time running_since;
+    absl::Time placed_at;  // when the current attempt was placed
     // The coordinator asked the current attempt's ranks to stop (a drain):
     // their exits on SIGTERM/SIGKILL count as a preemption too.
     bool stop_requested = false;
@@ -302,11 +343,25 @@ class Coordinator {
 
   Coordinator(CoordinatorOptions options, std::unique_ptr<JobStore> store);
 
+  // After the domain lock is released: waits until every write staged up to
+  // `barrier` (commits_.staged() read under the lock) is durable, then
+  // delivers what waited for it. The commit's error, if it failed.
+  absl::Status Deliver(int64_t barrier) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Keeps pending_ in step with a job's state moving from `from` to `to`.
   void IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  // coordinator_jobs.cc: transitions, scheduling and failure handling.
+  // Keeps holding_ in step with a job's state moving from `from` to `to`.
+  void IndexHolding(const ActiveJob& active, v1::JobState from, v1::JobState to)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The jobs holding devices of `kind`, with their estimated ends (from
+  // rank 0's progress, else the spec's estimate), for a reservation.
+  std::vector<RunningJob> RunningJobs(const std::string& kind, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  // coordinator_jobs.cc: transitions and failure handling;
+  // coordinator_schedule.cc: scheduling and placing.
   absl::Status Commit(ActiveJob& active, const v1::Job& next, const std::string& message,
                       absl::Time now, absl::string_view principal = kCoordinatorPrincipal)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -355,7 +410,10 @@ class Coordinator {
   absl::Status CheckUploadAttempt(const v1::CheckpointMetadata& metadata);
   std::optional<v1::Checkpoint> ResumeCheckpoint(const ActiveJob& active) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Publish(const v1::JobUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // To every watcher of the update's job; `event`, when set, becomes the
+  // update's event once committed.
+  void Publish(const v1::JobUpdate& update, std::shared_ptr<const v1::JobEvent> event = nullptr)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Reap() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The active job whose current attempt is `task`'s, placed on `worker_id`.
   ActiveJob* CurrentAttempt(const TaskKey& task, const std::string& worker_id)
@@ -366,6 +424,7 @@ class Coordinator {
   std::optional<TaskTokens> task_tokens_;         // set by Open
   std::unique_ptr<CheckpointStore> checkpoints_;  // null without options_.checkpoint_dir
   GangScheduler scheduler_;
+  CommitQueue commits_;  // the job writes decided under mu_, committed after it
   Outbox outbox_;
 
   absl::Mutex mu_;
@@ -375,6 +434,9 @@ class Coordinator {
   // The PENDING jobs by device kind, in scheduling order, so a pass looks
   // only at the head of each queue instead of sorting every pending job.
   std::map<std::string, std::set<PendingKey>> pending_ ABSL_GUARDED_BY(mu_);
+  // The jobs SCHEDULED, RUNNING or RESTARTING (holding devices) by device
+  // kind: what a backfill reservation waits for.
+  std::map<std::string, absl::flat_hash_set<std::string>> holding_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<AgentSink>> sinks_ ABSL_GUARDED_BY(mu_);
   struct WatchEntry {
     std::string job_id;  // empty: every job

@@ -25,6 +25,14 @@ std::string ExitReason(int rank, const std::string& worker_id, const v1::TaskSta
   return reason;
 }
 
+// A write of the job's record (its result) without a state change.
+JobWrite RecordUpdate(const v1::Job& job) {
+  JobWrite write;
+  write.job = job;
+  write.transition = false;
+  return write;
+}
+
 }  // namespace
 
 absl::Status Coordinator::AgentAttached(const v1::Register& registration,
@@ -116,6 +124,9 @@ absl::Status Coordinator::AgentAttached(const v1::Register& registration,
     // The registration itself succeeded; store errors are retried on Tick.
     first.IgnoreError();
   }
+  // Not waited for: the committer commits what was decided and then sends
+  // `registered`, the Assigns and the Cancels queued behind it. A failed
+  // commit answers every later call.
   outbox_.Flush();
   return absl::OkStatus();
 }
@@ -225,7 +236,11 @@ absl::Status Coordinator::TaskStatus(const std::string& worker_id, const v1::Tas
     }
     Reap();
   }
+  // Not waited for (the agent is not answered): the committer commits what
+  // this decided and then delivers what it released, so the stream's next
+  // message is read at once and the writes of many share a commit.
   outbox_.Flush();
+  result.Update(commits_.failure());
   return result;
 }
 
@@ -292,11 +307,15 @@ absl::Status Coordinator::CheckTaskOnWorker(const std::string& worker_id, const 
 
 absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& request) {
   absl::Status status;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = options_.clock();
     auto it = jobs_.find(request.job_id());
     if (it == jobs_.end()) {
+      // Its last transition may still be committing (the committer never
+      // takes our lock).
+      RETURN_IF_ERROR(commits_.AwaitDurable(commits_.staged()));
       ASSIGN_OR_RETURN(v1::Job job, store_->Get(request.job_id()));  // NOT_FOUND
       return absl::FailedPreconditionError(absl::StrCat(
           "job ", job.id(), " is ", JobStateName(job.state()), "; the trainer should stop"));
@@ -307,11 +326,12 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
     // all finish.
     if (active.superseded.has_value() && request.attempt() == active.superseded->attempt &&
         active.job.state() == v1::JOB_STATE_PENDING) {
-      if (request.has_result()) {
-        *active.job.mutable_result() = request.result();
-        status = store_->Update(active.job);
-      }
-      return status;
+      if (!request.has_result()) return absl::OkStatus();
+      *active.job.mutable_result() = request.result();
+      commits_.Stage(RecordUpdate(active.job));
+      // Rare (a late attempt's result): waited for under the lock, which the
+      // committer never takes.
+      return commits_.AwaitDurable(commits_.staged());
     }
     if (request.attempt() != active.job.attempt() || !IsPlaced(active.job.state())) {
       return absl::FailedPreconditionError(absl::StrCat(
@@ -341,10 +361,12 @@ absl::Status Coordinator::ReportProgress(const v1::ReportProgressRequest& reques
     }
     if (request.has_result()) {
       *active.job.mutable_result() = request.result();
-      status = store_->Update(active.job);  // the result outlives a coordinator restart
+      // The result outlives a coordinator restart.
+      commits_.Stage(RecordUpdate(active.job));
     }
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  status.Update(Deliver(barrier));
   return status;
 }
 

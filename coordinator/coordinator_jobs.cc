@@ -20,8 +20,6 @@ constexpr char kPreemptedPrefix[] = "preempted: ";
 // Starts the failure message of an attempt that could not start for a
 // reason of its node.
 constexpr char kNodeProblemPrefix[] = "requeued for a node problem: ";
-// How many rendezvous ports of a job's latest attempts the next one avoids.
-constexpr size_t kRecentPorts = 3;
 
 // min * 2^(n - 1), at most max; zero for n < 1.
 absl::Duration Backoff(absl::Duration min, absl::Duration max, int n) {
@@ -36,155 +34,42 @@ absl::Duration Backoff(absl::Duration min, absl::Duration max, int n) {
 absl::Status Coordinator::Commit(ActiveJob& active, const v1::Job& next_in,
                                  const std::string& message, absl::Time now,
                                  absl::string_view principal) {
-  v1::Job next = next_in;
+  const v1::JobState from = active.job.state();
+  RETURN_IF_ERROR(CheckTransition(from, next_in.state()));
+  JobWrite write{.job = next_in,
+                 .from = from,
+                 .message = message,
+                 .time = now,
+                 .principal = std::string(principal),
+                 .event = std::make_shared<v1::JobEvent>()};
+  v1::Job& next = write.job;
   *next.mutable_update_time() = ToProtoTime(now);
   if (next.state() == v1::JOB_STATE_RUNNING && !next.has_start_time()) {
     *next.mutable_start_time() = ToProtoTime(now);
   }
   if (IsTerminal(next.state())) *next.mutable_end_time() = ToProtoTime(now);
-  ASSIGN_OR_RETURN(v1::JobEvent event,
-                   store_->Transition(next, active.job.state(), message, now, principal));
-  const v1::JobState from = active.job.state();
-  Log(absl::StrCat("job ", next.id(), " attempt ", next.attempt(), ": ", JobStateName(from), " -> ",
-                   JobStateName(next.state()), ": ", message));
-  active.job = std::move(next);
+  // The event as the store will append it; its seq is set by the commit.
+  v1::JobEvent& event = *write.event;
+  event.set_job_id(next.id());
+  *event.mutable_time() = ToProtoTime(now);
+  event.set_from_state(from);
+  event.set_to_state(next.state());
+  event.set_attempt(next.attempt());
+  event.set_message(message);
+  event.set_principal(std::string(principal));
+  std::shared_ptr<const v1::JobEvent> published = write.event;
+  active.job = next;
+  // Nothing acts on it (Assigns, answers, events) before it has committed:
+  // the outbox and the callers wait for this write (commit_queue.h).
+  commits_.Stage(std::move(write));
+  Log(absl::StrCat("job ", active.job.id(), " attempt ", active.job.attempt(), ": ",
+                   JobStateName(from), " -> ", JobStateName(active.job.state()), ": ", message));
   IndexPending(active, from, active.job.state());
+  IndexHolding(active, from, active.job.state());
   if (IsTerminal(active.job.state())) reap_.push_back(active.job.id());
   v1::JobUpdate update;
   update.set_job_id(active.job.id());
-  *update.mutable_event() = std::move(event);
-  Publish(update);
-  return absl::OkStatus();
-}
-
-void Coordinator::IndexPending(const ActiveJob& active, v1::JobState from, v1::JobState to) {
-  if ((from == v1::JOB_STATE_PENDING) == (to == v1::JOB_STATE_PENDING)) return;
-  const PendingKey key{.priority = active.resources.priority,
-                       .submit_time = FromProtoTime(active.job.submit_time()),
-                       .order = active.order,
-                       .job_id = active.job.id()};
-  std::set<PendingKey>& queue = pending_[active.resources.device_kind];
-  if (to == v1::JOB_STATE_PENDING) {
-    queue.insert(key);
-  } else {
-    queue.erase(key);
-  }
-}
-
-absl::Status Coordinator::Schedule(absl::Time now) {
-  if (now < recovering_until_) return absl::OkStatus();
-  // Most passes (a rank exited, a tick) find nothing waiting.
-  if (std::all_of(pending_.begin(), pending_.end(),
-                  [](const auto& kind) { return kind.second.empty(); })) {
-    return absl::OkStatus();
-  }
-  std::vector<NodeCapacity> nodes = registry_.Capacity(now);
-  // Only workers with a live stream can be told about an assignment.
-  std::erase_if(nodes, [&](const NodeCapacity& n) { return !sinks_.contains(n.worker_id); });
-  if (nodes.empty()) return absl::OkStatus();
-  // GangScheduler::Schedule's rules (strict order per device kind, no
-  // backfill), walking each queue only up to its first job that does not
-  // fit: a pass costs what it places, not the length of the queue.
-  std::vector<GangPlacement> placements;
-  for (const auto& [kind, queue] : pending_) {
-    for (const PendingKey& key : queue) {
-      const ActiveJob& active = jobs_.at(key.job_id);
-      // Backing off after a failure: not eligible yet, and not in the way of
-      // the jobs behind it.
-      if (active.job.has_not_before() && FromProtoTime(active.job.not_before()) > now) continue;
-      const PendingJob job{.job_id = key.job_id,
-                           .priority = key.priority,
-                           .submit_time = key.submit_time,
-                           .order = key.order,
-                           .world_size = active.resources.world_size,
-                           .device_kind = kind,
-                           .attempt = active.job.attempt(),
-                           .avoid_ports = active.recent_ports};
-      GangPlacement placement;
-      if (!scheduler_.PlaceOne(job, nodes, placement)) break;
-      placements.push_back(std::move(placement));
-    }
-  }
-  // Placing changes the queues, so only after the walk.
-  absl::Status first;
-  for (const GangPlacement& placement : placements) {
-    first.Update(Place(jobs_.at(placement.job_id), placement, now));
-  }
-  return first;
-}
-
-absl::Status Coordinator::Place(ActiveJob& active, const GangPlacement& placement, absl::Time now) {
-  std::map<std::string, int> per_worker;
-  for (const v1::RankPlacement& r : placement.placement.ranks()) ++per_worker[r.worker_id()];
-  std::vector<std::string> parts;
-  for (const auto& [worker, count] : per_worker) {
-    parts.push_back(absl::StrCat(worker, " (", count, count == 1 ? " rank)" : " ranks)"));
-  }
-  v1::Job next = active.job;
-  next.set_state(v1::JOB_STATE_SCHEDULED);
-  *next.mutable_placement() = placement.placement;
-  RETURN_IF_ERROR(
-      Commit(active, next, absl::StrCat("placed on ", absl::StrJoin(parts, ", ")), now));
-  active.ranks.assign(placement.placement.ranks_size(), RankState{});
-  for (RankState& rank : active.ranks) {
-    rank.confirm_by = now + options_.lease;
-    rank.heard_at = now;
-  }
-  active.recent_ports.push_back(placement.placement.master_port());
-  if (active.recent_ports.size() > kRecentPorts) {
-    active.recent_ports.erase(active.recent_ports.begin());
-  }
-
-  // A newer attempt starts: the superseded one's ranks still running stop.
-  if (active.superseded.has_value()) {
-    const ActiveJob::Superseded& late = *active.superseded;
-    for (int r = 0; r < late.placement.ranks_size(); ++r) {
-      if (r < static_cast<int>(late.ranks.size()) &&
-          late.ranks[r].phase == RankState::Phase::kExited) {
-        continue;
-      }
-      SendCancel(late.placement.ranks(r).worker_id(), TaskKey{active.job.id(), late.attempt, r},
-                 absl::StrCat("attempt ", active.job.attempt(), " has started"),
-                 options_.cancel_grace);
-    }
-    active.superseded.reset();
-  }
-  const v1::Placement& p = active.job.placement();
-  const std::optional<v1::Checkpoint> resume = ResumeCheckpoint(active);  // one for every rank
-  std::vector<std::pair<std::string, v1::CoordinatorMessage>> assigns;
-  for (const v1::RankPlacement& r : p.ranks()) {
-    const TaskKey task{active.job.id(), active.job.attempt(), r.rank()};
-    absl::Status occupied =
-        registry_.Occupy(task, r.worker_id(), r.device_kind(), r.device_index(),
-                         r.rank() == 0 ? std::optional<int>(p.master_port()) : std::nullopt);
-    if (!occupied.ok()) {
-      // The capacity snapshot was taken under the same lock, so this means a
-      // bug; fail the attempt rather than double-book a device.
-      return FailAttempt(active, absl::StrCat("placement failed: ", occupied.message()), now);
-    }
-    v1::CoordinatorMessage message;
-    v1::TaskAssignment* task_msg = message.mutable_assign()->mutable_task();
-    task_msg->set_job_id(active.job.id());
-    task_msg->set_attempt(active.job.attempt());
-    task_msg->set_rank(r.rank());
-    task_msg->set_world_size(p.ranks_size());
-    task_msg->set_device_index(r.device_index());
-    task_msg->set_device_kind(r.device_kind());
-    task_msg->set_master_addr(p.master_addr());
-    task_msg->set_master_port(p.master_port());
-    task_msg->set_task_token(task_tokens_->Issue(task));
-    *task_msg->mutable_spec() = active.job.spec();
-    if (resume.has_value()) {
-      task_msg->set_resume_checkpoint(resume->id());
-      task_msg->set_resume_sha256(resume->metadata().sha256());
-      task_msg->set_resume_size_bytes(resume->metadata().size_bytes());
-    }
-    assigns.emplace_back(r.worker_id(), std::move(message));
-  }
-  for (auto& [worker, message] : assigns) {
-    auto sink = sinks_.find(worker);
-    if (sink != sinks_.end()) outbox_.ToAgent(sink->second, std::move(message));
-  }
+  Publish(update, std::move(published));
   return absl::OkStatus();
 }
 
@@ -472,6 +357,7 @@ Coordinator::ActiveJob* Coordinator::CurrentAttempt(const TaskKey& task,
 
 absl::Status Coordinator::Tick(absl::Time now) {
   absl::Status first;
+  int64_t barrier = 0;
   {
     absl::MutexLock lock(&mu_);
     for (const std::string& worker_id : registry_.ExpireLeases(now)) {
@@ -486,8 +372,9 @@ absl::Status Coordinator::Tick(absl::Time now) {
     }
     first.Update(Schedule(now));
     Reap();
+    barrier = commits_.staged();
   }
-  outbox_.Flush();
+  first.Update(Deliver(barrier));
   return first;
 }
 

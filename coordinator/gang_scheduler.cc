@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <set>
+#include <utility>
 
 namespace clmae {
 namespace {
@@ -102,25 +104,133 @@ int GangScheduler::ChoosePort(const PendingJob& job, const NodeCapacity& node) c
   return fallback;
 }
 
-std::vector<GangPlacement> GangScheduler::Schedule(std::vector<PendingJob> pending,
-                                                   std::vector<NodeCapacity> nodes) const {
+Reservation GangScheduler::Reserve(const PendingJob& head, int free_now,
+                                   std::vector<RunningJob> running, absl::Time now) {
+  Reservation reservation;
+  reservation.head_devices = head.world_size;
+  // A job without an estimated end may end at any moment: for the earliest
+  // start it counts as ending now, but its devices are never counted on.
+  int unknown = 0;
+  for (const RunningJob& r : running) {
+    if (!r.estimated_end.has_value()) unknown += r.devices;
+  }
+  std::erase_if(running, [](const RunningJob& r) { return !r.estimated_end.has_value(); });
+  std::sort(running.begin(), running.end(), [](const RunningJob& a, const RunningJob& b) {
+    return *a.estimated_end < *b.estimated_end;
+  });
+  int certain = free_now;  // free by `start` whatever the unknown jobs do
+  size_t next = 0;
+  if (free_now + unknown >= head.world_size) {
+    reservation.start = now;
+  } else {
+    int possible = free_now + unknown;
+    for (; next < running.size() && possible < head.world_size; ++next) {
+      possible += running[next].devices;
+      certain += running[next].devices;
+      reservation.start = std::max(now, *running[next].estimated_end);
+    }
+    if (possible < head.world_size) {
+      return Reservation{.head_devices = head.world_size};  // more than there is: no start
+    }
+  }
+  // Jobs ending at the same moment free their devices by then too.
+  for (; next < running.size() && *running[next].estimated_end <= reservation.start; ++next) {
+    certain += running[next].devices;
+  }
+  reservation.spare = std::max(0, certain - head.world_size);
+  return reservation;
+}
+
+bool GangScheduler::MayBackfill(const Reservation& reservation, const PendingJob& job,
+                                absl::Time now) {
+  if (job.estimate.has_value() && reservation.start != absl::InfiniteFuture() &&
+      now + *job.estimate <= reservation.start) {
+    return true;
+  }
+  return job.world_size <= reservation.spare;
+}
+
+void GangScheduler::Backfilled(Reservation& reservation, const PendingJob& job, absl::Time now) {
+  const bool ends_first = job.estimate.has_value() && reservation.start != absl::InfiniteFuture() &&
+                          now + *job.estimate <= reservation.start;
+  if (!ends_first) reservation.spare = std::max(0, reservation.spare - job.world_size);
+}
+
+std::vector<GangPlacement> GangScheduler::Schedule(
+    std::vector<PendingJob> pending, std::vector<NodeCapacity> nodes,
+    const std::map<std::string, std::vector<RunningJob>>& running, absl::Time now) const {
   std::stable_sort(pending.begin(), pending.end(), [](const PendingJob& a, const PendingJob& b) {
     if (a.priority != b.priority) return a.priority > b.priority;
     if (a.submit_time != b.submit_time) return a.submit_time < b.submit_time;
     return a.order < b.order;
   });
   std::vector<GangPlacement> placements;
-  std::set<std::string> blocked_kinds;
+  std::map<std::string, SchedulingPass> passes;
+  std::set<std::string> done_kinds;
   for (const PendingJob& job : pending) {
-    if (blocked_kinds.contains(job.device_kind)) continue;
+    if (done_kinds.contains(job.device_kind)) continue;
+    auto pass = passes.find(job.device_kind);
+    if (pass == passes.end()) {
+      const auto of_kind = running.find(job.device_kind);
+      std::vector<RunningJob> placed =
+          of_kind == running.end() ? std::vector<RunningJob>() : of_kind->second;
+      pass =
+          passes
+              .try_emplace(
+                  job.device_kind, *this, job.device_kind, nodes, [placed] { return placed; }, now)
+              .first;
+    }
     GangPlacement placement;
-    if (PlaceOne(job, nodes, placement)) {
-      placements.push_back(std::move(placement));
-    } else {
-      blocked_kinds.insert(job.device_kind);
+    switch (pass->second.Offer(job, placement)) {
+      case SchedulingPass::Verdict::kPlaced:
+        placements.push_back(std::move(placement));
+        break;
+      case SchedulingPass::Verdict::kSkipped:
+        break;
+      case SchedulingPass::Verdict::kDone:
+        done_kinds.insert(job.device_kind);
+        break;
     }
   }
   return placements;
+}
+
+SchedulingPass::SchedulingPass(const GangScheduler& scheduler, std::string device_kind,
+                               std::vector<NodeCapacity>& nodes,
+                               std::function<std::vector<RunningJob>()> running, absl::Time now)
+    : scheduler_(scheduler),
+      kind_(std::move(device_kind)),
+      nodes_(nodes),
+      running_(std::move(running)),
+      now_(now) {}
+
+SchedulingPass::Verdict SchedulingPass::Offer(const PendingJob& job, GangPlacement& out) {
+  if (!head_.has_value()) {
+    if (scheduler_.PlaceOne(job, nodes_, out)) {
+      // Not among `running_` yet, but holding devices from now on.
+      placed_.push_back(RunningJob{.devices = job.world_size,
+                                   .estimated_end = job.estimate.has_value()
+                                                        ? std::optional(now_ + *job.estimate)
+                                                        : std::nullopt});
+      return Verdict::kPlaced;
+    }
+    head_ = job;
+    if (!scheduler_.options_.backfill) return Verdict::kDone;
+    for (NodeCapacity& node : nodes_) free_ += static_cast<int>(FreeOf(node, kind_).size());
+    return free_ > 0 ? Verdict::kSkipped : Verdict::kDone;
+  }
+  if (free_ <= 0 || ++tried_ > scheduler_.options_.backfill_depth) return Verdict::kDone;
+  if (job.world_size > free_) return Verdict::kSkipped;
+  if (!reservation_.has_value()) {
+    std::vector<RunningJob> running = running_();
+    running.insert(running.end(), placed_.begin(), placed_.end());
+    reservation_ = GangScheduler::Reserve(*head_, free_, std::move(running), now_);
+  }
+  if (!GangScheduler::MayBackfill(*reservation_, job, now_)) return Verdict::kSkipped;
+  if (!scheduler_.PlaceOne(job, nodes_, out)) return Verdict::kSkipped;
+  GangScheduler::Backfilled(*reservation_, job, now_);
+  free_ -= job.world_size;
+  return Verdict::kPlaced;
 }
 
 }  // namespace clmae

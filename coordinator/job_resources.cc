@@ -18,6 +18,11 @@ absl::StatusOr<JobResources> ResolveJobResources(const v1::JobSpec& spec) {
   } else {
     out.device_kind = absl::StartsWith(spec.train().device(), "cuda") ? "cuda" : "cpu";
   }
+  if (r.estimated_seconds() < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("resources.estimated_seconds: ", r.estimated_seconds(), " is negative"));
+  }
+  if (r.estimated_seconds() > 0) out.estimate = absl::Seconds(r.estimated_seconds());
   if (out.world_size < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("resources.world_size: ", out.world_size, " is below 1"));

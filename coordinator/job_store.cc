@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "common/text.h"
 #include "coordinator/job_state_machine.h"
@@ -41,9 +42,12 @@ absl::StatusOr<int64_t> ParsePageToken(absl::string_view token) {
 
 absl::StatusOr<std::unique_ptr<JobStore>> JobStore::Open(const JobStoreOptions& options) {
   if (options.path.empty()) return absl::InvalidArgumentError("job store: path is empty");
+  if (options.extra_commit_latency < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("job store: extra_commit_latency is negative");
+  }
   ASSIGN_OR_RETURN(std::unique_ptr<SqliteDb> db,
                    SqliteDb::Open(options.path, options.busy_timeout));
-  std::unique_ptr<JobStore> store(new JobStore(std::move(db)));
+  std::unique_ptr<JobStore> store(new JobStore(std::move(db), options.extra_commit_latency));
   absl::MutexLock lock(&store->mu_);
   store->id_state_ = (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}() ^
                      static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()));
@@ -249,6 +253,7 @@ void JobStore::CommitBatch(const std::vector<PendingWrite*>& batch) {
     db_->Rollback();
     fail_all(committed);
   }
+  if (extra_commit_latency_ > absl::ZeroDuration()) absl::SleepFor(extra_commit_latency_);
 }
 
 absl::StatusOr<v1::Job> JobStore::Get(absl::string_view id) {
@@ -290,6 +295,24 @@ absl::Status JobStore::TransitionInTransaction(const v1::Job& job, v1::JobState 
   RETURN_IF_ERROR(update_job_->Run());
   ASSIGN_OR_RETURN(event, AppendEvent(job, from, message, now, principal));
   return absl::OkStatus();
+}
+
+absl::Status JobStore::Apply(const std::vector<JobWrite>& writes) {
+  const std::function<absl::Status()> body = [&]() -> absl::Status {
+    mu_.AssertHeld();
+    for (const JobWrite& write : writes) {
+      if (!write.transition) {
+        RETURN_IF_ERROR(UpdateInTransaction(write.job));
+        continue;
+      }
+      v1::JobEvent appended;
+      RETURN_IF_ERROR(TransitionInTransaction(write.job, write.from, write.message, write.time,
+                                              write.principal, appended));
+      if (write.event != nullptr) write.event->set_seq(appended.seq());
+    }
+    return absl::OkStatus();
+  };
+  return Write(body);
 }
 
 absl::Status JobStore::Update(const v1::Job& job) {

@@ -32,6 +32,10 @@ namespace clmae {
 struct JobStoreOptions {
   std::string path;  // the SQLite file; created with its schema when missing
   absl::Duration busy_timeout = absl::Seconds(5);  // wait for another connection's lock
+  // Slept after every commit, before its writers are answered, as a slower
+  // disk's fsync would take: benchmarks use it to show a slow disk's cost on
+  // a fast one. Zero (the default) in service.
+  absl::Duration extra_commit_latency = absl::ZeroDuration();
 };
 
 // What Submit did: `created` is false when a retry found the job that an
@@ -57,6 +61,21 @@ struct ListJobsQuery {
 struct JobPage {
   std::vector<v1::Job> jobs;    // newest submission first
   std::string next_page_token;  // empty on the last page
+};
+
+// One write of a batch (JobStore::Apply): the job's record replaced by `job`
+// and, for a transition, the event `from -> job.state()` appended.
+struct JobWrite {
+  v1::Job job;
+  bool transition = true;  // false: a record update without a state change
+  v1::JobState from = v1::JOB_STATE_UNSPECIFIED;
+  std::string message;
+  absl::Time time;
+  std::string principal = kCoordinatorPrincipal;
+  // A transition's event: every field but `seq` set by the writer; Apply
+  // sets `seq` once it is appended. May be shared with whoever publishes
+  // it after the commit.
+  std::shared_ptr<v1::JobEvent> event;
 };
 
 // Thread-safe: one connection behind a mutex; writes are group-committed.
@@ -91,6 +110,12 @@ class JobStore {
                                           absl::string_view message, absl::Time now,
                                           absl::string_view principal = kCoordinatorPrincipal);
 
+  // Applies `writes` in order, all in one group-committed transaction (so
+  // one fsync, shared with concurrent writers): all of them or, with the
+  // first error (Transition's and Update's), none. Each transition's event
+  // gets its `seq`.
+  absl::Status Apply(const std::vector<JobWrite>& writes);
+
   // Replaces the job's record without a state change (progress, result).
   // FAILED_PRECONDITION when `job.state()` is not the stored state.
   absl::Status Update(const v1::Job& job);
@@ -119,7 +144,8 @@ class JobStore {
     bool done = false;
   };
 
-  explicit JobStore(std::unique_ptr<SqliteDb> db) : db_(std::move(db)) {}
+  JobStore(std::unique_ptr<SqliteDb> db, absl::Duration extra_commit_latency)
+      : extra_commit_latency_(extra_commit_latency), db_(std::move(db)) {}
   // Runs `body` in a group-committed transaction and returns once that has
   // committed: `body`'s status, or the commit's error (then nothing of it
   // was stored).
@@ -144,6 +170,7 @@ class JobStore {
   absl::StatusOr<std::vector<v1::Job>> ReadJobs(SqliteStatement& stmt)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
+  const absl::Duration extra_commit_latency_;
   // Taken before mu_ is, never while holding it.
   absl::Mutex batch_mu_;
   std::vector<PendingWrite*> batch_ ABSL_GUARDED_BY(batch_mu_);  // waiting for a commit

@@ -7,16 +7,23 @@
 // order; after unlocking it calls Flush(), which delivers everything queued
 // so far in that order. One flusher at a time, so an Assign and a later
 // Cancel of the same task can never reach an agent swapped.
+//
+// Nothing is delivered before it is durable: an item waits for every job
+// write the coordinator staged before it (CommitQueue) to commit, so an
+// Assign never reaches an agent, nor an event a watcher, for a transition a
+// crash could still undo.
 
+#include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <variant>
-#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "clmae/v1/coordinator.pb.h"
 #include "clmae/v1/worker_control.pb.h"
+#include "coordinator/commit_queue.h"
 
 namespace clmae {
 
@@ -42,13 +49,21 @@ struct Watcher {
   bool active = true;
 };
 
-// Thread-safe.
+// Thread-safe. `commits` must outlive it.
 class Outbox {
  public:
-  void ToAgent(std::shared_ptr<AgentSink> sink, v1::CoordinatorMessage message);
-  void ToWatcher(std::shared_ptr<Watcher> watcher, v1::JobUpdate update);
+  explicit Outbox(const CommitQueue* commits) : commits_(commits) {}
 
-  // Delivers everything queued, in order. Call without the domain lock.
+  // Queue an item behind every write staged so far. `event`, when set, is
+  // copied into the update's `event` at delivery (its `seq` is only known
+  // once committed).
+  void ToAgent(std::shared_ptr<AgentSink> sink, v1::CoordinatorMessage message);
+  void ToWatcher(std::shared_ptr<Watcher> watcher, v1::JobUpdate update,
+                 std::shared_ptr<const v1::JobEvent> event = nullptr);
+
+  // Delivers, in order, every queued item whose writes have committed (the
+  // items behind a write still being committed wait for a later Flush).
+  // Call without the domain lock.
   void Flush();
 
   // Stops deliveries to `watcher`; waits for a delivery in progress, so
@@ -64,12 +79,17 @@ class Outbox {
   struct WatchItem {
     std::shared_ptr<Watcher> watcher;
     v1::JobUpdate update;
+    std::shared_ptr<const v1::JobEvent> event;
   };
-  using Item = std::variant<AgentItem, WatchItem>;
+  struct Item {
+    int64_t after = 0;  // CommitQueue sequence number that must be durable first
+    std::variant<AgentItem, WatchItem> what;
+  };
 
+  const CommitQueue* const commits_;
   absl::Mutex deliver_mu_;  // held while delivering; taken before queue_mu_
   absl::Mutex queue_mu_;
-  std::vector<Item> queue_ ABSL_GUARDED_BY(queue_mu_);
+  std::deque<Item> queue_ ABSL_GUARDED_BY(queue_mu_);
 };
 
 }  // namespace clmae

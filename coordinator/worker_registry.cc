@@ -1,5 +1,6 @@
 #include "coordinator/worker_registry.h"
 
+#include <algorithm>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -42,6 +43,7 @@ absl::Status WorkerRegistry::Register(const v1::Register& registration, absl::Ti
   record.state = record.drained_by_operator ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
   record.registered = now;
   record.last_heartbeat = now;
+  Reindex(registration.worker_id());
   return absl::OkStatus();
 }
 
@@ -68,6 +70,7 @@ absl::Status WorkerRegistry::SetDraining(const std::string& worker_id, bool drai
   }
   it->second.state = draining ? v1::WORKER_STATE_DRAINING : v1::WORKER_STATE_READY;
   if (sticky || !draining) it->second.drained_by_operator = draining && sticky;
+  Reindex(worker_id);
   return absl::OkStatus();
 }
 
@@ -79,12 +82,14 @@ std::vector<std::string> WorkerRegistry::ExpireLeases(absl::Time now) {
       lost.push_back(id);
     }
   }
+  for (const std::string& id : lost) with_room_.erase(id);
   return lost;
 }
 
 void WorkerRegistry::MarkLost(const std::string& worker_id) {
   auto it = workers_.find(worker_id);
   if (it != workers_.end()) it->second.state = v1::WORKER_STATE_LOST;
+  with_room_.erase(worker_id);
 }
 
 absl::Status WorkerRegistry::Occupy(const TaskKey& task, const std::string& worker_id,
@@ -120,6 +125,7 @@ absl::Status WorkerRegistry::Occupy(const TaskKey& task, const std::string& work
     record.ports[*master_port] = task;
   }
   if (used.emplace(index, task).second) ++attempt_devices_[{task.job_id, task.attempt}];
+  Reindex(worker_id);
   return absl::OkStatus();
 }
 
@@ -139,7 +145,9 @@ bool WorkerRegistry::Release(const std::string& worker_id, const TaskKey& task) 
       }
     }
   }
-  std::erase_if(it->second.ports, [&](const auto& port) { return port.second == task; });
+  const size_t ports =
+      std::erase_if(it->second.ports, [&](const auto& port) { return port.second == task; });
+  if (released || ports > 0) Reindex(worker_id);
   return released;
 }
 
@@ -184,30 +192,41 @@ void WorkerRegistry::HoldPort(const std::string& worker_id, int port, absl::Time
   if (it == workers_.end() || port <= 0) return;
   absl::Time& held = it->second.held_ports[port];
   held = std::max(held, until);
+  Reindex(worker_id);
+}
+
+void WorkerRegistry::Reindex(const std::string& worker_id) {
+  auto it = workers_.find(worker_id);
+  // Occupy admits only existing devices and slots, so equal sizes mean full.
+  if (it == workers_.end() || it->second.state != v1::WORKER_STATE_READY ||
+      (static_cast<int>(it->second.cuda.size()) >= it->second.registration.devices_size() &&
+       static_cast<int>(it->second.cpu.size()) >= it->second.registration.cpu_slots())) {
+    with_room_.erase(worker_id);
+    return;
+  }
+  const Record& record = it->second;
+  Room& room = with_room_[worker_id];
+  NodeCapacity& node = room.node;
+  node = NodeCapacity{.worker_id = worker_id, .address = record.registration.address()};
+  for (const v1::Device& d : record.registration.devices()) {
+    if (!record.cuda.contains(d.index())) node.free_cuda.push_back(d.index());
+  }
+  std::sort(node.free_cuda.begin(), node.free_cuda.end());
+  for (int slot = 0; slot < record.registration.cpu_slots(); ++slot) {
+    if (!record.cpu.contains(slot)) node.free_cpu.push_back(slot);
+  }
+  for (const auto& [port, task] : record.ports) node.used_ports.push_back(port);
+  room.held_ports.assign(record.held_ports.begin(), record.held_ports.end());
 }
 
 std::vector<NodeCapacity> WorkerRegistry::Capacity(absl::Time now) const {
+  // Kept up to date by every change of a worker (Reindex): a copy of the
+  // workers with room, not a walk over every worker and device.
   std::vector<NodeCapacity> nodes;
-  for (const auto& [id, record] : workers_) {
-    if (record.state != v1::WORKER_STATE_READY) continue;
-    // Occupy admits only existing devices and slots, so equal sizes mean
-    // full. Skipping those keeps a scheduling pass cheap on a busy cluster.
-    if (static_cast<int>(record.cuda.size()) >= record.registration.devices_size() &&
-        static_cast<int>(record.cpu.size()) >= record.registration.cpu_slots()) {
-      continue;
-    }
-    NodeCapacity& node = nodes.emplace_back();
-    node.worker_id = id;
-    node.address = record.registration.address();
-    for (const v1::Device& d : record.registration.devices()) {
-      if (!record.cuda.contains(d.index())) node.free_cuda.push_back(d.index());
-    }
-    std::sort(node.free_cuda.begin(), node.free_cuda.end());
-    for (int slot = 0; slot < record.registration.cpu_slots(); ++slot) {
-      if (!record.cpu.contains(slot)) node.free_cpu.push_back(slot);
-    }
-    for (const auto& [port, task] : record.ports) node.used_ports.push_back(port);
-    for (const auto& [port, until] : record.held_ports) {
+  nodes.reserve(with_room_.size());
+  for (const auto& [id, room] : with_room_) {
+    NodeCapacity& node = nodes.emplace_back(room.node);
+    for (const auto& [port, until] : room.held_ports) {
       if (until > now) node.used_ports.push_back(port);
     }
   }

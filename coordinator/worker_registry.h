@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -102,7 +103,8 @@ class WorkerRegistry {
   std::optional<std::string> Address(const std::string& worker_id) const;
 
   // Free capacity of READY workers that have a free CUDA device or CPU slot
-  // (a full worker can take no rank), by worker id.
+  // (a full worker can take no rank), by worker id. Maintained as workers
+  // change, so this costs the workers with room only.
   // Ports held (HoldPort) until after `now` count as used.
   std::vector<NodeCapacity> Capacity(absl::Time now = absl::InfinitePast()) const;
 
@@ -127,10 +129,21 @@ class WorkerRegistry {
     std::map<int, TaskKey> ports;
     std::map<int, absl::Time> held_ports;  // port -> until
   };
+  // A READY worker with a free device or slot, as Capacity hands it out
+  // (before the ports held until some time are added).
+  struct Room {
+    NodeCapacity node;
+    std::vector<std::pair<int, absl::Time>> held_ports;  // port, until
+  };
   v1::Worker ToProto(const Record& record) const;
+  // Brings the worker's entry in with_room_ in step with its record: called
+  // by every method that changes a worker's state, tasks or ports, so
+  // Capacity costs the workers with room, not every worker.
+  void Reindex(const std::string& worker_id);
 
   WorkerRegistryOptions options_;
   std::map<std::string, Record> workers_;  // ordered: stable listings
+  std::map<std::string, Room> with_room_;  // by worker id, as Capacity lists them
   // How many devices each (job, attempt) holds, over all workers.
   absl::flat_hash_map<std::pair<std::string, int>, int> attempt_devices_;
 };

@@ -74,6 +74,13 @@ ABSL_FLAG(absl::Duration, recovery_grace, absl::ZeroDuration(),
           "after a restart, how long agents have to re-attach and list their ranks before those "
           "count as lost; at least --lease plus the agents' --reconnect_backoff_max (0: --lease "
           "+ 30s)");
+ABSL_FLAG(absl::Duration, store_commit_delay, absl::ZeroDuration(),
+          "for benchmarks only: sleep this long after every job store commit, as a slower "
+          "disk's fsync would (e.g. 4ms); 0 in service");
+ABSL_FLAG(bool, backfill, true,
+          "conservative backfill: a job behind a blocked job of its device kind may start only "
+          "if it cannot delay that job's reservation (estimated from running jobs' progress and "
+          "resources.estimated_seconds); false: strict priority order");
 ABSL_FLAG(std::string, master_port_range, "29500-29999",
           "MIN-MAX ports handed to jobs for their rendezvous (MASTER_PORT) on rank 0's node");
 ABSL_FLAG(std::string, port_file, "",
@@ -171,10 +178,16 @@ std::string BoundAddress(const std::string& listen, int port) {
 }
 
 // Calls Coordinator::Tick every kTickPeriod until `stop`; reports each new
-// store error once.
+// store error once. A failed job store commit leaves the coordinator's memory
+// ahead of its store: the process exits at once (as a crash would), and the
+// restarted one reloads the store and reconciles with the agents.
 void TickUntil(clmae::Coordinator& coordinator, absl::Notification& stop) {
   std::string last_error;
   while (!stop.WaitForNotificationWithTimeout(kTickPeriod)) {
+    if (const absl::Status failed = coordinator.StoreFailure(); !failed.ok()) {
+      Say(absl::StrCat("exiting: ", failed.ToString()));
+      std::_Exit(clmae::kExitFailure);
+    }
     const absl::Status ticked = coordinator.Tick(absl::Now());
     if (!ticked.ok() && std::string(ticked.message()) != last_error) {
       last_error = std::string(ticked.message());
@@ -264,6 +277,12 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
       absl::GetFlag(FLAGS_recovery_grace) < absl::GetFlag(FLAGS_lease)) {
     return absl::InvalidArgumentError("--recovery_grace must be at least --lease");
   }
+  if (absl::GetFlag(FLAGS_store_commit_delay) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_store_commit_delay) > absl::Seconds(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--store_commit_delay: ", absl::FormatDuration(absl::GetFlag(FLAGS_store_commit_delay)),
+        " is outside 0..1s"));
+  }
   constexpr int64_t kMaxMiB = int64_t{1} << 40;  // so that MiB << 20 fits in an int64
   const int64_t max_checkpoint_mb = absl::GetFlag(FLAGS_max_checkpoint_mb);
   const int64_t min_free_mb = absl::GetFlag(FLAGS_checkpoint_min_free_mb);
@@ -281,6 +300,8 @@ absl::StatusOr<clmae::CoordinatorOptions> CoordinatorOptionsFromFlags() {
   }
   clmae::CoordinatorOptions options;
   options.store_path = (std::filesystem::path(data_dir) / "coordinator.db").string();
+  options.store_extra_commit_latency = absl::GetFlag(FLAGS_store_commit_delay);
+  options.backfill = absl::GetFlag(FLAGS_backfill);
   options.checkpoint_dir = (std::filesystem::path(data_dir) / "checkpoints").string();
   options.max_checkpoint_bytes = max_checkpoint_mb << 20;
   options.checkpoint_min_free_bytes = min_free_mb << 20;

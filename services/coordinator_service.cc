@@ -141,17 +141,22 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::JobUpdate> {
 grpc::ServerUnaryReactor* CoordinatorService::SubmitJob(grpc::CallbackServerContext* context,
                                                         const v1::SubmitJobRequest* request,
                                                         v1::Job* response) {
-  return RunUnary(context, *authorizer_, Access::kClient, [&](const Principal& p) -> absl::Status {
-    if (!request->has_spec()) {
-      return absl::InvalidArgumentError("spec: required; give the job spec to run");
-    }
-    if (absl::Status valid = ValidateJobSpecForService(request->spec()); !valid.ok()) return valid;
-    absl::StatusOr<v1::Job> job =
-        coordinator_->Submit(request->spec(), request->request_id(), p.name);
-    if (!job.ok()) return job.status();
-    *response = *std::move(job);
-    return absl::OkStatus();
-  });
+  // Waits for a durable commit: on the submission threads, so that many
+  // submissions share one.
+  return RunUnaryOn(
+      submissions_, context, *authorizer_, Access::kClient,
+      [this, request, response](const Principal& p) -> absl::Status {
+        if (!request->has_spec()) {
+          return absl::InvalidArgumentError("spec: required; give the job spec to run");
+        }
+        if (absl::Status valid = ValidateJobSpecForService(request->spec()); !valid.ok())
+          return valid;
+        absl::StatusOr<v1::Job> job =
+            coordinator_->Submit(request->spec(), request->request_id(), p.name);
+        if (!job.ok()) return job.status();
+        *response = *std::move(job);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* CoordinatorService::GetJob(grpc::CallbackServerContext* context,

@@ -10,6 +10,7 @@
 #include "clmae/v1/coordinator.grpc.pb.h"
 #include "coordinator/coordinator.h"
 #include "services/auth.h"
+#include "services/blocking_call_pool.h"
 
 namespace clmae {
 
@@ -34,7 +35,11 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
   // `coordinator` and `authorizer` are not owned and must outlive the server
   // (shut the server down first).
   CoordinatorService(clmae::Coordinator* coordinator, const Authorizer* authorizer)
-      : coordinator_(coordinator), authorizer_(authorizer) {}
+      : coordinator_(coordinator), authorizer_(authorizer), submissions_(kSubmitThreads) {}
+
+  // SubmitJob handlers waiting for their commit at once (BlockingCallPool):
+  // that many submissions can share one commit.
+  static constexpr int kSubmitThreads = 32;
 
   // Validates the spec with ValidateJobSpecForService (INVALID_ARGUMENT naming the
   // field) before the domain stores it.
@@ -70,6 +75,7 @@ class CoordinatorService final : public v1::Coordinator::CallbackService {
  private:
   clmae::Coordinator* const coordinator_;
   const Authorizer* const authorizer_;
+  BlockingCallPool submissions_;  // runs SubmitJob's domain call
 };
 
 }  // namespace clmae

@@ -223,7 +223,8 @@ absl::Status CheckResources(const v1::JobSpec& spec) {
   RETURN_IF_ERROR(IntInRange("resources.max_restarts",
                              Or(r.has_max_restarts(), r.max_restarts(), defaults::kMaxRestarts), 0,
                              100));
-  return IntInRange("resources.priority", r.priority(), -1000, 1000);
+  RETURN_IF_ERROR(IntInRange("resources.priority", r.priority(), -1000, 1000));
+  return IntInRange("resources.estimated_seconds", r.estimated_seconds(), 0, 365 * 24 * 3600);
 }
 
 }  // namespace clmae::job_spec_internal

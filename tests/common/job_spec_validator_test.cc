@@ -328,6 +328,8 @@ const BadSpec kBadSpecs[] = {
     {"MaxRestartsTooMany", "resources: {max_restarts: 101}", "resources.max_restarts",
      "[0, 100], got 101"},
     {"PriorityTooHigh", "resources: {priority: 1001}", "resources.priority", "got 1001"},
+    {"EstimatedSecondsNegative", "resources: {estimated_seconds: -1}",
+     "resources.estimated_seconds", "got -1"},
 };
 
 INSTANTIATE_TEST_SUITE_P(EveryRule, JobSpecRuleTest, ::testing::ValuesIn(kBadSpecs),

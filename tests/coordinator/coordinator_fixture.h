@@ -106,6 +106,7 @@ class CoordinatorFixture : public ::testing::Test {
     for (const v1::Task& t : running) *reg.add_running_tasks() = t;
     auto sink = std::make_shared<RecordingSink>();
     EXPECT_TRUE(coordinator_->AgentAttached(reg, sink).ok());
+    Settle();
     return sink;
   }
 
@@ -123,6 +124,7 @@ class CoordinatorFixture : public ::testing::Test {
   std::string Submit(const v1::JobSpec& spec, const std::string& request_id = "") {
     auto job = coordinator_->Submit(spec, request_id);
     EXPECT_TRUE(job.ok()) << job.status();
+    Settle();
     return job.ok() ? job->id() : "";
   }
 
@@ -144,8 +146,13 @@ class CoordinatorFixture : public ::testing::Test {
     status.set_exit_code(exit_code);
     status.set_signal(signal);
     status.set_message(message);
-    return coordinator_->TaskStatus(worker_id, status);
+    absl::Status recorded = coordinator_->TaskStatus(worker_id, status);
+    Settle();
+    return recorded;
   }
+  // Waits until what the coordinator decided is durable and delivered: the
+  // agent-stream calls and Submit do not wait for their effects.
+  void Settle() { EXPECT_TRUE(coordinator_->Settle().ok()); }
   void Started(const std::string& worker_id, const std::vector<v1::TaskAssignment>& tasks) {
     for (const auto& t : tasks) ASSERT_TRUE(Report(worker_id, t, v1::TaskStatus::RUNNING).ok());
   }

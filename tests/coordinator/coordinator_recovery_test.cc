@@ -62,6 +62,7 @@ TEST_F(CoordinatorRecoveryTest, ReconcilesWithReattachingAgentsAfterARestart) {
   gone.set_state(v1::TaskStatus::EXITED);
   gone.set_signal(15);
   ASSERT_TRUE(coordinator_->TaskStatus("a", gone).ok());
+  Settle();
   ASSERT_THAT(a2->Assigns(), SizeIs(1));  // the freed slot: oldest first
   EXPECT_EQ(a2->Assigns()[0].job_id(), lost);
   EXPECT_EQ(a2->Assigns()[0].attempt(), 2);

@@ -1,5 +1,10 @@
 #include "coordinator/worker_registry.h"
 
+#include <algorithm>
+#include <map>
+#include <random>
+
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -130,6 +135,70 @@ TEST_F(WorkerRegistryTest, ReRegisteringForgetsHeldDevices) {
   ASSERT_TRUE(registry_.Register(Gpus("a", 2), t0_ + absl::Seconds(1)).ok());
   EXPECT_THAT(registry_.TasksOn("a"), IsEmpty());
   EXPECT_FALSE(registry_.AttemptHoldsDevices("j", 1));
+}
+
+// Capacity is maintained as workers change; after any sequence of changes it
+// lists exactly the READY workers with room, each with what Get counts free.
+TEST_F(WorkerRegistryTest, CapacityStaysInStepWithEveryChange) {
+  std::mt19937 rng(7);
+  const std::vector<std::string> ids = {"a", "b", "c", "d"};
+  for (const std::string& id : ids) ASSERT_TRUE(registry_.Register(Gpus(id, 4, 2), t0_).ok());
+  absl::Time now = t0_;
+  for (int step = 0; step < 2000; ++step) {
+    const std::string& id = ids[rng() % ids.size()];
+    const TaskKey task{absl::StrCat("job-", rng() % 6), 1, static_cast<int>(rng() % 2)};
+    switch (rng() % 9) {
+      case 0:
+      case 1:
+      case 2:
+        registry_
+            .Occupy(task, id, rng() % 3 ? "cuda" : "cpu", rng() % 4,
+                    rng() % 2 ? std::optional<int>(29500 + rng() % 4) : std::nullopt)
+            .IgnoreError();
+        break;
+      case 3:
+      case 4:
+        registry_.Release(id, task);
+        break;
+      case 5:
+        registry_.SetDraining(id, rng() % 2 == 0).IgnoreError();
+        break;
+      case 6:
+        if (rng() % 4 == 0) registry_.MarkLost(id);
+        for (const std::string& w : ids) registry_.Heartbeat(w, now).IgnoreError();
+        now += absl::Seconds(1);
+        registry_.ExpireLeases(now);
+        break;
+      case 7:
+        ASSERT_TRUE(registry_.Register(Gpus(id, 4, 2), now).ok());
+        break;
+      case 8:
+        registry_.HoldPort(id, 29500 + rng() % 4, now + absl::Seconds(rng() % 3));
+        break;
+    }
+    std::map<std::string, NodeCapacity> listed;
+    for (NodeCapacity& n : registry_.Capacity(now)) listed[n.worker_id] = n;
+    for (const std::string& w : ids) {
+      const v1::Worker worker = *registry_.Get(w);
+      const bool room = worker.state() == v1::WORKER_STATE_READY &&
+                        (worker.free_devices() > 0 || worker.free_cpu_slots() > 0);
+      ASSERT_EQ(listed.contains(w), room) << "step " << step << " worker " << w;
+      if (!room) continue;
+      EXPECT_EQ(static_cast<int>(listed[w].free_cuda.size()), worker.free_devices());
+      EXPECT_EQ(static_cast<int>(listed[w].free_cpu.size()), worker.free_cpu_slots());
+      EXPECT_TRUE(std::is_sorted(listed[w].free_cuda.begin(), listed[w].free_cuda.end()));
+    }
+  }
+}
+
+TEST_F(WorkerRegistryTest, HeldPortsCountAsUsedOnlyUntilTheirTime) {
+  ASSERT_TRUE(registry_.Register(Gpus("a", 2), t0_).ok());
+  registry_.HoldPort("a", 29501, t0_ + absl::Seconds(5));
+  EXPECT_THAT(registry_.Capacity(t0_)[0].used_ports, ElementsAre(29501));
+  EXPECT_THAT(registry_.Capacity(t0_ + absl::Seconds(6))[0].used_ports, IsEmpty());
+  ASSERT_TRUE(registry_.Occupy(TaskKey{"j", 1, 0}, "a", "cuda", 0, 29502).ok());
+  EXPECT_THAT(registry_.Capacity(t0_ + absl::Seconds(6))[0].used_ports, ElementsAre(29502));
+  EXPECT_THAT(registry_.Capacity(t0_ + absl::Seconds(6))[0].free_cuda, ElementsAre(1));
 }
 
 }  // namespace
