@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "common/job_spec/job_spec_defaults.h"
+#include "common/job_progress.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/job_state_machine.h"
@@ -22,22 +22,6 @@ constexpr size_t kRecentPorts = 3;
 bool Holding(v1::JobState state) {
   return state == v1::JOB_STATE_SCHEDULED || state == v1::JOB_STATE_RUNNING ||
          state == v1::JOB_STATE_RESTARTING;
-}
-
-// The time rank 0's last report leaves, at its rate (images/s) for the
-// steps to go; unset without a rate or a step count.
-std::optional<absl::Duration> RemainingFromProgress(const v1::Job& job) {
-  const v1::Progress& p = job.progress();
-  if (!(p.images_per_sec() > 0) || !std::isfinite(p.images_per_sec()) || p.total_steps() <= 0) {
-    return std::nullopt;
-  }
-  const int64_t batch = job.spec().train().has_batch_size() ? job.spec().train().batch_size()
-                                                            : job_spec_defaults::kBatchSize;
-  const int64_t world = job.spec().resources().has_world_size()
-                            ? job.spec().resources().world_size()
-                            : job_spec_defaults::kWorldSize;
-  const int64_t steps_left = std::max<int64_t>(0, p.total_steps() - p.step());
-  return absl::Seconds(static_cast<double>(steps_left) * batch * world / p.images_per_sec());
 }
 
 }  // namespace
@@ -77,7 +61,7 @@ std::vector<RunningJob> Coordinator::RunningJobs(const std::string& kind, absl::
     r.devices = active.resources.world_size;
     if (active.job.state() == v1::JOB_STATE_RESTARTING) {
       r.estimated_end = now;  // its ranks are being stopped
-    } else if (std::optional<absl::Duration> left = RemainingFromProgress(active.job)) {
+    } else if (std::optional<absl::Duration> left = EstimateRemaining(active.job)) {
       r.estimated_end = std::max(now, FromProtoTime(active.job.progress().update_time()) + *left);
     } else if (active.resources.estimate.has_value()) {
       const absl::Time started =

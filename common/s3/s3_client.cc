@@ -249,9 +249,10 @@ absl::StatusOr<std::vector<S3MultipartInfo>> S3Client::ListMultipartUploads(
   return out;
 }
 
-absl::StatusOr<std::string> S3Client::PresignGet(const std::string& key, absl::Duration ttl) const {
+PresignRequest S3Client::PresignFor(const std::string& method, const std::string& key,
+                                    absl::Duration ttl) const {
   PresignRequest request;
-  request.method = "GET";
+  request.method = method;
   request.scheme = S3EndpointScheme(config_);
   request.host = S3EndpointHost(config_);
   request.path = absl::StrCat("/", config_.bucket, "/", key);
@@ -261,26 +262,20 @@ absl::StatusOr<std::string> S3Client::PresignGet(const std::string& key, absl::D
   request.session_token = config_.session_token;
   request.now = absl::Now();
   request.expires = ttl;
-  return PresignUrl(request);
+  return request;
+}
+
+absl::StatusOr<std::string> S3Client::PresignGet(const std::string& key, absl::Duration ttl) const {
+  return PresignUrl(PresignFor("GET", key, ttl));
 }
 
 absl::StatusOr<std::string> S3Client::PresignPut(const std::string& key,
                                                  const std::string& upload_id, int part_number,
                                                  absl::Duration ttl) const {
-  PresignRequest request;
-  request.method = "PUT";
-  request.scheme = S3EndpointScheme(config_);
-  request.host = S3EndpointHost(config_);
-  request.path = absl::StrCat("/", config_.bucket, "/", key);
+  PresignRequest request = PresignFor("PUT", key, ttl);
   if (part_number > 0) {
     request.query = {{"partNumber", absl::StrCat(part_number)}, {"uploadId", upload_id}};
   }
-  request.region = config_.region;
-  request.access_key_id = config_.access_key_id;
-  request.secret_access_key = config_.secret_access_key;
-  request.session_token = config_.session_token;
-  request.now = absl::Now();
-  request.expires = ttl;
   return PresignUrl(request);
 }
 

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/s3/http_call.h"
 #include "common/s3/s3_config.h"
+#include "common/s3/sigv4_presign.h"
 
 namespace clmae {
 
@@ -94,6 +95,9 @@ class S3Client {
   // A request signed by libcurl (SigV4) for `method` on `key`.
   HttpRequest Signed(const std::string& method, const std::string& key,
                      const std::string& query) const;
+  // The presigning request for `method` on `key`, valid for `ttl` from now.
+  PresignRequest PresignFor(const std::string& method, const std::string& key,
+                            absl::Duration ttl) const;
 
   const S3Config config_;
   const absl::Duration stall_timeout_;

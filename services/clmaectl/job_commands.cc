@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/job_progress.h"
 #include "services/clmaectl/commands.h"
 #include "services/clmaectl/job_format.h"
 #include "services/clmaectl/message_output.h"

@@ -10,7 +10,6 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
-#include "common/job_spec/job_spec_defaults.h"
 
 namespace clmae::ctl {
 std::optional<absl::Time> FromProtoTime(const google::protobuf::Timestamp& time) {
@@ -67,20 +66,6 @@ std::string FormatLosses(const v1::Progress& p) {
                           p.loss_gauss(), p.loss_kl(), p.loss_div());
   }
   return text;
-}
-
-std::optional<absl::Duration> EstimateRemaining(const v1::Job& job) {
-  const v1::Progress& p = job.progress();
-  if (p.images_per_sec() <= 0 || !std::isfinite(p.images_per_sec()) || p.total_steps() <= 0) {
-    return std::nullopt;
-  }
-  const int64_t batch = job.spec().train().has_batch_size() ? job.spec().train().batch_size()
-                                                            : job_spec_defaults::kBatchSize;
-  const int64_t world = job.spec().resources().has_world_size()
-                            ? job.spec().resources().world_size()
-                            : job_spec_defaults::kWorldSize;
-  const int64_t steps_left = std::max<int64_t>(0, p.total_steps() - p.step());
-  return absl::Seconds(static_cast<double>(steps_left) * batch * world / p.images_per_sec());
 }
 
 std::string FormatQuality(const v1::Progress& progress) {

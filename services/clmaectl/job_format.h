@@ -45,11 +45,6 @@ std::string FormatLambda(double curriculum_factor);
 // terms only when one of them is non-zero (plain-MAE jobs have none).
 std::string FormatLosses(const v1::Progress& progress);
 
-// Time left at the reported throughput, from the steps left and the images
-// one step takes (batch size per rank × world size, with the spec's
-// defaults); nullopt without a throughput or a total.
-std::optional<absl::Duration> EstimateRemaining(const v1::Job& job);
-
 // "knn_top1 0.8123, probe_top1 0.8412", sorted by name; "" when none.
 std::string FormatMetrics(const v1::JobResult& result);
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/job_progress.h"
 #include "services/clmaectl/job_format.h"
 #include "services/clmaectl/text_table.h"
 

@@ -52,21 +52,6 @@ TEST(JobFormatTest, ProgressPieces) {
   EXPECT_EQ(FormatLosses(p), "mae 0.5000 m.rec 0.0000 gauss 0.0000 kl 0.2500 div 0.0000");
 }
 
-TEST(JobFormatTest, EstimateUsesBatchTimesWorldWithDefaults) {
-  v1::Job job;
-  job.mutable_progress()->set_step(0);
-  job.mutable_progress()->set_total_steps(100);
-  EXPECT_EQ(EstimateRemaining(job), std::nullopt);  // no throughput yet
-  job.mutable_progress()->set_images_per_sec(64);
-  // Default batch 64, world 1: one step a second.
-  EXPECT_EQ(EstimateRemaining(job), absl::Seconds(100));
-  job.mutable_spec()->mutable_resources()->set_world_size(4);
-  job.mutable_spec()->mutable_train()->set_batch_size(16);
-  EXPECT_EQ(EstimateRemaining(job), absl::Seconds(100));
-  job.mutable_progress()->set_step(150);  // past the total after a change
-  EXPECT_EQ(EstimateRemaining(job), absl::ZeroDuration());
-}
-
 TEST(JobFormatTest, MetricsSortedByName) {
   v1::JobResult result;
   EXPECT_EQ(FormatMetrics(result), "");
