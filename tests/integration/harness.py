@@ -4,6 +4,7 @@ runs a test in a temporary folder (kept on failure when CLMAE_KEEP_TEST_FILES
 is set)."""
 
 import os
+import random
 import shutil
 import socket
 import sys
@@ -30,6 +31,36 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(count):
+    """`count` distinct loopback ports that bind now, drawn at random from
+    below the kernel's ephemeral range. For a program that binds several
+    ports one after another (weed does): a port from free_port() can be
+    taken meanwhile as the source port of any outgoing connection, the
+    program's own included; ports below the ephemeral range cannot."""
+    high = _ephemeral_low()
+    low = max(1024, high - 20000)
+    ports = []
+    while len(ports) < count:
+        port = random.randrange(low, high)
+        if port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
 
 
 def processes(executable, match=lambda argv: True):

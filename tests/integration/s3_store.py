@@ -20,7 +20,7 @@ import urllib.parse
 import urllib.request
 import xml.etree.ElementTree as ET
 
-from harness import free_port
+from harness import free_ports
 
 ACCESS_KEY = "AKIDCLMAEINTEGRATION"
 SECRET_KEY = "clmae-integration-secret"
@@ -35,9 +35,17 @@ def weed_binary(repo_root):
     return None
 
 
+class _ExitedAtStart(Exception):
+    def __init__(self, tail):
+        super().__init__(tail)
+        self.tail = tail
+
+
 class SeaweedFs:
     """weed server -s3 under `folder`; start() again after stop() reuses the
-    same ports and data (a store that went away and came back)."""
+    same ports and data (a store that went away and came back). A first
+    start that exits early (a port taken by another process meanwhile) is
+    tried again on other ports, up to three times."""
 
     def __init__(self, weed, folder):
         self.weed = weed
@@ -47,11 +55,36 @@ class SeaweedFs:
             json.dump({"identities": [{"name": "clmae", "credentials": [
                 {"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}, f)
-        self.ports = [free_port() for _ in range(8)]
-        self.endpoint = f"http://127.0.0.1:{self.ports[6]}"
+        self._pick_ports()
         self.process = None
+        self.started_once = False
+
+    def _pick_ports(self):
+        self.ports = free_ports(8)
+        self.endpoint = f"http://127.0.0.1:{self.ports[6]}"
+
+    def log_tail(self, lines=15):
+        try:
+            with open(os.path.join(self.folder, "weed.log"), errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError as e:
+            return f"(no log: {e})"
 
     def start(self, timeout=60):
+        tries = 1 if self.started_once else 3
+        for attempt in range(1, tries + 1):
+            try:
+                self._start_once(timeout)
+                self.started_once = True
+                return
+            except _ExitedAtStart as e:
+                if attempt == tries:
+                    raise RuntimeError(
+                        f"weed exited at start (try {attempt} of {tries}); "
+                        f"the end of {self.folder}/weed.log:\n{e.tail}") from None
+                self._pick_ports()
+
+    def _start_once(self, timeout):
         p = self.ports
         argv = [self.weed, "server", f"-dir={self.folder}/data", "-ip=127.0.0.1",
                 "-ip.bind=127.0.0.1", "-master.telemetry=false",
@@ -66,7 +99,8 @@ class SeaweedFs:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"weed exited at start; see {self.folder}/weed.log")
+                self.process = None
+                raise _ExitedAtStart(self.log_tail())
             try:
                 urllib.request.urlopen(self.endpoint + "/", timeout=1)
                 return
