@@ -78,7 +78,7 @@ bench-metrics: deps $(BUILD_DIR)/build.ninja
 bench-loader: deps $(BUILD_DIR)/build.ninja
 	cmake --build $(BUILD_DIR) -j $(JOBS) --target clmae-bench-loader
 	rm -rf $(BUILD_DIR)/bench-loader-jpegs
-	$(BUILD_DIR)/bench/clmae-bench-loader --save $(BUILD_DIR)/bench-loader-jpegs
+	$(BUILD_DIR)/bench/clmae-bench-loader --save $(BUILD_DIR)/bench-loader-jpegs --loader cpu --workers $(JOBS)
 	$(VENV_PYTHON) bench/loader_baseline.py $(BUILD_DIR)/bench-loader-jpegs
 
 .PHONY: bench-eval

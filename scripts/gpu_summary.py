@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The side-by-side table of a scripts/gpu-check.sh run: clmae, PyTorch eager
 and PyTorch + torch.compile per workload and batch, with images/s, MFU, peak
-memory and the ratios against both baselines.
+memory and the ratios against both baselines; then the data loader decoding
+on the host and on the GPU (images/s, host CPU per image, cores per GPU).
 
     scripts/gpu_summary.py OUT_DIR
 
@@ -28,11 +29,37 @@ def records(out):
                     yield r
 
 
+def loader_records(out):
+    for path in sorted(pathlib.Path(out).glob("*.txt")):
+        for line in path.read_text().splitlines():
+            if line.startswith("{") and '"loaders"' in line:
+                try:
+                    r = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                for loader in r["loaders"]:
+                    yield r, loader
+
+
+def print_loaders(out):
+    rows = list(loader_records(out))
+    if not rows:
+        return
+    print()
+    print(f"{'data loader (JPEG ' + rows[0][0]['chroma'] + ', 224 crop)':38s} {'workers':>7s} "
+          f"{'img/s':>9s} {'host ms/img':>12s} {'cores/GPU at':>13s}")
+    for r, loader in rows:
+        cores = ", ".join(f"{x['cores']:.1f} @ {x['gpu_rate']:.0f}" for x in loader["rates"])
+        print(f"{'decode on ' + loader['device']:38s} {loader['workers']:7d} "
+              f"{loader['images_per_s']:9.1f} {loader['cpu_ms_per_image']:12.2f}   {cores}")
+
+
 def main():
     if len(sys.argv) != 2:
         sys.exit(__doc__)
     rows = list(records(sys.argv[1]))
     if not rows:
+        print_loaders(sys.argv[1])
         sys.exit(f"gpu_summary: no benchmark records in {sys.argv[1]}")
     by = {}
     for r in rows:
@@ -59,6 +86,7 @@ def main():
                      if r.get("compile_seconds") else "")
             print(f"{preset + ' ' + mode + ' b' + str(batch):38s} {variant:12s} {ips:9.1f} {mfu:>7s} "
                   f"{r['peak_bytes'] / 2**30:9.2f} {ratios[0]:>9s} {ratios[1]:>12s}{extra}")
+    print_loaders(sys.argv[1])
 
 
 if __name__ == "__main__":

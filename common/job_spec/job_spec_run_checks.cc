@@ -24,10 +24,14 @@ using spec_checks::Or;
 using spec_checks::Positive;
 using v1::DataSpec;
 
+// A data kind's name, the default's (FASHION_MNIST) for an unset one.
+std::string KindName(DataSpec::Kind kind) {
+  return kind == DataSpec::KIND_UNSPECIFIED ? "FASHION_MNIST" : DataSpec::Kind_Name(kind);
+}
+
 // The channels a data kind delivers must be the model's input channels.
 absl::Status CheckKindChannels(absl::string_view kind_field, DataSpec::Kind kind, int in_chans) {
-  const std::string kind_name =
-      kind == DataSpec::KIND_UNSPECIFIED ? "FASHION_MNIST" : DataSpec::Kind_Name(kind);
+  const std::string kind_name = KindName(kind);
   switch (kind) {
     case DataSpec::KIND_UNSPECIFIED:
     case DataSpec::FASHION_MNIST:
@@ -107,6 +111,23 @@ absl::Status CheckData(const DataSpec& s, const ModelConfig& model) {
                  Or(s.has_synthetic_size(), s.synthetic_size(), defaults::kSyntheticSize), 1,
                  int64_t{1} << 30));
   return IntInRange("data.limit", s.limit(), 0);
+}
+
+absl::Status CheckDecode(const DataSpec& s, const v1::TrainSpec& t) {
+  RETURN_IF_ERROR(KnownEnum("data.decode", *DataSpec::Decode_descriptor(), s.decode()));
+  if (s.decode() != DataSpec::GPU) return absl::OkStatus();
+  if (s.kind() != DataSpec::IMAGE_FOLDER) {
+    return Invalid("data.decode",
+                   "CPU for this data.kind (GPU decoding reads the JPEG files of IMAGE_FOLDER)",
+                   absl::StrCat("GPU with data.kind ", KindName(s.kind())));
+  }
+  const auto device_kind = DeviceKind(t.device());
+  if (device_kind && *device_kind != "cuda") {
+    return Invalid("data.decode", "CPU on a CPU device (GPU decoding needs train.device cuda)",
+                   absl::StrCat("GPU with train.device '",
+                                t.device().empty() ? defaults::kDevice : t.device(), "'"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status CheckTrain(const v1::TrainSpec& t) {

@@ -22,6 +22,8 @@ absl::Status CheckOptimizer(const v1::JobSpec& spec);
 // Kind, path, channels (against the model), transform and loader settings.
 absl::Status CheckData(const v1::DataSpec& data, const ModelConfig& model);
 absl::Status CheckTrain(const v1::TrainSpec& train);
+// data.decode GPU needs image files and a CUDA train.device.
+absl::Status CheckDecode(const v1::DataSpec& data, const v1::TrainSpec& train);
 absl::Status CheckEval(const v1::JobSpec& spec, const ModelConfig& model);
 absl::Status CheckOutput(const v1::OutputSpec& output);
 absl::Status CheckResources(const v1::JobSpec& spec);

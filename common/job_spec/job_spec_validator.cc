@@ -18,6 +18,7 @@ namespace {
 namespace defaults = job_spec_defaults;
 using job_spec_internal::CheckCurriculum;
 using job_spec_internal::CheckData;
+using job_spec_internal::CheckDecode;
 using job_spec_internal::CheckEval;
 using job_spec_internal::CheckMasking;
 using job_spec_internal::CheckModel;
@@ -99,6 +100,7 @@ absl::Status ValidateJobSpec(const JobSpec& spec) {
   RETURN_IF_ERROR(CheckCurriculum(spec.curriculum()));
   RETURN_IF_ERROR(CheckData(spec.data(), model));
   RETURN_IF_ERROR(CheckTrain(spec.train()));
+  RETURN_IF_ERROR(CheckDecode(spec.data(), spec.train()));
   RETURN_IF_ERROR(CheckOptimizer(spec));
   RETURN_IF_ERROR(CheckEval(spec, model));
   RETURN_IF_ERROR(CheckOutput(spec.output()));

@@ -265,6 +265,10 @@ const BadSpec kBadSpecs[] = {
     {"PrefetchTooMany", "data: {prefetch: 65}", "data.prefetch", "got 65"},
     {"SyntheticSizeZero", "data: {synthetic_size: 0}", "data.synthetic_size", "got 0"},
     {"LimitNegative", "data: {limit: -1}", "data.limit", "at least 0, got -1"},
+    {"GpuDecodeOfIdx", "data: {decode: GPU}\ntrain: {device: cuda}", "data.decode",
+     "GPU with data.kind FASHION_MNIST"},
+    {"GpuDecodeOnCpu", "model: {in_chans: 3}\ndata: {kind: IMAGE_FOLDER, path: /d, decode: GPU}",
+     "data.decode", "GPU with train.device 'cpu'"},
     // train
     {"EpochsZero", "train: {epochs: 0}", "train.epochs", "[1, 100000], got 0"},
     {"EpochsTooMany", "train: {epochs: 100001}", "train.epochs", "got 100001"},

@@ -139,6 +139,8 @@ void ApplyData(const DataSpec& data, TrainerOptions& o) {
   o.loader.num_workers = Or(data.has_num_workers(), data.num_workers(), d::kNumWorkers);
   o.loader.prefetch = Or(data.has_prefetch(), data.prefetch(), d::kPrefetch);
   o.loader.fail_on_decode_error = data.fail_on_decode_error();
+  // The trainer puts the rank's own CUDA device in place of this one.
+  if (data.decode() == DataSpec::GPU) o.loader.decode_device = torch::Device(torch::kCUDA);
 }
 
 // The output section: the folder (runs/<job name> by default), checkpoints,

@@ -96,6 +96,21 @@ output: {dir: /tmp/x, checkpoint_every: 4, keep_checkpoints: 1, preview_every: 2
   EXPECT_TRUE(o->export_safetensors);
 }
 
+TEST(TrainerOptionsFromSpecTest, GpuDecodingAsksForACudaDecodeDevice) {
+  auto host = FromYaml("name: h\n");
+  ASSERT_TRUE(host.ok()) << host.status();
+  EXPECT_TRUE(host->loader.decode_device.is_cpu());
+  auto gpu = FromYaml(R"(
+name: g
+model: {in_chans: 3}
+data: {kind: IMAGE_FOLDER, path: /data/train, decode: GPU}
+train: {device: "cuda:1", precision: BF16}
+)");
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  // The trainer puts the rank's own device (cuda:1 here) in its place.
+  EXPECT_TRUE(gpu->loader.decode_device.is_cuda());
+}
+
 TEST(TrainerOptionsFromSpecTest, EvaluationDuringTrainingDefaults) {
   auto o = FromYaml("name: q\ndata: {kind: SYNTHETIC}\neval: {enabled: true}\n");
   ASSERT_TRUE(o.ok()) << o.status();

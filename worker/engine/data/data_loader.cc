@@ -5,13 +5,17 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <optional>
 #include <utility>
 
 #include "ATen/Parallel.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "c10/core/StreamGuard.h"
+#include "c10/core/impl/DeviceGuardImplInterface.h"
 #include "torch/cuda.h"
 #include "torch/torch.h"
+#include "worker/engine/data/gpu_jpeg_decoder.h"
 #include "worker/engine/util/torch_status.h"
 
 namespace clmae {
@@ -65,7 +69,18 @@ absl::Status CheckOptions(const Dataset* dataset, const TransformOptions& transf
     return absl::InvalidArgumentError(
         absl::StrCat("data.prefetch: ", o.prefetch, " must be at least 1"));
   }
-  return ValidateTransformOptions(transform, dataset->channels());
+  if (absl::Status s = ValidateTransformOptions(transform, dataset->channels()); !s.ok()) return s;
+  if (!o.decode_device.is_cpu() && !o.decode_device.is_cuda()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("data loader: images are decoded on the CPU or a CUDA device, not ",
+                     o.decode_device.str()));
+  }
+  if (o.decode_device.is_cuda() && !dataset->HasEncoded()) {
+    return absl::InvalidArgumentError(absl::StrCat("data.decode GPU reads image files, and ",
+                                                   dataset->Describe(),
+                                                   " has none; decode it on the CPU"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -97,6 +112,7 @@ struct DataLoader::State {
   const DataLoaderOptions options;
   absl::Status config_status;
   bool pin = false;
+  std::unique_ptr<GpuJpegDecoder> gpu_decoder;  // decode_device CUDA
   int64_t batches_per_epoch = 0;
   int64_t skipped = 0;  // consumer thread only
 
@@ -120,13 +136,52 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
                                      const std::function<bool()>& cancelled) const {
   BatchResult result;
   const std::string context = absl::StrCat("batch ", b, " of epoch ", epoch);
+  // On a CUDA decode device the batch's work goes to a stream of this
+  // thread's own, waited for before the batch is handed over.
+  std::optional<c10::StreamGuard> stream_guard;
+  if (gpu_decoder != nullptr) {
+    stream_guard.emplace(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
+                             ->getStreamFromGlobalPool(options.decode_device));
+  }
   result.batch = CatchAll(context, [&]() -> absl::StatusOr<Batch> {
     const int64_t n = options.batch_size;
     const int64_t channels = dataset->channels();
     const int64_t size = transform.size;
     torch::Tensor images =
-        torch::empty({n, channels, size, size},
-                     torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(pin));
+        torch::empty({n, channels, size, size}, torch::TensorOptions()
+                                                    .dtype(torch::kFloat32)
+                                                    .device(options.decode_device)
+                                                    .pinned_memory(pin));
+    // Decoded images: one at a time on the host; on the device the batch's
+    // files go to nvJPEG together.
+    std::vector<absl::StatusOr<Example>> decoded;
+    if (gpu_decoder != nullptr) {
+      std::vector<EncodedExample> files;
+      std::vector<absl::StatusOr<Example>> read(n);
+      for (int64_t s = 0; s < n; ++s) {
+        if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
+        absl::StatusOr<EncodedExample> file = dataset->GetEncoded(indices[b * n + s]);
+        if (!file.ok()) {
+          read[s] = file.status();
+          continue;
+        }
+        read[s] = Example{torch::Tensor(), file->label};
+        files.push_back(std::move(*file));
+      }
+      std::vector<absl::StatusOr<torch::Tensor>> pixels =
+          gpu_decoder->Decode(files, static_cast<int>(channels));
+      size_t next = 0;
+      for (absl::StatusOr<Example>& example : read) {
+        if (!example.ok()) continue;
+        absl::StatusOr<torch::Tensor>& image = pixels[next++];
+        if (image.ok()) {
+          example->image = std::move(*image);
+        } else {
+          example = image.status();
+        }
+      }
+      decoded = std::move(read);
+    }
     std::vector<int64_t> labels;
     labels.reserve(n);
     std::vector<int64_t> ids;
@@ -135,7 +190,8 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     for (int64_t s = 0; s < n; ++s) {
       if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
       const int64_t index = indices[b * n + s];
-      absl::StatusOr<Example> example = dataset->Get(index);
+      absl::StatusOr<Example> example =
+          gpu_decoder != nullptr ? std::move(decoded[s]) : dataset->Get(index);
       if (!example.ok()) {
         if (!absl::IsDataLoss(example.status())) {
           return absl::Status(example.status().code(),
@@ -170,6 +226,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     if (pin) batch.labels = batch.labels.pin_memory();
     batch.epoch = epoch;
     batch.index = b;
+    if (stream_guard) stream_guard->current_stream().synchronize();
     return batch;
   });
   return result;
@@ -204,7 +261,17 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSample
   s.config_status = CheckOptions(s.dataset.get(), s.transform, s.options);
   if (!s.config_status.ok()) return;
   s.batches_per_epoch = s.sampler.num_samples() / s.options.batch_size;
-  if (s.options.pin_memory) {
+  if (s.options.decode_device.is_cuda()) {
+    absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> decoder =
+        GpuJpegDecoder::Create(s.options.decode_device);
+    if (!decoder.ok()) {
+      s.config_status = absl::Status(decoder.status().code(),
+                                     absl::StrCat("data.decode GPU: ", decoder.status().message()));
+      return;
+    }
+    s.gpu_decoder = std::move(*decoder);
+  }
+  if (s.options.pin_memory && s.gpu_decoder == nullptr) {
     // Page-locked memory needs a CUDA driver; on a CPU-only machine batches
     // stay in ordinary memory.
     absl::StatusOr<bool> cuda = CatchAll(
@@ -233,6 +300,21 @@ DataLoader::~DataLoader() {
 int64_t DataLoader::batches_per_epoch() const { return state_->batches_per_epoch; }
 
 int64_t DataLoader::skipped_images() const { return state_->skipped; }
+
+int64_t DataLoader::images_decoded_on_device() const {
+  return state_->gpu_decoder ? state_->gpu_decoder->decoded_on_device() : 0;
+}
+
+std::string DataLoader::gpu_decoding() const {
+  const State& s = *state_;
+  if (s.gpu_decoder == nullptr) return "";
+  return absl::StrCat("nvJPEG on ", s.options.decode_device.str(), " (", s.gpu_decoder->backend(),
+                      " backend)");
+}
+
+int64_t DataLoader::images_decoded_on_host() const {
+  return state_->gpu_decoder ? state_->gpu_decoder->decoded_on_host() : 0;
+}
 
 void DataLoader::StartEpoch(int64_t epoch, int64_t start_batch) {
   State& s = *state_;
@@ -272,6 +354,13 @@ absl::StatusOr<std::optional<Batch>> DataLoader::Next() {
   }
   s.skipped += result.skipped;
   if (!result.batch.ok()) return result.batch.status();
+  if (result.batch->images.is_cuda()) {
+    // Made on a loader stream and used on the caller's: the caching
+    // allocator must not hand the memory out again before the caller's
+    // stream is done with it.
+    const auto* cuda = c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA);
+    result.batch->images.record_stream(cuda->getStream(result.batch->images.device()));
+  }
   return std::optional<Batch>(std::move(*result.batch));
 }
 

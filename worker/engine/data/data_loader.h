@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -36,10 +37,16 @@ struct DataLoaderOptions {
   // Augmentation seed: dataset index i in epoch e is transformed with
   // SampleRng(seed, hash(e, i)), whichever thread does it.
   uint64_t seed = 0;
+  // Where images are decoded and transformed: on the host (CPU, the
+  // default), or on a CUDA device, JPEG with nvJPEG (GpuJpegDecoder) and the
+  // transform with the same ops on the device; batches then live on that
+  // device. The worker threads still read the files and queue the work, one
+  // CUDA stream each. Needs a dataset of image files (HasEncoded()).
+  torch::Device decode_device = torch::kCPU;
 };
 
 struct Batch {
-  torch::Tensor images;   // float32 [B, C, size, size]
+  torch::Tensor images;   // float32 [B, C, size, size], on decode_device
   torch::Tensor labels;   // int64 [B]
   torch::Tensor indices;  // int64 [B]: dataset index of each image (CPU)
   int64_t epoch = 0;
@@ -70,6 +77,15 @@ class DataLoader {
   // Images skipped because they failed to decode, since construction; counted
   // as their batches are delivered, so work StartEpoch discards is not.
   int64_t skipped_images() const;
+
+  // With decode_device CUDA: images nvJPEG decoded, and images decoded on
+  // the host instead (PNG, CMYK, what the GPU's decoder does not take);
+  // both 0 otherwise.
+  int64_t images_decoded_on_device() const;
+  int64_t images_decoded_on_host() const;
+  // "nvJPEG on cuda:0 (hardware backend)" with decode_device CUDA; "" when
+  // images are decoded on the host.
+  std::string gpu_decoding() const;
 
  private:
   // Implementation defined in data_loader.cc.

@@ -18,6 +18,14 @@ struct Example {
   int64_t label = -1;
 };
 
+// One example as stored, not yet decoded (an image file's bytes), for a
+// decoder outside the dataset (JPEG on the GPU). `what` names it in messages.
+struct EncodedExample {
+  std::string bytes;
+  std::string what;
+  int64_t label = -1;
+};
+
 // Random access to decoded images. Get() is safe to call from several threads
 // at once. An image that cannot be decoded yields DATA_LOSS naming the file
 // (or record) and the reason.
@@ -32,6 +40,12 @@ class Dataset {
   virtual int num_classes() const = 0;
   // What it reads, for messages ("IDX /path/train-images-idx3-ubyte.gz").
   virtual std::string Describe() const = 0;
+  // Whether GetEncoded() gives the stored bytes (datasets of image files).
+  virtual bool HasEncoded() const { return false; }
+  // Example `index` undecoded, with its label; safe from several threads.
+  // DATA_LOSS names a file that cannot be read; UNIMPLEMENTED where
+  // HasEncoded() is false.
+  virtual absl::StatusOr<EncodedExample> GetEncoded(int64_t index) const;
 };
 
 struct DatasetOptions {

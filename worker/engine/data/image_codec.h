@@ -34,8 +34,13 @@ absl::StatusOr<torch::Tensor> DecodeImage(absl::string_view bytes, int channels,
 // Encodes a uint8 [C, H, W] image, C in {1, 3}, as PNG.
 absl::StatusOr<std::string> EncodePng(const torch::Tensor& image);
 
-// Encodes a uint8 [C, H, W] image, C in {1, 3}, as baseline JPEG with 4:4:4
-// chroma and the given quality (1..100).
-absl::StatusOr<std::string> EncodeJpeg(const torch::Tensor& image, int quality = 95);
+// Chroma subsampling of a colour JPEG: full (4:4:4), or halved both ways
+// (4:2:0, what cameras and most photo collections, ImageNet's included, use).
+enum class JpegChroma { k444, k420 };
+
+// Encodes a uint8 [C, H, W] image, C in {1, 3}, as baseline JPEG with the
+// given quality (1..100) and chroma subsampling (ignored for grey).
+absl::StatusOr<std::string> EncodeJpeg(const torch::Tensor& image, int quality = 95,
+                                       JpegChroma chroma = JpegChroma::k444);
 
 }  // namespace clmae

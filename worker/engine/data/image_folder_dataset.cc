@@ -96,7 +96,7 @@ absl::StatusOr<std::unique_ptr<ImageFolderDataset>> ImageFolderDataset::Open(
       new ImageFolderDataset(root, channels, std::move(classes), std::move(files)));
 }
 
-absl::StatusOr<Example> ImageFolderDataset::Get(int64_t index) const {
+absl::StatusOr<EncodedExample> ImageFolderDataset::GetEncoded(int64_t index) const {
   if (index < 0 || index >= size()) {
     return absl::OutOfRangeError(
         absl::StrCat("index ", index, " outside [0, ", size(), ") of ", Describe()));
@@ -107,7 +107,12 @@ absl::StatusOr<Example> ImageFolderDataset::Get(int64_t index) const {
     // A file listed at Open that has gone or cannot be read is lost data.
     return absl::DataLossError(bytes.status().message());
   }
-  ASSIGN_OR_RETURN(torch::Tensor image, DecodeImage(*bytes, channels_, file.path));
+  return EncodedExample{std::move(*bytes), file.path, file.label};
+}
+
+absl::StatusOr<Example> ImageFolderDataset::Get(int64_t index) const {
+  ASSIGN_OR_RETURN(EncodedExample file, GetEncoded(index));
+  ASSIGN_OR_RETURN(torch::Tensor image, DecodeImage(file.bytes, channels_, file.what));
   return Example{std::move(image), file.label};
 }
 

@@ -33,6 +33,9 @@ class ImageFolderDataset : public Dataset {
   int channels() const override { return channels_; }
   int num_classes() const override { return static_cast<int>(classes_.size()); }
   std::string Describe() const override;
+  bool HasEncoded() const override { return true; }
+  // The file's bytes; DATA_LOSS names a file that cannot be read.
+  absl::StatusOr<EncodedExample> GetEncoded(int64_t index) const override;
 
   // Class names, in label order.
   const std::vector<std::string>& classes() const { return classes_; }

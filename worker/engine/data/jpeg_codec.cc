@@ -78,7 +78,8 @@ absl::StatusOr<torch::Tensor> DecodeJpeg(absl::string_view bytes, int channels,
   return InterleavedToPlanar(pixels.data(), height, width, stride, stride);
 }
 
-absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor& planar, int quality) {
+absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor& planar, int quality,
+                                           JpegChroma chroma) {
   if (quality < 1 || quality > 100) {
     return absl::InvalidArgumentError(absl::StrCat("JPEG quality must be 1..100, got ", quality));
   }
@@ -89,10 +90,11 @@ absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor& planar, int qual
   const bool gray = hwc->size(2) == 1;
   unsigned char* jpeg = nullptr;
   unsigned long jpeg_size = 0;
-  const int rc =
-      tjCompress2(tj.get(), hwc->data_ptr<uint8_t>(), static_cast<int>(hwc->size(1)),
-                  /*pitch=*/0, static_cast<int>(hwc->size(0)), gray ? TJPF_GRAY : TJPF_RGB, &jpeg,
-                  &jpeg_size, gray ? TJSAMP_GRAY : TJSAMP_444, quality, TJFLAG_ACCURATEDCT);
+  const int rc = tjCompress2(
+      tj.get(), hwc->data_ptr<uint8_t>(), static_cast<int>(hwc->size(1)),
+      /*pitch=*/0, static_cast<int>(hwc->size(0)), gray ? TJPF_GRAY : TJPF_RGB, &jpeg, &jpeg_size,
+      gray ? TJSAMP_GRAY : (chroma == JpegChroma::k420 ? TJSAMP_420 : TJSAMP_444), quality,
+      TJFLAG_ACCURATEDCT);
   if (rc != 0) {
     const std::string message = tjGetErrorStr2(tj.get());
     tjFree(jpeg);
@@ -112,7 +114,7 @@ absl::StatusOr<torch::Tensor> DecodeJpeg(absl::string_view, int, absl::string_vi
       what, ": the engine was built without TurboJPEG, so JPEG images cannot be read"));
 }
 
-absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor&, int) {
+absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor&, int, JpegChroma) {
   return absl::FailedPreconditionError("the engine was built without TurboJPEG");
 }
 
@@ -120,8 +122,9 @@ absl::StatusOr<std::string> EncodeJpegImpl(const torch::Tensor&, int) {
 
 }  // namespace codec_internal
 
-absl::StatusOr<std::string> EncodeJpeg(const torch::Tensor& image, int quality) {
-  return CatchAll("JPEG encode", [&] { return codec_internal::EncodeJpegImpl(image, quality); });
+absl::StatusOr<std::string> EncodeJpeg(const torch::Tensor& image, int quality, JpegChroma chroma) {
+  return CatchAll("JPEG encode",
+                  [&] { return codec_internal::EncodeJpegImpl(image, quality, chroma); });
 }
 
 }  // namespace clmae

@@ -70,7 +70,11 @@ absl::Status CudaGraph::CaptureAndReplay(const std::function<absl::Status()>& fn
   Impl& m = *impl_;
   m.graph.emplace();
   absl::Status status = m.OnStream([&]() -> absl::Status {
-    m.graph->capture_begin();
+    // Thread-local capture: the data loader's threads keep allocating pinned
+    // host memory and (with data.decode GPU) running nvJPEG and the
+    // augmentation on streams of their own while this thread captures; the
+    // default global mode would make those calls fail the capture.
+    m.graph->capture_begin(/*pool=*/{0, 0}, cudaStreamCaptureModeThreadLocal);
     absl::Status inner;
     try {
       inner = fn();

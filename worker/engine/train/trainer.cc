@@ -50,6 +50,10 @@ class LimitedDataset final : public Dataset {
   std::string Describe() const override {
     return absl::StrCat(base_->Describe(), " (first ", size_, ")");
   }
+  bool HasEncoded() const override { return base_->HasEncoded(); }
+  absl::StatusOr<EncodedExample> GetEncoded(int64_t index) const override {
+    return base_->GetEncoded(index);
+  }
 
  private:
   std::unique_ptr<Dataset> base_;
@@ -324,6 +328,14 @@ absl::Status Trainer::State::OpenData() {
   DataLoaderOptions loader_options = options.loader;
   loader_options.seed = options.step.seed;
   loader_options.pin_memory = device.is_cuda();
+  if (loader_options.decode_device.is_cuda()) {
+    // Decoding on the GPU means on this rank's training device.
+    if (!device.is_cuda()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "data.decode GPU needs a CUDA training device; train.device is ", device.str()));
+    }
+    loader_options.decode_device = device;
+  }
   DistributedSampler sampler(dataset->size(), collectives->rank(), collectives->world_size(),
                              options.step.seed);
   loader = std::make_unique<DataLoader>(dataset, sampler, options.transform, loader_options);
@@ -640,6 +652,9 @@ RunProgress Trainer::State::StartRun(const RunPlan& plan) {
       "%s on %s: %s, %d iterations/epoch, %d epochs, peak lr %.3g (effective batch %d)",
       masker.is_empty() ? "plain MAE" : "CL-MAE", device.str(), dataset->Describe(), plan.per_epoch,
       options.epochs, plan.lr_options.lr, plan.effective_batch));
+  if (const std::string gpu = loader->gpu_decoding(); !gpu.empty()) {
+    observer->OnMessage(absl::StrCat("JPEG decoding and augmentation: ", gpu));
+  }
   if (options.step.cuda_graphs) {
     const std::string off = step_runner->graphs_off_reason(device);
     observer->OnMessage(off.empty() ? "CUDA graphs: each iteration replays one captured graph "

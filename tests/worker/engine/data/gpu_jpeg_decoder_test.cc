@@ -1,0 +1,243 @@
+#include "worker/engine/data/gpu_jpeg_decoder.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_io.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
+#include "torch/cuda.h"
+#include "torch/torch.h"
+#include "worker/engine/data/data_loader.h"
+#include "worker/engine/data/distributed_sampler.h"
+#include "worker/engine/data/image_codec.h"
+#include "worker/engine/data/image_folder_dataset.h"
+#include "worker/engine/data/synthetic_dataset.h"
+
+namespace clmae {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Decoding on the GPU is checked against the host decoder (libjpeg-turbo):
+// the two use different inverse DCTs and chroma upsampling, so pixels may
+// differ by a few levels, never by much on average.
+constexpr double kMeanTolerance = 1.0;  // mean |gpu - host|, in 0..255 levels
+constexpr double kMaxTolerance = 24.0;  // largest |gpu - host| of any pixel
+
+bool HaveGpuDecoder() { return GpuJpegDecoder::Available() && torch::cuda::is_available(); }
+
+#define REQUIRE_GPU_DECODER()                                       \
+  if (!HaveGpuDecoder()) {                                          \
+    GTEST_SKIP() << (GpuJpegDecoder::Available() ? "no CUDA device" \
+                                                 : "built without " \
+                                                   "nvJPEG");       \
+  }                                                                 \
+  if (!ImageCodecAvailable(ImageFormat::kJpeg)) GTEST_SKIP() << "built without TurboJPEG"
+
+// A 3 x h x w photograph-like image: smooth colour waves plus a little noise.
+torch::Tensor Photo(int64_t h, int64_t w, int seed) {
+  torch::manual_seed(seed);
+  torch::Tensor y = torch::linspace(0, 1, h).view({1, h, 1});
+  torch::Tensor x = torch::linspace(0, 1, w).view({1, 1, w});
+  torch::Tensor phase = torch::rand({3, 1, 1}) * 6.28;
+  torch::Tensor img = 0.5 + 0.3 * torch::sin(7 * x + phase) * torch::cos(5 * y - phase);
+  img = img + 0.02 * torch::randn({3, h, w});
+  return (img.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
+}
+
+void ExpectClose(const torch::Tensor& gpu, const torch::Tensor& host, const std::string& what) {
+  ASSERT_TRUE(gpu.is_cuda()) << what;
+  ASSERT_EQ(gpu.sizes(), host.sizes()) << what;
+  ASSERT_EQ(gpu.scalar_type(), torch::kUInt8) << what;
+  torch::Tensor diff = (gpu.cpu().to(torch::kFloat32) - host.to(torch::kFloat32)).abs();
+  EXPECT_LE(diff.mean().item<double>(), kMeanTolerance) << what;
+  EXPECT_LE(diff.max().item<double>(), kMaxTolerance) << what;
+}
+
+TEST(GpuJpegDecoderTest, RefusesACpuDevice) {
+  absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> decoder = GpuJpegDecoder::Create(torch::kCPU);
+  ASSERT_FALSE(decoder.ok());
+  EXPECT_EQ(decoder.status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST(GpuJpegDecoderTest, WithoutCudaOrNvjpegSaysSo) {
+  if (HaveGpuDecoder()) GTEST_SKIP() << "this machine can decode on the GPU";
+  absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> decoder =
+      GpuJpegDecoder::Create(torch::Device(torch::kCUDA, 0));
+  ASSERT_FALSE(decoder.ok());
+  EXPECT_EQ(decoder.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(decoder.status().message(), ::testing::AnyOf(HasSubstr("nvJPEG"), HasSubstr("CUDA")));
+}
+
+TEST(GpuJpegDecoderTest, MatchesTheHostDecoder) {
+  REQUIRE_GPU_DECODER();
+  auto decoder = GpuJpegDecoder::Create(torch::Device(torch::kCUDA, 0));
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  // ImageNet-like sizes, odd sizes, both chroma layouts.
+  std::vector<EncodedExample> files;
+  const std::vector<std::pair<int64_t, int64_t>> sizes = {{375, 500}, {251, 333}, {64, 48}};
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    for (JpegChroma chroma : {JpegChroma::k444, JpegChroma::k420}) {
+      auto jpeg =
+          EncodeJpeg(Photo(sizes[i].first, sizes[i].second, static_cast<int>(i)), 90, chroma);
+      ASSERT_TRUE(jpeg.ok()) << jpeg.status();
+      files.push_back({*jpeg, absl::StrCat("photo", i, chroma == JpegChroma::k420 ? "-420" : ""),
+                       static_cast<int64_t>(i)});
+    }
+  }
+  for (int channels : {3, 1}) {
+    std::vector<absl::StatusOr<torch::Tensor>> gpu = (*decoder)->Decode(files, channels);
+    ASSERT_EQ(gpu.size(), files.size());
+    for (size_t i = 0; i < files.size(); ++i) {
+      ASSERT_TRUE(gpu[i].ok()) << files[i].what << ": " << gpu[i].status();
+      auto host = DecodeImage(files[i].bytes, channels, files[i].what);
+      ASSERT_TRUE(host.ok()) << host.status();
+      ExpectClose(*gpu[i], *host, absl::StrCat(files[i].what, " as ", channels, " channels"));
+    }
+  }
+  EXPECT_GT((*decoder)->decoded_on_device(), 0) << (*decoder)->backend();
+}
+
+TEST(GpuJpegDecoderTest, CorruptFileIsNamedAndTheRestDecode) {
+  REQUIRE_GPU_DECODER();
+  auto decoder = GpuJpegDecoder::Create(torch::Device(torch::kCUDA, 0));
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  auto good = EncodeJpeg(Photo(120, 160, 1), 90, JpegChroma::k420);
+  ASSERT_TRUE(good.ok());
+  // A JPEG signature, then not a JPEG.
+  std::vector<EncodedExample> files = {{*good, "good-0.jpg", 0},
+                                       {"\xff\xd8\xff\xe0 not really a jpeg", "bad.jpg", 1},
+                                       {*good, "good-2.jpg", 2}};
+  std::vector<absl::StatusOr<torch::Tensor>> out = (*decoder)->Decode(files, 3);
+  ASSERT_EQ(out.size(), 3u);
+  ASSERT_TRUE(out[0].ok()) << out[0].status();
+  ASSERT_TRUE(out[2].ok()) << out[2].status();
+  ASSERT_FALSE(out[1].ok());
+  EXPECT_EQ(out[1].status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_THAT(out[1].status().message(), HasSubstr("bad.jpg"));
+  auto host = DecodeImage(*good, 3, "good");
+  ASSERT_TRUE(host.ok());
+  ExpectClose(*out[0], *host, "good-0.jpg");
+  ExpectClose(*out[2], *host, "good-2.jpg");
+}
+
+TEST(GpuJpegDecoderTest, PngAndGreyGoToTheHostDecoderExactly) {
+  REQUIRE_GPU_DECODER();
+  if (!ImageCodecAvailable(ImageFormat::kPng)) GTEST_SKIP() << "built without libpng";
+  auto decoder = GpuJpegDecoder::Create(torch::Device(torch::kCUDA, 0));
+  ASSERT_TRUE(decoder.ok()) << decoder.status();
+  auto png = EncodePng(Photo(40, 30, 2));
+  auto grey = EncodeJpeg(Photo(40, 30, 3).narrow(0, 0, 1).contiguous(), 90);
+  ASSERT_TRUE(png.ok() && grey.ok());
+  std::vector<EncodedExample> files = {{*png, "a.png", 0}, {*grey, "grey.jpg", 1}};
+  std::vector<absl::StatusOr<torch::Tensor>> out = (*decoder)->Decode(files, 3);
+  ASSERT_EQ(out.size(), 2u);
+  for (size_t i = 0; i < files.size(); ++i) {
+    ASSERT_TRUE(out[i].ok()) << out[i].status();
+    auto host = DecodeImage(files[i].bytes, 3, files[i].what);
+    ASSERT_TRUE(host.ok());
+    EXPECT_TRUE(torch::equal(out[i]->cpu(), *host)) << files[i].what;
+  }
+  EXPECT_EQ((*decoder)->decoded_on_host(), 2);
+}
+
+// The loader with decode_device CUDA against the same loader on the host:
+// same samples, same augmentation (crop boxes and flips come from the same
+// random streams), pixels within the decoders' tolerance after normalising.
+TEST(GpuJpegDecoderTest, LoaderBatchesMatchTheHostLoader) {
+  REQUIRE_GPU_DECODER();
+  ::clmae::testing::TempDir dir;
+  for (int c = 0; c < 2; ++c) {
+    ASSERT_TRUE(dir.MakeDir(absl::StrCat("class", c)));
+    for (int i = 0; i < 8; ++i) {
+      auto jpeg = EncodeJpeg(Photo(120 + 8 * i, 160 - 4 * i, 10 * c + i), 90, JpegChroma::k420);
+      ASSERT_TRUE(jpeg.ok());
+      ASSERT_TRUE(
+          WriteFileAtomically(dir.File(absl::StrCat("class", c, "/", i, ".jpg")), *jpeg).ok());
+    }
+  }
+  auto folder = ImageFolderDataset::Open(dir.path(), 3);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  std::shared_ptr<const Dataset> dataset = std::move(*folder);
+  TransformOptions transform;
+  transform.size = 64;
+  auto load = [&](torch::Device device) {
+    DataLoaderOptions options;
+    options.batch_size = 4;
+    options.num_workers = 2;
+    options.seed = 7;
+    options.decode_device = device;
+    DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 7), transform, options);
+    loader.StartEpoch(1);
+    std::vector<Batch> batches;
+    while (true) {
+      auto next = loader.Next();
+      EXPECT_TRUE(next.ok()) << next.status();
+      if (!next.ok() || !next->has_value()) break;
+      batches.push_back(std::move(**next));
+    }
+    return batches;
+  };
+  std::vector<Batch> host = load(torch::kCPU);
+  std::vector<Batch> gpu = load(torch::Device(torch::kCUDA, 0));
+  ASSERT_EQ(host.size(), 4u);
+  ASSERT_EQ(gpu.size(), host.size());
+  for (size_t b = 0; b < host.size(); ++b) {
+    EXPECT_TRUE(gpu[b].images.is_cuda());
+    EXPECT_TRUE(torch::equal(gpu[b].indices, host[b].indices)) << "batch " << b;
+    EXPECT_TRUE(torch::equal(gpu[b].labels, host[b].labels)) << "batch " << b;
+    // One level of 255 is 1 / (255 * std) ~ 0.018 after normalising.
+    torch::Tensor diff = (gpu[b].images.cpu() - host[b].images).abs();
+    EXPECT_LE(diff.mean().item<double>(), kMeanTolerance * 0.02) << "batch " << b;
+    EXPECT_LE(diff.max().item<double>(), kMaxTolerance * 0.02) << "batch " << b;
+  }
+}
+
+TEST(GpuJpegDecoderTest, LoaderRefusesGpuDecodingOfDataWithoutFiles) {
+  SyntheticOptions synthetic;
+  synthetic.size = 16;
+  auto dataset = SyntheticDataset::Create(synthetic);
+  ASSERT_TRUE(dataset.ok());
+  std::shared_ptr<const Dataset> shared = std::move(*dataset);
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  options.decode_device = torch::Device(torch::kCUDA, 0);
+  TransformOptions transform;
+  transform.size = 16;
+  DataLoader loader(shared, DistributedSampler(shared->size(), 0, 1, 0), transform, options);
+  loader.StartEpoch(0);
+  auto next = loader.Next();
+  ASSERT_FALSE(next.ok());
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(next.status().message(), HasSubstr("data.decode GPU reads image files"));
+}
+
+TEST(GpuJpegDecoderTest, LoaderWithoutAGpuDecoderFailsClearly) {
+  if (HaveGpuDecoder()) GTEST_SKIP() << "this machine can decode on the GPU";
+  ::clmae::testing::TempDir dir;
+  ASSERT_TRUE(dir.MakeDir("a"));
+  auto png = EncodePng(Photo(16, 16, 0));
+  ASSERT_TRUE(png.ok());
+  ASSERT_TRUE(WriteFileAtomically(dir.File("a/0.png"), *png).ok());
+  auto folder = ImageFolderDataset::Open(dir.path(), 3);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  std::shared_ptr<const Dataset> dataset = std::move(*folder);
+  DataLoaderOptions options;
+  options.batch_size = 1;
+  options.decode_device = torch::Device(torch::kCUDA, 0);
+  TransformOptions transform;
+  transform.size = 16;
+  DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 0), transform, options);
+  loader.StartEpoch(0);
+  auto next = loader.Next();
+  ASSERT_FALSE(next.ok());
+  EXPECT_EQ(next.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(next.status().message(), HasSubstr("data.decode GPU"));
+}
+
+}  // namespace
+}  // namespace clmae
