@@ -1,17 +1,11 @@
 #include "worker/engine/data/dataset.h"
 
 #include "absl/status/status.h"
-#include "absl/strings/str_cat.h"
 #include "worker/engine/data/idx_dataset.h"
 #include "worker/engine/data/image_folder_dataset.h"
 #include "worker/engine/data/synthetic_dataset.h"
 
 namespace clmae {
-
-absl::StatusOr<EncodedExample> Dataset::GetEncoded(int64_t) const {
-  return absl::UnimplementedError(
-      absl::StrCat(Describe(), " holds no image files to hand over undecoded"));
-}
 
 absl::StatusOr<std::unique_ptr<Dataset>> OpenDataset(const DatasetOptions& options) {
   switch (options.kind) {

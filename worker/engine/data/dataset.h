@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "torch/types.h"
 
 namespace clmae {
@@ -44,8 +45,12 @@ class Dataset {
   virtual bool HasEncoded() const { return false; }
   // Example `index` undecoded, with its label; safe from several threads.
   // DATA_LOSS names a file that cannot be read; UNIMPLEMENTED where
-  // HasEncoded() is false.
-  virtual absl::StatusOr<EncodedExample> GetEncoded(int64_t index) const;
+  // HasEncoded() is false. (Defined here so that a dataset's vtable needs
+  // nothing of dataset.cc.)
+  virtual absl::StatusOr<EncodedExample> GetEncoded(int64_t /*index*/) const {
+    return absl::UnimplementedError(
+        absl::StrCat(Describe(), " holds no image files to hand over undecoded"));
+  }
 };
 
 struct DatasetOptions {
