@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "common/exit_codes.h"
 
 namespace clmae {
@@ -32,12 +33,41 @@ std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::st
   return out;
 }
 
+namespace {
+
+// Abseil's usage flags are not in the flag registry; absl::ParseCommandLine
+// handles them (prints the help and exits). The first six ask for help.
+constexpr absl::string_view kUsageFlags[] = {"help",   "helpfull",  "helpshort", "helppackage",
+                                             "helpon", "helpmatch", "version",   "only_check_args"};
+constexpr size_t kHelpFlags = 6;
+
+// Whether `args` (before `--`) ask for help.
+bool AsksForHelp(const std::vector<char*>& args) {
+  for (size_t i = 1; i < args.size(); ++i) {
+    absl::string_view arg = args[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "--") && !absl::ConsumePrefix(&arg, "-")) continue;
+    const absl::string_view name = arg.substr(0, arg.find('='));
+    if (std::find(std::begin(kUsageFlags), std::begin(kUsageFlags) + kHelpFlags, name) !=
+        std::begin(kUsageFlags) + kHelpFlags) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Abseil (20220623) exits with status 1 after printing the help it was asked
+// for; a help request is not an error, and scripts and shells expect 0, so
+// this handler, registered only when help was asked for, ends the process
+// with 0 once the help is out.
+void ExitZeroAfterHelp() {
+  std::fflush(nullptr);
+  std::_Exit(0);
+}
+
+}  // namespace
+
 absl::Status CheckFlags(const std::vector<char*>& args) {
-  // Abseil's usage flags are not in the flag registry; absl::ParseCommandLine
-  // handles them (prints the help and exits).
-  constexpr absl::string_view kUsageFlags[] = {"help",        "helpfull",       "helpshort",
-                                               "helppackage", "helpon",         "helpmatch",
-                                               "version",     "only_check_args"};
   for (size_t i = 1; i < args.size(); ++i) {
     absl::string_view arg = args[i];
     if (arg == "--") break;
@@ -97,6 +127,7 @@ std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, absl::str
                  static_cast<int>(flags.message().size()), flags.message().data());
     std::exit(kExitUsage);
   }
+  if (AsksForHelp(args)) std::atexit(ExitZeroAfterHelp);
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   std::vector<std::string> positional(rest.begin() + (rest.empty() ? 0 : 1), rest.end());
   if (positional.size() > max_positional) {

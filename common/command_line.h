@@ -27,7 +27,8 @@ std::vector<char*> NormaliseFlagNames(int argc, char** argv, std::vector<std::st
 absl::Status CheckFlags(const std::vector<char*>& args);
 
 // Parses the command line: NormaliseFlagNames, CheckFlags, then
-// absl::ParseCommandLine (which handles --help and friends). A usage error
+// absl::ParseCommandLine (which handles --help and friends; after a help
+// request the process exits with 0, where Abseil alone exits 1). A usage error
 // prints "<program>: <why>" to stderr and exits with kExitUsage; so do more
 // than `max_positional` positional arguments. Returns the positional
 // arguments, argv[0] excluded.

@@ -62,6 +62,23 @@ TEST(CommandLineTest, CheckFlagsLeavesAbseilUsageFlagsToTheParser) {
   }
 }
 
+TEST(CommandLineDeathTest, HelpExitsWithZero) {
+  for (const char* flag : {"--help", "--helpfull", "-help", "--helpmatch=command_line"}) {
+    std::vector<std::string> in = {"prog", flag};
+    std::vector<char*> argv = Args(in);
+    EXPECT_EXIT(ParseCommandLineOrExit(static_cast<int>(argv.size()), argv.data(), "prog"),
+                ::testing::ExitedWithCode(0), "")
+        << flag;
+  }
+}
+
+TEST(CommandLineDeathTest, UnknownFlagExitsWithTheUsageCode) {
+  std::vector<std::string> in = {"prog", "--no_such_flag_here"};
+  std::vector<char*> argv = Args(in);
+  EXPECT_EXIT(ParseCommandLineOrExit(static_cast<int>(argv.size()), argv.data(), "prog"),
+              ::testing::ExitedWithCode(2), "unknown flag --no_such_flag_here");
+}
+
 TEST(CommandLineTest, PortRanges) {
   auto range = ParsePortRange("29500-29999", "master_port_range");
   ASSERT_TRUE(range.ok());
