@@ -248,9 +248,22 @@ void AddMetrics(const RunConfig& run, Observers& observers) {
                                                         .world_size = run.dist.world_size,
                                                         .device = run.options.device});
   observers.fanout.Add(observers.metrics.get());
+  std::vector<std::shared_ptr<prometheus::Collectable>> collectables = {observers.registry};
+  if (observers.uploader) {
+    // The server is destroyed before the uploader (Observers' member order),
+    // so no scrape reads a destroyed uploader.
+    const clmae::CheckpointUploader* uploader = observers.uploader.get();
+    collectables.push_back(clmae::UploadMetrics(
+        {.job = job.empty() ? "standalone" : job, .rank = run.dist.rank}, [uploader] {
+          return clmae::UploadCounts{.uploaded = uploader->uploaded(),
+                                     .dropped = uploader->dropped(),
+                                     .deferred = uploader->deferred(),
+                                     .errors = uploader->errors()};
+        }));
+  }
   auto started = clmae::MetricsServer::Start(
       {.listen_address = clmae::MetricsListenAddress(port), .threads = 1, .plain_http = true},
-      {observers.registry});
+      collectables);
   if (!started.ok()) {
     std::fprintf(stderr, "clmae-train: warning: --metrics_port: %s; training without metrics\n",
                  std::string(started.status().message()).c_str());

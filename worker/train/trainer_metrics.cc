@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 namespace clmae {
 namespace {
@@ -26,7 +28,55 @@ prometheus::Gauge& NewGauge(prometheus::Registry& registry, const std::string& n
   return prometheus::BuildGauge().Name(name).Help(help).Register(registry).Add(labels);
 }
 
+class UploadCollectable final : public prometheus::Collectable {
+ public:
+  UploadCollectable(const TrainerMetricsOptions& options, std::function<UploadCounts()> counts)
+      : labels_{{"job", options.job}, {"rank", std::to_string(options.rank)}},
+        counts_(std::move(counts)) {}
+
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    const UploadCounts c = counts_();
+    std::vector<prometheus::MetricFamily> out;
+    out.push_back(
+        Counter("clmae_trainer_checkpoint_uploads_total",
+                "Checkpoints and exports this rank handed to the coordinator's store, by outcome",
+                {{"uploaded", c.uploaded}, {"dropped", c.dropped}}));
+    out.push_back(Counter("clmae_trainer_checkpoint_upload_deferrals_total",
+                          "Upload tries that failed for a passing reason and were put behind "
+                          "the other queued files",
+                          {{"", c.deferred}}));
+    out.push_back(Counter("clmae_trainer_checkpoint_upload_errors_total",
+                          "Upload tries that failed (each retry counts)", {{"", c.errors}}));
+    return out;
+  }
+
+ private:
+  // A counter family; a non-empty first element labels its sample with
+  // outcome=<it>.
+  prometheus::MetricFamily Counter(
+      const std::string& name, const std::string& help,
+      const std::vector<std::pair<std::string, int64_t>>& samples) const {
+    prometheus::MetricFamily family{name, help, prometheus::MetricType::Counter, {}};
+    for (const auto& [outcome, value] : samples) {
+      prometheus::ClientMetric metric;
+      for (const auto& [key, label] : labels_) metric.label.push_back({key, label});
+      if (!outcome.empty()) metric.label.push_back({"outcome", outcome});
+      metric.counter.value = static_cast<double>(value);
+      family.metric.push_back(std::move(metric));
+    }
+    return family;
+  }
+
+  const std::vector<std::pair<std::string, std::string>> labels_;
+  const std::function<UploadCounts()> counts_;
+};
+
 }  // namespace
+
+std::shared_ptr<prometheus::Collectable> UploadMetrics(const TrainerMetricsOptions& options,
+                                                       std::function<UploadCounts()> counts) {
+  return std::make_shared<UploadCollectable>(options, std::move(counts));
+}
 
 int64_t ResidentSetBytes() {
   std::FILE* f = std::fopen("/proc/self/statm", "r");

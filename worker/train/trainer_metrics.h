@@ -5,8 +5,11 @@
 // fed by the engine's per-iteration reports.
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
+#include "prometheus/collectable.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -69,5 +72,21 @@ class TrainerMetrics final : public TrainObserver {
 
 // Resident set size of this process in bytes (0 when /proc is unreadable).
 int64_t ResidentSetBytes();
+
+// The checkpoint uploader's counts (rank 0 with --coordinator), as
+// CheckpointUploader's accessors give them.
+struct UploadCounts {
+  int64_t uploaded = 0;  // files the coordinator confirmed
+  int64_t dropped = 0;   // files given up without being uploaded
+  int64_t deferred = 0;  // tries that failed for a passing reason and waited
+  int64_t errors = 0;    // upload tries that failed (each retry counts)
+};
+
+// clmae_trainer_checkpoint_uploads_total{outcome}, ..._upload_deferrals_total
+// and ..._upload_errors_total with the job and rank labels of `options`,
+// read from `counts` at every scrape (so nothing has to push them). `counts`
+// must stay callable for as long as the collectable is registered.
+std::shared_ptr<prometheus::Collectable> UploadMetrics(const TrainerMetricsOptions& options,
+                                                       std::function<UploadCounts()> counts);
 
 }  // namespace clmae

@@ -167,6 +167,28 @@ TEST_F(TrainerMetricsTest, PlainMaeHasNoMaskOverlap) {
   EXPECT_THAT(text, Not(HasSubstr("clmae_trainer_mask_overlap_ratio{")));
 }
 
+TEST_F(TrainerMetricsTest, UploadCountsAreReadAtEveryScrape) {
+  UploadCounts counts{.uploaded = 3, .dropped = 1, .deferred = 2, .errors = 5};
+  std::shared_ptr<prometheus::Collectable> uploads =
+      UploadMetrics({.job = "j", .rank = 0}, [&counts] { return counts; });
+  std::string text = ExpositionText({uploads});
+  EXPECT_EQ(
+      Value(text, R"(clmae_trainer_checkpoint_uploads_total{job="j",rank="0",outcome="uploaded"})"),
+      3);
+  EXPECT_EQ(
+      Value(text, R"(clmae_trainer_checkpoint_uploads_total{job="j",rank="0",outcome="dropped"})"),
+      1);
+  EXPECT_EQ(Value(text, R"(clmae_trainer_checkpoint_upload_deferrals_total{job="j",rank="0"})"), 2);
+  EXPECT_EQ(Value(text, R"(clmae_trainer_checkpoint_upload_errors_total{job="j",rank="0"})"), 5);
+  counts.uploaded = 4;
+  text = ExpositionText({uploads});
+  EXPECT_EQ(
+      Value(text, R"(clmae_trainer_checkpoint_uploads_total{job="j",rank="0",outcome="uploaded"})"),
+      4);
+  const std::optional<PromtoolResult> checked = PromtoolCheckMetrics(text);
+  if (checked.has_value()) EXPECT_EQ(checked->exit_code, 0) << checked->output;
+}
+
 TEST_F(TrainerMetricsTest, PromtoolAcceptsTheExposition) {
   TrainerMetrics metrics(*registry_, {.job = "tiny", .rank = 0});
   auto trainer = Trainer::Create(Tiny(), nullptr, &metrics);
