@@ -47,7 +47,7 @@ REQUIRED = {
     "clmae_trainer_step_seconds_sum", "clmae_trainer_epoch",
     "clmae_trainer_mask_keep_score_mean", "clmae_trainer_mask_near_binary_ratio",
     "clmae_trainer_mask_overlap_ratio", "clmae_trainer_grad_norm",
-    "clmae_trainer_device_memory_bytes",
+    "clmae_trainer_device_memory_bytes", "clmae_trainer_checkpoint_uploads_total",
 }
 
 
