@@ -269,6 +269,7 @@ struct Trainer::State {
 
   absl::Status SaveCheckpoint(int64_t step);
   absl::Status WritePreviewAt(int64_t step);
+  void ReportDecoding();
   absl::Status Finish();
   void LogJson(const StepReport& r);
   void LogQuality(const QualityReport& q);
@@ -508,6 +509,24 @@ void Trainer::State::LogQuality(const QualityReport& q) {
   jsonl.flush();
 }
 
+// What the loader could not decode (skipped images) and, decoding on the
+// GPU, how many images went to the host decoder instead; nothing when all
+// is well.
+void Trainer::State::ReportDecoding() {
+  if (const int64_t skipped = loader->skipped_images(); skipped > 0) {
+    observer->OnMessage(absl::StrCat(
+        "data: ", skipped,
+        " image(s) could not be decoded and were skipped (data.fail_on_decode_error makes that "
+        "an error)"));
+  }
+  if (!loader->gpu_decoding().empty()) {
+    observer->OnMessage(absl::StrCat("JPEG decoding: ", loader->images_decoded_on_device(),
+                                     " images on ", device.str(), ", ",
+                                     loader->images_decoded_on_host(),
+                                     " on the host (PNG, CMYK, grey, or not taken by nvJPEG)"));
+  }
+}
+
 absl::Status Trainer::State::Finish() {
   observer->OnPhase("finish");
   ASSIGN_OR_RETURN(
@@ -519,6 +538,7 @@ absl::Status Trainer::State::Finish() {
         absl::StrFormat("replicas identical on all %d ranks (weight fingerprint %016x)",
                         collectives->world_size(), fingerprint));
   }
+  ReportDecoding();
   RETURN_IF_ERROR(SaveCheckpoint(position.step));
   if (options.preview_every > 0) RETURN_IF_ERROR(WritePreviewAt(position.step));
   if (is_rank0() && options.export_safetensors) {

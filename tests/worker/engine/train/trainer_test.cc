@@ -9,7 +9,9 @@
 #include <fstream>
 #include <iterator>
 
+#include "common/file_io.h"
 #include "tests/testing/tiny_trainer_options.h"
+#include "worker/engine/data/image_codec.h"
 #include "worker/engine/train/checkpoint.h"
 #include "worker/engine/util/json.h"
 
@@ -23,7 +25,9 @@ class Recorder : public TrainObserver {
   void OnStep(const StepReport& r) override { reports.push_back(r); }
   void OnQuality(const QualityReport& q) override { quality.push_back(q); }
   void OnPhase(const std::string& phase) override { phases.push_back(phase); }
+  void OnMessage(const std::string& message) override { messages.push_back(message); }
   std::vector<StepReport> reports;
+  std::vector<std::string> messages;
   std::vector<QualityReport> quality;
   std::vector<std::string> phases;
 };
@@ -146,6 +150,30 @@ TEST_F(TrainerTest, AStopRequestEndsAtTheNextBoundaryWithACheckpointThatResumesB
   auto w1 = Weights(**straight), w2 = Weights(**b);
   ASSERT_EQ(w1.size(), w2.size());
   for (size_t i = 0; i < w1.size(); ++i) EXPECT_TRUE(torch::equal(w1[i], w2[i])) << "tensor " << i;
+}
+
+TEST_F(TrainerTest, UndecodableImagesAreReportedAtTheEnd) {
+  if (!ImageCodecAvailable(ImageFormat::kPng)) GTEST_SKIP() << "built without libpng";
+  const fs::path folder = dir_ / "images" / "a";
+  fs::create_directories(folder);
+  for (int i = 0; i < 40; ++i) {
+    auto png = EncodePng((torch::rand({1, 16, 16}) * 255).to(torch::kUInt8));
+    ASSERT_TRUE(png.ok()) << png.status();
+    ASSERT_TRUE(WriteFileAtomically((folder / (std::to_string(i) + ".png")).string(), *png).ok());
+  }
+  ASSERT_TRUE(WriteFileAtomically((folder / "zz-broken.png").string(), "not a png").ok());
+  auto o = Options("out");
+  o.data.kind = DatasetOptions::Kind::kImageFolder;
+  o.data.path = (dir_ / "images").string();
+  Recorder recorder;
+  auto trainer = Trainer::Create(o, nullptr, &recorder);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Run().ok());
+  bool reported = false;
+  for (const std::string& m : recorder.messages) {
+    reported = reported || m.find("could not be decoded and were skipped") != std::string::npos;
+  }
+  EXPECT_TRUE(reported) << "messages: " << recorder.messages.size();
 }
 
 TEST_F(TrainerTest, WritesLogCheckpointsPreviewsAndExports) {
