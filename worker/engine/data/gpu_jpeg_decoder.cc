@@ -29,6 +29,7 @@ namespace clmae {
 #if CLMAE_NVJPEG_PATH
 namespace {
 
+// The statuses every nvJPEG of CUDA 11 and later has; newer ones by number.
 std::string NvjpegError(nvjpegStatus_t status) {
   switch (status) {
     case NVJPEG_STATUS_NOT_INITIALIZED:
@@ -49,8 +50,6 @@ std::string NvjpegError(nvjpegStatus_t status) {
       return "internal error";
     case NVJPEG_STATUS_IMPLEMENTATION_NOT_SUPPORTED:
       return "implementation not supported";
-    case NVJPEG_STATUS_INCOMPLETE_BITSTREAM:
-      return "incomplete bitstream";
     default:
       return absl::StrCat("status ", static_cast<int>(status));
   }
