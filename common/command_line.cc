@@ -119,6 +119,13 @@ std::vector<std::string> ParseCommandLineOrExit(int argc, char** argv, absl::str
     return !absl::StrContains(file, "absl/");
   };
   usage.contains_helpshort_flags = usage.contains_help_flags;
+  // "Flags from services/coordinator_main.cc", not the build folder's
+  // relative path to it ("../services/...").
+  usage.normalize_filename = [](absl::string_view file) {
+    while (absl::ConsumePrefix(&file, "../") || absl::ConsumePrefix(&file, "./")) {
+    }
+    return std::string(file);
+  };
   absl::SetFlagsUsageConfig(usage);
   std::vector<std::string> storage;
   std::vector<char*> args = NormaliseFlagNames(argc, argv, storage);
