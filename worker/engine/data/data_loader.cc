@@ -113,6 +113,9 @@ struct DataLoader::State {
   absl::Status config_status;
   bool pin = false;
   std::unique_ptr<GpuJpegDecoder> gpu_decoder;  // decode_device CUDA
+  // Where batches are made: the CPU, or the decoder's device (with its
+  // index, which options.decode_device may leave out).
+  torch::Device device = torch::kCPU;
   int64_t batches_per_epoch = 0;
   int64_t skipped = 0;  // consumer thread only
 
@@ -140,18 +143,16 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
   // thread's own, waited for before the batch is handed over.
   std::optional<c10::StreamGuard> stream_guard;
   if (gpu_decoder != nullptr) {
-    stream_guard.emplace(c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)
-                             ->getStreamFromGlobalPool(options.decode_device));
+    stream_guard.emplace(
+        c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStreamFromGlobalPool(device));
   }
   result.batch = CatchAll(context, [&]() -> absl::StatusOr<Batch> {
     const int64_t n = options.batch_size;
     const int64_t channels = dataset->channels();
     const int64_t size = transform.size;
-    torch::Tensor images =
-        torch::empty({n, channels, size, size}, torch::TensorOptions()
-                                                    .dtype(torch::kFloat32)
-                                                    .device(options.decode_device)
-                                                    .pinned_memory(pin));
+    torch::Tensor images = torch::empty(
+        {n, channels, size, size},
+        torch::TensorOptions().dtype(torch::kFloat32).device(device).pinned_memory(pin));
     // Decoded images: one at a time on the host; on the device the batch's
     // files go to nvJPEG together.
     std::vector<absl::StatusOr<Example>> decoded;
@@ -270,6 +271,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSample
       return;
     }
     s.gpu_decoder = std::move(*decoder);
+    s.device = s.gpu_decoder->device();
   }
   if (s.options.pin_memory && s.gpu_decoder == nullptr) {
     // Page-locked memory needs a CUDA driver; on a CPU-only machine batches
@@ -308,8 +310,7 @@ int64_t DataLoader::images_decoded_on_device() const {
 std::string DataLoader::gpu_decoding() const {
   const State& s = *state_;
   if (s.gpu_decoder == nullptr) return "";
-  return absl::StrCat("nvJPEG on ", s.options.decode_device.str(), " (", s.gpu_decoder->backend(),
-                      " backend)");
+  return absl::StrCat("nvJPEG on ", s.device.str(), " (", s.gpu_decoder->backend(), " backend)");
 }
 
 int64_t DataLoader::images_decoded_on_host() const {

@@ -90,6 +90,7 @@ class NvjpegDecoder : public GpuJpegDecoder {
   }
 
   std::string backend() const override { return hardware_ ? "hardware" : "cuda"; }
+  torch::Device device() const override { return device_; }
   int64_t decoded_on_device() const override { return on_device_.load(); }
   int64_t decoded_on_host() const override { return on_host_.load(); }
 

@@ -52,6 +52,9 @@ class GpuJpegDecoder {
 
   // "hardware" (the GPU's JPEG engines) or "cuda" (GPU-hybrid).
   virtual std::string backend() const = 0;
+  // The device decoded to, with its index ("cuda" resolved to the current
+  // device at Create).
+  virtual torch::Device device() const = 0;
 
   // Images decoded by nvJPEG, and images that went to the host decoder
   // instead, since construction.
