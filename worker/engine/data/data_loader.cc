@@ -75,7 +75,7 @@ absl::Status CheckOptions(const Dataset* dataset, const TransformOptions& transf
         absl::StrCat("data loader: images are decoded on the CPU or a CUDA device, not ",
                      o.decode_device.str()));
   }
-  if (o.decode_device.is_cuda() && !dataset->HasEncoded()) {
+  if ((o.decode_device.is_cuda() || o.batch_decoder != nullptr) && !dataset->HasEncoded()) {
     return absl::InvalidArgumentError(absl::StrCat("data.decode GPU reads image files, and ",
                                                    dataset->Describe(),
                                                    " has none; decode it on the CPU"));
@@ -112,7 +112,8 @@ struct DataLoader::State {
   const DataLoaderOptions options;
   absl::Status config_status;
   bool pin = false;
-  std::unique_ptr<GpuJpegDecoder> gpu_decoder;  // decode_device CUDA
+  // Decodes whole batches: decode_device CUDA's nvJPEG, or batch_decoder.
+  std::shared_ptr<GpuJpegDecoder> gpu_decoder;
   // Where batches are made: the CPU, or the decoder's device (with its
   // index, which options.decode_device may leave out).
   torch::Device device = torch::kCPU;
@@ -142,7 +143,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
   // On a CUDA decode device the batch's work goes to a stream of this
   // thread's own, waited for before the batch is handed over.
   std::optional<c10::StreamGuard> stream_guard;
-  if (gpu_decoder != nullptr) {
+  if (device.is_cuda()) {
     stream_guard.emplace(
         c10::impl::getDeviceGuardImpl(c10::DeviceType::CUDA)->getStreamFromGlobalPool(device));
   }
@@ -262,7 +263,10 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSample
   s.config_status = CheckOptions(s.dataset.get(), s.transform, s.options);
   if (!s.config_status.ok()) return;
   s.batches_per_epoch = s.sampler.num_samples() / s.options.batch_size;
-  if (s.options.decode_device.is_cuda()) {
+  if (s.options.batch_decoder != nullptr) {
+    s.gpu_decoder = s.options.batch_decoder;
+    s.device = s.gpu_decoder->device();
+  } else if (s.options.decode_device.is_cuda()) {
     absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> decoder =
         GpuJpegDecoder::Create(s.options.decode_device);
     if (!decoder.ok()) {

@@ -20,6 +20,7 @@
 #include "torch/types.h"
 #include "worker/engine/data/dataset.h"
 #include "worker/engine/data/distributed_sampler.h"
+#include "worker/engine/data/gpu_jpeg_decoder.h"
 #include "worker/engine/data/transforms.h"
 
 namespace clmae {
@@ -43,6 +44,11 @@ struct DataLoaderOptions {
   // device. The worker threads still read the files and queue the work, one
   // CUDA stream each. Needs a dataset of image files (HasEncoded()).
   torch::Device decode_device = torch::kCPU;
+  // The decoder of whole batches (GetEncoded files in, decoded images out)
+  // to use instead of the one decode_device CUDA makes: another
+  // implementation of the interface, such as a test's on the host. Batches
+  // are then made on its device().
+  std::shared_ptr<GpuJpegDecoder> batch_decoder;
 };
 
 struct Batch {

@@ -1,5 +1,7 @@
 #include "worker/engine/data/gpu_jpeg_decoder.h"
 
+#include <algorithm>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -195,6 +197,87 @@ TEST(GpuJpegDecoderTest, LoaderBatchesMatchTheHostLoader) {
     EXPECT_LE(diff.mean().item<double>(), kMeanTolerance * 0.02) << "batch " << b;
     EXPECT_LE(diff.max().item<double>(), kMaxTolerance * 0.02) << "batch " << b;
   }
+}
+
+// The batch path of the loader on the host: a decoder that decodes each file
+// with the host codec, as nvJPEG's fallback does. The loader must give the
+// very batches of its per-image path (same samples, same augmentation, same
+// skipped files), whichever path decodes.
+class HostBatchDecoder : public GpuJpegDecoder {
+ public:
+  std::vector<absl::StatusOr<torch::Tensor>> Decode(const std::vector<EncodedExample>& images,
+                                                    int channels) override {
+    ++calls;
+    largest = std::max(largest.load(), images.size());
+    std::vector<absl::StatusOr<torch::Tensor>> out;
+    for (const EncodedExample& e : images) out.push_back(DecodeImage(e.bytes, channels, e.what));
+    decoded += static_cast<int64_t>(images.size());
+    return out;
+  }
+  std::string backend() const override { return "host"; }
+  torch::Device device() const override { return torch::kCPU; }
+  int64_t decoded_on_device() const override { return decoded; }
+  int64_t decoded_on_host() const override { return 0; }
+
+  std::atomic<int> calls{0};
+  std::atomic<size_t> largest{0};
+  std::atomic<int64_t> decoded{0};
+};
+
+TEST(GpuJpegDecoderTest, TheLoadersBatchPathGivesThePerImagePathsBatches) {
+  if (!ImageCodecAvailable(ImageFormat::kPng)) GTEST_SKIP() << "built without libpng";
+  ::clmae::testing::TempDir dir;
+  for (int c = 0; c < 2; ++c) {
+    ASSERT_TRUE(dir.MakeDir(absl::StrCat("class", c)));
+    for (int i = 0; i < 9; ++i) {
+      auto png = EncodePng(Photo(20 + i, 24 - i, 10 * c + i));
+      ASSERT_TRUE(png.ok());
+      ASSERT_TRUE(
+          WriteFileAtomically(dir.File(absl::StrCat("class", c, "/", i, ".png")), *png).ok());
+    }
+  }
+  // Undecodable: skipped and counted by both paths.
+  ASSERT_TRUE(WriteFileAtomically(dir.File("class1/broken.png"), "not a png").ok());
+  auto folder = ImageFolderDataset::Open(dir.path(), 3);
+  ASSERT_TRUE(folder.ok()) << folder.status();
+  std::shared_ptr<const Dataset> dataset = std::move(*folder);
+  TransformOptions transform;
+  transform.size = 16;
+  auto decoder = std::make_shared<HostBatchDecoder>();
+  auto load = [&](std::shared_ptr<GpuJpegDecoder> batch_decoder, int64_t* skipped) {
+    DataLoaderOptions options;
+    options.batch_size = 4;
+    options.num_workers = 2;
+    options.seed = 5;
+    options.batch_decoder = batch_decoder;
+    DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 5), transform, options);
+    std::vector<Batch> batches;
+    for (int64_t epoch = 0; epoch < 3; ++epoch) {
+      loader.StartEpoch(epoch);
+      while (true) {
+        auto next = loader.Next();
+        EXPECT_TRUE(next.ok()) << next.status();
+        if (!next.ok() || !next->has_value()) break;
+        batches.push_back(std::move(**next));
+      }
+    }
+    *skipped = loader.skipped_images();
+    return batches;
+  };
+  int64_t skipped_per_image = 0, skipped_batched = 0;
+  std::vector<Batch> per_image = load(nullptr, &skipped_per_image);
+  std::vector<Batch> batched = load(decoder, &skipped_batched);
+  ASSERT_EQ(per_image.size(), 12u);  // 19 files, batches of 4, 3 epochs
+  ASSERT_EQ(batched.size(), per_image.size());
+  EXPECT_GT(skipped_per_image, 0);
+  EXPECT_EQ(skipped_batched, skipped_per_image);
+  for (size_t b = 0; b < per_image.size(); ++b) {
+    EXPECT_TRUE(torch::equal(batched[b].indices, per_image[b].indices)) << "batch " << b;
+    EXPECT_TRUE(torch::equal(batched[b].labels, per_image[b].labels)) << "batch " << b;
+    EXPECT_TRUE(torch::equal(batched[b].images, per_image[b].images)) << "batch " << b;
+  }
+  EXPECT_EQ(decoder->calls.load(), 12);
+  EXPECT_EQ(decoder->largest.load(), 4u);
 }
 
 TEST(GpuJpegDecoderTest, LoaderRefusesGpuDecodingOfDataWithoutFiles) {
