@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "c10/core/StreamGuard.h"
 #include "c10/core/impl/DeviceGuardImplInterface.h"
+#include "common/status_macros.h"
 #include "torch/cuda.h"
 #include "torch/torch.h"
 #include "worker/engine/data/gpu_jpeg_decoder.h"
@@ -98,6 +99,14 @@ struct DataLoader::State {
   BatchResult Build(int64_t epoch, int64_t b, const std::vector<int64_t>& indices,
                     const std::function<bool()>& cancelled) const;
 
+  // Reads batch `b`'s files and decodes them with one gpu_decoder->Decode:
+  // one entry per sample, the example or why it has none (a file that
+  // cannot be read or decoded: DATA_LOSS naming it). CANCELLED when
+  // superseded meanwhile.
+  absl::StatusOr<std::vector<absl::StatusOr<Example>>> DecodeTogether(
+      int64_t b, const std::vector<int64_t>& indices, const std::function<bool()>& cancelled,
+      const std::string& context) const;
+
   // Whether a worker may start another batch. Requires `mu`.
   bool HasWork() const {
     return started && next_schedule < batches_per_epoch &&
@@ -154,35 +163,11 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     torch::Tensor images = torch::empty(
         {n, channels, size, size},
         torch::TensorOptions().dtype(torch::kFloat32).device(device).pinned_memory(pin));
-    // Decoded images: one at a time on the host; on the device the batch's
-    // files go to nvJPEG together.
+    // Decoded images: one at a time on the host, or the batch's files
+    // together by the batch decoder (nvJPEG).
     std::vector<absl::StatusOr<Example>> decoded;
     if (gpu_decoder != nullptr) {
-      std::vector<EncodedExample> files;
-      std::vector<absl::StatusOr<Example>> read(n);
-      for (int64_t s = 0; s < n; ++s) {
-        if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
-        absl::StatusOr<EncodedExample> file = dataset->GetEncoded(indices[b * n + s]);
-        if (!file.ok()) {
-          read[s] = file.status();
-          continue;
-        }
-        read[s] = Example{torch::Tensor(), file->label};
-        files.push_back(std::move(*file));
-      }
-      std::vector<absl::StatusOr<torch::Tensor>> pixels =
-          gpu_decoder->Decode(files, static_cast<int>(channels));
-      size_t next = 0;
-      for (absl::StatusOr<Example>& example : read) {
-        if (!example.ok()) continue;
-        absl::StatusOr<torch::Tensor>& image = pixels[next++];
-        if (image.ok()) {
-          example->image = std::move(*image);
-        } else {
-          example = image.status();
-        }
-      }
-      decoded = std::move(read);
+      ASSIGN_OR_RETURN(decoded, DecodeTogether(b, indices, cancelled, context));
     }
     std::vector<int64_t> labels;
     labels.reserve(n);
@@ -232,6 +217,41 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     return batch;
   });
   return result;
+}
+
+absl::StatusOr<std::vector<absl::StatusOr<Example>>> DataLoader::State::DecodeTogether(
+    int64_t b, const std::vector<int64_t>& indices, const std::function<bool()>& cancelled,
+    const std::string& context) const {
+  const int64_t n = options.batch_size;
+  std::vector<EncodedExample> files;
+  std::vector<absl::StatusOr<Example>> out(n);
+  for (int64_t s = 0; s < n; ++s) {
+    if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
+    absl::StatusOr<EncodedExample> file = dataset->GetEncoded(indices[b * n + s]);
+    if (!file.ok()) {
+      out[s] = file.status();
+      continue;
+    }
+    out[s] = Example{torch::Tensor(), file->label};
+    files.push_back(*std::move(file));
+  }
+  std::vector<absl::StatusOr<torch::Tensor>> pixels =
+      gpu_decoder->Decode(files, dataset->channels());
+  if (pixels.size() != files.size()) {
+    return absl::InternalError(absl::StrCat(context, ": the batch decoder returned ", pixels.size(),
+                                            " images for ", files.size(), " files"));
+  }
+  size_t next = 0;
+  for (absl::StatusOr<Example>& example : out) {
+    if (!example.ok()) continue;
+    absl::StatusOr<torch::Tensor>& image = pixels[next++];
+    if (image.ok()) {
+      example->image = *std::move(image);
+    } else {
+      example = image.status();
+    }
+  }
+  return out;
 }
 
 void DataLoader::State::WorkerLoop() {
