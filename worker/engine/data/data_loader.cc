@@ -99,7 +99,7 @@ struct DataLoader::State {
   BatchResult Build(int64_t epoch, int64_t b, const std::vector<int64_t>& indices,
                     const std::function<bool()>& cancelled) const;
 
-  // Reads batch `b`'s files and decodes them with one gpu_decoder->Decode:
+  // Reads batch `b`'s files and decodes them with one decoder->Decode:
   // one entry per sample, the example or why it has none (a file that
   // cannot be read or decoded: DATA_LOSS naming it). CANCELLED when
   // superseded meanwhile.
@@ -122,7 +122,7 @@ struct DataLoader::State {
   absl::Status config_status;
   bool pin = false;
   // Decodes whole batches: decode_device CUDA's nvJPEG, or batch_decoder.
-  std::shared_ptr<GpuJpegDecoder> gpu_decoder;
+  std::shared_ptr<GpuJpegDecoder> decoder;
   // Where batches are made: the CPU, or the decoder's device (with its
   // index, which options.decode_device may leave out).
   torch::Device device = torch::kCPU;
@@ -166,7 +166,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
     // Decoded images: one at a time on the host, or the batch's files
     // together by the batch decoder (nvJPEG).
     std::vector<absl::StatusOr<Example>> decoded;
-    if (gpu_decoder != nullptr) {
+    if (decoder != nullptr) {
       ASSIGN_OR_RETURN(decoded, DecodeTogether(b, indices, cancelled, context));
     }
     std::vector<int64_t> labels;
@@ -178,7 +178,7 @@ BatchResult DataLoader::State::Build(int64_t epoch, int64_t b, const std::vector
       if (cancelled()) return absl::CancelledError(absl::StrCat(context, ": superseded"));
       const int64_t index = indices[b * n + s];
       absl::StatusOr<Example> example =
-          gpu_decoder != nullptr ? std::move(decoded[s]) : dataset->Get(index);
+          decoder != nullptr ? std::move(decoded[s]) : dataset->Get(index);
       if (!example.ok()) {
         if (!absl::IsDataLoss(example.status())) {
           return absl::Status(example.status().code(),
@@ -235,8 +235,7 @@ absl::StatusOr<std::vector<absl::StatusOr<Example>>> DataLoader::State::DecodeTo
     out[s] = Example{torch::Tensor(), file->label};
     files.push_back(*std::move(file));
   }
-  std::vector<absl::StatusOr<torch::Tensor>> pixels =
-      gpu_decoder->Decode(files, dataset->channels());
+  std::vector<absl::StatusOr<torch::Tensor>> pixels = decoder->Decode(files, dataset->channels());
   if (pixels.size() != files.size()) {
     return absl::InternalError(absl::StrCat(context, ": the batch decoder returned ", pixels.size(),
                                             " images for ", files.size(), " files"));
@@ -284,8 +283,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSample
   if (!s.config_status.ok()) return;
   s.batches_per_epoch = s.sampler.num_samples() / s.options.batch_size;
   if (s.options.batch_decoder != nullptr) {
-    s.gpu_decoder = s.options.batch_decoder;
-    s.device = s.gpu_decoder->device();
+    s.decoder = s.options.batch_decoder;
+    s.device = s.decoder->device();
   } else if (s.options.decode_device.is_cuda()) {
     absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> decoder =
         GpuJpegDecoder::Create(s.options.decode_device);
@@ -294,10 +293,10 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, DistributedSample
                                      absl::StrCat("data.decode GPU: ", decoder.status().message()));
       return;
     }
-    s.gpu_decoder = std::move(*decoder);
-    s.device = s.gpu_decoder->device();
+    s.decoder = std::move(*decoder);
+    s.device = s.decoder->device();
   }
-  if (s.options.pin_memory && s.gpu_decoder == nullptr) {
+  if (s.options.pin_memory && s.decoder == nullptr) {
     // Page-locked memory needs a CUDA driver; on a CPU-only machine batches
     // stay in ordinary memory.
     absl::StatusOr<bool> cuda = CatchAll(
@@ -328,17 +327,17 @@ int64_t DataLoader::batches_per_epoch() const { return state_->batches_per_epoch
 int64_t DataLoader::skipped_images() const { return state_->skipped; }
 
 int64_t DataLoader::images_decoded_on_device() const {
-  return state_->gpu_decoder ? state_->gpu_decoder->decoded_on_device() : 0;
+  return state_->decoder ? state_->decoder->decoded_on_device() : 0;
 }
 
 std::string DataLoader::gpu_decoding() const {
   const State& s = *state_;
-  if (s.gpu_decoder == nullptr) return "";
-  return absl::StrCat("nvJPEG on ", s.device.str(), " (", s.gpu_decoder->backend(), " backend)");
+  if (s.decoder == nullptr) return "";
+  return absl::StrCat("nvJPEG on ", s.device.str(), " (", s.decoder->backend(), " backend)");
 }
 
 int64_t DataLoader::images_decoded_on_host() const {
-  return state_->gpu_decoder ? state_->gpu_decoder->decoded_on_host() : 0;
+  return state_->decoder ? state_->decoder->decoded_on_host() : 0;
 }
 
 void DataLoader::StartEpoch(int64_t epoch, int64_t start_batch) {

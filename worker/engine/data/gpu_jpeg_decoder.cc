@@ -290,22 +290,18 @@ absl::StatusOr<std::unique_ptr<GpuJpegDecoder>> GpuJpegDecoder::Create(torch::De
   const c10::cuda::CUDAGuard guard(device);
   // The GPU's JPEG engines where it has them; else entropy decoding on its
   // cores (GPU-hybrid); else whatever nvJPEG picks.
-  nvjpegHandle_t handle = nullptr;
+  nvjpegStatus_t status = NVJPEG_STATUS_SUCCESS;
   for (const auto& [backend, hardware] :
        {std::pair{NVJPEG_BACKEND_HARDWARE, true}, std::pair{NVJPEG_BACKEND_GPU_HYBRID, false},
         std::pair{NVJPEG_BACKEND_DEFAULT, false}}) {
-    const nvjpegStatus_t s =
-        nvjpegCreateEx(backend, nullptr, nullptr, NVJPEG_FLAGS_DEFAULT, &handle);
-    if (s == NVJPEG_STATUS_SUCCESS) {
+    nvjpegHandle_t handle = nullptr;
+    status = nvjpegCreateEx(backend, nullptr, nullptr, NVJPEG_FLAGS_DEFAULT, &handle);
+    if (status == NVJPEG_STATUS_SUCCESS) {
       return std::unique_ptr<GpuJpegDecoder>(new NvjpegDecoder(device, handle, hardware));
     }
-    handle = nullptr;
-    if (backend == NVJPEG_BACKEND_DEFAULT) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("nvJPEG cannot start on ", device.str(), ": ", NvjpegError(s)));
-    }
   }
-  return absl::InternalError("unreachable");
+  return absl::FailedPreconditionError(
+      absl::StrCat("nvJPEG cannot start on ", device.str(), ": ", NvjpegError(status)));
 }
 
 #else  // !CLMAE_NVJPEG_PATH

@@ -51,6 +51,38 @@ torch::Tensor Photo(int64_t h, int64_t w, int seed) {
   return (img.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
 }
 
+// Every batch of epochs first .. first + count - 1 of a loader over
+// `dataset` (sampler seeded with options.seed); `skipped`, when given, gets
+// the loader's count of undecodable images.
+std::vector<Batch> LoadEpochs(std::shared_ptr<const Dataset> dataset,
+                              const TransformOptions& transform, const DataLoaderOptions& options,
+                              int64_t first, int64_t count, int64_t* skipped = nullptr) {
+  DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, options.seed), transform,
+                    options);
+  std::vector<Batch> batches;
+  for (int64_t epoch = first; epoch < first + count; ++epoch) {
+    loader.StartEpoch(epoch);
+    while (true) {
+      auto next = loader.Next();
+      EXPECT_TRUE(next.ok()) << next.status();
+      if (!next.ok() || !next->has_value()) break;
+      batches.push_back(std::move(**next));
+    }
+  }
+  if (skipped != nullptr) *skipped = loader.skipped_images();
+  return batches;
+}
+
+// What a loader over `dataset` with `options` answers for its first batch.
+absl::Status FirstBatchStatus(std::shared_ptr<const Dataset> dataset,
+                              const DataLoaderOptions& options) {
+  TransformOptions transform;
+  transform.size = 16;
+  DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 0), transform, options);
+  loader.StartEpoch(0);
+  return loader.Next().status();
+}
+
 void ExpectClose(const torch::Tensor& gpu, const torch::Tensor& host, const std::string& what) {
   ASSERT_TRUE(gpu.is_cuda()) << what;
   ASSERT_EQ(gpu.sizes(), host.sizes()) << what;
@@ -167,25 +199,13 @@ TEST(GpuJpegDecoderTest, LoaderBatchesMatchTheHostLoader) {
   std::shared_ptr<const Dataset> dataset = std::move(*folder);
   TransformOptions transform;
   transform.size = 64;
-  auto load = [&](torch::Device device) {
-    DataLoaderOptions options;
-    options.batch_size = 4;
-    options.num_workers = 2;
-    options.seed = 7;
-    options.decode_device = device;
-    DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 7), transform, options);
-    loader.StartEpoch(1);
-    std::vector<Batch> batches;
-    while (true) {
-      auto next = loader.Next();
-      EXPECT_TRUE(next.ok()) << next.status();
-      if (!next.ok() || !next->has_value()) break;
-      batches.push_back(std::move(**next));
-    }
-    return batches;
-  };
-  std::vector<Batch> host = load(torch::kCPU);
-  std::vector<Batch> gpu = load(torch::Device(torch::kCUDA, 0));
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  options.num_workers = 2;
+  options.seed = 7;
+  std::vector<Batch> host = LoadEpochs(dataset, transform, options, 1, 1);
+  options.decode_device = torch::Device(torch::kCUDA, 0);
+  std::vector<Batch> gpu = LoadEpochs(dataset, transform, options, 1, 1);
   ASSERT_EQ(host.size(), 4u);
   ASSERT_EQ(gpu.size(), host.size());
   for (size_t b = 0; b < host.size(); ++b) {
@@ -244,29 +264,14 @@ TEST(GpuJpegDecoderTest, TheLoadersBatchPathGivesThePerImagePathsBatches) {
   TransformOptions transform;
   transform.size = 16;
   auto decoder = std::make_shared<HostBatchDecoder>();
-  auto load = [&](std::shared_ptr<GpuJpegDecoder> batch_decoder, int64_t* skipped) {
-    DataLoaderOptions options;
-    options.batch_size = 4;
-    options.num_workers = 2;
-    options.seed = 5;
-    options.batch_decoder = batch_decoder;
-    DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 5), transform, options);
-    std::vector<Batch> batches;
-    for (int64_t epoch = 0; epoch < 3; ++epoch) {
-      loader.StartEpoch(epoch);
-      while (true) {
-        auto next = loader.Next();
-        EXPECT_TRUE(next.ok()) << next.status();
-        if (!next.ok() || !next->has_value()) break;
-        batches.push_back(std::move(**next));
-      }
-    }
-    *skipped = loader.skipped_images();
-    return batches;
-  };
+  DataLoaderOptions options;
+  options.batch_size = 4;
+  options.num_workers = 2;
+  options.seed = 5;
   int64_t skipped_per_image = 0, skipped_batched = 0;
-  std::vector<Batch> per_image = load(nullptr, &skipped_per_image);
-  std::vector<Batch> batched = load(decoder, &skipped_batched);
+  std::vector<Batch> per_image = LoadEpochs(dataset, transform, options, 0, 3, &skipped_per_image);
+  options.batch_decoder = decoder;
+  std::vector<Batch> batched = LoadEpochs(dataset, transform, options, 0, 3, &skipped_batched);
   ASSERT_EQ(per_image.size(), 12u);  // 19 files, batches of 4, 3 epochs
   ASSERT_EQ(batched.size(), per_image.size());
   EXPECT_GT(skipped_per_image, 0);
@@ -285,18 +290,12 @@ TEST(GpuJpegDecoderTest, LoaderRefusesGpuDecodingOfDataWithoutFiles) {
   synthetic.size = 16;
   auto dataset = SyntheticDataset::Create(synthetic);
   ASSERT_TRUE(dataset.ok());
-  std::shared_ptr<const Dataset> shared = std::move(*dataset);
   DataLoaderOptions options;
   options.batch_size = 4;
   options.decode_device = torch::Device(torch::kCUDA, 0);
-  TransformOptions transform;
-  transform.size = 16;
-  DataLoader loader(shared, DistributedSampler(shared->size(), 0, 1, 0), transform, options);
-  loader.StartEpoch(0);
-  auto next = loader.Next();
-  ASSERT_FALSE(next.ok());
-  EXPECT_EQ(next.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(next.status().message(), HasSubstr("data.decode GPU reads image files"));
+  const absl::Status status = FirstBatchStatus(std::move(*dataset), options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("data.decode GPU reads image files"));
 }
 
 TEST(GpuJpegDecoderTest, LoaderWithoutAGpuDecoderFailsClearly) {
@@ -308,18 +307,12 @@ TEST(GpuJpegDecoderTest, LoaderWithoutAGpuDecoderFailsClearly) {
   ASSERT_TRUE(WriteFileAtomically(dir.File("a/0.png"), *png).ok());
   auto folder = ImageFolderDataset::Open(dir.path(), 3);
   ASSERT_TRUE(folder.ok()) << folder.status();
-  std::shared_ptr<const Dataset> dataset = std::move(*folder);
   DataLoaderOptions options;
   options.batch_size = 1;
   options.decode_device = torch::Device(torch::kCUDA, 0);
-  TransformOptions transform;
-  transform.size = 16;
-  DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 0), transform, options);
-  loader.StartEpoch(0);
-  auto next = loader.Next();
-  ASSERT_FALSE(next.ok());
-  EXPECT_EQ(next.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_THAT(next.status().message(), HasSubstr("data.decode GPU"));
+  const absl::Status status = FirstBatchStatus(std::move(*folder), options);
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(status.message(), HasSubstr("data.decode GPU"));
 }
 
 }  // namespace
