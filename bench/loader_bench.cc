@@ -235,7 +235,6 @@ absl::StatusOr<LoaderFigures> TimeLoader(std::shared_ptr<const Dataset> dataset,
   o.num_workers = workers;
   o.prefetch = 4;
   o.decode_device = device;
-  o.pin_memory = device.is_cuda();
   DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 0), t, o);
   int64_t images = 0;
   // One epoch of warm-up (thread start, nvJPEG's buffers), then timed epochs.
