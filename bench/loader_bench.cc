@@ -235,6 +235,8 @@ absl::StatusOr<LoaderFigures> TimeLoader(std::shared_ptr<const Dataset> dataset,
   o.num_workers = workers;
   o.prefetch = 4;
   o.decode_device = device;
+  // As the trainer on a GPU: host batches page-locked where CUDA is present.
+  o.pin_memory = true;
   DataLoader loader(dataset, DistributedSampler(dataset->size(), 0, 1, 0), t, o);
   int64_t images = 0;
   // One epoch of warm-up (thread start, nvJPEG's buffers), then timed epochs.
